@@ -1,0 +1,185 @@
+//! The `Kraken` service: one method per REST operation, typed in and out,
+//! with the permission checks inside.
+//!
+//! A [`Kraken`] handle acts for one [`Principal`]. The server authenticates a
+//! bearer token with [`Core::authenticate`] and calls the methods of
+//! [`Core::kraken_for`]; an embedding program opens a database with
+//! [`Kraken::open`] and acts as the local administrator.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Principal;
+use crate::error::{Error, Result};
+use crate::model::Timestamp;
+use crate::store::Store;
+
+mod agents;
+mod branches;
+mod flows;
+mod jobs;
+mod projects;
+mod seed;
+mod settings;
+mod stages;
+mod tools;
+mod users;
+
+pub use seed::{WORKFLOW_SCHEMA, tool_step_schema};
+pub use settings::public_settings;
+pub use tools::workflow_schema;
+pub use users::login;
+
+pub use seed::builtin_tools;
+
+/// Settings of a Kraken instance that are not stored in its database.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where blobs (artifacts, tool packages, agent work dirs) live.
+    pub data_dir: PathBuf,
+    /// Sessions unused for this long expire.
+    pub session_idle_timeout: Duration,
+    /// Password for the `admin` user created on first start (`admin` if none).
+    pub admin_password: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("kraken-data"),
+            session_idle_timeout: Duration::from_secs(30 * 24 * 3600),
+            admin_password: None,
+        }
+    }
+}
+
+/// The shared state of one Kraken instance: its store and configuration.
+#[derive(Debug)]
+pub struct Core {
+    /// The database.
+    pub store: Store,
+    /// The configuration.
+    pub config: Config,
+    /// Id of the `admin` user (the in-process operator acts as it).
+    admin_id: i64,
+    /// Woken when agents or queued jobs change, so the scheduler runs at once.
+    pub(crate) scheduler_wake: tokio::sync::Notify,
+}
+
+/// How long a session may go without a touch of its `last_used` time;
+/// saves a write per request.
+const SESSION_TOUCH_INTERVAL_MS: i64 = 60_000;
+
+/// What an invalid or unknown bearer token gets (the original's words).
+pub const INVALID_TOKEN: &str = "The server could not verify that you are authorized to access \
+    the URL requested. You either supplied the wrong credentials (e.g. a bad password), or your \
+    browser doesn't understand how to supply the credentials required.";
+
+impl Core {
+    /// Open the store, apply migrations and seed a fresh database.
+    pub async fn open(store: Store, config: Config) -> Result<Arc<Core>> {
+        let admin_id = seed::seed(&store, &config).await?;
+        Ok(Arc::new(Core {
+            store,
+            config,
+            admin_id,
+            scheduler_wake: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// Wake the scheduler: agents or their groups changed.
+    pub(crate) fn notify_agents_changed(&self) {
+        self.scheduler_wake.notify_one();
+    }
+
+    /// A handle acting as `who`.
+    pub fn kraken_for(self: &Arc<Self>, who: Principal) -> Kraken {
+        Kraken {
+            core: self.clone(),
+            who: Arc::new(who),
+        }
+    }
+
+    /// A handle acting as the local administrator.
+    pub fn local_admin(self: &Arc<Self>) -> Kraken {
+        self.kraken_for(Principal::local_admin(self.admin_id))
+    }
+
+    /// Resolve a bearer token to the principal it stands for.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        let invalid = || Error::Unauthorized(INVALID_TOKEN.to_string());
+        let Some(session) = self.store.session_by_token(token).await? else {
+            return Err(invalid());
+        };
+        let now = Timestamp::now().millis();
+        let idle = self.config.session_idle_timeout.as_millis() as i64;
+        if now - session.last_used > idle {
+            self.store.end_session(session.id).await?;
+            return Err(Error::Unauthorized(
+                "the session has expired: log in again".to_string(),
+            ));
+        }
+        let Some(user) = self.store.user(session.user_id).await? else {
+            return Err(invalid());
+        };
+        if now - session.last_used > SESSION_TOUCH_INTERVAL_MS {
+            self.store.touch_session(session.id).await?;
+        }
+        Ok(Principal {
+            user_id: user.id,
+            name: user.name.clone(),
+            superadmin: user.superadmin,
+            enabled: user.enabled(),
+            session_id: Some(session.id),
+            token: Some(session.token),
+            roles: self.store.roles_of(user.id).await?,
+        })
+    }
+}
+
+/// A handle on a Kraken instance acting for one principal.
+#[derive(Clone)]
+pub struct Kraken {
+    core: Arc<Core>,
+    who: Arc<Principal>,
+}
+
+impl std::fmt::Debug for Kraken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kraken")
+            .field("who", &self.who.name)
+            .finish()
+    }
+}
+
+impl Kraken {
+    /// Open a database (`sqlite://ci.db`, `postgres://...`) in process, as the
+    /// local administrator, with the default configuration.
+    pub async fn open(url: &str) -> Result<Kraken> {
+        let store = Store::open(url).await?;
+        Ok(Core::open(store, Config::default()).await?.local_admin())
+    }
+
+    /// The shared core.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Who this handle acts for.
+    pub fn principal(&self) -> &Principal {
+        &self.who
+    }
+
+    fn store(&self) -> &Store {
+        &self.core.store
+    }
+}
+
+/// Require a non-empty string field of a request body.
+pub(crate) fn required<'a>(v: &'a Option<String>, msg: &str) -> Result<&'a str> {
+    match v.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => Ok(v.as_deref().unwrap_or(s)),
+        _ => Err(Error::bad_request(msg)),
+    }
+}

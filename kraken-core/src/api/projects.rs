@@ -1,0 +1,282 @@
+//! Projects and secrets.
+
+use serde_json::{Value, json};
+
+use super::{Kraken, required};
+use crate::error::{Error, Result};
+use crate::model::{
+    Empty, FlowBrief, List, NewProject, Project, ProjectChanges, Secret, SecretInput, secret_kind,
+};
+use crate::store::projects::ProjectRow;
+use crate::store::users::{ots, ts};
+
+/// What `GET /projects/{id}` and list answers include per branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BranchDetail {
+    /// `last_completed_flow` / `last_incomplete_flow`.
+    LastResults,
+    /// `ci_flows` / `dev_flows` (10 latest each).
+    Results,
+    /// Nothing more.
+    Plain,
+}
+
+fn secret_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Kraken {
+    pub(crate) async fn project_row(&self, id: i64) -> Result<ProjectRow> {
+        self.store()
+            .project(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("Project with id {id} does not exist")))
+    }
+
+    pub(crate) async fn project_json(
+        &self,
+        row: &ProjectRow,
+        detail: BranchDetail,
+    ) -> Result<Project> {
+        let secrets = self.store().project_secrets(row.id).await?;
+        let mut branches = Vec::new();
+        for b in self.store().project_branches(row.id).await? {
+            let mut bj = b.to_model();
+            match detail {
+                BranchDetail::LastResults => {
+                    bj.last_completed_flow =
+                        Some(self.flow_brief(b.ci_last_completed_flow_id, true).await?);
+                    bj.last_incomplete_flow =
+                        Some(self.flow_brief(b.ci_last_incomplete_flow_id, false).await?);
+                }
+                BranchDetail::Results => {
+                    bj.ci_flows = Some(
+                        self.latest_flows(b.id, crate::model::flow_kind::CI, 10)
+                            .await?,
+                    );
+                    bj.dev_flows = Some(
+                        self.latest_flows(b.id, crate::model::flow_kind::DEV, 10)
+                            .await?,
+                    );
+                }
+                BranchDetail::Plain => {}
+            }
+            branches.push(bj);
+        }
+        Ok(Project {
+            id: row.id,
+            created: ts(row.created),
+            deleted: ots(row.deleted),
+            name: row.name.clone(),
+            description: row.description.clone(),
+            secrets: secrets.iter().map(|s| s.to_model()).collect(),
+            webhooks: row
+                .webhooks
+                .as_ref()
+                .map(|w| w.0.clone())
+                .unwrap_or_else(|| json!({})),
+            branches,
+            data: None,
+        })
+    }
+
+    async fn flow_brief(&self, flow_id: Option<i64>, completed: bool) -> Result<Option<FlowBrief>> {
+        let Some(id) = flow_id else { return Ok(None) };
+        let Some(flow) = self.store().flow(id).await? else {
+            return Ok(None);
+        };
+        let errors = self.store().flow_has_errors(id).await?;
+        Ok(Some(FlowBrief {
+            id,
+            label: flow.label(),
+            finished: if completed { ots(flow.finished) } else { None },
+            created: if completed {
+                None
+            } else {
+                Some(ts(flow.created))
+            },
+            errors,
+        }))
+    }
+
+    /// `GET /projects`: the projects the caller has a role in (all for superadmins).
+    pub async fn get_projects(&self) -> Result<List<Project>> {
+        let mut items = Vec::new();
+        for row in self.store().list_projects().await? {
+            if self.who.can(row.id, crate::model::Role::Viewer) {
+                items.push(self.project_json(&row, BranchDetail::LastResults).await?);
+            }
+        }
+        Ok(List::all(items))
+    }
+
+    /// `POST /projects`: superadmins only.
+    pub async fn create_project(&self, input: &NewProject) -> Result<Project> {
+        self.who
+            .require_superadmin("only superadmin role can create projects")?;
+        let name = required(&input.name, "Missing name in project")?;
+        let row = self
+            .store()
+            .create_project(name, input.description.as_deref())
+            .await?;
+        self.project_json(&row, BranchDetail::Plain).await
+    }
+
+    /// `GET /projects/{id}` (`with_results` adds each branch's latest flows).
+    pub async fn get_project(&self, id: i64, with_results: bool) -> Result<Project> {
+        let row = self.project_row(id).await?;
+        self.who.require_view(id)?;
+        let detail = if with_results {
+            BranchDetail::Results
+        } else {
+            BranchDetail::Plain
+        };
+        self.project_json(&row, detail).await
+    }
+
+    /// `PUT /projects/{id}`: name, description, webhooks (pwrusr).
+    pub async fn update_project(&self, id: i64, input: &ProjectChanges) -> Result<Project> {
+        let row = self.project_row(id).await?;
+        self.who.require_pwrusr(id)?;
+        let name = match &input.name {
+            Some(n) if n.trim().is_empty() => {
+                return Err(Error::bad_request("project name cannot be empty"));
+            }
+            Some(n) if *n != row.name => {
+                if self.store().project_by_name(n).await?.is_some() {
+                    return Err(Error::bad_request(format!(
+                        "Project with name {n} already exists"
+                    )));
+                }
+                n.clone()
+            }
+            _ => row.name.clone(),
+        };
+        let description = input
+            .description
+            .clone()
+            .or_else(|| row.description.clone());
+        let mut webhooks = row
+            .webhooks
+            .as_ref()
+            .map(|w| w.0.clone())
+            .unwrap_or_else(|| json!({}));
+        if let (Some(changes), Some(obj)) = (&input.webhooks, webhooks.as_object_mut()) {
+            for (k, v) in changes {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        self.store()
+            .update_project(id, &name, description.as_deref(), &webhooks)
+            .await?;
+        let row = self.project_row(id).await?;
+        self.project_json(&row, BranchDetail::Plain).await
+    }
+
+    /// `DELETE /projects/{id}`: soft delete (admin).
+    pub async fn delete_project(&self, id: i64) -> Result<Empty> {
+        self.project_row(id).await?;
+        self.who.require_admin(id)?;
+        self.store().delete_project(id).await?;
+        Ok(Empty {})
+    }
+
+    /// `POST /projects/{id}/secrets` (admin).
+    pub async fn create_secret(&self, project_id: i64, input: &SecretInput) -> Result<Secret> {
+        self.project_row(project_id).await?;
+        self.who.require_admin(project_id)?;
+        let name = required(&input.name, "Missing name in secret")?;
+        if !secret_name_ok(name) {
+            return Err(Error::bad_request(format!(
+                "incorrect secret name '{name}': use only letters, digits and '_'"
+            )));
+        }
+        if self
+            .store()
+            .project_secrets(project_id)
+            .await?
+            .iter()
+            .any(|s| s.name == name)
+        {
+            return Err(Error::bad_request(format!(
+                "Secret with name {name} already exists"
+            )));
+        }
+        let (kind, data) = match input.kind.as_deref() {
+            Some("ssh-key") => (
+                secret_kind::SSH_KEY,
+                json!({"username": input.username.clone().unwrap_or_default(),
+                       "key": required(&input.key, "Missing key in ssh-key secret")?}),
+            ),
+            Some("simple") => (
+                secret_kind::SIMPLE,
+                json!({"secret": input.secret.clone().ok_or_else(|| Error::bad_request("Missing secret in simple secret"))?}),
+            ),
+            Some(k) => {
+                return Err(Error::bad_request(format!(
+                    "incorrect secret kind '{k}': use 'ssh-key' or 'simple'"
+                )));
+            }
+            None => return Err(Error::bad_request("Missing kind in secret")),
+        };
+        Ok(self
+            .store()
+            .create_secret(project_id, name, kind, &data)
+            .await?
+            .to_model())
+    }
+
+    /// `PUT /secrets/{id}` (admin); `******` leaves a value unchanged.
+    pub async fn update_secret(&self, id: i64, input: &SecretInput) -> Result<Secret> {
+        let row = self
+            .store()
+            .secret(id)
+            .await?
+            .ok_or_else(|| Error::not_found("Secret not found"))?;
+        self.who.require_admin(row.project_id)?;
+        let name = match &input.name {
+            Some(n) if !secret_name_ok(n) => {
+                return Err(Error::bad_request(format!(
+                    "incorrect secret name '{n}': use only letters, digits and '_'"
+                )));
+            }
+            Some(n) => n.clone(),
+            None => row.name.clone(),
+        };
+        let mut data = row.data.0.clone();
+        if let Some(obj) = data.as_object_mut() {
+            let mut set = |k: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    if v != "******" {
+                        obj.insert(k.to_string(), Value::String(v.clone()));
+                    }
+                }
+            };
+            if row.kind == secret_kind::SSH_KEY {
+                set("username", &input.username);
+                set("key", &input.key);
+            } else {
+                set("secret", &input.secret);
+            }
+        }
+        self.store().update_secret(id, &name, &data).await?;
+        Ok(self
+            .store()
+            .secret(id)
+            .await?
+            .ok_or_else(|| Error::not_found("Secret not found"))?
+            .to_model())
+    }
+
+    /// `DELETE /secrets/{id}` (admin).
+    pub async fn delete_secret(&self, id: i64) -> Result<Empty> {
+        let row = self
+            .store()
+            .secret(id)
+            .await?
+            .ok_or_else(|| Error::not_found("Secret not found"))?;
+        self.who.require_admin(row.project_id)?;
+        self.store().delete_secret(id).await?;
+        Ok(Empty {})
+    }
+}

@@ -1,0 +1,220 @@
+//! Sessions and users.
+
+use std::collections::BTreeMap;
+
+use super::{Kraken, required};
+use crate::auth::{hash_password, new_token, verify_password};
+use crate::error::{Error, Result};
+use crate::model::{
+    Empty, List, Login, NewUser, Paging, PasswordChange, Role, Roles, Session, User, UserChanges,
+};
+use crate::store::{Store, page, sort_dir};
+
+async fn session_json(
+    store: &Store,
+    session_id: i64,
+    token: &str,
+    user_id: i64,
+) -> Result<Session> {
+    let user = store
+        .user(user_id)
+        .await?
+        .ok_or_else(|| Error::not_found("User not found"))?;
+    let roles = store.roles_of(user_id).await?;
+    Ok(Session {
+        id: session_id,
+        token: token.to_string(),
+        user: user.to_model(),
+        roles: Roles {
+            superadmin: user.superadmin,
+            projects: roles.into_iter().map(|(p, r)| (p.to_string(), r)).collect(),
+        },
+    })
+}
+
+/// Log in with a user name and password: a new session (no principal needed).
+pub async fn login(store: &Store, input: &Login) -> Result<Session> {
+    let (Some(name), Some(password)) = (&input.user, &input.password) else {
+        return Err(Error::bad_request("bad credentials"));
+    };
+    if let Some(method) = input.method.as_deref() {
+        if method != "local" {
+            return Err(Error::bad_request(format!(
+                "login method '{method}' is not supported by this server: use 'local'"
+            )));
+        }
+    }
+    let user = match store.user_by_name(name).await? {
+        Some(u) if verify_password(password, &u.password) => u,
+        _ => {
+            return Err(Error::Unauthorized(
+                "missing user or incorrect password".into(),
+            ));
+        }
+    };
+    if !user.enabled() {
+        return Err(Error::Unauthorized("user account is disabled".into()));
+    }
+    let token = new_token();
+    let session = store.create_session(user.id, &token).await?;
+    session_json(store, session.id, &token, user.id).await
+}
+
+impl Kraken {
+    /// `POST /sessions`.
+    pub async fn login(&self, input: &Login) -> Result<Session> {
+        login(self.store(), input).await
+    }
+
+    /// `GET /sessions/{token}`: only the caller's own session.
+    pub async fn get_session(&self, token: &str) -> Result<Session> {
+        let s = self
+            .own_session(token, "only user can get its session data")
+            .await?;
+        session_json(self.store(), s.0, token, s.1).await
+    }
+
+    /// `DELETE /sessions/{token}`: log out (only the caller's own session).
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        let s = self
+            .own_session(token, "only user can logout itself")
+            .await?;
+        self.store().end_session(s.0).await
+    }
+
+    async fn own_session(&self, token: &str, msg: &str) -> Result<(i64, i64)> {
+        let Some(session) = self.store().session_by_token(token).await? else {
+            return Err(Error::not_found("Session not found"));
+        };
+        if self.who.token.as_deref() != Some(token) && session.user_id != self.who.user_id {
+            return Err(Error::forbidden(msg));
+        }
+        Ok((session.id, session.user_id))
+    }
+
+    /// `GET /users`: superadmins only.
+    pub async fn get_users(&self, paging: &Paging) -> Result<List<User>> {
+        self.who
+            .require_superadmin("only superadmin can list users")?;
+        let (start, limit) = page(paging.start, paging.limit, 1000, 10_000);
+        let field = match paging.sort_field.as_deref() {
+            None | Some("") | Some("id") => "id",
+            Some("name") => "name",
+            Some("created") => "created",
+            Some(f) => {
+                return Err(Error::bad_request(format!(
+                    "incorrect sort_field '{f}': use id, name or created"
+                )));
+            }
+        };
+        let dir = sort_dir(paging.sort_dir.as_deref())?;
+        let (rows, total) = self.store().list_users(start, limit, field, dir).await?;
+        Ok(List {
+            items: rows.iter().map(|u| u.to_model()).collect(),
+            total,
+        })
+    }
+
+    /// `POST /users`: superadmins only.
+    pub async fn create_user(&self, input: &NewUser) -> Result<User> {
+        self.who
+            .require_superadmin("only superadmin can create users")?;
+        let name = required(&input.name, "Missing name in user")?;
+        let password = required(&input.password, "Missing password in user")?;
+        let hash = hash_password(password)?;
+        Ok(self
+            .store()
+            .create_user(name, &hash, false)
+            .await?
+            .to_model())
+    }
+
+    /// `GET /users/{id}`: the user with their roles; superadmins (or the user).
+    pub async fn get_user(&self, id: i64) -> Result<User> {
+        if id != self.who.user_id {
+            self.who
+                .require_superadmin("only superadmin can see other users")?;
+        }
+        self.user_with_roles(id).await
+    }
+
+    async fn user_with_roles(&self, id: i64) -> Result<User> {
+        let user = self
+            .store()
+            .user(id)
+            .await?
+            .ok_or_else(|| Error::not_found("User not found"))?;
+        let roles = self.store().roles_of(id).await?;
+        let mut out = user.to_model();
+        out.projects = Some(
+            roles
+                .into_iter()
+                .map(|(p, r)| (p.to_string(), r))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        Ok(out)
+    }
+
+    /// `PATCH /users/{id}`: enable/disable, superadmin, project roles.
+    pub async fn change_user_details(&self, id: i64, input: &UserChanges) -> Result<User> {
+        self.who
+            .require_superadmin("only superadmin can change user details")?;
+        let user = self
+            .store()
+            .user(id)
+            .await?
+            .ok_or_else(|| Error::not_found("User not found"))?;
+        if let Some(projects) = &input.projects {
+            let mut changes: Vec<(i64, Option<Role>)> = Vec::new();
+            for (pid, role) in projects {
+                let pid: i64 = pid.parse().map_err(|_| {
+                    Error::bad_request(format!("incorrect project id '{pid}' in projects"))
+                })?;
+                if self.store().project(pid).await?.is_none() {
+                    return Err(Error::bad_request(format!(
+                        "Project with id {pid} does not exist"
+                    )));
+                }
+                changes.push((pid, *role));
+            }
+            for (pid, role) in changes {
+                self.store().set_role(id, pid, role).await?;
+            }
+        }
+        if input.enabled.is_some() || input.superadmin.is_some() {
+            if user.name == "admin"
+                && (input.superadmin == Some(false) || input.enabled == Some(false))
+            {
+                return Err(Error::bad_request(
+                    "user 'admin' cannot lose superadmin rights or be disabled",
+                ));
+            }
+            self.store()
+                .update_user(&user, input.enabled, input.superadmin)
+                .await?;
+        }
+        self.user_with_roles(id).await
+    }
+
+    /// `PUT /users/{id}/password`: the user themself or a superadmin, with the old password.
+    pub async fn change_password(&self, id: i64, input: &PasswordChange) -> Result<Empty> {
+        if id != self.who.user_id {
+            self.who
+                .require_superadmin("only the user or a superadmin can change a password")?;
+        }
+        let old = input.password_old.as_deref().unwrap_or("");
+        let user = match self.store().user(id).await? {
+            Some(u) if verify_password(old, &u.password) => u,
+            _ => {
+                return Err(Error::bad_request(
+                    "user not found or old password is incorrect",
+                ));
+            }
+        };
+        let new = required(&input.password_new, "new password cannot be empty")?;
+        self.store()
+            .set_password(user.id, &hash_password(new)?)
+            .await?;
+        Ok(Empty {})
+    }
+}

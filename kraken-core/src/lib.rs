@@ -1,0 +1,21 @@
+//! Kraken CI core: the whole domain of a Kraken CI server.
+//!
+//! * [`model`]: the JSON of the REST API as plain serde types.
+//! * [`store`]: SQLite / PostgreSQL storage.
+//! * [`auth`]: passwords, sessions, roles.
+//! * [`api`]: the [`Kraken`](api::Kraken) service, one method per REST operation.
+//! * [`error`]: the [`Error`](error::Error) type and its HTTP meaning.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod model;
+pub mod store;
+pub mod triggers;
+
+pub use api::{Config, Core, Kraken};
+pub use error::{ApiError, Error, Result};
+
+/// The version of this server, reported by `GET /version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,366 @@
+//! Branches, their sequences and environment variables.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use sqlx::types::Json;
+
+use super::users::{ots, ts};
+use super::{Store, in_tx, now_ms, on_read, on_write};
+use crate::error::{Error, Result};
+use crate::model::{Branch, BranchSequence, RetentionPolicy, seq_kind};
+
+/// A `branches` row with its project's name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BranchRow {
+    /// Id.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// Project.
+    pub project_id: i64,
+    /// Project name.
+    pub project_name: String,
+    /// Git branch.
+    pub branch_name: Option<String>,
+    /// Latest completed CI flow.
+    pub ci_last_completed_flow_id: Option<i64>,
+    /// Latest incomplete CI flow.
+    pub ci_last_incomplete_flow_id: Option<i64>,
+    /// Retention policy.
+    pub retention_policy: Option<Json<Value>>,
+    /// Data (scope branch).
+    pub user_data: Json<Value>,
+    /// Data (scope branch-ci).
+    pub user_data_ci: Json<Value>,
+    /// Data (scope branch-dev).
+    pub user_data_dev: Json<Value>,
+    /// Environment variables.
+    pub env_vars: Json<Value>,
+    /// Created (ms).
+    pub created: i64,
+    /// Deleted (ms).
+    pub deleted: Option<i64>,
+}
+
+impl BranchRow {
+    /// Environment variables as a map.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        self.env_vars
+            .0
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The retention policy with defaults.
+    pub fn retention(&self) -> RetentionPolicy {
+        self.retention_policy
+            .as_ref()
+            .and_then(|j| serde_json::from_value(j.0.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// The plain API form (no flows, no stages).
+    pub fn to_model(&self) -> Branch {
+        Branch {
+            id: self.id,
+            created: ts(self.created),
+            deleted: ots(self.deleted),
+            name: self.name.clone(),
+            project_id: self.project_id,
+            project_name: self.project_name.clone(),
+            branch_name: self.branch_name.clone(),
+            retention_policy: self.retention(),
+            env_vars: self.env(),
+            last_completed_flow: None,
+            last_incomplete_flow: None,
+            ci_flows: None,
+            dev_flows: None,
+            stages: None,
+        }
+    }
+}
+
+const BRANCH_SELECT: &str = "SELECT b.id, b.name, b.project_id, p.name AS project_name, \
+    b.branch_name, b.ci_last_completed_flow_id, b.ci_last_incomplete_flow_id, b.retention_policy, \
+    b.user_data, b.user_data_ci, b.user_data_dev, b.env_vars, b.created, b.deleted \
+    FROM branches b JOIN projects p ON p.id = b.project_id";
+
+/// A `branch_sequences` row with names.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SequenceRow {
+    /// Id.
+    pub id: i64,
+    /// Kind.
+    pub kind: i64,
+    /// Branch.
+    pub branch_id: i64,
+    /// Branch name.
+    pub branch_name: String,
+    /// Stage.
+    pub stage_id: Option<i64>,
+    /// Stage name.
+    pub stage_name: Option<String>,
+    /// Value.
+    pub value: i64,
+}
+
+impl SequenceRow {
+    /// The API form.
+    pub fn to_model(&self) -> BranchSequence {
+        BranchSequence {
+            id: self.id,
+            kind: self.kind,
+            branch_id: self.branch_id,
+            branch_name: self.branch_name.clone(),
+            stage_id: self.stage_id,
+            stage_name: self.stage_name.clone(),
+            value: self.value,
+        }
+    }
+}
+
+/// What a new branch starts with.
+#[derive(Debug, Default)]
+pub struct BranchInit {
+    /// Sequence values of kinds 0, 1, 2.
+    pub sequences: [i64; 3],
+    /// Retention policy.
+    pub retention_policy: Option<Value>,
+    /// Data (branch, branch-ci, branch-dev).
+    pub user_data: [Value; 3],
+    /// Environment variables.
+    pub env_vars: Value,
+}
+
+impl Store {
+    /// Create a branch with its three branch-level sequences.
+    pub async fn create_branch(
+        &self,
+        project_id: i64,
+        name: &str,
+        branch_name: &str,
+        init: BranchInit,
+    ) -> Result<BranchRow> {
+        if self.branch_by_name(project_id, name).await?.is_some() {
+            return Err(Error::bad_request(format!(
+                "Branch with name {name} already exists in this project"
+            )));
+        }
+        let now = now_ms();
+        let rp = init
+            .retention_policy
+            .unwrap_or_else(|| json!(RetentionPolicy::default()));
+        let obj = |v: &Value| if v.is_object() { v.clone() } else { json!({}) };
+        let id: i64 = in_tx!(&self.db, tx => {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO branches (name, project_id, branch_name, retention_policy, user_data, \
+                 user_data_ci, user_data_dev, env_vars, created, updated) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id")
+                .bind(name).bind(project_id).bind(branch_name).bind(Json(&rp))
+                .bind(Json(obj(&init.user_data[0]))).bind(Json(obj(&init.user_data[1])))
+                .bind(Json(obj(&init.user_data[2]))).bind(Json(obj(&init.env_vars))).bind(now)
+                .fetch_one(&mut *tx).await?;
+            for (kind, value) in [seq_kind::FLOW, seq_kind::CI_FLOW, seq_kind::DEV_FLOW]
+                .into_iter()
+                .zip(init.sequences)
+            {
+                sqlx::query("INSERT INTO branch_sequences (kind, branch_id, value) VALUES ($1, $2, $3)")
+                    .bind(kind).bind(id).bind(value).execute(&mut *tx).await?;
+            }
+            id
+        });
+        self.branch(id)
+            .await?
+            .ok_or_else(|| Error::internal("branch vanished after insert"))
+    }
+
+    /// A non-deleted branch of a non-deleted project.
+    pub async fn branch(&self, id: i64) -> Result<Option<BranchRow>> {
+        let q =
+            format!("{BRANCH_SELECT} WHERE b.id = $1 AND b.deleted IS NULL AND p.deleted IS NULL");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, BranchRow>(sqlx::AssertSqlSafe(q))
+            .bind(id).fetch_optional(p).await?),
+        )
+    }
+
+    /// A branch, deleted or not (history of deleted branches stays readable).
+    pub async fn branch_any(&self, id: i64) -> Result<Option<BranchRow>> {
+        let q = format!("{BRANCH_SELECT} WHERE b.id = $1");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, BranchRow>(sqlx::AssertSqlSafe(q))
+            .bind(id).fetch_optional(p).await?),
+        )
+    }
+
+    /// A non-deleted branch by display name within a project.
+    pub async fn branch_by_name(&self, project_id: i64, name: &str) -> Result<Option<BranchRow>> {
+        let q = format!(
+            "{BRANCH_SELECT} WHERE b.project_id = $1 AND b.name = $2 AND b.deleted IS NULL"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, BranchRow>(sqlx::AssertSqlSafe(q))
+            .bind(project_id).bind(name).fetch_optional(p).await?),
+        )
+    }
+
+    /// Non-deleted branches of a project, by name.
+    pub async fn project_branches(&self, project_id: i64) -> Result<Vec<BranchRow>> {
+        let q = format!(
+            "{BRANCH_SELECT} WHERE b.project_id = $1 AND b.deleted IS NULL ORDER BY b.name, b.id"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, BranchRow>(sqlx::AssertSqlSafe(q))
+            .bind(project_id).fetch_all(p).await?),
+        )
+    }
+
+    /// Change display and git names.
+    pub async fn update_branch(
+        &self,
+        id: i64,
+        name: &str,
+        branch_name: Option<&str>,
+    ) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE branches SET name = $1, branch_name = $2, updated = $3 WHERE id = $4")
+            .bind(name).bind(branch_name).bind(now_ms()).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Move a branch to another project.
+    pub async fn move_branch(&self, id: i64, project_id: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE branches SET project_id = $1, updated = $2 WHERE id = $3")
+            .bind(project_id).bind(now_ms()).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Soft-delete a branch.
+    pub async fn delete_branch(&self, id: i64) -> Result<()> {
+        let now = now_ms();
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE branches SET deleted = $1, updated = $1 WHERE id = $2")
+            .bind(now).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Store a retention policy.
+    pub async fn set_retention_policy(&self, id: i64, policy: &RetentionPolicy) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE branches SET retention_policy = $1, updated = $2 WHERE id = $3")
+            .bind(Json(policy)).bind(now_ms()).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Store the environment variables.
+    pub async fn set_env_vars(&self, id: i64, vars: &BTreeMap<String, String>) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE branches SET env_vars = $1, updated = $2 WHERE id = $3")
+            .bind(Json(vars)).bind(now_ms()).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Replace one of the branch's data documents (`user_data`, `user_data_ci`, `user_data_dev`).
+    pub async fn set_branch_data(&self, id: i64, column: BranchData, data: &Value) -> Result<()> {
+        let q = match column {
+            BranchData::Any => "UPDATE branches SET user_data = $1 WHERE id = $2",
+            BranchData::Ci => "UPDATE branches SET user_data_ci = $1 WHERE id = $2",
+            BranchData::Dev => "UPDATE branches SET user_data_dev = $1 WHERE id = $2",
+        };
+        on_write!(&self.db, p => sqlx::query(q).bind(Json(data)).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Set the latest completed / incomplete CI flow pointers.
+    pub async fn set_branch_ci_flows(
+        &self,
+        id: i64,
+        completed: Option<i64>,
+        incomplete: Option<i64>,
+    ) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE branches SET ci_last_completed_flow_id = $1, ci_last_incomplete_flow_id = $2 WHERE id = $3")
+            .bind(completed).bind(incomplete).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Sequences of a branch (branch-level and per non-deleted stage), by id.
+    pub async fn branch_sequences(&self, branch_id: i64) -> Result<Vec<SequenceRow>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, SequenceRow>(
+            "SELECT q.id, q.kind, q.branch_id, b.name AS branch_name, q.stage_id, s.name AS stage_name, q.value \
+             FROM branch_sequences q JOIN branches b ON b.id = q.branch_id \
+             LEFT JOIN stages s ON s.id = q.stage_id \
+             WHERE q.branch_id = $1 AND (q.stage_id IS NULL OR s.deleted IS NULL) ORDER BY q.id")
+            .bind(branch_id).fetch_all(p).await?))
+    }
+
+    /// One sequence.
+    pub async fn sequence(&self, id: i64) -> Result<Option<SequenceRow>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, SequenceRow>(
+            "SELECT q.id, q.kind, q.branch_id, b.name AS branch_name, q.stage_id, s.name AS stage_name, q.value \
+             FROM branch_sequences q JOIN branches b ON b.id = q.branch_id \
+             LEFT JOIN stages s ON s.id = q.stage_id WHERE q.id = $1 AND b.deleted IS NULL")
+            .bind(id).fetch_optional(p).await?))
+    }
+
+    /// Set a sequence's value.
+    pub async fn set_sequence(&self, id: i64, value: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE branch_sequences SET value = $1 WHERE id = $2")
+            .bind(value).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Increment a branch-level (`stage_id = None`) or stage sequence and return the new value.
+    pub async fn next_sequence(
+        &self,
+        branch_id: i64,
+        stage_id: Option<i64>,
+        kind: i64,
+    ) -> Result<i64> {
+        let v: Option<i64> = match stage_id {
+            None => on_write!(&self.db, p => sqlx::query_scalar(
+                "UPDATE branch_sequences SET value = value + 1 \
+                 WHERE branch_id = $1 AND stage_id IS NULL AND kind = $2 RETURNING value")
+                .bind(branch_id).bind(kind).fetch_optional(p).await?),
+            Some(sid) => on_write!(&self.db, p => sqlx::query_scalar(
+                "UPDATE branch_sequences SET value = value + 1 \
+                 WHERE branch_id = $1 AND stage_id = $2 AND kind = $3 RETURNING value")
+                .bind(branch_id).bind(sid).bind(kind).fetch_optional(p).await?),
+        };
+        match v {
+            Some(v) => Ok(v),
+            None => {
+                // Rows missing (e.g. an imported database): create them at 1.
+                on_write!(&self.db, p => sqlx::query(
+                    "INSERT INTO branch_sequences (kind, branch_id, stage_id, value) VALUES ($1, $2, $3, 1)")
+                    .bind(kind).bind(branch_id).bind(stage_id).execute(p).await?.rows_affected());
+                Ok(1)
+            }
+        }
+    }
+}
+
+/// Which data document of a branch.
+#[derive(Debug, Clone, Copy)]
+pub enum BranchData {
+    /// `branch` scope.
+    Any,
+    /// `branch-ci` scope.
+    Ci,
+    /// `branch-dev` scope.
+    Dev,
+}

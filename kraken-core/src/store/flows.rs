@@ -1,0 +1,540 @@
+//! Flows, runs and repository changes.
+
+use serde_json::{Value, json};
+use sqlx::types::Json;
+
+use super::{Store, now_ms, on_read, on_write};
+use crate::error::{Error, Result};
+use crate::model::{flow_state, run_state};
+
+/// A `flows` row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FlowRow {
+    /// Id.
+    pub id: i64,
+    /// Finished (ms).
+    pub finished: Option<i64>,
+    /// State.
+    pub state: i64,
+    /// Kind.
+    pub kind: i64,
+    /// Git branch.
+    pub branch_name: Option<String>,
+    /// Branch.
+    pub branch_id: i64,
+    /// Flow arguments.
+    pub args: Json<Value>,
+    /// Artifact counters.
+    pub artifacts: Json<Value>,
+    /// Label.
+    pub label: Option<String>,
+    /// Trigger data.
+    pub trigger_data_id: Option<i64>,
+    /// Summary.
+    pub summary: Option<Json<Value>>,
+    /// Data of the `data` tool (scope flow).
+    pub user_data: Json<Value>,
+    /// Sequences.
+    pub seq: Json<Value>,
+    /// Created (ms).
+    pub created: i64,
+    /// Deleted (ms).
+    pub deleted: Option<i64>,
+}
+
+impl FlowRow {
+    /// The label, or `"<id>."` when none was set.
+    pub fn label(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| format!("{}.", self.id))
+    }
+}
+
+const FLOW_COLS: &str = "id, finished, state, kind, branch_name, branch_id, args, artifacts, label, \
+    trigger_data_id, summary, user_data, seq, created, deleted";
+
+/// A `runs` row with its stage's name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    /// Id.
+    pub id: i64,
+    /// First job started (ms).
+    pub started: Option<i64>,
+    /// All jobs finished (ms).
+    pub finished: Option<i64>,
+    /// State.
+    pub state: i64,
+    /// Note.
+    pub note: Option<String>,
+    /// Stage.
+    pub stage_id: i64,
+    /// Stage name.
+    pub stage_name: String,
+    /// Flow.
+    pub flow_id: i64,
+    /// Arguments.
+    pub args: Json<Value>,
+    /// Fixes.
+    pub fix_cnt: i64,
+    /// New tests.
+    pub new_cnt: i64,
+    /// Unchanged tests.
+    pub no_change_cnt: i64,
+    /// Regressions.
+    pub regr_cnt: i64,
+    /// New issues.
+    pub issues_new: i64,
+    /// Issues.
+    pub issues_total: i64,
+    /// Failed jobs.
+    pub jobs_error: i64,
+    /// Jobs.
+    pub jobs_total: i64,
+    /// Tests not run.
+    pub tests_not_run: i64,
+    /// Passed tests.
+    pub tests_passed: i64,
+    /// Tests.
+    pub tests_total: i64,
+    /// Artifact counters.
+    pub artifacts: Json<Value>,
+    /// Label.
+    pub label: Option<String>,
+    /// `{reason, run_id?}`.
+    pub reason: Json<Value>,
+    /// Repository changes.
+    pub repo_data_id: Option<i64>,
+    /// Analysis done (ms).
+    pub processed_at: Option<i64>,
+    /// Sequences.
+    pub seq: Json<Value>,
+    /// Created (ms).
+    pub created: i64,
+    /// Deleted (ms).
+    pub deleted: Option<i64>,
+}
+
+const RUN_SELECT: &str = "SELECT r.id, r.started, r.finished, r.state, r.note, r.stage_id, \
+    s.name AS stage_name, r.flow_id, r.args, r.fix_cnt, r.new_cnt, r.no_change_cnt, r.regr_cnt, \
+    r.issues_new, r.issues_total, r.jobs_error, r.jobs_total, r.tests_not_run, r.tests_passed, \
+    r.tests_total, r.artifacts, r.label, r.reason, r.repo_data_id, r.processed_at, r.seq, r.created, \
+    r.deleted FROM runs r JOIN stages s ON s.id = r.stage_id";
+
+/// Live job counters of a run (over non-covered jobs).
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+pub struct JobCounts {
+    /// Run.
+    pub run_id: i64,
+    /// Jobs.
+    pub total: i64,
+    /// Jobs not yet picked up.
+    pub waiting: i64,
+    /// Jobs executing on an agent.
+    pub executing: i64,
+    /// Jobs whose agent finished.
+    pub processing: i64,
+    /// Failed jobs.
+    pub error: i64,
+}
+
+/// The columns of a new flow.
+#[derive(Debug, Clone)]
+pub struct NewFlowRow {
+    /// Branch.
+    pub branch_id: i64,
+    /// Kind.
+    pub kind: i64,
+    /// Git branch.
+    pub branch_name: Option<String>,
+    /// Arguments.
+    pub args: Value,
+    /// Sequences.
+    pub seq: Value,
+    /// Trigger data.
+    pub trigger_data_id: Option<i64>,
+}
+
+/// The columns of a new run.
+#[derive(Debug, Clone)]
+pub struct NewRunRow {
+    /// Stage.
+    pub stage_id: i64,
+    /// Flow.
+    pub flow_id: i64,
+    /// Arguments.
+    pub args: Value,
+    /// Reason.
+    pub reason: Value,
+    /// Repository changes.
+    pub repo_data_id: Option<i64>,
+    /// State.
+    pub state: i64,
+}
+
+impl Store {
+    /// Insert a flow (in progress).
+    pub async fn insert_flow(&self, f: &NewFlowRow) -> Result<FlowRow> {
+        let now = now_ms();
+        let id: i64 = on_write!(&self.db, p => sqlx::query_scalar(
+            "INSERT INTO flows (state, kind, branch_name, branch_id, args, artifacts, trigger_data_id, \
+             user_data, seq, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id")
+            .bind(flow_state::IN_PROGRESS).bind(f.kind).bind(&f.branch_name).bind(f.branch_id)
+            .bind(Json(&f.args)).bind(Json(json!({}))).bind(f.trigger_data_id).bind(Json(json!({})))
+            .bind(Json(&f.seq)).bind(now).fetch_one(p).await?);
+        self.flow(id)
+            .await?
+            .ok_or_else(|| Error::internal("flow vanished after insert"))
+    }
+
+    /// A non-deleted flow.
+    pub async fn flow(&self, id: i64) -> Result<Option<FlowRow>> {
+        let q = format!("SELECT {FLOW_COLS} FROM flows WHERE id = $1 AND deleted IS NULL");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q))
+            .bind(id).fetch_optional(p).await?),
+        )
+    }
+
+    /// A page of a branch's flows of one kind, newest first, and their total.
+    pub async fn branch_flows(
+        &self,
+        branch_id: i64,
+        kind: i64,
+        start: i64,
+        limit: i64,
+    ) -> Result<(Vec<FlowRow>, i64)> {
+        let q = format!(
+            "SELECT {FLOW_COLS} FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL \
+             ORDER BY id DESC LIMIT $3 OFFSET $4"
+        );
+        let rows = on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q))
+            .bind(branch_id).bind(kind).bind(limit).bind(start).fetch_all(p).await?);
+        let total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL")
+            .bind(branch_id).bind(kind).fetch_one(p).await?);
+        Ok((rows, total))
+    }
+
+    /// Flows of a branch and kind around `middle`: up to `limit` with id ≥ middle
+    /// (newest first) and up to `limit` older ones.
+    pub async fn branch_flows_around(
+        &self,
+        branch_id: i64,
+        kind: i64,
+        middle: i64,
+        limit: i64,
+    ) -> Result<Vec<FlowRow>> {
+        let q1 = format!(
+            "SELECT {FLOW_COLS} FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL AND id >= $3 \
+             ORDER BY id ASC LIMIT $4"
+        );
+        let mut newer = on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q1))
+            .bind(branch_id).bind(kind).bind(middle).bind(limit).fetch_all(p).await?);
+        newer.reverse();
+        let q2 = format!(
+            "SELECT {FLOW_COLS} FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL AND id < $3 \
+             ORDER BY id DESC LIMIT $4"
+        );
+        let older = on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q2))
+            .bind(branch_id).bind(kind).bind(middle).bind(limit).fetch_all(p).await?);
+        newer.extend(older);
+        Ok(newer)
+    }
+
+    /// Every non-deleted flow of a branch and kind, oldest first.
+    pub async fn all_branch_flows(&self, branch_id: i64, kind: i64) -> Result<Vec<FlowRow>> {
+        let q = format!(
+            "SELECT {FLOW_COLS} FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL ORDER BY created, id"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q))
+            .bind(branch_id).bind(kind).fetch_all(p).await?),
+        )
+    }
+
+    /// Whether any run of the flow has a failed non-covered job.
+    pub async fn flow_has_errors(&self, flow_id: i64) -> Result<bool> {
+        let n: i64 = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs j JOIN runs r ON r.id = j.run_id \
+             WHERE r.flow_id = $1 AND j.covered = FALSE AND j.completion_status IS NOT NULL \
+             AND j.completion_status <> 0")
+            .bind(flow_id).fetch_one(p).await?);
+        Ok(n > 0)
+    }
+
+    /// Set a flow's label if it has none yet.
+    pub async fn set_flow_label_if_unset(&self, flow_id: i64, label: &str) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE flows SET label = $1 WHERE id = $2 AND label IS NULL")
+            .bind(label).bind(flow_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Mark a flow completed (once); returns whether this call completed it.
+    pub async fn complete_flow(&self, flow_id: i64, summary: Option<&Value>) -> Result<bool> {
+        let now = now_ms();
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE flows SET state = $1, finished = $2, summary = COALESCE($3, summary), updated = $2 \
+             WHERE id = $4 AND state <> $1")
+            .bind(flow_state::COMPLETED).bind(now).bind(summary.map(Json)).bind(flow_id)
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Mark a flow in progress again (a run was restarted).
+    pub async fn reopen_flow(&self, flow_id: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE flows SET state = $1, finished = NULL WHERE id = $2")
+            .bind(flow_state::IN_PROGRESS).bind(flow_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Store a flow's summary.
+    pub async fn set_flow_summary(&self, flow_id: i64, summary: &Value) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE flows SET summary = $1 WHERE id = $2")
+            .bind(Json(summary)).bind(flow_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Replace a flow's user data.
+    pub async fn set_flow_data(&self, flow_id: i64, data: &Value) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE flows SET user_data = $1 WHERE id = $2")
+            .bind(Json(data)).bind(flow_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Replace a flow's artifact counters.
+    pub async fn set_flow_artifacts(&self, flow_id: i64, artifacts: &Value) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE flows SET artifacts = $1 WHERE id = $2")
+            .bind(Json(artifacts)).bind(flow_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Data of a repository-changes record.
+    pub async fn repo_changes(&self, id: i64) -> Result<Option<Value>> {
+        let v: Option<Json<Value>> = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT data FROM repo_changes WHERE id = $1").bind(id).fetch_optional(p).await?);
+        Ok(v.map(|j| j.0))
+    }
+
+    // ------------------------------------------------------------ runs
+
+    /// Insert a run.
+    pub async fn insert_run(&self, r: &NewRunRow) -> Result<RunRow> {
+        let now = now_ms();
+        let id: i64 = on_write!(&self.db, p => sqlx::query_scalar(
+            "INSERT INTO runs (state, stage_id, flow_id, args, artifacts, reason, repo_data_id, seq, created, updated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id")
+            .bind(r.state).bind(r.stage_id).bind(r.flow_id).bind(Json(&r.args)).bind(Json(json!({})))
+            .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(json!({}))).bind(now)
+            .fetch_one(p).await?);
+        self.run(id)
+            .await?
+            .ok_or_else(|| Error::internal("run vanished after insert"))
+    }
+
+    /// A non-deleted run.
+    pub async fn run(&self, id: i64) -> Result<Option<RunRow>> {
+        let q = format!("{RUN_SELECT} WHERE r.id = $1 AND r.deleted IS NULL");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(id).fetch_optional(p).await?),
+        )
+    }
+
+    /// Runs of a flow, oldest first.
+    pub async fn flow_runs(&self, flow_id: i64) -> Result<Vec<RunRow>> {
+        let q = format!("{RUN_SELECT} WHERE r.flow_id = $1 AND r.deleted IS NULL ORDER BY r.id");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(flow_id).fetch_all(p).await?),
+        )
+    }
+
+    /// Runs of several flows, oldest first.
+    pub async fn runs_of_flows(&self, flow_ids: &[i64]) -> Result<Vec<RunRow>> {
+        if flow_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = flow_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let q =
+            format!("{RUN_SELECT} WHERE r.flow_id IN ({ids}) AND r.deleted IS NULL ORDER BY r.id");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .fetch_all(p).await?),
+        )
+    }
+
+    /// Runs of a stage, newest first.
+    pub async fn stage_runs(&self, stage_id: i64, limit: i64) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} WHERE r.stage_id = $1 AND r.deleted IS NULL ORDER BY r.id DESC LIMIT $2"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(stage_id).bind(limit).fetch_all(p).await?),
+        )
+    }
+
+    /// The run of a stage in a flow.
+    pub async fn run_of_stage_in_flow(
+        &self,
+        flow_id: i64,
+        stage_id: i64,
+    ) -> Result<Option<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} WHERE r.flow_id = $1 AND r.stage_id = $2 AND r.deleted IS NULL ORDER BY r.id LIMIT 1"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(flow_id).bind(stage_id).fetch_optional(p).await?),
+        )
+    }
+
+    /// Live job counters of runs.
+    pub async fn job_counts(&self, run_ids: &[i64]) -> Result<Vec<JobCounts>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = run_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let q = format!(
+            "SELECT run_id, COUNT(*) AS total, \
+             SUM(CASE WHEN state NOT IN (3, 4, 5) THEN 1 ELSE 0 END) AS waiting, \
+             SUM(CASE WHEN state = 3 THEN 1 ELSE 0 END) AS executing, \
+             SUM(CASE WHEN state = 4 THEN 1 ELSE 0 END) AS processing, \
+             SUM(CASE WHEN completion_status IS NOT NULL AND completion_status <> 0 THEN 1 ELSE 0 END) AS error \
+             FROM jobs WHERE run_id IN ({ids}) AND covered = FALSE AND deleted IS NULL GROUP BY run_id"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, JobCounts>(sqlx::AssertSqlSafe(q))
+            .fetch_all(p).await?),
+        )
+    }
+
+    /// Set a run's state.
+    pub async fn set_run_state(&self, run_id: i64, state: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE runs SET state = $1, updated = $2 WHERE id = $3")
+            .bind(state).bind(now_ms()).bind(run_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Set args, sequences, label and state of a run being started.
+    pub async fn start_run_row(
+        &self,
+        run_id: i64,
+        args: &Value,
+        seq: &Value,
+        label: Option<&str>,
+        state: i64,
+    ) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE runs SET args = $1, seq = $2, label = $3, state = $4, updated = $5 WHERE id = $6")
+            .bind(Json(args)).bind(Json(seq)).bind(label).bind(state).bind(now_ms()).bind(run_id)
+            .execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Mark a run's jobs started now (state in progress).
+    pub async fn mark_run_started(&self, run_id: i64) -> Result<()> {
+        let now = now_ms();
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE runs SET started = $1, state = $2, finished = NULL, updated = $1 WHERE id = $3")
+            .bind(now).bind(run_state::IN_PROGRESS).bind(run_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Complete a run (once); returns whether this call completed it.
+    pub async fn complete_run_row(&self, run_id: i64, note: Option<&str>) -> Result<bool> {
+        let now = now_ms();
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE runs SET state = $1, finished = $2, started = COALESCE(started, $2), updated = $2, \
+             note = CASE WHEN $3 IS NULL THEN note WHEN note IS NULL THEN $3 ELSE note || $6 || $3 END \
+             WHERE id = $4 AND state NOT IN ($1, $5)")
+            .bind(run_state::COMPLETED).bind(now).bind(note).bind(run_id).bind(run_state::PROCESSED).bind("\n")
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Append a line to a run's note.
+    pub async fn append_run_note(&self, run_id: i64, note: &str) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE runs SET note = CASE WHEN note IS NULL THEN $1 ELSE note || $3 || $1 END WHERE id = $2")
+            .bind(note).bind(run_id).bind("\n").execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Store a run's counters after analysis.
+    pub async fn set_run_counters(&self, run_id: i64, c: &RunCounters) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE runs SET tests_total = $1, tests_passed = $2, tests_not_run = $3, issues_total = $4, \
+             jobs_total = $5, jobs_error = $6 WHERE id = $7")
+            .bind(c.tests_total).bind(c.tests_passed).bind(c.tests_not_run).bind(c.issues_total)
+            .bind(c.jobs_total).bind(c.jobs_error).bind(run_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Store the results of the history analysis and mark the run processed.
+    pub async fn set_run_processed(&self, run_id: i64, h: &HistoryCounters) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE runs SET new_cnt = $1, no_change_cnt = $2, regr_cnt = $3, fix_cnt = $4, issues_new = $5, \
+             state = $6, processed_at = $7 WHERE id = $8")
+            .bind(h.new_cnt).bind(h.no_change_cnt).bind(h.regr_cnt).bind(h.fix_cnt).bind(h.issues_new)
+            .bind(run_state::PROCESSED).bind(now_ms()).bind(run_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Replace a run's artifact counters.
+    pub async fn set_run_artifacts(&self, run_id: i64, artifacts: &Value) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE runs SET artifacts = $1 WHERE id = $2")
+            .bind(Json(artifacts)).bind(run_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Whether any run of the flow is still in progress.
+    pub async fn flow_has_running_runs(&self, flow_id: i64) -> Result<bool> {
+        let n: i64 = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM runs WHERE flow_id = $1 AND deleted IS NULL AND state = $2")
+            .bind(flow_id).bind(run_state::IN_PROGRESS).fetch_one(p).await?);
+        Ok(n > 0)
+    }
+}
+
+/// Counters of a run computed when it completes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunCounters {
+    /// Tests.
+    pub tests_total: i64,
+    /// Passed tests.
+    pub tests_passed: i64,
+    /// Tests not run.
+    pub tests_not_run: i64,
+    /// Issues.
+    pub issues_total: i64,
+    /// Jobs.
+    pub jobs_total: i64,
+    /// Failed jobs.
+    pub jobs_error: i64,
+}
+
+/// Counters of a run's results-history analysis.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryCounters {
+    /// New tests.
+    pub new_cnt: i64,
+    /// Unchanged tests.
+    pub no_change_cnt: i64,
+    /// Regressions.
+    pub regr_cnt: i64,
+    /// Fixes.
+    pub fix_cnt: i64,
+    /// New issues.
+    pub issues_new: i64,
+}

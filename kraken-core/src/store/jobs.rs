@@ -1,0 +1,256 @@
+//! Jobs and steps.
+
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::{Store, now_ms, on_read, on_write};
+use crate::error::{Error, Result};
+use crate::model::job_state;
+
+/// A `jobs` row with the names of its system, group and agent.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Assigned to an agent (ms).
+    pub assigned: Option<i64>,
+    /// Fetched by the agent (ms).
+    pub started: Option<i64>,
+    /// Agent finished (ms).
+    pub finished: Option<i64>,
+    /// Completed (ms).
+    pub completed: Option<i64>,
+    /// Run.
+    pub run_id: i64,
+    /// State.
+    pub state: i64,
+    /// Completion status.
+    pub completion_status: Option<i64>,
+    /// Superseded by a rerun.
+    pub covered: bool,
+    /// Notes.
+    pub notes: Option<String>,
+    /// Agent.
+    pub agent_used_id: Option<i64>,
+    /// Agent name.
+    pub agent_name: Option<String>,
+    /// Group.
+    pub agents_group_id: i64,
+    /// Group name.
+    pub agents_group_name: String,
+    /// Timeout (s).
+    pub timeout: i64,
+    /// System.
+    pub system_id: i64,
+    /// System name.
+    pub system_name: String,
+    /// Executor.
+    pub executor: String,
+    /// Created (ms).
+    pub created: i64,
+    /// Deleted (ms).
+    pub deleted: Option<i64>,
+}
+
+const JOB_SELECT: &str = "SELECT j.id, j.name, j.assigned, j.started, j.finished, j.completed, j.run_id, \
+    j.state, j.completion_status, j.covered, j.notes, j.agent_used_id, a.name AS agent_name, \
+    j.agents_group_id, g.name AS agents_group_name, j.timeout, j.system_id, s.name AS system_name, \
+    s.executor, j.created, j.deleted FROM jobs j JOIN agents_groups g ON g.id = j.agents_group_id \
+    JOIN systems s ON s.id = j.system_id LEFT JOIN agents a ON a.id = j.agent_used_id";
+
+/// A `steps` row with its tool.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StepRow {
+    /// Id.
+    pub id: i64,
+    /// Index in the job.
+    pub idx: i64,
+    /// Job.
+    pub job_id: i64,
+    /// Tool.
+    pub tool_id: i64,
+    /// Tool name.
+    pub tool_name: String,
+    /// Tool location.
+    pub tool_location: Option<String>,
+    /// Tool entry.
+    pub tool_entry: Option<String>,
+    /// Tool version.
+    pub tool_version: Option<String>,
+    /// Evaluated fields.
+    pub fields: Json<Value>,
+    /// Result.
+    pub result: Option<Json<Value>>,
+    /// Status.
+    pub status: Option<i64>,
+    /// Fields with secrets masked.
+    pub fields_masked: Option<Json<Value>>,
+    /// Fields as in the schema.
+    pub fields_raw: Json<Value>,
+}
+
+const STEP_SELECT: &str = "SELECT st.id, st.idx, st.job_id, st.tool_id, t.name AS tool_name, \
+    t.location AS tool_location, t.entry AS tool_entry, t.version AS tool_version, st.fields, st.result, \
+    st.status, st.fields_masked, st.fields_raw FROM steps st JOIN tools t ON t.id = st.tool_id";
+
+/// The columns of a new job.
+#[derive(Debug, Clone)]
+pub struct NewJobRow {
+    /// Run.
+    pub run_id: i64,
+    /// Name.
+    pub name: String,
+    /// Group.
+    pub agents_group_id: i64,
+    /// System.
+    pub system_id: i64,
+    /// Timeout (s).
+    pub timeout: i64,
+    /// Completed at once with this status and note (a job that cannot run).
+    pub completed_with: Option<(i64, String)>,
+}
+
+impl Store {
+    /// Insert a job (queued, or completed at once).
+    pub async fn insert_job(&self, j: &NewJobRow) -> Result<i64> {
+        let now = now_ms();
+        let (state, status, notes, completed) = match &j.completed_with {
+            Some((status, note)) => (
+                job_state::COMPLETED,
+                Some(*status),
+                Some(note.clone()),
+                Some(now),
+            ),
+            None => (job_state::QUEUED, None, None, None),
+        };
+        Ok(on_write!(&self.db, p => sqlx::query_scalar(
+            "INSERT INTO jobs (name, run_id, state, completion_status, covered, notes, agents_group_id, timeout, \
+             system_id, completed, created, updated) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9, $10, $10) RETURNING id")
+            .bind(&j.name).bind(j.run_id).bind(state).bind(status).bind(notes).bind(j.agents_group_id)
+            .bind(j.timeout).bind(j.system_id).bind(completed).bind(now).fetch_one(p).await?))
+    }
+
+    /// Insert a step.
+    pub async fn insert_step(
+        &self,
+        job_id: i64,
+        idx: i64,
+        tool_id: i64,
+        fields: &Value,
+        masked: &Value,
+        raw: &Value,
+    ) -> Result<i64> {
+        let now = now_ms();
+        Ok(on_write!(&self.db, p => sqlx::query_scalar(
+            "INSERT INTO steps (idx, job_id, tool_id, fields, fields_masked, fields_raw, created, updated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id")
+            .bind(idx).bind(job_id).bind(tool_id).bind(Json(fields)).bind(Json(masked)).bind(Json(raw)).bind(now)
+            .fetch_one(p).await?))
+    }
+
+    /// A non-deleted job.
+    pub async fn job(&self, id: i64) -> Result<Option<JobRow>> {
+        let q = format!("{JOB_SELECT} WHERE j.id = $1 AND j.deleted IS NULL");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+            .bind(id).fetch_optional(p).await?),
+        )
+    }
+
+    /// Jobs of a run (optionally with covered ones), by id.
+    pub async fn run_jobs(&self, run_id: i64, include_covered: bool) -> Result<Vec<JobRow>> {
+        let q = if include_covered {
+            format!("{JOB_SELECT} WHERE j.run_id = $1 AND j.deleted IS NULL ORDER BY j.id")
+        } else {
+            format!(
+                "{JOB_SELECT} WHERE j.run_id = $1 AND j.deleted IS NULL AND j.covered = FALSE ORDER BY j.id"
+            )
+        };
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+            .bind(run_id).fetch_all(p).await?),
+        )
+    }
+
+    /// A page of the jobs an agent ran, newest first, and their total.
+    pub async fn agent_jobs(
+        &self,
+        agent_id: i64,
+        start: i64,
+        limit: i64,
+    ) -> Result<(Vec<JobRow>, i64)> {
+        let q = format!(
+            "{JOB_SELECT} WHERE j.agent_used_id = $1 AND j.deleted IS NULL ORDER BY j.id DESC LIMIT $2 OFFSET $3"
+        );
+        let rows = on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+            .bind(agent_id).bind(limit).bind(start).fetch_all(p).await?);
+        let total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE agent_used_id = $1 AND deleted IS NULL")
+            .bind(agent_id).fetch_one(p).await?);
+        Ok((rows, total))
+    }
+
+    /// Steps of jobs, by job and index.
+    pub async fn steps_of(&self, job_ids: &[i64]) -> Result<Vec<StepRow>> {
+        if job_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = job_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let q = format!(
+            "{STEP_SELECT} WHERE st.job_id IN ({ids}) AND st.deleted IS NULL ORDER BY st.job_id, st.idx"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, StepRow>(sqlx::AssertSqlSafe(q))
+            .fetch_all(p).await?),
+        )
+    }
+
+    /// One step of a job.
+    pub async fn step(&self, job_id: i64, idx: i64) -> Result<Option<StepRow>> {
+        let q =
+            format!("{STEP_SELECT} WHERE st.job_id = $1 AND st.idx = $2 AND st.deleted IS NULL");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, StepRow>(sqlx::AssertSqlSafe(q))
+            .bind(job_id).bind(idx).fetch_optional(p).await?),
+        )
+    }
+
+    /// Store a step's status and result.
+    pub async fn set_step_result(
+        &self,
+        step_id: i64,
+        status: Option<i64>,
+        result: Option<&Value>,
+    ) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE steps SET status = $1, result = COALESCE($2, result), updated = $3 WHERE id = $4")
+            .bind(status).bind(result.map(Json)).bind(now_ms()).bind(step_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Store a step's evaluated fields.
+    pub async fn set_step_fields(
+        &self,
+        step_id: i64,
+        fields: &Value,
+        masked: &Value,
+    ) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE steps SET fields = $1, fields_masked = $2 WHERE id = $3")
+            .bind(Json(fields)).bind(Json(masked)).bind(step_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Find an error-free way to say "that job does not exist".
+    pub async fn require_job(&self, id: i64) -> Result<JobRow> {
+        self.job(id)
+            .await?
+            .ok_or_else(|| Error::not_found("Job not found"))
+    }
+}

@@ -1,0 +1,232 @@
+//! Storage: SQLite (the embedded default) and PostgreSQL (scale-out) behind
+//! one [`Store`], with the same SQL text for both wherever possible.
+//!
+//! Queries are runtime queries (`sqlx::query_as(..).bind(..)`), so building
+//! needs no database. Each backend has its own embedded migrations.
+//!
+//! SQLite gets two pools: one connection for writes and several for reads.
+//! WAL mode lets readers run beside the writer, and a single writer means our
+//! own transactions never fight over SQLite's lock (no `SQLITE_BUSY` between
+//! them); other processes on the same file still wait through `busy_timeout`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::error::{Error, Result};
+
+pub mod agents;
+pub mod branches;
+pub mod flows;
+pub mod jobs;
+pub mod logs;
+pub mod projects;
+pub mod settings;
+pub mod stages;
+pub mod tools;
+pub mod users;
+
+/// The two supported databases.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite { write: SqlitePool, read: SqlitePool },
+    Pg(PgPool),
+}
+
+/// Run `$body` with `$p` bound to the pool that takes writes.
+macro_rules! on_write {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite { write: $p, .. } => $body,
+            $crate::store::Db::Pg($p) => $body,
+        }
+    };
+}
+/// Run `$body` with `$p` bound to a pool for reads.
+macro_rules! on_read {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite { read: $p, .. } => $body,
+            $crate::store::Db::Pg($p) => $body,
+        }
+    };
+}
+/// Run `$body` inside a transaction bound to `$tx`; commits when the body
+/// finishes, rolls back when it returns early with `?`.
+macro_rules! in_tx {
+    ($db:expr, $tx:ident => $body:block) => {
+        match $db {
+            $crate::store::Db::Sqlite { write, .. } => {
+                let mut $tx = write.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::store::Db::Pg(p) => {
+                let mut $tx = p.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+pub(crate) use {in_tx, on_read, on_write};
+
+/// The database a [`Store`] talks to.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: Db,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+/// Hide the password of a database URL (for logs and `Debug`).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:****{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Open (and migrate) the database at `url`: `sqlite://path/to/file.db`,
+    /// `sqlite::memory:`, or `postgres://user:pass@host:port/db`.
+    pub async fn open(url: &str) -> Result<Store> {
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(|e| Error::bad_request(format!("invalid PostgreSQL URL: {e}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await
+                .map_err(|e| {
+                    Error::Transport(format!(
+                        "cannot connect to PostgreSQL at {}: {e}",
+                        redact_url(url)
+                    ))
+                })?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Db::Pg(pool)
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::bad_request(format!("invalid SQLite URL: {e}")))?
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(opts.clone())
+                .await
+                .map_err(|e| Error::Transport(format!("cannot open SQLite database {url}: {e}")))?;
+            sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+            // An in-memory database exists once per connection set: share the writer.
+            let read = if url.contains(":memory:") {
+                write.clone()
+            } else {
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| {
+                        Error::Transport(format!("cannot open SQLite database {url}: {e}"))
+                    })?
+            };
+            Db::Sqlite { write, read }
+        } else {
+            return Err(Error::bad_request(format!(
+                "unsupported database URL '{}': use sqlite://PATH or postgres://...",
+                redact_url(url)
+            )));
+        };
+        Ok(Store {
+            db,
+            url: url.to_string(),
+        })
+    }
+
+    /// Open the SQLite database `kraken.db` in a data directory, creating both.
+    pub async fn open_data_dir(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::internal(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join("kraken.db");
+        Store::open(&format!("sqlite://{}", path.display())).await
+    }
+
+    /// The URL this store was opened with (password redacted).
+    pub fn url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite { .. } => "sqlite",
+            Db::Pg(_) => "postgres",
+        }
+    }
+
+    /// Close every connection.
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Pg(p) => p.close().await,
+        }
+    }
+}
+
+/// Current time in epoch milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Clamp paging parameters: `start ≥ 0`, `1 ≤ limit ≤ max`.
+pub(crate) fn page(start: Option<i64>, limit: Option<i64>, default: i64, max: i64) -> (i64, i64) {
+    let start = start.unwrap_or(0).max(0);
+    let limit = limit.unwrap_or(default).clamp(1, max);
+    (start, limit)
+}
+
+/// `ASC` or `DESC` from a user's `sort_dir`.
+pub(crate) fn sort_dir(dir: Option<&str>) -> Result<&'static str> {
+    match dir.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("asc") => Ok("ASC"),
+        Some("desc") => Ok("DESC"),
+        Some(other) => Err(Error::bad_request(format!(
+            "incorrect sort_dir value '{other}': use asc or desc"
+        ))),
+    }
+}

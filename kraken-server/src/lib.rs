@@ -1,0 +1,271 @@
+//! The Kraken CI server: the REST API of the original (mounted at `/api` and
+//! `/bk/api`), the agent backend, and the embedded engine and agents.
+//!
+//! [`start`] runs a server on a listener and returns a handle; tests bind
+//! `127.0.0.1:0` and stop it with [`Server::shutdown`].
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use kraken_core::store::Store;
+use kraken_core::{ApiError, Config, Core};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub mod extract;
+pub mod handlers;
+
+use extract::{AppState, error_response};
+use handlers::{agents, flows, misc, projects, tools, users};
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Data directory (SQLite database and blobs).
+    pub data_dir: PathBuf,
+    /// Database URL; the SQLite file in the data directory when none.
+    pub db_url: Option<String>,
+    /// Sessions unused for this long expire.
+    pub session_idle_timeout: Duration,
+    /// Password of `admin` on first start.
+    pub admin_password: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("kraken-data"),
+            db_url: None,
+            session_idle_timeout: Duration::from_secs(30 * 24 * 3600),
+            admin_password: None,
+        }
+    }
+}
+
+/// The routes of the REST API (mounted twice).
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/version", get(misc::get_version))
+        .route("/sessions", post(users::login))
+        .route(
+            "/sessions/{token}",
+            get(users::get_session).delete(users::logout),
+        )
+        .route("/users", get(users::get_users).post(users::create_user))
+        .route(
+            "/users/{id}",
+            get(users::get_user).patch(users::change_user_details),
+        )
+        .route("/users/{id}/password", put(users::change_password))
+        .route("/systems", get(agents::get_systems))
+        .route(
+            "/projects",
+            get(projects::get_projects).post(projects::create_project),
+        )
+        .route(
+            "/projects/{id}",
+            get(projects::get_project)
+                .put(projects::update_project)
+                .delete(projects::delete_project),
+        )
+        .route("/projects/{id}/secrets", post(projects::create_secret))
+        .route(
+            "/secrets/{id}",
+            put(projects::update_secret).delete(projects::delete_secret),
+        )
+        .route("/projects/{id}/branches", post(projects::create_branch))
+        .route("/workflow-schema", get(tools::get_workflow_schema))
+        .route(
+            "/branches/{id}",
+            put(projects::update_branch).delete(projects::delete_branch),
+        )
+        .route("/branches/{id}/cfg", get(projects::get_branch))
+        .route(
+            "/branches/{id}/sequences",
+            get(projects::get_branch_sequences),
+        )
+        .route("/sequences/{id}", put(projects::update_branch_sequence))
+        .route("/branches/{id}/stats", get(projects::get_branch_stats))
+        .route("/branches/{id}/flows/{kind}", get(flows::get_flows))
+        .route("/branches/{id}/project_id", put(projects::move_branch))
+        .route(
+            "/branches/{id}/retention_policy",
+            put(projects::update_retention_policy),
+        )
+        .route("/branches/{id}/env_vars", post(projects::create_env_var))
+        .route(
+            "/branches/{id}/env_vars/{name}",
+            axum::routing::delete(projects::delete_env_var),
+        )
+        .route("/flows/{id}", get(flows::get_flow))
+        .route("/flows/{id}/runs", get(flows::get_flow_runs))
+        .route("/stages/{id}/schedule", get(flows::get_stage_schedule))
+        .route("/stages/{id}/runs", get(flows::get_stage_runs))
+        .route("/runs/{id}", get(flows::get_run))
+        .route("/runs/{id}/jobs", get(flows::get_run_jobs))
+        .route("/jobs/{id}", get(flows::get_job))
+        .route(
+            "/agents",
+            get(agents::get_agents).patch(agents::update_agents),
+        )
+        .route(
+            "/agents/{id}",
+            get(agents::get_agent)
+                .put(agents::update_agent)
+                .delete(agents::delete_agent),
+        )
+        .route("/agents/{id}/jobs", get(agents::get_agent_jobs))
+        .route(
+            "/groups",
+            get(agents::get_groups).post(agents::create_group),
+        )
+        .route(
+            "/groups/{id}",
+            get(agents::get_group)
+                .put(agents::update_group)
+                .delete(agents::delete_group),
+        )
+        .route(
+            "/settings",
+            get(misc::get_settings).put(misc::update_settings),
+        )
+        .route(
+            "/tools",
+            get(tools::get_tools).post(tools::create_or_update_tool),
+        )
+        .route(
+            "/tools/{name}",
+            get(tools::get_tool_versions).delete(tools::delete_tool),
+        )
+        .route("/tools/{name}/zip", post(tools::upload_tool))
+        .route("/user_data", get(misc::get_user_data))
+        .route("/live-data", get(misc::get_live_data))
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error_response(ApiError::new(
+        404,
+        format!(
+            "no such endpoint: {} (see /api/... in the Kraken API)",
+            uri.path()
+        ),
+    ))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error_response(ApiError::new(
+        405,
+        format!("method {method} is not allowed on {}", uri.path()),
+    ))
+}
+
+/// The whole HTTP application.
+pub fn app(core: Arc<Core>) -> Router {
+    let api = api_routes()
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest("/api", api.clone())
+        .nest("/bk/api", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(AppState { core })
+}
+
+/// A running server.
+pub struct Server {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its core (database, engine).
+    pub core: Arc<Core>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// The base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting requests, finish the ones in flight, and close the database.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await??;
+        self.core.store.close().await;
+        Ok(())
+    }
+
+    /// Wait until the server stops by itself (it does not, unless it fails).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        (&mut self.task).await??;
+        Ok(())
+    }
+}
+
+/// Open the database, seed it and start serving.
+pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    let store = match &config.db_url {
+        Some(url) => Store::open(url).await?,
+        None => Store::open_data_dir(&config.data_dir).await?,
+    };
+    let core = Core::open(
+        store,
+        Config {
+            data_dir: config.data_dir.clone(),
+            session_idle_timeout: config.session_idle_timeout,
+            admin_password: config.admin_password.clone(),
+        },
+    )
+    .await?;
+    let listener = TcpListener::bind(&config.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = app(core.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    tracing::info!(%addr, database = %core.store.url(), "kraken server listening");
+    Ok(Server {
+        addr,
+        core,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Answer for things this server deliberately does not do.
+pub fn unsupported(what: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(ApiError::new(
+            400,
+            format!("{what} is not supported by this server"),
+        )),
+    )
+        .into_response()
+}

@@ -1,0 +1,88 @@
+//! `kraken-server`: run a Kraken CI server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use kraken_server::{ServerConfig, start};
+use tracing_subscriber::EnvFilter;
+
+/// Kraken CI server: the REST API, the agent backend, the engine and
+/// built-in agents, in one process. With no options it keeps everything in
+/// an SQLite database under ./kraken-data.
+#[derive(Debug, Parser)]
+#[command(name = "kraken-server", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "KRAKEN_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+
+    /// Directory for the SQLite database and stored files (artifacts, tool packages).
+    #[arg(long, env = "KRAKEN_DATA_DIR", default_value = "./kraken-data")]
+    data_dir: PathBuf,
+
+    /// Database URL instead of the SQLite file in the data directory,
+    /// e.g. postgres://kraken:secret@localhost/kraken or sqlite:///var/lib/kraken/ci.db.
+    #[arg(long, env = "KRAKEN_DB_URL")]
+    db_url: Option<String>,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter
+    /// such as "info,kraken_core=debug".
+    #[arg(long, env = "KRAKEN_LOG", default_value = "info")]
+    log_level: String,
+
+    /// Days after which an unused login session expires.
+    #[arg(long, env = "KRAKEN_SESSION_IDLE_DAYS", default_value_t = 30)]
+    session_idle_days: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("invalid --log-level '{}'", args.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    let server = start(ServerConfig {
+        bind: args.bind,
+        data_dir: args.data_dir,
+        db_url: args.db_url,
+        session_idle_timeout: Duration::from_secs(args.session_idle_days.max(1) * 86_400),
+        admin_password: std::env::var("KRAKEN_ADMIN_PASSWORD").ok(),
+    })
+    .await?;
+    println!(
+        "Kraken server listening on {} (database: {})",
+        server.url(),
+        server.core.store.url()
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
