@@ -34,14 +34,14 @@ impl IntoResponse for AppError {
         if body.code >= 500 {
             tracing::error!(error = %self.0, "request failed");
         }
-        error_response(body)
+        error_response(&body)
     }
 }
 
 /// The response for an [`ApiError`].
-pub fn error_response(body: ApiError) -> Response {
+pub fn error_response(body: &ApiError) -> Response {
     let status = StatusCode::from_u16(body.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    let json = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],

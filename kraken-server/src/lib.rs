@@ -154,7 +154,7 @@ fn api_routes() -> Router<AppState> {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    error_response(ApiError::new(
+    error_response(&ApiError::new(
         404,
         format!(
             "no such endpoint: {} (see /api/... in the Kraken API)",
@@ -164,7 +164,7 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    error_response(ApiError::new(
+    error_response(&ApiError::new(
         405,
         format!("method {method} is not allowed on {}", uri.path()),
     ))

@@ -1,1 +1,310 @@
+//! Helpers for end-to-end tests: a real `kraken-server` on `127.0.0.1:0`
+//! backed by a temporary SQLite file, or by a fresh PostgreSQL database when
+//! `KRAKEN_TEST_DB_URL` names a PostgreSQL server, and a small JSON client.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kraken_server::{Server, ServerConfig};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A database for one test: a file in a temp dir, or its own PostgreSQL database.
+pub struct TestDb {
+    /// URL to open it with (`None`: the server's SQLite file in the data dir).
+    pub url: Option<String>,
+    pg_admin: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A fresh database as `KRAKEN_TEST_DB_URL` selects.
+    pub async fn new() -> TestDb {
+        match std::env::var("KRAKEN_TEST_DB_URL") {
+            Ok(base) if base.starts_with("postgres") => {
+                let name = format!("kraken_test_{:016x}", rand::random::<u64>());
+                let pool = sqlx::PgPool::connect(&base)
+                    .await
+                    .expect("connect to KRAKEN_TEST_DB_URL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .expect("create test database");
+                pool.close().await;
+                let url = replace_db_name(&base, &name);
+                TestDb {
+                    url: Some(url),
+                    pg_admin: Some((base, name)),
+                }
+            }
+            _ => TestDb {
+                url: None,
+                pg_admin: None,
+            },
+        }
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.pg_admin.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((base, name)) = self.pg_admin.take() {
+            // Best effort: drop the database from a separate runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(rt) = rt {
+                    rt.block_on(async {
+                        if let Ok(pool) = sqlx::PgPool::connect(&base).await {
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            )))
+                            .execute(&pool)
+                            .await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let mut out = match path_start {
+        Some(i) => format!("{}/{}", &base[..i], name),
+        None => format!("{base}/{name}"),
+    };
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A running server with its data directory and database.
+pub struct TestServer {
+    /// The server.
+    pub server: Option<Server>,
+    /// Base URL.
+    pub url: String,
+    /// Data directory (kept for restarts).
+    pub data_dir: PathBuf,
+    /// The database.
+    pub db: TestDb,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Start a server on `127.0.0.1:0` with a fresh database.
+    pub async fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let db = TestDb::new().await;
+        let server = start_on(&data_dir, db.url.clone()).await;
+        let url = server.url();
+        TestServer {
+            server: Some(server),
+            url,
+            data_dir,
+            db,
+            _tmp: tmp,
+        }
+    }
+
+    /// Stop the server and start it again on the same data and database.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("shutdown");
+        }
+        let server = start_on(&self.data_dir, self.db.url.clone()).await;
+        self.url = server.url();
+        self.server = Some(server);
+    }
+
+    /// A client logged in as `admin`.
+    pub async fn admin(&self) -> Client {
+        Client::login(&self.url, "admin", "admin").await
+    }
+
+    /// An anonymous client.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            base: self.url.clone(),
+            token: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Create a user with a password and log in as them.
+    pub async fn user(&self, name: &str) -> (i64, Client) {
+        let admin = self.admin().await;
+        let u = admin
+            .post("/api/users", json!({"name": name, "password": "pw"}))
+            .await;
+        assert_eq!(u.status, 201, "create user: {}", u.body);
+        let id = u.body["id"].as_i64().expect("user id");
+        (id, Client::login(&self.url, name, "pw").await)
+    }
+}
+
+async fn start_on(data_dir: &Path, db_url: Option<String>) -> Server {
+    kraken_server::start(ServerConfig {
+        bind: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_path_buf(),
+        db_url,
+        session_idle_timeout: Duration::from_secs(3600),
+        admin_password: None,
+    })
+    .await
+    .expect("start server")
+}
+
+/// An HTTP answer: status and JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Parsed body.
+    pub body: Value,
+}
+
+impl Answer {
+    /// Assert the status, and for errors the JSON error shape.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status, body: {}",
+            self.body
+        );
+        if status >= 400 {
+            assert_eq!(
+                self.body["code"],
+                json!(status),
+                "error body: {}",
+                self.body
+            );
+            assert!(
+                self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "error message: {}",
+                self.body
+            );
+            assert_eq!(self.body["status"], json!(status));
+            assert_eq!(self.body["detail"], self.body["message"]);
+        }
+        &self.body
+    }
+
+    /// The error message.
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or("")
+    }
+}
+
+/// A JSON client for the API.
+#[derive(Clone)]
+pub struct Client {
+    /// Base URL.
+    pub base: String,
+    /// Bearer token.
+    pub token: Option<String>,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    /// Log in and keep the token.
+    pub async fn login(base: &str, user: &str, password: &str) -> Client {
+        let mut c = Client {
+            base: base.to_string(),
+            token: None,
+            http: reqwest::Client::new(),
+        };
+        let a = c
+            .post("/api/sessions", json!({"user": user, "password": password}))
+            .await;
+        assert_eq!(a.status, 201, "login {user}: {}", a.body);
+        c.token = a.body["token"].as_str().map(str::to_string);
+        c
+    }
+
+    /// Send a request with an optional JSON body.
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer { status, body }
+    }
+
+    /// Send raw bytes.
+    pub async fn send_raw(&self, method: Method, path: &str, body: &'static str) -> Answer {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .body(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Answer { status, body }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, None).await
+    }
+    /// POST JSON.
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(body)).await
+    }
+    /// PUT JSON.
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+    /// PATCH JSON.
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.send(Method::PATCH, path, Some(body)).await
+    }
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    /// Create a project and return its id.
+    pub async fn project(&self, name: &str) -> i64 {
+        let a = self.post("/api/projects", json!({"name": name})).await;
+        a.expect(201)["id"].as_i64().expect("project id")
+    }
+
+    /// Create a branch and return its id.
+    pub async fn branch(&self, project: i64, name: &str) -> i64 {
+        let a = self
+            .post(
+                &format!("/api/projects/{project}/branches"),
+                json!({"name": name}),
+            )
+            .await;
+        a.expect(201)["id"].as_i64().expect("branch id")
+    }
+}

@@ -199,12 +199,12 @@ impl Kraken {
     pub async fn create_group(&self, input: &GroupInput) -> Result<Group> {
         self.who.require_superadmin(ADMIN_ONLY)?;
         let name = required(&input.name, "Missing name in group")?;
-        if let Some(pid) = input.project_id {
-            if self.store().project(pid).await?.is_none() {
-                return Err(Error::bad_request(format!(
-                    "Project with id {pid} does not exist"
-                )));
-            }
+        if let Some(pid) = input.project_id
+            && self.store().project(pid).await?.is_none()
+        {
+            return Err(Error::bad_request(format!(
+                "Project with id {pid} does not exist"
+            )));
         }
         if self
             .store()

@@ -322,8 +322,8 @@ impl Kraken {
         let mut flows: HashMap<i64, FlowRow> = HashMap::new();
         let mut out = Vec::with_capacity(runs.len());
         for r in runs {
-            if !flows.contains_key(&r.flow_id) {
-                flows.insert(r.flow_id, self.flow_row(r.flow_id).await?);
+            if let std::collections::hash_map::Entry::Vacant(e) = flows.entry(r.flow_id) {
+                e.insert(self.flow_row(r.flow_id).await?);
             }
             out.push(self.run_json(r, &flows[&r.flow_id], counts.get(&r.id), Some(place)));
         }

@@ -71,10 +71,10 @@ impl Kraken {
         let name = step_display_name(&s.tool_name, &fields);
         fields.remove("name");
         let mut result = s.result.as_ref().map(|r| r.0.clone());
-        if let Some(Value::Object(r)) = result.as_mut() {
-            if let Some(d) = r.get("duration").and_then(Value::as_i64) {
-                r.insert("duration".into(), Value::String(duration_to_txt(d)));
-            }
+        if let Some(Value::Object(r)) = result.as_mut()
+            && let Some(d) = r.get("duration").and_then(Value::as_i64)
+        {
+            r.insert("duration".into(), Value::String(duration_to_txt(d)));
         }
         Step {
             id: s.id,

@@ -246,10 +246,10 @@ impl Kraken {
         let mut data = row.data.0.clone();
         if let Some(obj) = data.as_object_mut() {
             let mut set = |k: &str, v: &Option<String>| {
-                if let Some(v) = v {
-                    if v != "******" {
-                        obj.insert(k.to_string(), Value::String(v.clone()));
-                    }
+                if let Some(v) = v
+                    && v != "******"
+                {
+                    obj.insert(k.to_string(), Value::String(v.clone()));
                 }
             };
             if row.kind == secret_kind::SSH_KEY {

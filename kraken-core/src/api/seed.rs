@@ -109,10 +109,10 @@ pub fn builtin_tools() -> Vec<(String, String, Value)> {
         if !required.is_empty() {
             fields.insert("required".into(), Value::Array(required));
         }
-        if let Some(ap) = then.get("additionalProperties") {
-            if ap != &Value::Bool(false) {
-                fields.insert("additionalProperties".into(), ap.clone());
-            }
+        if let Some(ap) = then.get("additionalProperties")
+            && ap != &Value::Bool(false)
+        {
+            fields.insert("additionalProperties".into(), ap.clone());
         }
         out.push((name.to_string(), description, Value::Object(fields)));
     }

@@ -40,10 +40,11 @@ pub async fn workflow_schema(store: &Store) -> Result<Value> {
     // Creation order, as the original lists them: `name` (latest) then `name@version`.
     let mut named = std::collections::HashSet::new();
     for t in &tools {
-        if seen.contains(&t.name) && named.insert(t.name.clone()) {
-            if let Some(latest) = store.tool_by_ref(&t.name).await? {
-                one_of.push(tool_step_schema(&t.name, &latest.fields.0));
-            }
+        if seen.contains(&t.name)
+            && named.insert(t.name.clone())
+            && let Some(latest) = store.tool_by_ref(&t.name).await?
+        {
+            one_of.push(tool_step_schema(&t.name, &latest.fields.0));
         }
         if let Some(v) = &t.version {
             one_of.push(tool_step_schema(&format!("{}@{}", t.name, v), &t.fields.0));
@@ -61,12 +62,12 @@ fn validate_parameters(p: &Value) -> Result<()> {
             "parameters of a tool must be a JSON schema object",
         ));
     }
-    if let Some(props) = p.get("properties") {
-        if !props.is_object() {
-            return Err(Error::bad_request(
-                "parameters.properties of a tool must be an object",
-            ));
-        }
+    if let Some(props) = p.get("properties")
+        && !props.is_object()
+    {
+        return Err(Error::bad_request(
+            "parameters.properties of a tool must be an object",
+        ));
     }
     jsonschema::validator_for(p).map(|_| ()).map_err(|e| {
         Error::bad_request(format!(

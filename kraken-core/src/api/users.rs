@@ -37,12 +37,12 @@ pub async fn login(store: &Store, input: &Login) -> Result<Session> {
     let (Some(name), Some(password)) = (&input.user, &input.password) else {
         return Err(Error::bad_request("bad credentials"));
     };
-    if let Some(method) = input.method.as_deref() {
-        if method != "local" {
-            return Err(Error::bad_request(format!(
-                "login method '{method}' is not supported by this server: use 'local'"
-            )));
-        }
+    if let Some(method) = input.method.as_deref()
+        && method != "local"
+    {
+        return Err(Error::bad_request(format!(
+            "login method '{method}' is not supported by this server: use 'local'"
+        )));
     }
     let user = match store.user_by_name(name).await? {
         Some(u) if verify_password(password, &u.password) => u,

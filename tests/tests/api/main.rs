@@ -1,0 +1,10 @@
+//! End-to-end tests of the REST API against a real server on 127.0.0.1:0.
+//! One binary with a module per area (links once).
+
+mod agents;
+mod auth;
+mod branches;
+mod errors;
+mod projects;
+mod restart;
+mod tools;
