@@ -7,6 +7,7 @@
 //! * [`error`]: the [`Error`](error::Error) type and its HTTP meaning.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod error;
