@@ -32,6 +32,9 @@ pub enum Error {
     /// A migration could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value could not be turned into JSON or back.
+    #[error("JSON error: {0}")]
+    Json(#[from] serde_json::Error),
     /// The remote server could not be reached or answered garbage.
     #[error("{0}")]
     Transport(String),
@@ -75,7 +78,7 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::Transport(_) => 502,
             Error::Database(sqlx::Error::RowNotFound) => 404,
-            Error::Database(_) | Error::Migrate(_) | Error::Internal(_) => 500,
+            Error::Database(_) | Error::Migrate(_) | Error::Json(_) | Error::Internal(_) => 500,
         }
     }
 

@@ -10,8 +10,12 @@
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod engine;
 pub mod error;
+pub mod events;
 pub mod model;
+pub mod results;
+pub mod schema;
 pub mod store;
 pub mod triggers;
 

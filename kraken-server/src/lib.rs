@@ -24,7 +24,7 @@ pub mod extract;
 pub mod handlers;
 
 use extract::{AppState, error_response};
-use handlers::{agents, flows, misc, projects, tools, users};
+use handlers::{agents, backend, exec, flows, logs, misc, projects, stages, tools, users};
 
 /// How to run a server.
 #[derive(Debug, Clone)]
@@ -39,6 +39,12 @@ pub struct ServerConfig {
     pub session_idle_timeout: Duration,
     /// Password of `admin` on first start.
     pub admin_password: Option<String>,
+    /// Number of built-in agents (in group `all`, authorized).
+    pub agents: usize,
+    /// Where to listen for the original agent's UDP log datagrams
+    /// (announced to agents as `cfg.clickhouse_addr`); `None`: the HTTP
+    /// host with a free port.
+    pub udp_bind: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +55,8 @@ impl Default for ServerConfig {
             db_url: None,
             session_idle_timeout: Duration::from_secs(30 * 24 * 3600),
             admin_password: None,
+            agents: 1,
+            udp_bind: None,
         }
     }
 }
@@ -97,7 +105,7 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/sequences/{id}", put(projects::update_branch_sequence))
         .route("/branches/{id}/stats", get(projects::get_branch_stats))
-        .route("/branches/{id}/flows/{kind}", get(flows::get_flows))
+        .route("/branches/{id}/flows/{kind}", get(flows::get_flows).post(exec::create_flow))
         .route("/branches/{id}/project_id", put(projects::move_branch))
         .route(
             "/branches/{id}/retention_policy",
@@ -109,12 +117,26 @@ fn api_routes() -> Router<AppState> {
             axum::routing::delete(projects::delete_env_var),
         )
         .route("/flows/{id}", get(flows::get_flow))
-        .route("/flows/{id}/runs", get(flows::get_flow_runs))
+        .route("/flows/{id}/runs", get(flows::get_flow_runs).post(exec::create_run))
+        .route("/flows/{id}/artifacts", get(exec::get_flow_artifacts))
+        .route("/branches/{id}/stages", post(stages::create_stage))
+        .route("/stages/{id}", get(stages::get_stage).put(stages::update_stage).delete(stages::delete_stage))
+        .route("/stages/{id}/schema", put(stages::get_stage_schema_as_json))
         .route("/stages/{id}/schedule", get(flows::get_stage_schedule))
         .route("/stages/{id}/runs", get(flows::get_stage_runs))
-        .route("/runs/{id}", get(flows::get_run))
+        .route(
+            "/runs/{id}",
+            get(flows::get_run).put(exec::run_run_jobs).post(exec::force_run_analysis).delete(exec::cancel_run),
+        )
         .route("/runs/{id}/jobs", get(flows::get_run_jobs))
-        .route("/jobs/{id}", get(flows::get_job))
+        .route("/runs/{id}/artifacts", get(exec::get_run_artifacts))
+        .route("/jobs", post(exec::create_job))
+        .route("/jobs/{id}", get(flows::get_job).put(exec::job_rerun).delete(exec::delete_job))
+        .route("/jobs/{id}/logs", get(logs::get_job_logs))
+        .route("/jobs/{id}/logs/stream", get(logs::stream_job_log))
+        .route("/jobs/{id}/{step}/logs", get(logs::get_step_logs))
+        .route("/logs", get(logs::get_logs))
+        .route("/services-logs", get(logs::get_services_logs))
         .route(
             "/agents",
             get(agents::get_agents).patch(agents::update_agents),
@@ -175,9 +197,19 @@ pub fn app(core: Arc<Core>) -> Router {
     let api = api_routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
+    let outside = Router::new()
+        .route("/backend", post(backend::backend))
+        .route("/backend/logs", post(backend::agent_logs))
+        .route("/backend/artifacts/{job}", axum::routing::put(backend::upload_artifact))
+        .route("/backend/artifacts/{job}/list", get(backend::list_artifacts))
+        .route("/backend/artifacts/{job}/file", get(backend::read_artifact))
+        .route("/job_log/{id}", get(logs::job_log_text))
+        .route("/job_log/{id}/{step}", get(logs::step_log_text));
     Router::new()
         .nest("/api", api.clone())
         .nest("/bk/api", api)
+        .merge(outside.clone())
+        .nest("/bk", outside)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
@@ -189,10 +221,16 @@ pub fn app(core: Arc<Core>) -> Router {
 pub struct Server {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The UDP address for log datagrams.
+    pub udp_addr: SocketAddr,
     /// Its core (database, engine).
     pub core: Arc<Core>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    agents_stop: tokio::sync::watch::Sender<bool>,
+    agents: Vec<JoinHandle<()>>,
+    udp: JoinHandle<()>,
+    engine: Option<kraken_core::engine::Engine>,
 }
 
 impl Server {
@@ -201,8 +239,17 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    /// Stop accepting requests, finish the ones in flight, and close the database.
+    /// Stop the built-in agents and the engine, stop accepting requests,
+    /// finish the ones in flight, and close the database.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.agents_stop.send(true);
+        for a in self.agents.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(10), a).await.is_err() {
+                tracing::warn!("a built-in agent did not stop in time");
+            }
+        }
+        self.engine.take();
+        self.udp.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -237,6 +284,24 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
     let addr = listener.local_addr()?;
+    let udp_bind = config.udp_bind.clone().unwrap_or_else(|| format!("{}:0", addr.ip()));
+    let udp_socket = tokio::net::UdpSocket::bind(&udp_bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for UDP logs on {udp_bind}: {e}"))?;
+    let udp_addr = udp_socket.local_addr()?;
+    core.set_udp_log_addr(udp_addr.to_string());
+    let udp = tokio::spawn(udp_logs(core.clone(), udp_socket));
+    let engine = kraken_core::engine::Engine::start(core.clone());
+    let (agents_stop, agents_rx) = tokio::sync::watch::channel(false);
+    let mut agents = Vec::new();
+    for i in 1..=config.agents {
+        let address = format!("builtin-{i}@{}", hostname());
+        kraken_core::agent::ensure_builtin_agent(&core, &address).await?;
+        let cfg = kraken_core::agent::AgentConfig::new(&address, &config.data_dir.join("agents").join(&address));
+        let agent = kraken_core::agent::Agent::new(Arc::new(kraken_core::agent::InProcess::new(core.clone())), cfg);
+        let rx = agents_rx.clone();
+        agents.push(tokio::spawn(async move { agent.run(rx).await }));
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let router = app(core.clone());
     let task = tokio::spawn(async move {

@@ -32,6 +32,16 @@ struct Args {
     #[arg(long, env = "KRAKEN_LOG", default_value = "info")]
     log_level: String,
 
+    /// Number of built-in agents (0 disables them): they run jobs of group
+    /// `all` in this process, under <data dir>/agents.
+    #[arg(long, env = "KRAKEN_AGENTS", default_value_t = 1)]
+    agents: usize,
+
+    /// Address for the UDP log datagrams of the original Python agent
+    /// (announced to agents); default: the --bind host with a free port.
+    #[arg(long, env = "KRAKEN_UDP_BIND")]
+    udp_bind: Option<String>,
+
     /// Days after which an unused login session expires.
     #[arg(long, env = "KRAKEN_SESSION_IDLE_DAYS", default_value_t = 30)]
     session_idle_days: u64,
@@ -53,6 +63,8 @@ async fn main() -> anyhow::Result<()> {
         db_url: args.db_url,
         session_idle_timeout: Duration::from_secs(args.session_idle_days.max(1) * 86_400),
         admin_password: std::env::var("KRAKEN_ADMIN_PASSWORD").ok(),
+        agents: args.agents,
+        udp_bind: args.udp_bind,
     })
     .await?;
     println!(

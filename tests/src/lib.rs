@@ -102,6 +102,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     /// The database.
     pub db: TestDb,
+    /// Built-in agents.
+    pub agents: usize,
     _tmp: tempfile::TempDir,
 }
 
@@ -127,7 +129,7 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await.expect("shutdown");
         }
-        let server = start_on(&self.data_dir, self.db.url.clone()).await;
+        let server = start_on(&self.data_dir, self.db.url.clone(), self.agents).await;
         self.url = server.url();
         self.server = Some(server);
     }
@@ -158,13 +160,15 @@ impl TestServer {
     }
 }
 
-async fn start_on(data_dir: &Path, db_url: Option<String>) -> Server {
+async fn start_on(data_dir: &Path, db_url: Option<String>, agents: usize) -> Server {
     kraken_server::start(ServerConfig {
         bind: "127.0.0.1:0".into(),
         data_dir: data_dir.to_path_buf(),
         db_url,
         session_idle_timeout: Duration::from_secs(3600),
         admin_password: None,
+        agents,
+        udp_bind: None,
     })
     .await
     .expect("start server")
@@ -307,4 +311,136 @@ impl Client {
             .await;
         a.expect(201)["id"].as_i64().expect("branch id")
     }
+}
+
+/// A stage schema with one job of shell steps in group `all`.
+pub fn shell_stage(parent: &str, job: &str, cmds: &[&str]) -> String {
+    let steps: Vec<String> = cmds
+        .iter()
+        .map(|c| format!("{{\"tool\": \"shell\", \"cmd\": {}}}", serde_json::to_string(c).unwrap_or_default()))
+        .collect();
+    format!(
+        "def stage(ctx):\n    return {{\"parent\": \"{parent}\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{{\"name\": \"{job}\", \"steps\": [{}], \"environments\": [{{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}}]}}]}}\n",
+        steps.join(", ")
+    )
+}
+
+impl Client {
+    /// Create a stage with schema code and return its id.
+    pub async fn stage(&self, branch: i64, name: &str, code: &str) -> i64 {
+        let a = self.post(&format!("/api/branches/{branch}/stages"), json!({"name": name, "schema_code": code})).await;
+        a.expect(201)["id"].as_i64().expect("stage id")
+    }
+
+    /// Create a CI flow and return it.
+    pub async fn flow(&self, branch: i64) -> Value {
+        let a = self.post(&format!("/api/branches/{branch}/flows/ci"), json!({})).await;
+        a.expect(201).clone()
+    }
+
+    /// Wait until a flow is completed (and its runs are processed); returns it.
+    pub async fn wait_flow(&self, flow: i64, timeout: Duration) -> Value {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let f = self.get(&format!("/api/flows/{flow}")).await;
+            let done = f.body["state"] == "completed"
+                && f.body["runs"].as_array().is_some_and(|r| r.iter().all(|r| r["state"] == "processed" || r["state"] == "manual"));
+            if done {
+                return f.body;
+            }
+            assert!(std::time::Instant::now() < end, "flow {flow} did not complete in {timeout:?}: {}", f.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait until `check` holds for `GET path`; returns the body.
+    pub async fn wait_for(&self, path: &str, timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let a = self.get(path).await;
+            if check(&a.body) {
+                return a.body;
+            }
+            assert!(std::time::Instant::now() < end, "condition on {path} not met in {timeout:?}: {}", a.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The jobs of the first run of a flow.
+    pub async fn run_jobs(&self, run: i64) -> Vec<Value> {
+        self.get(&format!("/api/runs/{run}/jobs")).await.body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// All log messages of a job (tool output), in order.
+    pub async fn job_log(&self, job: i64) -> Vec<String> {
+        let a = self.get(&format!("/api/jobs/{job}/logs?limit=100000")).await;
+        a.body["items"].as_array().map(|i| i.iter().filter_map(|l| l["message"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    /// `event:` name.
+    pub event: String,
+    /// `id:`.
+    pub id: Option<String>,
+    /// `data:` (lines joined with `\n`).
+    pub data: String,
+}
+
+/// Read server-sent events from `path` until `stop` says so or the stream ends.
+pub async fn read_sse(client: &Client, path: &str, last_event_id: Option<&str>, mut stop: impl FnMut(&SseEvent) -> bool) -> Vec<SseEvent> {
+    use futures_util::StreamExt;
+    let mut req = client.http.get(format!("{}{}", client.base, path));
+    if let Some(t) = &client.token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    let resp = req.send().await.expect("sse request");
+    assert_eq!(resp.status().as_u16(), 200, "sse status");
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let mut cur = SseEvent { event: "message".into(), id: None, data: String::new() };
+    let mut has_data = false;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { break };
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(pos) = buf.find('\n') {
+            let line = buf[..pos].trim_end_matches('\r').to_string();
+            buf.drain(..=pos);
+            if line.is_empty() {
+                if has_data {
+                    let ev = std::mem::replace(&mut cur, SseEvent { event: "message".into(), id: None, data: String::new() });
+                    has_data = false;
+                    let done = stop(&ev);
+                    out.push(ev);
+                    if done {
+                        return out;
+                    }
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line.as_str(), ""));
+            match field {
+                "event" => cur.event = value.to_string(),
+                "id" => cur.id = Some(value.to_string()),
+                "data" => {
+                    if has_data {
+                        cur.data.push('\n');
+                    }
+                    cur.data.push_str(value);
+                    has_data = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }

@@ -1,4 +1,413 @@
 //! The job runner: speaks the agent protocol to a Kraken server, runs job
-//! steps with the [`tools`], ships their output and reports results.
+//! steps with the [`tools`], ships their output as it comes and reports
+//! results.
+//!
+//! The loop: `host-info` until authorized; then `get-job` (waiting on the
+//! server for up to 20 s); for a job, `get-job-step` until the server says
+//! `finish`, running each step and reporting it with `step-result2`. A
+//! `keep-alive` every few seconds learns about a cancel; a cancel or the job
+//! deadline kills the step's whole process group.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::backend::{AgentLogLine, AgentLogs};
+use crate::error::Result;
 
 pub mod tools;
+pub mod transport;
+
+use tools::{ArtifactStore, BackgroundProcs, StepRun};
+pub use transport::{Http, InProcess, Transport};
+
+/// How an agent identifies itself and where it works.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Identity at the server (the original uses the IP address).
+    pub address: String,
+    /// Directory for job work directories.
+    pub work_dir: PathBuf,
+    /// System name reported in `host-info` (e.g. `debian-12`).
+    pub system: String,
+    /// How long to wait between retries while unauthorized or unreachable.
+    pub retry: Duration,
+    /// Stop after one job (for scripts and tests).
+    pub one_job: bool,
+}
+
+impl AgentConfig {
+    /// A configuration with the detected system name.
+    pub fn new(address: &str, work_dir: &Path) -> AgentConfig {
+        AgentConfig {
+            address: address.to_string(),
+            work_dir: work_dir.to_path_buf(),
+            system: detect_system(),
+            retry: Duration::from_secs(5),
+            one_job: false,
+        }
+    }
+}
+
+/// The system name as the original agent computes it: `<distro id>-<version>`.
+pub fn detect_system() -> String {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    match (get("ID"), get("VERSION_ID")) {
+        (Some(id), Some(v)) => format!("{id}-{v}"),
+        (Some(id), None) => id,
+        _ => std::env::consts::OS.to_string(),
+    }
+}
+
+fn host_info(system: &str) -> Value {
+    let (distro, version) = system.split_once('-').unwrap_or((system, ""));
+    json!({
+        "system": system,
+        "system_type": std::env::consts::OS,
+        "distro_name": distro,
+        "distro_version": version,
+        "isolation_type": "bare-metal",
+        "isolation": "bare-metal",
+    })
+}
+
+/// An agent bound to a transport.
+pub struct Agent {
+    transport: Arc<dyn Transport>,
+    cfg: AgentConfig,
+}
+
+struct Store {
+    transport: Arc<dyn Transport>,
+    address: String,
+    job_id: i64,
+}
+
+impl ArtifactStore for Store {
+    fn upload<'a>(&'a self, local: &'a Path, dest: &'a str, public: bool) -> BoxFuture<'a, std::result::Result<u64, String>> {
+        async move {
+            let bytes = tokio::fs::read(local).await.map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+            self.transport
+                .upload(self.address.clone(), self.job_id, dest.to_string(), public, bytes)
+                .await
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
+    fn download<'a>(&'a self, source: &'a str, dest_dir: &'a Path) -> BoxFuture<'a, std::result::Result<Vec<PathBuf>, String>> {
+        async move {
+            let list = self
+                .transport
+                .list_artifacts(self.address.clone(), self.job_id, source.to_string())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for a in list.as_array().into_iter().flatten() {
+                let (Some(path), Some(run_id)) = (a.get("path").and_then(Value::as_str), a.get("run_id").and_then(Value::as_i64)) else {
+                    continue;
+                };
+                let bytes = self
+                    .transport
+                    .read_artifact(self.address.clone(), self.job_id, run_id, path.to_string())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let target = dest_dir.join(path);
+                if let Some(dir) = target.parent() {
+                    tokio::fs::create_dir_all(dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                tokio::fs::write(&target, bytes).await.map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+                out.push(target);
+            }
+            if out.is_empty() {
+                return Err(format!("no artifact matches '{source}' in this flow"));
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+}
+
+/// Replace secret values in a line with `******`.
+fn mask(line: &str, secrets: &[String]) -> String {
+    let mut out = line.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "******");
+        }
+    }
+    out
+}
+
+impl Agent {
+    /// An agent talking through `transport`.
+    pub fn new(transport: Arc<dyn Transport>, cfg: AgentConfig) -> Agent {
+        Agent { transport, cfg }
+    }
+
+    /// Run until `stop` turns true (or after one job with `one_job`).
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        let msg = |m: &str| json!({"address": self.cfg.address, "msg": m});
+        // Register and wait for authorization.
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let mut hi = msg("host-info");
+            hi["info"] = host_info(&self.cfg.system);
+            match self.transport.call(hi).await {
+                Ok(r) if r.get("unauthorized").is_none() && r.get("error").is_none() => break,
+                Ok(r) if r.get("error").is_some() => tracing::warn!(answer = %r, "server refused host info"),
+                Ok(_) => tracing::info!(address = %self.cfg.address, "not authorized yet: waiting"),
+                Err(e) => tracing::warn!(error = %e, "cannot reach the server"),
+            }
+            if wait_or_stop(&mut stop, self.cfg.retry).await {
+                return;
+            }
+        }
+        tracing::info!(address = %self.cfg.address, "agent authorized");
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let mut gj = msg("get-job");
+            gj["wait"] = json!(20);
+            let answer = tokio::select! {
+                r = self.transport.call(gj) => r,
+                _ = stop.changed() => return,
+            };
+            match answer {
+                Ok(r) if r.get("unauthorized").is_some() => {
+                    tracing::warn!("agent lost its authorization: waiting");
+                    if wait_or_stop(&mut stop, self.cfg.retry).await {
+                        return;
+                    }
+                }
+                Ok(r) => {
+                    let job = r.get("job").cloned().unwrap_or(Value::Null);
+                    if job.get("id").and_then(Value::as_i64).is_some() {
+                        if let Err(e) = self.run_job(&job, stop.clone()).await {
+                            tracing::warn!(error = %e, "job failed on the agent");
+                            if wait_or_stop(&mut stop, Duration::from_secs(1)).await {
+                                return;
+                            }
+                        }
+                        if self.cfg.one_job {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the server");
+                    if wait_or_stop(&mut stop, self.cfg.retry).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_job(&self, job: &Value, stop: watch::Receiver<bool>) -> Result<()> {
+        let job_id = job.get("id").and_then(Value::as_i64).unwrap_or(0);
+        let timeout = job.get("timeout").and_then(Value::as_i64).unwrap_or(300).max(1);
+        let deadline = Instant::now() + Duration::from_secs(timeout as u64);
+        let secrets: Vec<String> = job
+            .get("secrets")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        let jobs_dir = self.cfg.work_dir.join("jobs");
+        if let Ok(mut rd) = tokio::fs::read_dir(&jobs_dir).await {
+            while let Ok(Some(e)) = rd.next_entry().await {
+                let _ = tokio::fs::remove_dir_all(e.path()).await;
+            }
+        }
+        let job_dir = jobs_dir.join(job_id.to_string());
+        tokio::fs::create_dir_all(&job_dir)
+            .await
+            .map_err(|e| crate::error::Error::internal(format!("cannot create {}: {e}", job_dir.display())))?;
+        tracing::info!(job = job_id, "running job");
+
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let cancel_tx = Arc::new(cancel_tx);
+        // Keep-alive: learn about a cancel while a step runs; a stopping agent cancels too.
+        let ka = {
+            let transport = self.transport.clone();
+            let address = self.cfg.address.clone();
+            let cancel_tx = cancel_tx.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+                        _ = stop.changed() => { let _ = cancel_tx.send(true); return; }
+                    }
+                    let r = transport.call(json!({"address": address, "msg": "keep-alive", "job_id": job_id})).await;
+                    if let Ok(r) = r {
+                        if r.get("cancel").and_then(Value::as_bool) == Some(true) {
+                            let _ = cancel_tx.send(true);
+                        }
+                    }
+                }
+            })
+        };
+        let background = BackgroundProcs::default();
+        let store = Store { transport: self.transport.clone(), address: self.cfg.address.clone(), job_id };
+        let outcome = self.run_steps(job_id, &job_dir, deadline, &cancel_rx, &cancel_tx, &secrets, &store, &background).await;
+        ka.abort();
+        tools::kill_background(&background);
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_steps(
+        &self,
+        job_id: i64,
+        job_dir: &Path,
+        deadline: Instant,
+        cancel_rx: &watch::Receiver<bool>,
+        cancel_tx: &Arc<watch::Sender<bool>>,
+        secrets: &[String],
+        store: &Store,
+        background: &BackgroundProcs,
+    ) -> Result<()> {
+        let address = self.cfg.address.clone();
+        loop {
+            let r = self.transport.call(json!({"address": address, "msg": "get-job-step"})).await?;
+            let step = r.get("job_step").cloned().unwrap_or_else(|| json!({"finish": true}));
+            if step.get("finish").and_then(Value::as_bool) != Some(false) {
+                return Ok(());
+            }
+            let idx = step.get("index").and_then(Value::as_i64).unwrap_or(0);
+            let tool = step.get("tool").and_then(Value::as_str).unwrap_or("").to_string();
+            let fields: Map<String, Value> = step.as_object().cloned().unwrap_or_default();
+            let env: BTreeMap<String, String> = step
+                .get("branch_env")
+                .and_then(Value::as_object)
+                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+                .unwrap_or_default();
+            let report = |result: Value| json!({"address": address, "msg": "step-result2", "job_id": job_id, "step_idx": idx, "result": result});
+            let r = self.transport.call(report(json!({"status": "in-progress"}))).await?;
+            if r.get("cancel").and_then(Value::as_bool) == Some(true) {
+                let _ = cancel_tx.send(true);
+            }
+
+            // Ship output lines as they come: a batch per 100 ms or 500 lines.
+            let (out_tx, mut out_rx) = mpsc::channel::<String>(4096);
+            let pump = {
+                let transport = self.transport.clone();
+                let address = address.clone();
+                let secrets = secrets.to_vec();
+                let cancel_tx = cancel_tx.clone();
+                let tool = tool.clone();
+                tokio::spawn(async move {
+                    let mut open = true;
+                    while open {
+                        let mut batch = Vec::new();
+                        let tick = tokio::time::sleep(Duration::from_millis(100));
+                        tokio::pin!(tick);
+                        loop {
+                            tokio::select! {
+                                line = out_rx.recv() => match line {
+                                    Some(l) => {
+                                        batch.push(AgentLogLine {
+                                            message: mask(&l, &secrets),
+                                            time: Some(chrono::Utc::now().timestamp_millis()),
+                                            level: None,
+                                            tool: Some(tool.clone()),
+                                        });
+                                        if batch.len() >= 500 { break; }
+                                    }
+                                    None => { open = false; break; }
+                                },
+                                _ = &mut tick => break,
+                            }
+                        }
+                        if batch.is_empty() {
+                            continue;
+                        }
+                        let logs = AgentLogs { address: address.clone(), job_id, step_idx: idx, lines: batch };
+                        match transport.send_logs(logs).await {
+                            Ok(r) if r.get("cancel").and_then(Value::as_bool) == Some(true) => {
+                                let _ = cancel_tx.send(true);
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot ship log lines"),
+                        }
+                    }
+                })
+            };
+            let started = Instant::now();
+            let outcome = tools::run_step(StepRun {
+                tool: &tool,
+                fields: &fields,
+                job_dir,
+                env: &env,
+                deadline,
+                cancel: cancel_rx.clone(),
+                output: out_tx,
+                artifacts: store,
+                background,
+            })
+            .await;
+            // All output is stored before the result is reported.
+            let _ = pump.await;
+            let mut result = outcome.to_result();
+            result["duration"] = json!(started.elapsed().as_secs());
+            let r = self.transport.call(report(result)).await?;
+            if r.get("cancel").and_then(Value::as_bool) == Some(true) {
+                let _ = cancel_tx.send(true);
+            }
+            if *cancel_rx.borrow() {
+                tracing::info!(job = job_id, "job canceled");
+            }
+        }
+    }
+}
+
+/// Sleep for `d` unless `stop` turns true first; returns whether to stop.
+async fn wait_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        r = stop.changed() => r.is_err() || *stop.borrow(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn secrets_are_masked_in_output() {
+        let s = vec!["s3cr3t".to_string(), "ab".to_string()];
+        assert_eq!(mask("token=s3cr3t and s3cr3t", &s), "token=****** and ******");
+        assert_eq!(mask("ab is too short to mask", &s), "ab is too short to mask");
+    }
+}
+
+/// Make sure a built-in agent exists, authorized and in group `all`.
+pub async fn ensure_builtin_agent(core: &Arc<crate::api::Core>, address: &str) -> Result<()> {
+    let store = &core.store;
+    let agent = match store.agent_by_address(address).await? {
+        Some(a) if a.deleted.is_none() => a,
+        _ => store.register_agent(address, None).await?,
+    };
+    store.update_agent(agent.id, true, agent.disabled, agent.comment.as_deref()).await?;
+    if let Some(all) = store.group_by_name("all", None).await? {
+        store.add_agent_to_group(agent.id, all.id).await?;
+    }
+    store.touch_agent(agent.id, None).await?;
+    Ok(())
+}

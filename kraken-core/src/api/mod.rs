@@ -15,16 +15,19 @@ use crate::error::{Error, Result};
 use crate::model::Timestamp;
 use crate::store::Store;
 
-mod agents;
-mod branches;
-mod flows;
-mod jobs;
-mod projects;
-mod seed;
-mod settings;
-mod stages;
-mod tools;
-mod users;
+pub(crate) mod agents;
+pub mod exec;
+pub mod logs;
+pub mod backend;
+pub(crate) mod branches;
+pub(crate) mod flows;
+pub(crate) mod jobs;
+pub(crate) mod projects;
+pub(crate) mod seed;
+pub(crate) mod settings;
+pub(crate) mod stages;
+pub(crate) mod tools;
+pub(crate) mod users;
 
 pub use seed::{WORKFLOW_SCHEMA, tool_step_schema};
 pub use settings::public_settings;
@@ -63,8 +66,12 @@ pub struct Core {
     pub config: Config,
     /// Id of the `admin` user (the in-process operator acts as it).
     admin_id: i64,
-    /// Woken when agents or queued jobs change, so the scheduler runs at once.
-    pub(crate) scheduler_wake: tokio::sync::Notify,
+    /// `host:port` of the UDP log listener announced to agents.
+    pub(crate) udp_addr: std::sync::Mutex<String>,
+    /// The compiled workflow validator.
+    pub(crate) validator: stages::ValidatorCache,
+    /// Change notifications of this process.
+    pub events: crate::events::Events,
 }
 
 /// How long a session may go without a touch of its `last_used` time;
@@ -84,13 +91,13 @@ impl Core {
             store,
             config,
             admin_id,
-            scheduler_wake: tokio::sync::Notify::new(),
+            events: crate::events::Events::default(), udp_addr: std::sync::Mutex::new(String::new()), validator: std::sync::Mutex::new(None),
         }))
     }
 
     /// Wake the scheduler: agents or their groups changed.
     pub(crate) fn notify_agents_changed(&self) {
-        self.scheduler_wake.notify_one();
+        self.events.wake_scheduler();
     }
 
     /// A handle acting as `who`.

@@ -6,6 +6,7 @@ use super::Kraken;
 use crate::error::{Error, Result};
 use crate::model::{LiveData, ServerVersion, UserData};
 use crate::store::Store;
+use crate::store::branches::BranchData;
 use crate::store::settings::SettingRow;
 
 fn typed_value(row: &SettingRow, blank_passwords: bool) -> Value {
@@ -145,6 +146,18 @@ impl Kraken {
         Ok(UserData {
             data: json_indent4(&data),
         })
+    }
+
+    /// Store data for a scope (the server side of the `data` tool).
+    pub(crate) async fn set_user_data(&self, scope: &str, entity_id: i64, data: &Value) -> Result<()> {
+        match scope {
+            "project" => self.store().set_project_data(entity_id, data).await,
+            "branch" => self.store().set_branch_data(entity_id, BranchData::Any, data).await,
+            "branch-ci" => self.store().set_branch_data(entity_id, BranchData::Ci, data).await,
+            "branch-dev" => self.store().set_branch_data(entity_id, BranchData::Dev, data).await,
+            "flow" | "" => self.store().set_flow_data(entity_id, data).await,
+            other => Err(Error::bad_request(format!("incorrect data scope '{other}'"))),
+        }
     }
 
     /// `GET /live-data`.

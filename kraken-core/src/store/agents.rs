@@ -418,6 +418,15 @@ impl Store {
         Ok(())
     }
 
+    /// Active agents not seen since `before` (ms).
+    pub async fn silent_agents(&self, before: i64) -> Result<Vec<AgentRow>> {
+        let q = format!(
+            "SELECT {AGENT_COLS} FROM agents WHERE deleted IS NULL AND state = 0 AND last_seen IS NOT NULL AND last_seen < $1"
+        );
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(q))
+            .bind(before).fetch_all(p).await?))
+    }
+
     /// Number of non-deleted agents by authorization: (authorized, unauthorized).
     pub async fn count_agents(&self) -> Result<(i64, i64)> {
         let rows: Vec<(bool, i64)> = on_read!(&self.db, p => sqlx::query_as(

@@ -451,6 +451,15 @@ impl Store {
         Ok(())
     }
 
+    /// A run goes on (a job was rerun): in progress, not finished; start time kept.
+    pub async fn resume_run(&self, run_id: i64) -> Result<()> {
+        let now = now_ms();
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE runs SET state = $1, finished = NULL, started = COALESCE(started, $2), updated = $2 WHERE id = $3")
+            .bind(run_state::IN_PROGRESS).bind(now).bind(run_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
     /// Complete a run (once); returns whether this call completed it.
     pub async fn complete_run_row(&self, run_id: i64, note: Option<&str>) -> Result<bool> {
         let now = now_ms();
@@ -496,6 +505,65 @@ impl Store {
         on_write!(&self.db, p => sqlx::query("UPDATE runs SET artifacts = $1 WHERE id = $2")
             .bind(Json(artifacts)).bind(run_id).execute(p).await?.rows_affected());
         Ok(())
+    }
+
+    /// Counters of a run over its non-covered jobs: jobs, failed jobs, tests, issues.
+    pub async fn run_counters(&self, run_id: i64) -> Result<RunCounters> {
+        let (jobs_total, jobs_error): (i64, i64) = on_read!(&self.db, p => sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN completion_status IS NOT NULL AND completion_status <> 0 \
+             THEN 1 ELSE 0 END), 0) FROM jobs WHERE run_id = $1 AND covered = FALSE AND deleted IS NULL")
+            .bind(run_id).fetch_one(p).await?);
+        let (tests_total, tests_passed, tests_not_run): (i64, i64, i64) = on_read!(&self.db, p => sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN t.result = 1 THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN t.result = 0 THEN 1 ELSE 0 END), 0) FROM test_case_results t \
+             JOIN jobs j ON j.id = t.job_id WHERE j.run_id = $1 AND j.covered = FALSE")
+            .bind(run_id).fetch_one(p).await?);
+        let issues_total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM issues i JOIN jobs j ON j.id = i.job_id WHERE j.run_id = $1 AND j.covered = FALSE")
+            .bind(run_id).fetch_one(p).await?);
+        Ok(RunCounters { tests_total, tests_passed, tests_not_run, issues_total, jobs_total, jobs_error })
+    }
+
+    /// The latest run of the same stage in an earlier-created CI flow.
+    pub async fn previous_ci_run(&self, run: &RunRow, flow: &FlowRow) -> Result<Option<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} JOIN flows f ON f.id = r.flow_id WHERE r.stage_id = $1 AND r.deleted IS NULL \
+             AND f.kind = 0 AND f.deleted IS NULL AND (f.created < $2 OR (f.created = $2 AND f.id < $3)) \
+             ORDER BY f.created DESC, f.id DESC, r.id DESC LIMIT 1"
+        );
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(run.stage_id).bind(flow.created).bind(flow.id).fetch_optional(p).await?))
+    }
+
+    /// The run of the same stage in the next-created flow of the same kind.
+    pub async fn next_run_of_stage(&self, run: &RunRow, flow: &FlowRow) -> Result<Option<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} JOIN flows f ON f.id = r.flow_id WHERE r.stage_id = $1 AND r.deleted IS NULL \
+             AND f.kind = $2 AND f.deleted IS NULL AND (f.created > $3 OR (f.created = $3 AND f.id > $4)) \
+             ORDER BY f.created, f.id, r.id LIMIT 1"
+        );
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(run.stage_id).bind(flow.kind).bind(flow.created).bind(flow.id).fetch_optional(p).await?))
+    }
+
+    /// Runs not finished (not manual), for the watchdog's run timeout.
+    pub async fn unfinished_runs(&self) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} WHERE r.finished IS NULL AND r.deleted IS NULL AND r.state IN ({}, {})",
+            run_state::IN_PROGRESS,
+            run_state::REPLAY
+        );
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q)).fetch_all(p).await?))
+    }
+
+    /// Completed runs not yet analysed that finished between `from` and `to` (ms), oldest first.
+    pub async fn unprocessed_runs(&self, from: i64, to: i64) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} WHERE r.state = {} AND r.finished >= $1 AND r.finished <= $2 AND r.deleted IS NULL ORDER BY r.finished",
+            run_state::COMPLETED
+        );
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(from).bind(to).fetch_all(p).await?))
     }
 
     /// Whether any run of the flow is still in progress.

@@ -254,3 +254,180 @@ impl Store {
             .ok_or_else(|| Error::not_found("Job not found"))
     }
 }
+
+/// An idle agent that may take a job: authorized, active, enabled, no job.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IdleAgent {
+    /// Agent.
+    pub agent_id: i64,
+    /// A group it is in.
+    pub group_id: i64,
+    /// `host_info`, for its system name.
+    pub host_info: Option<Json<Value>>,
+}
+
+/// A job waiting for an agent.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WaitingJob {
+    /// Job.
+    pub id: i64,
+    /// Group.
+    pub agents_group_id: i64,
+    /// System name.
+    pub system_name: String,
+    /// Executor.
+    pub executor: String,
+}
+
+impl Store {
+    /// Queued jobs without an agent, oldest run first (FIFO).
+    pub async fn waiting_jobs(&self, limit: i64) -> Result<Vec<WaitingJob>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, WaitingJob>(
+            "SELECT j.id, j.agents_group_id, s.name AS system_name, s.executor FROM jobs j \
+             JOIN systems s ON s.id = j.system_id JOIN runs r ON r.id = j.run_id \
+             WHERE j.state = 2 AND j.agent_used_id IS NULL AND j.covered = FALSE AND j.deleted IS NULL \
+             ORDER BY r.created, r.id, j.created, j.id LIMIT $1")
+            .bind(limit).fetch_all(p).await?))
+    }
+
+    /// Idle agents, once per group they are in.
+    pub async fn idle_agents(&self) -> Result<Vec<IdleAgent>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, IdleAgent>(
+            "SELECT a.id AS agent_id, aa.agents_group_id AS group_id, a.host_info FROM agents a \
+             JOIN agent_assignments aa ON aa.agent_id = a.id \
+             WHERE a.job_id IS NULL AND a.authorized = TRUE AND a.state = 0 AND a.disabled = FALSE \
+             AND a.deleted IS NULL ORDER BY a.last_seen DESC, a.id")
+            .fetch_all(p).await?))
+    }
+
+    /// Usable agents of a group (authorized, active, enabled).
+    pub async fn usable_agents_in_group(&self, group_id: i64) -> Result<i64> {
+        Ok(on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agents a JOIN agent_assignments aa ON aa.agent_id = a.id \
+             WHERE aa.agents_group_id = $1 AND a.authorized = TRUE AND a.state = 0 AND a.disabled = FALSE \
+             AND a.deleted IS NULL")
+            .bind(group_id).fetch_one(p).await?))
+    }
+
+    /// Give `job` to `agent` if both are still free; false when someone was faster.
+    /// Safe between servers sharing one PostgreSQL: each UPDATE only matches a
+    /// free row, and a second claimer re-checks after the first commits.
+    pub async fn claim_job(&self, job_id: i64, agent_id: i64) -> Result<bool> {
+        let now = now_ms();
+        Ok(super::in_tx!(&self.db, tx => {
+            let a = sqlx::query(
+                "UPDATE agents SET job_id = $1 WHERE id = $2 AND job_id IS NULL AND deleted IS NULL \
+                 AND authorized = TRUE AND disabled = FALSE")
+                .bind(job_id).bind(agent_id).execute(&mut *tx).await?.rows_affected();
+            if a != 1 {
+                return Ok(false);
+            }
+            let j = sqlx::query(
+                "UPDATE jobs SET agent_used_id = $1, assigned = $2 WHERE id = $3 AND agent_used_id IS NULL \
+                 AND state = 2 AND covered = FALSE")
+                .bind(agent_id).bind(now).bind(job_id).execute(&mut *tx).await?.rows_affected();
+            if j != 1 {
+                return Ok(false);
+            }
+            true
+        }))
+    }
+
+    /// The agent fetched its job: started now, state assigned.
+    pub async fn mark_job_started(&self, job_id: i64) -> Result<()> {
+        let now = now_ms();
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE jobs SET started = COALESCE(started, $1), state = $2, updated = $1 WHERE id = $3 AND state = $4")
+            .bind(now).bind(job_state::ASSIGNED).bind(job_id).bind(job_state::QUEUED)
+            .execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// The agent ran out of steps: executing finished.
+    pub async fn mark_job_finished(&self, job_id: i64) -> Result<bool> {
+        let now = now_ms();
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE jobs SET finished = $1, state = $2, updated = $1 WHERE id = $3 AND state IN (2, 3)")
+            .bind(now).bind(job_state::EXECUTING_FINISHED).bind(job_id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Complete a job with a status (once); returns whether this call did it.
+    pub async fn complete_job(&self, job_id: i64, status: i64, note: Option<&str>) -> Result<bool> {
+        let now = now_ms();
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE jobs SET state = $1, completion_status = $2, completed = $3, finished = COALESCE(finished, $3), \
+             notes = COALESCE($4, notes), updated = $3 WHERE id = $5 AND state <> $1")
+            .bind(job_state::COMPLETED).bind(status).bind(now).bind(note).bind(job_id)
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Free an agent from a job.
+    pub async fn unassign_agent(&self, agent_id: i64, job_id: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE agents SET job_id = NULL WHERE id = $1 AND job_id = $2")
+            .bind(agent_id).bind(job_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Change a job's timeout (seconds).
+    pub async fn set_job_timeout(&self, job_id: i64, timeout: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE jobs SET timeout = $1 WHERE id = $2")
+            .bind(timeout).bind(job_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Mark a job superseded by a rerun.
+    pub async fn cover_job(&self, job_id: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE jobs SET covered = TRUE WHERE id = $1")
+            .bind(job_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Steps of a job in progress become errors, untouched ones skipped (a cancel).
+    pub async fn close_steps_of_canceled_job(&self, job_id: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE steps SET status = 3 WHERE job_id = $1 AND status = 1")
+            .bind(job_id).execute(p).await?.rows_affected());
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE steps SET status = 4 WHERE job_id = $1 AND (status IS NULL OR status = 0)")
+            .bind(job_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Jobs holding an agent for longer than their timeout (ms since assignment).
+    pub async fn expired_jobs(&self, now: i64) -> Result<Vec<JobRow>> {
+        let q = format!(
+            "{JOB_SELECT} WHERE j.state IN (2, 3) AND j.assigned IS NOT NULL AND j.deleted IS NULL \
+             AND j.assigned + j.timeout * 1000 < $1"
+        );
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+            .bind(now).fetch_all(p).await?))
+    }
+
+    /// Not-completed jobs of a run.
+    pub async fn open_jobs_of_run(&self, run_id: i64) -> Result<Vec<JobRow>> {
+        let q = format!("{JOB_SELECT} WHERE j.run_id = $1 AND j.state <> 5 AND j.deleted IS NULL ORDER BY j.id");
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+            .bind(run_id).fetch_all(p).await?))
+    }
+
+    /// Whether every job of a run (covered ones included) is completed.
+    pub async fn run_jobs_all_completed(&self, run_id: i64) -> Result<bool> {
+        let n: i64 = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE run_id = $1 AND state <> 5 AND deleted IS NULL")
+            .bind(run_id).fetch_one(p).await?);
+        Ok(n == 0)
+    }
+
+    /// Completed, non-covered jobs like this one (same name, group, system, stage), newest first.
+    pub async fn similar_completed_jobs(&self, job: &JobRow, stage_id: i64, limit: i64) -> Result<Vec<JobRow>> {
+        let q = format!(
+            "{JOB_SELECT} JOIN runs r ON r.id = j.run_id WHERE j.name = $1 AND j.agents_group_id = $2 \
+             AND j.system_id = $3 AND r.stage_id = $4 AND j.state = 5 AND j.covered = FALSE AND j.id <> $5 \
+             ORDER BY j.id DESC LIMIT $6"
+        );
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+            .bind(&job.name).bind(job.agents_group_id).bind(job.system_id).bind(stage_id).bind(job.id).bind(limit)
+            .fetch_all(p).await?))
+    }
+}

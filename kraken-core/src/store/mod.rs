@@ -27,6 +27,7 @@ pub mod logs;
 pub mod projects;
 pub mod settings;
 pub mod stages;
+pub mod tasks;
 pub mod tools;
 pub mod users;
 

@@ -2,8 +2,12 @@
 //! `kraken_core::Kraken`, and serializes.
 
 pub mod agents;
+pub mod backend;
+pub mod exec;
 pub mod flows;
+pub mod logs;
 pub mod misc;
 pub mod projects;
+pub mod stages;
 pub mod tools;
 pub mod users;

@@ -5,6 +5,8 @@ mod agents;
 mod auth;
 mod branches;
 mod errors;
+mod exec;
 mod projects;
 mod restart;
+mod stages;
 mod tools;

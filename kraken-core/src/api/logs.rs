@@ -1,0 +1,223 @@
+//! Reading logs: job and step logs, filtered logs, services logs, plain
+//! text downloads, and following a job's log from a cursor.
+
+use serde::{Deserialize, Serialize};
+
+use super::Kraken;
+use crate::error::{Error, Result};
+use crate::model::{Job, Timestamp, job_state};
+use crate::store::logs::{LogFilter, LogRow};
+
+/// A log line as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    /// Cursor: lines after this id follow it.
+    pub id: i64,
+    /// Time.
+    pub time: Timestamp,
+    /// The text.
+    pub message: String,
+    /// Service (`agent`, `server`, ...).
+    pub service: String,
+    /// Host.
+    pub host: String,
+    /// Level.
+    pub level: String,
+    /// Job (0: none).
+    pub job: i64,
+    /// Step index (-1: none).
+    pub step: i64,
+    /// Tool (`''`: the agent itself).
+    pub tool: String,
+    /// Branch.
+    pub branch: i64,
+    /// Flow.
+    pub flow: i64,
+    /// Run.
+    pub run: i64,
+    /// Agent.
+    pub agent: i64,
+}
+
+impl From<LogRow> for LogLine {
+    fn from(r: LogRow) -> Self {
+        LogLine {
+            id: r.id,
+            time: Timestamp(r.time),
+            message: r.message,
+            service: r.service,
+            host: r.host,
+            level: r.level,
+            job: r.job_id,
+            step: r.step,
+            tool: r.tool,
+            branch: r.branch_id,
+            flow: r.flow_id,
+            run: r.run_id,
+            agent: r.agent_id,
+        }
+    }
+}
+
+/// A page of log lines.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Logs {
+    /// Lines.
+    pub items: Vec<LogLine>,
+    /// Lines matching in all.
+    pub total: i64,
+    /// The job, for job logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<Job>,
+}
+
+/// Paging of log queries.
+#[derive(Debug, Clone, Default)]
+pub struct LogPaging {
+    /// First line (from 0).
+    pub start: Option<i64>,
+    /// Page size (default 200).
+    pub limit: Option<i64>,
+    /// `asc` (default) or `desc`.
+    pub order: Option<String>,
+}
+
+fn paging(p: &LogPaging) -> Result<(i64, i64, bool)> {
+    let desc = match p.order.as_deref() {
+        None | Some("") | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => return Err(Error::bad_request(format!("incorrect order value '{o}': use asc or desc"))),
+    };
+    let start = p.start.unwrap_or(0);
+    if start < 0 {
+        return Err(Error::bad_request("incorrect start value: it must be 0 or more"));
+    }
+    let limit = p.limit.unwrap_or(200);
+    if limit < 0 {
+        return Err(Error::bad_request("incorrect limit value: it must be 0 or more"));
+    }
+    Ok((start, limit.clamp(1, 100_000), desc))
+}
+
+/// Where a follower of a job log stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogChunk {
+    /// New lines after the cursor, in order.
+    pub lines: Vec<LogLine>,
+    /// Whether the job is completed (no more lines will come once these are read).
+    pub job_completed: bool,
+    /// The job's state.
+    pub job_state: i64,
+    /// The job's completion status.
+    pub completion_status: Option<i64>,
+}
+
+impl Kraken {
+    async fn viewable_job(&self, job_id: i64) -> Result<crate::store::jobs::JobRow> {
+        let job = self.store().require_job(job_id).await?;
+        self.who.require_view(self.job_project(&job).await?)?;
+        Ok(job)
+    }
+
+    /// `GET /jobs/{id}/logs`: the output of the job's tools (with `internals`,
+    /// the agent's own lines too), and the job.
+    pub async fn get_job_logs(&self, job_id: i64, p: &LogPaging, internals: bool, text: Option<&str>) -> Result<Logs> {
+        let job = self.viewable_job(job_id).await?;
+        let (start, limit, desc) = paging(p)?;
+        let f = LogFilter { job_id: Some(job_id), tool_output_only: !internals, text: text.map(str::to_string), ..Default::default() };
+        let (rows, total) = self.store().query_logs(&f, start, limit, desc).await?;
+        let job_json = self.jobs_json(std::slice::from_ref(&job), true).await?.pop();
+        Ok(Logs { items: rows.into_iter().map(LogLine::from).collect(), total, job: job_json })
+    }
+
+    /// `GET /jobs/{id}/{step_idx}/logs`.
+    pub async fn get_step_logs(&self, job_id: i64, step_idx: i64, p: &LogPaging, text: Option<&str>) -> Result<Logs> {
+        self.viewable_job(job_id).await?;
+        let (start, limit, desc) = paging(p)?;
+        let f = LogFilter { job_id: Some(job_id), step: Some(step_idx), text: text.map(str::to_string), ..Default::default() };
+        let (rows, total) = self.store().query_logs(&f, start, limit, desc).await?;
+        Ok(Logs { items: rows.into_iter().map(LogLine::from).collect(), total, job: None })
+    }
+
+    /// `GET /logs`: filtered logs. A job, run, flow or branch filter needs
+    /// `view` on its project; no such filter (or an agent filter) needs superadmin.
+    pub async fn get_logs(&self, f: &LogFilter, p: &LogPaging) -> Result<Logs> {
+        if f.flow_kind.is_some() && f.branch_id.is_none() {
+            return Err(Error::bad_request("flow_kind needs branch_id"));
+        }
+        if f.step.is_some() && f.job_id.is_none() {
+            return Err(Error::bad_request("step_idx needs job_id"));
+        }
+        if let Some(j) = f.job_id {
+            self.viewable_job(j).await?;
+        } else if let Some(r) = f.run_id {
+            let run = self.run_row(r).await?;
+            let flow = self.flow_row(run.flow_id).await?;
+            self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+        } else if let Some(fl) = f.flow_id {
+            let flow = self.flow_row(fl).await?;
+            self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+        } else if let Some(b) = f.branch_id {
+            let branch = self.branch_row(b).await?;
+            self.who.require_view(branch.project_id)?;
+        } else {
+            self.who.require_superadmin("only superadmin can read logs without a job, run, flow or branch filter")?;
+        }
+        if f.agent_id.is_some() {
+            self.who.require_superadmin("only superadmin can read the logs of an agent")?;
+        }
+        let (start, limit, desc) = paging(p)?;
+        let (rows, total) = self.store().query_logs(f, start, limit, desc).await?;
+        Ok(Logs { items: rows.into_iter().map(LogLine::from).collect(), total, job: None })
+    }
+
+    /// `GET /services-logs`: the last 1000 lines of the server's own services (superadmin).
+    pub async fn get_services_logs(&self, services: &[String], level: Option<&str>) -> Result<Logs> {
+        self.who.require_superadmin("only superadmin can read services logs")?;
+        let services = if services.is_empty() {
+            vec!["server".to_string(), "engine".to_string(), "watchdog".to_string(), "scheduler".to_string()]
+        } else {
+            services.to_vec()
+        };
+        let f = LogFilter { services, level: level.map(str::to_string), job_id: Some(0), ..Default::default() };
+        let (mut rows, total) = self.store().query_logs(&f, 0, 1000, true).await?;
+        rows.reverse();
+        Ok(Logs { items: rows.into_iter().map(LogLine::from).collect(), total, job: None })
+    }
+
+    /// The plain text of a job's (or step's) log: a `message` header line,
+    /// then one line per log line (the original's download format).
+    pub async fn job_log_text(&self, job_id: i64, step_idx: Option<i64>) -> Result<String> {
+        self.viewable_job(job_id).await?;
+        let f = LogFilter { job_id: Some(job_id), step: step_idx, tool_output_only: step_idx.is_none(), ..Default::default() };
+        let mut out = String::from("message\n");
+        let mut after = 0;
+        loop {
+            let rows = self.store().logs_after(&LogFilter { after: Some(after), ..f.clone() }, 10_000).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.id;
+            for r in &rows {
+                out.push_str(&r.message);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lines of a job's log after cursor `after` (all lines, tool output and
+    /// the agent's own), and whether the job is completed. A follower reads
+    /// until it gets no lines and `job_completed`.
+    pub async fn follow_job_log(&self, job_id: i64, after: i64, limit: i64) -> Result<LogChunk> {
+        let job = self.viewable_job(job_id).await?;
+        // Read the state first: lines stored before completion are then surely visible.
+        let completed = job.state == job_state::COMPLETED;
+        let f = LogFilter { job_id: Some(job_id), after: Some(after), ..Default::default() };
+        let rows = self.store().logs_after(&f, limit.clamp(1, 10_000)).await?;
+        Ok(LogChunk {
+            lines: rows.into_iter().map(LogLine::from).collect(),
+            job_completed: completed,
+            job_state: job.state,
+            completion_status: job.completion_status,
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! Completion: jobs, runs, flows; child stages; cancel (§5.5–5.7).
+
+use serde_json::{Value, json};
+
+use crate::api::Kraken;
+use crate::error::Result;
+use crate::events::Event;
+use crate::model::{completion, flow_kind, run_state, step_status};
+use crate::store::flows::FlowRow;
+use crate::store::jobs::JobRow;
+
+/// The completion status a finished job gets from its steps.
+fn status_from_steps(steps: &[crate::store::jobs::StepRow]) -> i64 {
+    for s in steps {
+        if s.status == Some(step_status::ERROR) {
+            let reason = s.result.as_ref().and_then(|r| r.0.get("reason")).and_then(Value::as_str);
+            return match reason {
+                Some("job-timeout") => completion::JOB_TIMEOUT,
+                Some("step-timeout") => completion::STEP_TIMEOUT,
+                Some("exception") => completion::AGENT_EXCEPTION,
+                _ => completion::AGENT_ERROR_RETURNED,
+            };
+        }
+    }
+    completion::ALL_OK
+}
+
+impl Kraken {
+    /// A job's agent finished its steps (or it was ended otherwise): complete
+    /// it from its steps' results, then the run when all its jobs are done.
+    pub(crate) async fn job_completed(&self, job_id: i64) -> Result<()> {
+        let Some(job) = self.store().job(job_id).await? else { return Ok(()) };
+        let steps = self.store().steps_of(&[job_id]).await?;
+        let status = status_from_steps(&steps);
+        if self.store().complete_job(job_id, status, None).await? {
+            if let Some(agent) = job.agent_used_id {
+                self.store().unassign_agent(agent, job_id).await?;
+                self.core.events.wake_scheduler();
+            }
+            self.core.events.publish(Event::Job { job_id, run_id: job.run_id });
+            if let Err(e) = self.estimate_timeout(&job).await {
+                tracing::warn!(job = job_id, error = %e, "cannot estimate the job timeout");
+            }
+        }
+        self.complete_run_if_done(job.run_id).await
+    }
+
+    /// Complete the run when all its jobs are completed.
+    pub(crate) async fn complete_run_if_done(&self, run_id: i64) -> Result<()> {
+        if self.store().run_jobs_all_completed(run_id).await? {
+            let run = self.run_row(run_id).await?;
+            if matches!(run.state, run_state::IN_PROGRESS | run_state::REPLAY) {
+                self.complete_run(run_id, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Learn a job's timeout from the history of the same job (as the
+    /// original: at least 4 of the last 10 runs; 1.7 × the longest, at least 60 s
+    /// and the schema's timeout; doubled after a timeout; at most 3 days).
+    async fn estimate_timeout(&self, job: &JobRow) -> Result<()> {
+        let run = self.run_row(job.run_id).await?;
+        let history = self.store().similar_completed_jobs(job, run.stage_id, 9).await?;
+        let mut all = vec![self.store().job(job.id).await?.unwrap_or_else(|| job.clone())];
+        all.extend(history);
+        let durations: Vec<i64> = all
+            .iter()
+            .filter(|j| matches!(j.completion_status, Some(completion::ALL_OK) | Some(completion::JOB_TIMEOUT)))
+            .filter_map(|j| Some((j.finished? - j.started?) / 1000))
+            .collect();
+        if durations.len() < 4 {
+            return Ok(());
+        }
+        let max = durations.iter().copied().max().unwrap_or(0);
+        let mut timeout = ((max as f64 * 1.7) as i64).max(60);
+        let timed_out = all.iter().any(|j| j.completion_status == Some(completion::JOB_TIMEOUT));
+        if timed_out {
+            timeout = timeout.max(job.timeout * 2);
+        }
+        timeout = timeout.max(job.timeout).min(259_200);
+        let Some(stage) = self.store().stage_any(run.stage_id).await? else { return Ok(()) };
+        let mut timeouts = stage.timeouts.as_ref().map(|t| t.0.clone()).unwrap_or_else(|| json!({}));
+        if let Some(o) = timeouts.as_object_mut() {
+            o.insert(format!("{}-{}-{}", job.name, job.system_id, job.agents_group_id), json!(timeout));
+        }
+        self.store().set_stage_timeouts(stage.id, &timeouts).await
+    }
+
+    /// Complete a run (once): counters, child stages, flow completion.
+    pub(crate) async fn complete_run(&self, run_id: i64, note: Option<&str>) -> Result<()> {
+        if !self.store().complete_run_row(run_id, note).await? {
+            if let Some(n) = note {
+                self.store().append_run_note(run_id, n).await?;
+            }
+            return Ok(());
+        }
+        let run = self.run_row(run_id).await?;
+        self.core.events.publish(Event::Run { run_id, flow_id: run.flow_id });
+        self.analyze_run(run_id).await
+    }
+
+    /// Recompute a run's counters, start its child stages when it had no
+    /// failed job, complete its flow when nothing else runs, and queue the
+    /// results-history analysis.
+    pub(crate) async fn analyze_run(&self, run_id: i64) -> Result<()> {
+        let run = self.run_row(run_id).await?;
+        let counters = self.store().run_counters(run_id).await?;
+        self.store().set_run_counters(run_id, &counters).await?;
+        let flow = self.flow_row(run.flow_id).await?;
+        if counters.jobs_error == 0 && counters.jobs_total > 0 {
+            self.trigger_child_stages(&run.stage_name, run_id, &flow).await?;
+        }
+        self.check_flow_completion(&flow).await?;
+        self.enqueue_history_analysis(run_id).await
+    }
+
+    async fn trigger_child_stages(&self, parent: &str, run_id: i64, flow: &FlowRow) -> Result<()> {
+        for stage in self.store().branch_stages(flow.branch_id).await? {
+            if stage.parent() != parent || !stage.enabled {
+                continue;
+            }
+            let t = stage.triggers();
+            let by_parent = t.and_then(|t| t.get("parent")).and_then(Value::as_bool) == Some(true);
+            let manual = t.and_then(|t| t.get("manual")).and_then(Value::as_bool) == Some(true);
+            if by_parent || manual {
+                self.start_run(&stage, flow, json!({"reason": "parent", "run_id": run_id}), &Default::default())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Complete a flow when none of its runs is in progress.
+    pub(crate) async fn check_flow_completion(&self, flow: &FlowRow) -> Result<()> {
+        if self.store().flow_has_running_runs(flow.id).await? {
+            return Ok(());
+        }
+        let summary = if flow.kind == flow_kind::CI { Some(self.flow_summary(flow).await?) } else { None };
+        if self.store().complete_flow(flow.id, summary.as_ref()).await? {
+            if flow.kind == flow_kind::CI {
+                if let Some(branch) = self.store().branch_any(flow.branch_id).await? {
+                    let completed = match branch.ci_last_completed_flow_id {
+                        Some(id) if id > flow.id => Some(id),
+                        _ => Some(flow.id),
+                    };
+                    let incomplete = branch.ci_last_incomplete_flow_id.filter(|id| *id != flow.id);
+                    self.store().set_branch_ci_flows(branch.id, completed, incomplete).await?;
+                }
+            }
+            self.core.events.publish(Event::Flow { flow_id: flow.id, branch_id: flow.branch_id });
+        }
+        Ok(())
+    }
+
+    /// The summary of a CI flow, kept when it completes.
+    pub(crate) async fn flow_summary(&self, flow: &FlowRow) -> Result<Value> {
+        let runs = self.store().flow_runs(flow.id).await?;
+        let mut s = json!({"id": flow.id, "label": flow.label(), "errors": false, "tests_passed": 0,
+                           "tests_total": 0, "tests_regr": 0, "tests_fix": 0, "issues_total": 0, "issues_new": 0});
+        let errors = self.store().flow_has_errors(flow.id).await?;
+        let sum = |f: fn(&crate::store::flows::RunRow) -> i64| runs.iter().map(f).sum::<i64>();
+        s["errors"] = json!(errors);
+        s["tests_passed"] = json!(sum(|r| r.tests_passed));
+        s["tests_total"] = json!(sum(|r| r.tests_total));
+        s["tests_regr"] = json!(sum(|r| r.regr_cnt));
+        s["tests_fix"] = json!(sum(|r| r.fix_cnt));
+        s["issues_total"] = json!(sum(|r| r.issues_total));
+        s["issues_new"] = json!(sum(|r| r.issues_new));
+        Ok(s)
+    }
+
+    /// Cancel a job (once): completed with `status` and `note`; its steps in
+    /// progress become errors and untouched ones skipped. The agent learns it
+    /// at its next call. Then the run completes if it was the last job.
+    pub(crate) async fn cancel_job(&self, job: &JobRow, note: &str, status: i64) -> Result<()> {
+        if self.store().complete_job(job.id, status, Some(note)).await? {
+            self.store().close_steps_of_canceled_job(job.id).await?;
+            self.core.events.publish(Event::Job { job_id: job.id, run_id: job.run_id });
+        }
+        self.complete_run_if_done(job.run_id).await
+    }
+}

@@ -1,0 +1,103 @@
+//! The engine: planner (flows → runs → jobs), scheduler (jobs → agents),
+//! completion and child triggering, watchdog and timed triggers, and the
+//! background task worker.
+//!
+//! [`Engine::start`] spawns the loops of one server. They are event-driven
+//! (woken by [`crate::events::Events`]) with a slow periodic tick as a safety
+//! net, so several servers on one PostgreSQL also see each other's work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::api::Core;
+
+pub(crate) mod complete;
+pub(crate) mod context;
+pub(crate) mod planner;
+pub(crate) mod scheduler;
+pub(crate) mod tasks;
+pub(crate) mod watchdog;
+
+pub use planner::string_args;
+
+/// The running loops of an engine; stopped when dropped.
+#[derive(Debug)]
+pub struct Engine {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Engine {
+    /// Spawn the scheduler, watchdog and task worker for `core`.
+    pub fn start(core: Arc<Core>) -> Engine {
+        let mut tasks = Vec::new();
+
+        let c = core.clone();
+        tasks.push(tokio::spawn(async move {
+            let k = c.local_admin();
+            loop {
+                if let Err(e) = k.assign_jobs().await {
+                    tracing::warn!(error = %e, "scheduler");
+                }
+                // Woken by new jobs or freed agents; every second anyway.
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.events.scheduler.notified()).await;
+            }
+        }));
+
+        let c = core.clone();
+        tasks.push(tokio::spawn(async move {
+            let k = c.local_admin();
+            if let Err(e) = c.store.requeue_stale_tasks(30 * 60_000).await {
+                tracing::warn!(error = %e, "requeue tasks");
+            }
+            loop {
+                if let Err(e) = k.run_queued_tasks().await {
+                    tracing::warn!(error = %e, "task worker");
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(2), c.events.tasks.notified()).await;
+            }
+        }));
+
+        let c = core;
+        tasks.push(tokio::spawn(async move {
+            let k = c.local_admin();
+            let mut tick: u64 = 0;
+            loop {
+                if let Err(e) = k.check_job_timeouts().await {
+                    tracing::warn!(error = %e, "watchdog: job timeouts");
+                }
+                if let Err(e) = k.fire_timers().await {
+                    tracing::warn!(error = %e, "watchdog: timers");
+                }
+                if tick % 30 == 0 {
+                    for (what, r) in [
+                        ("run timeouts", k.check_run_timeouts().await),
+                        ("dead agents", k.check_dead_agents().await),
+                        ("unprocessed runs", k.requeue_unprocessed_runs().await),
+                    ] {
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "watchdog: {what}");
+                        }
+                    }
+                }
+                if tick % 86_400 == 3600 {
+                    if let Err(e) = k.apply_log_retention().await {
+                        tracing::warn!(error = %e, "watchdog: log retention");
+                    }
+                }
+                tick += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+        Engine { tasks }
+    }
+}

@@ -1,0 +1,393 @@
+//! Planner: flows start runs, runs create jobs (§5.1, §5.2 of the original).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use super::context::{CtxFor, secret_args};
+use crate::api::Kraken;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::model::{completion, flow_kind, run_state, seq_kind};
+use crate::schema;
+use crate::store::branches::BranchRow;
+use crate::store::flows::{FlowRow, NewFlowRow, NewRunRow, RunRow};
+use crate::store::jobs::NewJobRow;
+use crate::store::stages::StageRow;
+
+/// Stringify argument values the way they reach `#{NAME}`: strings stay,
+/// other scalars become their JSON text.
+pub(crate) fn string_args(args: &Map<String, Value>) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for (k, v) in args {
+        let s = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => if *b { "True".into() } else { "False".into() },
+            other => {
+                return Err(Error::bad_request(format!(
+                    "argument '{k}' must be a string, a number or a boolean, got {other}"
+                )));
+            }
+        };
+        out.insert(k.clone(), Value::String(s));
+    }
+    Ok(out)
+}
+
+/// Default values of a stage's parameters.
+pub(crate) fn stage_default_args(schema: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(params) = schema.get("parameters").and_then(Value::as_array) {
+        for p in params {
+            if let Some(name) = p.get("name").and_then(Value::as_str) {
+                let default = p.get("default").cloned().unwrap_or(Value::String(String::new()));
+                let default = match default {
+                    Value::String(s) => s,
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                out.insert(name.to_string(), Value::String(default));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a stage starts with a flow: a root stage whose triggers do not say `parent: false`.
+fn starts_with_flow(stage: &StageRow) -> bool {
+    stage.parent() == "root"
+        && stage.enabled
+        && stage.triggers().and_then(|t| t.get("parent")).and_then(Value::as_bool) != Some(false)
+}
+
+impl Kraken {
+    /// Create a flow of `kind` on a branch and start its root stages (or only
+    /// `only_stage`, for timed triggers). Internal: no permission check.
+    pub(crate) async fn start_flow(
+        &self,
+        branch: &BranchRow,
+        kind: i64,
+        args: &Map<String, Value>,
+        reason: &str,
+        only_stage: Option<&StageRow>,
+    ) -> Result<FlowRow> {
+        let mut per_stage: HashMap<String, Map<String, Value>> = HashMap::new();
+        let mut common = Map::new();
+        for (k, v) in args {
+            let Some(obj) = v.as_object() else {
+                return Err(Error::bad_request(format!(
+                    "args.{k} must be an object of arguments (args: {{\"Common\": {{...}}, \"<stage name>\": {{...}}}})"
+                )));
+            };
+            let obj = string_args(obj)?;
+            if k == "Common" {
+                common = obj;
+            } else {
+                per_stage.insert(k.clone(), obj);
+            }
+        }
+        let branch_name = match common.remove("BRANCH") {
+            Some(Value::String(b)) if !b.is_empty() => b,
+            _ => branch.branch_name.clone().unwrap_or_default(),
+        };
+        let shared = self.store().next_sequence(branch.id, None, seq_kind::FLOW).await?;
+        let own_kind = if kind == flow_kind::DEV { seq_kind::DEV_FLOW } else { seq_kind::CI_FLOW };
+        let own = self.store().next_sequence(branch.id, None, own_kind).await?;
+        let mut flow_args = common;
+        flow_args.insert("KK_FLOW_SEQ".into(), json!(shared.to_string()));
+        flow_args.insert("KK_CI_DEV_FLOW_SEQ".into(), json!(own.to_string()));
+        flow_args.insert("KK_FLOW_TYPE".into(), json!(if kind == flow_kind::DEV { "DEV" } else { "CI" }));
+        let kk_branch = if branch_name.is_empty() { "master".to_string() } else { branch_name.clone() };
+        flow_args.insert("KK_BRANCH".into(), json!(kk_branch));
+        flow_args.insert("branch".into(), json!(kk_branch));
+        let flow = self
+            .store()
+            .insert_flow(&NewFlowRow {
+                branch_id: branch.id,
+                kind,
+                branch_name: Some(branch_name),
+                args: Value::Object(flow_args),
+                seq: json!({"shared": shared, "own": own}),
+                trigger_data_id: None,
+            })
+            .await?;
+        self.core.events.publish(Event::Flow { flow_id: flow.id, branch_id: branch.id });
+        let stages = match only_stage {
+            Some(s) => vec![s.clone()],
+            None => self.store().branch_stages(branch.id).await?.into_iter().filter(starts_with_flow).collect(),
+        };
+        for stage in &stages {
+            let stage_args = per_stage.remove(&stage.name).unwrap_or_default();
+            self.start_run(stage, &flow, json!({"reason": reason}), &stage_args).await?;
+        }
+        if stages.is_empty() {
+            // Nothing to run: the flow is done at once.
+            self.check_flow_completion(&flow).await?;
+        }
+        Ok(flow)
+    }
+
+    /// Start a stage in a flow: a new run, or a replay of the existing one.
+    pub(crate) async fn start_run(
+        &self,
+        stage: &StageRow,
+        flow: &FlowRow,
+        reason: Value,
+        args: &Map<String, Value>,
+    ) -> Result<RunRow> {
+        if let Some(run) = self.store().run_of_stage_in_flow(flow.id, stage.id).await? {
+            self.store().set_run_state(run.id, run_state::REPLAY).await?;
+            self.store().reopen_flow(flow.id).await?;
+            self.store().mark_run_started(run.id).await?;
+            let run = self.run_row(run.id).await?;
+            self.trigger_jobs(&run, true).await?;
+            return self.run_row(run.id).await;
+        }
+        let run = self
+            .store()
+            .insert_run(&NewRunRow {
+                stage_id: stage.id,
+                flow_id: flow.id,
+                args: Value::Object(args.clone()),
+                reason,
+                repo_data_id: None,
+                state: run_state::CREATING,
+            })
+            .await?;
+        self.complete_starting_run(run, stage, flow).await
+    }
+
+    /// Give a fresh run its arguments, sequences and labels, then start its jobs
+    /// (or leave it waiting when its stage is manual).
+    async fn complete_starting_run(&self, run: RunRow, stage: &StageRow, flow: &FlowRow) -> Result<RunRow> {
+        let branch = self
+            .store()
+            .branch_any(flow.branch_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Branch not found"))?;
+        let mut run_args = stage_default_args(&stage.schema.0);
+        if let Some(fa) = flow.args.0.as_object() {
+            for (k, v) in fa {
+                run_args.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(ra) = run.args.0.as_object() {
+            for (k, v) in ra {
+                run_args.insert(k.clone(), v.clone());
+            }
+        }
+        let shared = self.store().next_sequence(branch.id, Some(stage.id), seq_kind::RUN).await?;
+        let own_kind = if flow.kind == flow_kind::DEV { seq_kind::DEV_RUN } else { seq_kind::CI_RUN };
+        let own = self.store().next_sequence(branch.id, Some(stage.id), own_kind).await?;
+        run_args.insert("KK_RUN_SEQ".into(), json!(shared.to_string()));
+        run_args.insert("KK_CI_DEV_RUN_SEQ".into(), json!(own.to_string()));
+        let seq = json!({"shared": shared, "own": own});
+        let manual = stage.triggers().and_then(|t| t.get("manual")).and_then(Value::as_bool) == Some(true);
+        let state = if manual { run_state::MANUAL } else { run_state::IN_PROGRESS };
+        // Labels are rendered with the run's context (sequences known).
+        self.store().start_run_row(run.id, &Value::Object(run_args.clone()), &seq, None, run_state::CREATING).await?;
+        let run = self.run_row(run.id).await?;
+        let ctx = self.prepare_context(CtxFor::Run(&run, flow, stage, &branch), &run_args).await?;
+        let mut label_args = run_args.clone();
+        label_args.extend(secret_args(&self.store().project_secrets(branch.project_id).await?));
+        let render = |key: &str| {
+            stage.schema.0.get(key).and_then(Value::as_str).map(|t| schema::render(t, &label_args, &ctx).0)
+        };
+        if let Some(fl) = render("flow_label") {
+            self.store().set_flow_label_if_unset(flow.id, &fl).await?;
+        }
+        let run_label = render("run_label");
+        self.store().start_run_row(run.id, &Value::Object(run_args), &seq, run_label.as_deref(), state).await?;
+        let run = self.run_row(run.id).await?;
+        self.core.events.publish(Event::Run { run_id: run.id, flow_id: flow.id });
+        if manual {
+            return Ok(run);
+        }
+        if flow.kind == flow_kind::CI {
+            let newer = branch.ci_last_incomplete_flow_id.is_none_or(|id| id < flow.id);
+            if newer {
+                self.store().set_branch_ci_flows(branch.id, branch.ci_last_completed_flow_id, Some(flow.id)).await?;
+            }
+        }
+        self.trigger_jobs(&run, false).await?;
+        self.run_row(run.id).await
+    }
+
+    /// Create the jobs of a run from its stage's schema, re-evaluated with the
+    /// run's context. A failure completes the run with a note.
+    pub(crate) async fn trigger_jobs(&self, run: &RunRow, replay: bool) -> Result<()> {
+        if let Err(e) = self.try_trigger_jobs(run, replay).await {
+            let note = format!("Triggering run's jobs failed: {e}");
+            tracing::warn!(run = run.id, %note);
+            self.complete_run(run.id, Some(&note)).await?;
+        }
+        Ok(())
+    }
+
+    async fn try_trigger_jobs(&self, run: &RunRow, replay: bool) -> Result<()> {
+        let flow = self.flow_row(run.flow_id).await?;
+        let stage = self
+            .store()
+            .stage_any(run.stage_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Stage not found"))?;
+        let branch = self
+            .store()
+            .branch_any(flow.branch_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Branch not found"))?;
+        let args = run.args.0.as_object().cloned().unwrap_or_default();
+        let ctx = self.prepare_context(CtxFor::Run(run, &flow, &stage, &branch), &args).await?;
+
+        // Re-evaluate the schema for this run and keep it in the stage.
+        let code = match stage.schema_code.as_deref() {
+            Some(c) if !c.trim().is_empty() => c.to_string(),
+            _ => schema::DEFAULT_STAGE_CODE.to_string(),
+        };
+        let limits = schema::Limits::default();
+        let ctx_for_eval = ctx.clone();
+        let mut evaluated = tokio::task::spawn_blocking(move || schema::evaluate(&code, &ctx_for_eval, &limits))
+            .await
+            .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?
+            .map_err(|e| Error::bad_request(e.to_string()))?;
+        schema::apply_defaults(&mut evaluated);
+        self.store().set_stage_schema(stage.id, &evaluated).await?;
+
+        let mut arg_values = args.clone();
+        let secrets = self.store().project_secrets(branch.project_id).await?;
+        arg_values.extend(secret_args(&secrets));
+
+        let mut old_jobs: HashMap<String, Vec<i64>> = HashMap::new();
+        if replay {
+            for j in self.store().run_jobs(run.id, false).await? {
+                old_jobs.entry(format!("{}-{}", j.name, j.agents_group_id)).or_default().push(j.id);
+            }
+        }
+        let timeouts = stage.timeouts.as_ref().map(|t| t.0.clone()).unwrap_or_else(|| json!({}));
+        let mut created = 0usize;
+        let mut erred = 0usize;
+        let jobs = evaluated.get("jobs").and_then(Value::as_array).cloned().unwrap_or_default();
+        for job in &jobs {
+            let job_name = job.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            // Resolve tools of the steps.
+            let steps = job.get("steps").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut tools = Vec::new();
+            let mut missing_tool = None;
+            for step in &steps {
+                let tool_ref = step.get("tool").and_then(Value::as_str).unwrap_or("");
+                match self.store().tool_by_ref(tool_ref).await? {
+                    Some(t) => tools.push(Some(t)),
+                    None => {
+                        missing_tool.get_or_insert_with(|| tool_ref.to_string());
+                        tools.push(None);
+                    }
+                }
+            }
+            let envs = job.get("environments").and_then(Value::as_array).cloned().unwrap_or_default();
+            for env in &envs {
+                let group_name = env
+                    .get("agents_group")
+                    .and_then(Value::as_str)
+                    .map(|g| schema::render(g, &arg_values, &ctx).0)
+                    .unwrap_or_default();
+                let executor = env
+                    .get("executor")
+                    .and_then(Value::as_str)
+                    .map(str::to_ascii_lowercase)
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or_else(|| "local".to_string());
+                let systems: Vec<String> = match env.get("system") {
+                    Some(Value::String(s)) => vec![s.clone()],
+                    Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+                    _ => vec!["any".to_string()],
+                };
+                let group = self.store().group_by_name(&group_name, Some(branch.project_id)).await?;
+                for system_name in systems {
+                    let system_name = schema::render(&system_name, &arg_values, &ctx).0;
+                    let system = self.store().ensure_system(&system_name, &executor).await?;
+                    let (group_id, completed_with) = match &group {
+                        None => {
+                            let missing = match self.store().group_by_name("missing", None).await? {
+                                Some(g) => g,
+                                None => self.store().create_group("missing", None, None).await?,
+                            };
+                            (
+                                missing.id,
+                                Some((
+                                    completion::MISSING_AGENTS_GROUP,
+                                    format!("cannot find agents group '{group_name}' in database"),
+                                )),
+                            )
+                        }
+                        Some(g) => {
+                            if let Some(t) = &missing_tool {
+                                (g.id, Some((completion::MISSING_TOOL_IN_DB, format!("cannot find tool '{t}' in database"))))
+                            } else if g.deployment_method() == 0 && self.store().usable_agents_in_group(g.id).await? == 0 {
+                                (
+                                    g.id,
+                                    Some((
+                                        completion::NO_AGENTS,
+                                        format!("there are no agents in group '{}' - add some agents", g.name),
+                                    )),
+                                )
+                            } else {
+                                (g.id, None)
+                            }
+                        }
+                    };
+                    let key = format!("{job_name}-{}-{group_id}", system.id);
+                    let timeout = timeouts
+                        .get(&key)
+                        .and_then(Value::as_i64)
+                        .unwrap_or_else(|| job.get("timeout").and_then(Value::as_i64).unwrap_or(300).max(60));
+                    let erred_now = completed_with.is_some();
+                    let job_id = self
+                        .store()
+                        .insert_job(&NewJobRow {
+                            run_id: run.id,
+                            name: job_name.clone(),
+                            agents_group_id: group_id,
+                            system_id: system.id,
+                            timeout,
+                            completed_with,
+                        })
+                        .await?;
+                    created += 1;
+                    if erred_now {
+                        erred += 1;
+                    } else {
+                        for (idx, (step, tool)) in steps.iter().zip(&tools).enumerate() {
+                            let Some(tool) = tool else { continue };
+                            let mut raw = step.as_object().cloned().unwrap_or_default();
+                            let when = schema::normalize_when(raw.get("when").and_then(Value::as_str));
+                            raw.insert("when".into(), json!(when));
+                            let mut fields = raw.clone();
+                            fields.remove("tool");
+                            let (value, masked) = schema::substitute(&Value::Object(fields), &arg_values, &ctx);
+                            self.store()
+                                .insert_step(job_id, idx as i64, tool.id, &value, &masked, &Value::Object(raw))
+                                .await?;
+                        }
+                    }
+                    if let Some(old) = old_jobs.remove(&format!("{job_name}-{group_id}")) {
+                        for id in old {
+                            self.store().cover_job(id).await?;
+                        }
+                    }
+                    self.core.events.publish(Event::Job { job_id, run_id: run.id });
+                }
+            }
+        }
+        self.store().mark_run_started(run.id).await?;
+        self.store().reopen_flow(flow.id).await?;
+        self.core.events.publish(Event::Run { run_id: run.id, flow_id: flow.id });
+        if created == erred {
+            // No job can run: the run is over.
+            self.complete_run(run.id, None).await?;
+        } else {
+            self.core.events.wake_scheduler();
+        }
+        Ok(())
+    }
+}

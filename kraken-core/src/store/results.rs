@@ -1,0 +1,452 @@
+//! Artifacts, test cases and their results, issues, test case comments.
+
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::{Store, on_read, on_write};
+use crate::error::Result;
+
+/// An artifact with its path.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ArtifactRow {
+    /// Id.
+    pub id: i64,
+    /// Path within the run's storage.
+    pub path: String,
+    /// Flow.
+    pub flow_id: i64,
+    /// Run.
+    pub run_id: i64,
+    /// Size in bytes.
+    pub size: i64,
+    /// 0 private, 1 public.
+    pub section: i64,
+    /// Stage name of the run.
+    pub stage: String,
+}
+
+const ARTIFACT_SELECT: &str = "SELECT a.id, f.path, a.flow_id, a.run_id, a.size, a.section, s.name AS stage \
+    FROM artifacts a JOIN files f ON f.id = a.file_id JOIN runs r ON r.id = a.run_id JOIN stages s ON s.id = r.stage_id";
+
+/// Where the job a request talks about lives.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct JobPlace {
+    /// Job.
+    pub job_id: i64,
+    /// Run.
+    pub run_id: i64,
+    /// Flow.
+    pub flow_id: i64,
+    /// Flow kind.
+    pub flow_kind: i64,
+    /// Branch.
+    pub branch_id: i64,
+    /// Stage.
+    pub stage_id: i64,
+    /// Project.
+    pub project_id: i64,
+}
+
+impl Store {
+    /// Where a job lives (run, flow, branch, project).
+    pub async fn job_place(&self, job_id: i64) -> Result<Option<JobPlace>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, JobPlace>(
+            "SELECT j.id AS job_id, r.id AS run_id, f.id AS flow_id, f.kind AS flow_kind, f.branch_id, \
+             r.stage_id, b.project_id FROM jobs j JOIN runs r ON r.id = j.run_id JOIN flows f ON f.id = r.flow_id \
+             JOIN branches b ON b.id = f.branch_id WHERE j.id = $1")
+            .bind(job_id).fetch_optional(p).await?))
+    }
+
+    /// Record an artifact of a run (a new version replaces the row of the same path).
+    pub async fn insert_artifact(&self, place: &JobPlace, path: &str, size: i64, public: bool) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("INSERT INTO files (path) VALUES ($1) ON CONFLICT (path) DO NOTHING")
+            .bind(path).execute(p).await?.rows_affected());
+        let file_id: i64 = on_read!(&self.db, p => sqlx::query_scalar("SELECT id FROM files WHERE path = $1")
+            .bind(path).fetch_one(p).await?);
+        on_write!(&self.db, p => sqlx::query("DELETE FROM artifacts WHERE run_id = $1 AND file_id = $2")
+            .bind(place.run_id).bind(file_id).execute(p).await?.rows_affected());
+        on_write!(&self.db, p => sqlx::query(
+            "INSERT INTO artifacts (file_id, flow_id, run_id, size, section) VALUES ($1, $2, $3, $4, $5)")
+            .bind(file_id).bind(place.flow_id).bind(place.run_id).bind(size).bind(i64::from(public))
+            .execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Artifacts of a flow (all sections), newest run first.
+    pub async fn flow_artifacts(&self, flow_id: i64) -> Result<Vec<ArtifactRow>> {
+        let q = format!("{ARTIFACT_SELECT} WHERE a.flow_id = $1 ORDER BY a.run_id DESC, f.path");
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, ArtifactRow>(sqlx::AssertSqlSafe(q))
+            .bind(flow_id).fetch_all(p).await?))
+    }
+
+    /// Artifacts of a run (all sections), by path.
+    pub async fn run_artifacts(&self, run_id: i64) -> Result<Vec<ArtifactRow>> {
+        let q = format!("{ARTIFACT_SELECT} WHERE a.run_id = $1 ORDER BY f.path");
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, ArtifactRow>(sqlx::AssertSqlSafe(q))
+            .bind(run_id).fetch_all(p).await?))
+    }
+
+    /// Artifact counters of a run or flow: `{public: {size, count}, private: {size, count}}`.
+    pub async fn artifact_counters(&self, flow_id: i64, run_id: Option<i64>) -> Result<(i64, i64, i64, i64)> {
+        let rows: Vec<(i64, i64, i64)> = match run_id {
+            Some(r) => on_read!(&self.db, p => sqlx::query_as(
+                "SELECT section, COUNT(*), COALESCE(SUM(size), 0) FROM artifacts WHERE run_id = $1 GROUP BY section")
+                .bind(r).fetch_all(p).await?),
+            None => on_read!(&self.db, p => sqlx::query_as(
+                "SELECT section, COUNT(*), COALESCE(SUM(size), 0) FROM artifacts WHERE flow_id = $1 GROUP BY section")
+                .bind(flow_id).fetch_all(p).await?),
+        };
+        let get = |sec: i64| rows.iter().find(|r| r.0 == sec).map_or((0, 0), |r| (r.1, r.2));
+        let (pc, ps) = get(1);
+        let (vc, vs) = get(0);
+        Ok((pc, ps, vc, vs))
+    }
+
+    /// Current flow/run artifacts JSON, for updating report entries.
+    pub async fn flow_artifacts_json(&self, flow_id: i64) -> Result<Value> {
+        let v: Json<Value> = on_read!(&self.db, p => sqlx::query_scalar("SELECT artifacts FROM flows WHERE id = $1")
+            .bind(flow_id).fetch_one(p).await?);
+        Ok(v.0)
+    }
+}
+
+/// A test case result with what the analysis needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TcrRow {
+    /// Id.
+    pub id: i64,
+    /// Test case.
+    pub test_case_id: i64,
+    /// Test case name.
+    pub test_case_name: String,
+    /// Job.
+    pub job_id: i64,
+    /// Result.
+    pub result: i64,
+    /// Values.
+    pub vals: Option<Json<Value>>,
+    /// Command line.
+    pub cmd_line: Option<String>,
+    /// Instability.
+    pub instability: i64,
+    /// Age.
+    pub age: i64,
+    /// Change.
+    pub change: i64,
+    /// Relevancy.
+    pub relevancy: i64,
+    /// Comment.
+    pub comment_id: Option<i64>,
+    /// Job's group.
+    pub agents_group_id: i64,
+    /// Job's system.
+    pub system_id: i64,
+}
+
+const TCR_SELECT: &str = "SELECT t.id, t.test_case_id, c.name AS test_case_name, t.job_id, t.result, t.vals, \
+    t.cmd_line, t.instability, t.age, t.change, t.relevancy, t.comment_id, j.agents_group_id, j.system_id \
+    FROM test_case_results t JOIN test_cases c ON c.id = t.test_case_id JOIN jobs j ON j.id = t.job_id";
+
+/// A historical result of a test case (for the analysis).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HistRow {
+    /// Test case.
+    pub test_case_id: i64,
+    /// Group.
+    pub agents_group_id: i64,
+    /// System.
+    pub system_id: i64,
+    /// Result.
+    pub result: i64,
+    /// Age.
+    pub age: i64,
+    /// Instability.
+    pub instability: i64,
+    /// Comment.
+    pub comment_id: Option<i64>,
+    /// Rank: 1 = newest.
+    pub rn: i64,
+}
+
+/// A new test case result.
+#[derive(Debug, Clone)]
+pub struct NewTcr {
+    /// Test case.
+    pub test_case_id: i64,
+    /// Result.
+    pub result: i64,
+    /// Command line.
+    pub cmd_line: String,
+    /// Values.
+    pub vals: Option<Value>,
+}
+
+/// Analysis outcome of one result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcrAnalysis {
+    /// Result id.
+    pub id: i64,
+    /// Instability.
+    pub instability: i64,
+    /// Age.
+    pub age: i64,
+    /// Change.
+    pub change: i64,
+    /// Relevancy.
+    pub relevancy: i64,
+    /// Comment.
+    pub comment_id: Option<i64>,
+}
+
+/// An issue row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IssueRow {
+    /// Id.
+    pub id: i64,
+    /// Type.
+    pub issue_type: i64,
+    /// Line.
+    pub line: Option<i64>,
+    /// Column.
+    pub col: Option<i64>,
+    /// Path.
+    pub path: Option<String>,
+    /// Symbol.
+    pub symbol: Option<String>,
+    /// Message.
+    pub message: Option<String>,
+    /// Job.
+    pub job_id: i64,
+    /// Extra fields.
+    pub extra: Option<Json<Value>>,
+    /// Age.
+    pub age: i64,
+}
+
+/// A test case comment.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CommentRow {
+    /// Id.
+    pub id: i64,
+    /// Test case.
+    pub test_case_id: i64,
+    /// Branch.
+    pub branch_id: i64,
+    /// Last flow it was carried to.
+    pub last_flow_id: Option<i64>,
+    /// State.
+    pub state: i64,
+    /// Entries, oldest first.
+    pub data: Json<Value>,
+}
+
+impl Store {
+    /// Ids of test cases by name for a tool, created when missing.
+    pub async fn upsert_test_cases(&self, tool_id: i64, names: &[String]) -> Result<std::collections::HashMap<String, i64>> {
+        let now = super::now_ms();
+        let mut out = std::collections::HashMap::new();
+        for chunk in names.chunks(400) {
+            on_write!(&self.db, p => {
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO test_cases (name, tool_id, created, updated) ");
+                qb.push_values(chunk, |mut b, n| {
+                    b.push_bind(n.as_str()).push_bind(tool_id).push_bind(now).push_bind(now);
+                });
+                qb.push(" ON CONFLICT (name, tool_id) DO NOTHING");
+                qb.build().execute(p).await?.rows_affected()
+            });
+            let rows: Vec<(i64, String)> = on_read!(&self.db, p => {
+                let mut qb = sqlx::QueryBuilder::new("SELECT id, name FROM test_cases WHERE tool_id = ");
+                qb.push_bind(tool_id).push(" AND name IN (");
+                let mut sep = qb.separated(", ");
+                for n in chunk {
+                    sep.push_bind(n.as_str());
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(p).await?
+            });
+            out.extend(rows.into_iter().map(|(id, n)| (n, id)));
+        }
+        Ok(out)
+    }
+
+    /// Test case results of a job.
+    pub async fn job_tcrs(&self, job_id: i64) -> Result<Vec<TcrRow>> {
+        let q = format!("{TCR_SELECT} WHERE t.job_id = $1 ORDER BY t.id");
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(job_id).fetch_all(p).await?))
+    }
+
+    /// Test case results of a run's non-covered jobs.
+    pub async fn run_tcrs(&self, run_id: i64) -> Result<Vec<TcrRow>> {
+        let q = format!("{TCR_SELECT} WHERE j.run_id = $1 AND j.covered = FALSE ORDER BY t.id");
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(run_id).fetch_all(p).await?))
+    }
+
+    /// One test case result.
+    pub async fn tcr(&self, id: i64) -> Result<Option<TcrRow>> {
+        let q = format!("{TCR_SELECT} WHERE t.id = $1");
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(p).await?))
+    }
+
+    /// Insert test case results of a job.
+    pub async fn insert_tcrs(&self, job_id: i64, rows: &[NewTcr]) -> Result<()> {
+        for chunk in rows.chunks(400) {
+            on_write!(&self.db, p => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO test_case_results (test_case_id, job_id, result, vals, cmd_line, instability, age, change, relevancy) ");
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.test_case_id).push_bind(job_id).push_bind(r.result)
+                        .push_bind(r.vals.as_ref().map(Json)).push_bind(r.cmd_line.as_str())
+                        .push_bind(0i64).push_bind(0i64).push_bind(0i64).push_bind(0i64);
+                });
+                qb.build().execute(p).await?.rows_affected()
+            });
+        }
+        Ok(())
+    }
+
+    /// Update a result reported for a pre-created test case result.
+    pub async fn update_tcr_result(&self, id: i64, result: i64, cmd_line: &str, vals: Option<&Value>) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE test_case_results SET result = $1, cmd_line = $2, vals = $3 WHERE id = $4")
+            .bind(result).bind(cmd_line).bind(vals.map(Json)).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// The newest `n` results per (test case, group, system) of the given test
+    /// cases in the branch's CI flows created before `flow` (rank 1 = newest).
+    pub async fn ci_history(&self, branch_id: i64, flow_created: i64, flow_id: i64, run_id: i64, n: i64) -> Result<Vec<HistRow>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, HistRow>(
+            "SELECT test_case_id, agents_group_id, system_id, result, age, instability, comment_id, rn FROM ( \
+               SELECT t.test_case_id, j.agents_group_id, j.system_id, t.result, t.age, t.instability, t.comment_id, \
+                 ROW_NUMBER() OVER (PARTITION BY t.test_case_id, j.agents_group_id, j.system_id \
+                                    ORDER BY f.created DESC, f.id DESC, t.id DESC) AS rn \
+               FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
+               JOIN flows f ON f.id = r.flow_id \
+               WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL AND j.covered = FALSE \
+                 AND (f.created < $2 OR (f.created = $2 AND f.id < $3)) \
+                 AND t.test_case_id IN (SELECT t2.test_case_id FROM test_case_results t2 JOIN jobs j2 ON j2.id = t2.job_id \
+                                        WHERE j2.run_id = $4 AND j2.covered = FALSE) \
+             ) h WHERE rn <= $5 ORDER BY test_case_id, agents_group_id, system_id, rn")
+            .bind(branch_id).bind(flow_created).bind(flow_id).bind(run_id).bind(n).fetch_all(p).await?))
+    }
+
+    /// The latest result per (test case, group, system) in the branch's CI
+    /// flows, from completed non-covered jobs (the reference of DEV results).
+    pub async fn latest_ci_results(&self, branch_id: i64, run_id: i64) -> Result<Vec<HistRow>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, HistRow>(
+            "SELECT test_case_id, agents_group_id, system_id, result, age, instability, comment_id, rn FROM ( \
+               SELECT t.test_case_id, j.agents_group_id, j.system_id, t.result, t.age, t.instability, t.comment_id, \
+                 ROW_NUMBER() OVER (PARTITION BY t.test_case_id, j.agents_group_id, j.system_id \
+                                    ORDER BY f.created DESC, f.id DESC, t.id DESC) AS rn \
+               FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
+               JOIN flows f ON f.id = r.flow_id \
+               WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL AND j.covered = FALSE AND j.state = 5 \
+                 AND t.test_case_id IN (SELECT t2.test_case_id FROM test_case_results t2 JOIN jobs j2 ON j2.id = t2.job_id \
+                                        WHERE j2.run_id = $2 AND j2.covered = FALSE) \
+             ) h WHERE rn = 1")
+            .bind(branch_id).bind(run_id).fetch_all(p).await?))
+    }
+
+    /// Store analysis outcomes in batches.
+    pub async fn update_tcr_analysis(&self, rows: &[TcrAnalysis]) -> Result<()> {
+        for chunk in rows.chunks(500) {
+            on_write!(&self.db, p => {
+                let mut qb = sqlx::QueryBuilder::new("WITH v(id, instability, age, change, relevancy, comment_id) AS (");
+                qb.push_values(chunk, |mut b, r| {
+                    b.push("CAST(").push_bind_unseparated(r.id).push_unseparated(" AS BIGINT)")
+                        .push("CAST(").push_bind_unseparated(r.instability).push_unseparated(" AS BIGINT)")
+                        .push("CAST(").push_bind_unseparated(r.age).push_unseparated(" AS BIGINT)")
+                        .push("CAST(").push_bind_unseparated(r.change).push_unseparated(" AS BIGINT)")
+                        .push("CAST(").push_bind_unseparated(r.relevancy).push_unseparated(" AS BIGINT)")
+                        .push("CAST(").push_bind_unseparated(r.comment_id).push_unseparated(" AS BIGINT)");
+                });
+                qb.push(") UPDATE test_case_results SET instability = v.instability, age = v.age, change = v.change, \
+                         relevancy = v.relevancy, comment_id = v.comment_id FROM v WHERE test_case_results.id = v.id");
+                qb.build().execute(p).await?.rows_affected()
+            });
+        }
+        Ok(())
+    }
+
+    /// Insert issues of a job.
+    pub async fn insert_issues(&self, job_id: i64, issues: &[(i64, Option<i64>, Option<i64>, String, String, String, Value)]) -> Result<()> {
+        for chunk in issues.chunks(300) {
+            on_write!(&self.db, p => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO issues (issue_type, line, col, path, symbol, message, job_id, extra, age) ");
+                qb.push_values(chunk, |mut b, i| {
+                    b.push_bind(i.0).push_bind(i.1).push_bind(i.2).push_bind(i.3.as_str()).push_bind(i.4.as_str())
+                        .push_bind(i.5.as_str()).push_bind(job_id).push_bind(Json(&i.6)).push_bind(0i64);
+                });
+                qb.build().execute(p).await?.rows_affected()
+            });
+        }
+        Ok(())
+    }
+
+    /// Issues of a job.
+    pub async fn job_issues(&self, job_id: i64) -> Result<Vec<IssueRow>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, IssueRow>(
+            "SELECT id, issue_type, line, col, path, symbol, message, job_id, extra, age FROM issues WHERE job_id = $1 ORDER BY id")
+            .bind(job_id).fetch_all(p).await?))
+    }
+
+    /// Set an issue's age.
+    pub async fn set_issue_age(&self, id: i64, age: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE issues SET age = $1 WHERE id = $2")
+            .bind(age).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// The job a new job's issues are compared with: the latest successful job
+    /// with the same name, system, group and stage in an earlier CI flow.
+    pub async fn previous_ok_job(&self, job: &crate::store::jobs::JobRow, stage_id: i64, flow_created: i64, flow_id: i64) -> Result<Option<i64>> {
+        Ok(on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id JOIN flows f ON f.id = r.flow_id \
+             WHERE j.name = $1 AND j.system_id = $2 AND j.agents_group_id = $3 AND r.stage_id = $4 \
+             AND j.completion_status = 0 AND j.covered = FALSE AND f.kind = 0 \
+             AND (f.created < $5 OR (f.created = $5 AND f.id < $6)) ORDER BY f.created DESC, f.id DESC, j.id DESC LIMIT 1")
+            .bind(&job.name).bind(job.system_id).bind(job.agents_group_id).bind(stage_id).bind(flow_created).bind(flow_id)
+            .fetch_optional(p).await?))
+    }
+
+    /// A comment by id.
+    pub async fn comment(&self, id: i64) -> Result<Option<CommentRow>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, CommentRow>(
+            "SELECT id, test_case_id, branch_id, last_flow_id, state, data FROM test_case_comments WHERE id = $1")
+            .bind(id).fetch_optional(p).await?))
+    }
+
+    /// Comments of a branch for some test cases.
+    pub async fn branch_comments(&self, branch_id: i64) -> Result<Vec<CommentRow>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, CommentRow>(
+            "SELECT id, test_case_id, branch_id, last_flow_id, state, data FROM test_case_comments WHERE branch_id = $1")
+            .bind(branch_id).fetch_all(p).await?))
+    }
+
+    /// Create a comment.
+    pub async fn insert_comment(&self, test_case_id: i64, branch_id: i64, flow_id: i64, state: i64, data: &Value) -> Result<i64> {
+        Ok(on_write!(&self.db, p => sqlx::query_scalar(
+            "INSERT INTO test_case_comments (test_case_id, branch_id, last_flow_id, state, data) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+            .bind(test_case_id).bind(branch_id).bind(flow_id).bind(state).bind(Json(data)).fetch_one(p).await?))
+    }
+
+    /// Update a comment.
+    pub async fn update_comment(&self, id: i64, flow_id: i64, state: i64, data: &Value) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE test_case_comments SET last_flow_id = $1, state = $2, data = $3 WHERE id = $4")
+            .bind(flow_id).bind(state).bind(Json(data)).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Attach a comment to results.
+    pub async fn set_tcrs_comment(&self, ids: &[i64], comment_id: i64) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            on_write!(&self.db, p => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE test_case_results SET comment_id = $1 WHERE id IN ({list})")))
+                .bind(comment_id).execute(p).await?.rows_affected());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! Logs: job and step logs, filtered and services logs, plain-text
+//! downloads, and live following over SSE.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use kraken_core::Kraken;
+use kraken_core::api::logs::{LogPaging, Logs};
+use kraken_core::events::Event as CoreEvent;
+use kraken_core::store::logs::LogFilter;
+
+use crate::extract::{Caller, P, Q, R};
+
+fn log_paging(q: &Q) -> R<LogPaging> {
+    Ok(LogPaging { start: q.int("start")?, limit: q.int("limit")?, order: q.str("order").map(str::to_string) })
+}
+
+pub async fn get_job_logs(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<Logs>> {
+    let internals = q.bool("internals")?.unwrap_or(false);
+    Ok(Json(k.get_job_logs(id, &log_paging(&q)?, internals, q.str("filters")).await?))
+}
+
+pub async fn get_step_logs(Caller(k): Caller, P((id, step)): P<(i64, i64)>, q: Q) -> R<Json<Logs>> {
+    Ok(Json(k.get_step_logs(id, step, &log_paging(&q)?, q.str("filters")).await?))
+}
+
+pub async fn get_logs(Caller(k): Caller, q: Q) -> R<Json<Logs>> {
+    let f = LogFilter {
+        branch_id: q.int("branch_id")?,
+        flow_kind: q.int("flow_kind")?,
+        flow_id: q.int("flow_id")?,
+        run_id: q.int("run_id")?,
+        job_id: q.int("job_id")?,
+        step: q.int("step_idx")?,
+        agent_id: q.int("agent_id")?,
+        services: q.list("services"),
+        level: q.str("level").map(str::to_string),
+        ..Default::default()
+    };
+    Ok(Json(k.get_logs(&f, &log_paging(&q)?).await?))
+}
+
+pub async fn get_services_logs(Caller(k): Caller, q: Q) -> R<Json<Logs>> {
+    Ok(Json(k.get_services_logs(&q.list("services"), q.str("level")).await?))
+}
+
+fn text_attachment(name: String, body: String) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename={name}")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn job_log_text(Caller(k): Caller, P(id): P<i64>) -> R<Response> {
+    Ok(text_attachment(format!("job_log_{id}.txt"), k.job_log_text(id, None).await?))
+}
+
+pub async fn step_log_text(Caller(k): Caller, P((id, step)): P<(i64, i64)>) -> R<Response> {
+    Ok(text_attachment(format!("step_log_{id}_{step}.txt"), k.job_log_text(id, Some(step)).await?))
+}
+
+/// `GET /jobs/{id}/logs/stream`: server-sent events of a job's log from a
+/// cursor (`Last-Event-ID` or `?after=`): `log` events (id = cursor), `state`
+/// events when the job changes, and a final `end` event once the job is
+/// completed and every line was sent. A client that reconnects with the last
+/// id it saw gets the rest, without gaps or duplicates.
+pub async fn stream_job_log(Caller(k): Caller, P(id): P<i64>, q: Q, headers: HeaderMap) -> R<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let header_cursor = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let after = header_cursor.or(q.int("after")?).unwrap_or(0).max(0);
+    // Check access (and existence) before starting the stream.
+    let first = k.follow_job_log(id, after, 1000).await?;
+    let rx = k.core().events.subscribe();
+    let state = Follow { k, job_id: id, cursor: after, rx, pending: Some(first), last_state: None, done: false };
+    let s = stream::unfold(state, next_events).flat_map(stream::iter);
+    Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+struct Follow {
+    k: Kraken,
+    job_id: i64,
+    cursor: i64,
+    rx: tokio::sync::broadcast::Receiver<CoreEvent>,
+    pending: Option<kraken_core::api::logs::LogChunk>,
+    last_state: Option<(i64, Option<i64>)>,
+    done: bool,
+}
+
+async fn next_events(mut f: Follow) -> Option<(Vec<Result<Event, Infallible>>, Follow)> {
+    if f.done {
+        return None;
+    }
+    loop {
+        let chunk = match f.pending.take() {
+            Some(c) => c,
+            None => match f.k.follow_job_log(f.job_id, f.cursor, 1000).await {
+                Ok(c) => c,
+                Err(e) => {
+                    f.done = true;
+                    let ev = Event::default().event("error").data(e.to_string());
+                    return Some((vec![Ok(ev)], f));
+                }
+            },
+        };
+        let mut out = Vec::new();
+        let state = (chunk.job_state, chunk.completion_status);
+        if f.last_state != Some(state) {
+            f.last_state = Some(state);
+            let data = serde_json::json!({"state": state.0, "completion_status": state.1}).to_string();
+            out.push(Ok(Event::default().event("state").data(data)));
+        }
+        for line in &chunk.lines {
+            f.cursor = line.id;
+            let data = serde_json::to_string(line).unwrap_or_default();
+            out.push(Ok(Event::default().event("log").id(line.id.to_string()).data(data)));
+        }
+        if chunk.lines.is_empty() && chunk.job_completed {
+            let data = serde_json::json!({"state": state.0, "completion_status": state.1}).to_string();
+            out.push(Ok(Event::default().event("end").data(data)));
+            f.done = true;
+            return Some((out, f));
+        }
+        if !out.is_empty() {
+            return Some((out, f));
+        }
+        // Nothing new: wait for a change of this job, or poll after a second.
+        let job_id = f.job_id;
+        let wait = async {
+            loop {
+                match f.rx.recv().await {
+                    Ok(CoreEvent::Logs { job_id: j, .. }) | Ok(CoreEvent::Job { job_id: j, .. }) if j == job_id => return,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+    }
+}
