@@ -6,9 +6,11 @@
 //! as they come; a step stops when its timeout, the job deadline or a cancel
 //! arrives, and its whole process group is killed.
 
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
@@ -39,6 +41,37 @@ pub trait ArtifactStore: Send + Sync {
 pub struct BackgroundProcs {
     /// Process group ids.
     pub pgids: std::sync::Mutex<Vec<i32>>,
+}
+
+impl BackgroundProcs {
+    /// Remember the process group `pgid`, to be killed when the job ends.
+    pub fn register(&self, pgid: i32) {
+        let mut g = self.pgids.lock().unwrap_or_else(|e| e.into_inner());
+        if !g.contains(&pgid) {
+            g.push(pgid);
+        }
+    }
+
+    /// Take (and forget) the registered process groups.
+    pub fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.pgids.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Kill every registered process group: `SIGTERM`, then `SIGKILL`
+    /// after `grace`. Call it when the job ends.
+    pub async fn kill_all(&self, grace: Duration) {
+        let pgids = self.take();
+        if pgids.is_empty() {
+            return;
+        }
+        for &p in &pgids {
+            process::kill_group(p, nix::sys::signal::Signal::SIGTERM);
+        }
+        tokio::time::sleep(grace).await;
+        for &p in &pgids {
+            process::kill_group(p, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 /// Everything a tool needs to run one step.
