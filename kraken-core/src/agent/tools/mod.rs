@@ -4,11 +4,26 @@
 //! Built-in tools here: `shell`, `git`, `artifacts`, `junit_collect`,
 //! `pytest`, `data`. Output lines are streamed through [`StepRun::output`]
 //! as they come; a step stops when its timeout, the job deadline or a cancel
-//! arrives, and its whole process group is killed.
+//! arrives, and its whole process group is killed (see [`process`]).
+//!
+//! [`run_step`] handles the fields common to every tool: `attempts`,
+//! `sleep_time_after_attempt`, `cwd` (relative to the job directory; it must
+//! exist) and `timeout` (seconds; the tools that run commands have their
+//! own defaults). A failed step has one of the reasons `retcode` (with the
+//! exit code), `step-timeout`, `job-timeout`, `canceled` or `exception`
+//! (anything else, with a message).
+
+mod artifacts;
+mod data;
+mod git;
+mod junit;
+pub mod process;
+mod pytest;
+mod shell;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
@@ -39,6 +54,37 @@ pub trait ArtifactStore: Send + Sync {
 pub struct BackgroundProcs {
     /// Process group ids.
     pub pgids: std::sync::Mutex<Vec<i32>>,
+}
+
+impl BackgroundProcs {
+    /// Remember the process group `pgid`, to be killed when the job ends.
+    pub fn register(&self, pgid: i32) {
+        let mut g = self.pgids.lock().unwrap_or_else(|e| e.into_inner());
+        if !g.contains(&pgid) {
+            g.push(pgid);
+        }
+    }
+
+    /// Take (and forget) the registered process groups.
+    pub fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.pgids.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Kill every registered process group: `SIGTERM`, then `SIGKILL`
+    /// after `grace`. Call it when the job ends.
+    pub async fn kill_all(&self, grace: Duration) {
+        let pgids = self.take();
+        if pgids.is_empty() {
+            return;
+        }
+        for &p in &pgids {
+            process::kill_group(p, nix::sys::signal::Signal::SIGTERM);
+        }
+        tokio::time::sleep(grace).await;
+        for &p in &pgids {
+            process::kill_group(p, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 /// Everything a tool needs to run one step.
@@ -145,9 +191,270 @@ impl StepOutcome {
 }
 
 /// Run one step with its tool (honouring `attempts` and `sleep_time_after_attempt`).
+///
+/// A failed attempt is retried after `sleep_time_after_attempt` seconds
+/// while attempts are left, unless the job was canceled or its deadline
+/// passed. The outcome is the last attempt's.
 pub async fn run_step(run: StepRun<'_>) -> StepOutcome {
-    StepOutcome::error(
-        "exception",
-        format!("tool '{}' is not supported by this agent", run.tool),
-    )
+    let f = Fields(run.fields);
+    let (attempts, pause) = match (f.u64("attempts"), f.u64("sleep_time_after_attempt")) {
+        (Ok(a), Ok(p)) => (a.unwrap_or(1).max(1), p.unwrap_or(0)),
+        (Err(e), _) | (_, Err(e)) => return StepOutcome::error("exception", e),
+    };
+    let mut limits = job_limits(&run);
+    let mut attempt = 1;
+    loop {
+        if let Some(stop) = limits.check() {
+            return stopped(stop, None);
+        }
+        let outcome = match run_tool(&run).await {
+            Ok(o) => o,
+            Err(msg) => {
+                log(&run, format!("error: {msg}")).await;
+                StepOutcome::error("exception", msg)
+            }
+        };
+        let reason = outcome.reason.as_deref().unwrap_or("");
+        if outcome.ok || attempt >= attempts || matches!(reason, "canceled" | "job-timeout") {
+            return outcome;
+        }
+        log(
+            &run,
+            format!(
+                "attempt {attempt} of {attempts} failed ({reason}: {}); retrying in {pause} s",
+                outcome.msg.as_deref().unwrap_or("")
+            ),
+        )
+        .await;
+        if pause > 0 {
+            let nap = tokio::time::sleep(Duration::from_secs(pause));
+            if let Err(stop) = limits.guard(nap).await {
+                return stopped(stop, None);
+            }
+        }
+        attempt += 1;
+    }
+}
+
+/// The built-in tools.
+pub const TOOLS: &[&str] = &[
+    "shell",
+    "git",
+    "artifacts",
+    "junit_collect",
+    "pytest",
+    "data",
+];
+
+async fn run_tool(run: &StepRun<'_>) -> Result<StepOutcome, String> {
+    match run.tool {
+        "shell" => shell::run(run).await,
+        "git" => git::run(run).await,
+        "artifacts" => artifacts::run(run).await,
+        "junit_collect" => junit::run(run).await,
+        "pytest" => pytest::run(run).await,
+        "data" => data::run(run).await,
+        other => Err(format!(
+            "tool '{other}' is not supported by this agent (built-in tools: {})",
+            TOOLS.join(", ")
+        )),
+    }
+}
+
+/// Typed access to a step's fields; errors name the field.
+#[derive(Clone, Copy)]
+pub(crate) struct Fields<'a>(pub &'a Map<String, Value>);
+
+impl<'a> Fields<'a> {
+    /// The raw value; `null` counts as absent.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A string field.
+    pub fn str(&self, key: &str) -> Result<Option<&'a str>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(format!("field '{key}' must be a string, not {v}")),
+        }
+    }
+
+    /// A required string field.
+    pub fn req_str(&self, key: &str) -> Result<&'a str, String> {
+        self.str(key)?
+            .ok_or_else(|| format!("field '{key}' is missing in the step"))
+    }
+
+    /// A non-negative integer field (a number or a numeric string, as
+    /// substituted values are strings).
+    pub fn u64(&self, key: &str) -> Result<Option<u64>, String> {
+        let bad = || format!("field '{key}' must be a non-negative integer");
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+                (Some(x), _) => Ok(Some(x)),
+                (None, Some(x)) if x >= 0.0 && x.fract() == 0.0 && x < 1e15 => Ok(Some(x as u64)),
+                _ => Err(bad()),
+            },
+            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// A boolean field (also `"true"`/`"True"`/`"false"`/`"False"`).
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(v) => Err(format!("field '{key}' must be a boolean, not {v}")),
+        }
+    }
+
+    /// A string or a list of strings.
+    pub fn str_list(&self, key: &str) -> Result<Vec<String>, String> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    v => Err(format!("field '{key}' must list strings, not {v}")),
+                })
+                .collect(),
+            Some(v) => Err(format!(
+                "field '{key}' must be a string or a list of strings, not {v}"
+            )),
+        }
+    }
+
+    /// A map of strings (`env`, `git_cfg`); numbers and booleans are
+    /// taken as their text.
+    pub fn str_map(&self, key: &str) -> Result<Vec<(String, String)>, String> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    Value::Number(_) | Value::Bool(_) => Ok((k.clone(), v.to_string())),
+                    v => Err(format!("field '{key}.{k}' must be a string, not {v}")),
+                })
+                .collect(),
+            Some(v) => Err(format!("field '{key}' must be an object, not {v}")),
+        }
+    }
+}
+
+/// Send a line to the step's output (a closed output is fine).
+pub(crate) async fn log(run: &StepRun<'_>, line: impl Into<String>) {
+    let _ = run.output.send(line.into()).await;
+}
+
+/// The step's working directory: `cwd` (default `.`) in the job directory;
+/// it must exist.
+pub(crate) fn step_cwd(run: &StepRun<'_>) -> Result<PathBuf, String> {
+    let cwd = Fields(run.fields).str("cwd")?.unwrap_or(".");
+    let path = run.job_dir.join(cwd);
+    if path.is_dir() {
+        Ok(path)
+    } else if path.exists() {
+        Err(format!(
+            "working directory '{cwd}' ({}) is not a directory",
+            path.display()
+        ))
+    } else {
+        Err(format!(
+            "working directory '{cwd}' ({}) does not exist",
+            path.display()
+        ))
+    }
+}
+
+/// The limits of a step without a timeout of its own: the job's deadline and cancel.
+pub(crate) fn job_limits(run: &StepRun<'_>) -> process::Limits {
+    process::Limits {
+        step_end: None,
+        timeout_secs: None,
+        deadline: tokio::time::Instant::from_std(run.deadline),
+        cancel: run.cancel.clone(),
+    }
+}
+
+/// The limits of a step: `timeout` (or `default` seconds; none when both
+/// are absent), the job's deadline and cancel. Its clock starts now.
+pub(crate) fn step_limits(
+    run: &StepRun<'_>,
+    default: Option<u64>,
+) -> Result<process::Limits, String> {
+    let secs = match Fields(run.fields).u64("timeout")? {
+        Some(0) => return Err("field 'timeout' must be at least 1 second".into()),
+        Some(t) => Some(t),
+        None => default,
+    };
+    let mut l = job_limits(run);
+    l.timeout_secs = secs;
+    l.step_end = secs.map(|s| {
+        let now = tokio::time::Instant::now();
+        now.checked_add(Duration::from_secs(s))
+            .unwrap_or(now + Duration::from_secs(86400 * 365))
+    });
+    Ok(l)
+}
+
+/// The environment of a step's processes: the branch's, then `extra`.
+pub(crate) fn step_env(run: &StepRun<'_>, extra: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = run
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend(extra);
+    env
+}
+
+/// The outcome of a step stopped by a limit.
+pub(crate) fn stopped(stop: process::Stop, timeout_secs: Option<u64>) -> StepOutcome {
+    match stop {
+        process::Stop::StepTimeout => StepOutcome::error(
+            "step-timeout",
+            match timeout_secs {
+                Some(t) => format!("step timeout of {t} s exceeded"),
+                None => "step timeout exceeded".to_string(),
+            },
+        ),
+        process::Stop::JobTimeout => StepOutcome::error("job-timeout", "job deadline reached"),
+        process::Stop::Canceled => StepOutcome::error("canceled", "job canceled"),
+    }
+}
+
+/// The outcome of a command: done on exit code 0.
+pub(crate) fn exit_outcome(
+    exit: process::Exit,
+    what: &str,
+    limits: &process::Limits,
+) -> StepOutcome {
+    match exit {
+        process::Exit::Code(0) => StepOutcome::done(),
+        process::Exit::Code(c) => StepOutcome {
+            retcode: Some(c),
+            ..StepOutcome::error(
+                "retcode",
+                format!("{what} exited with non-zero retcode: {c}"),
+            )
+        },
+        process::Exit::Stopped(s) => stopped(s, limits.timeout_secs),
+    }
+}
+
+/// Run `cmd` with the step's output, limits and background registry.
+pub(crate) async fn run_cmd(
+    run: &StepRun<'_>,
+    cmd: &process::Cmd,
+    limits: &process::Limits,
+) -> Result<process::Exit, String> {
+    process::run(cmd, limits, &run.output, run.background).await
 }
