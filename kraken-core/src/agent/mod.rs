@@ -267,7 +267,7 @@ impl Agent {
         let store = Store { transport: self.transport.clone(), address: self.cfg.address.clone(), job_id };
         let outcome = self.run_steps(job_id, &job_dir, deadline, &cancel_rx, &cancel_tx, &secrets, &store, &background).await;
         ka.abort();
-        tools::kill_background(&background);
+        background.kill_all(Duration::from_secs(2)).await;
         outcome
     }
 
