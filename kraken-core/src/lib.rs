@@ -5,12 +5,14 @@
 //! * [`auth`]: passwords, sessions, roles.
 //! * [`api`]: the [`Kraken`](api::Kraken) service, one method per REST operation.
 //! * [`error`]: the [`Error`](error::Error) type and its HTTP meaning.
+//! * [`schema`]: stage schema code: evaluation, validation, `#{...}` substitution.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod model;
+pub mod schema;
 pub mod store;
 pub mod triggers;
 
