@@ -152,18 +152,20 @@ static DISCARD_PRINT: DiscardPrint = DiscardPrint;
 /// object) and return the result as JSON with dict keys in source order.
 pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaError> {
     let deadline = Instant::now() + limits.timeout;
-    let ast = AstModule::parse("schema", code.to_owned(), &dialect()).map_err(|e| {
+    let tabs = rewrite::normalize_tabs(code);
+    let source = tabs.as_ref().map_or(code, |t| t.code.as_str());
+    let ast = AstModule::parse("schema", source.to_owned(), &dialect()).map_err(|e| {
         from_starlark(
             &e,
             limits,
             deadline,
             &Positions {
                 code,
-                rewritten: None,
+                maps: tabs.iter().collect(),
             },
         )
     })?;
-    let rewritten = rewrite::rewrite(&ast, code);
+    let rewritten = rewrite::rewrite(&ast, source);
     let ast = match &rewritten {
         // The rewrite only inserts calls, so this parses; if it ever does
         // not, run the code as written.
@@ -172,7 +174,7 @@ pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaE
     };
     let positions = Positions {
         code,
-        rewritten: rewritten.as_ref(),
+        maps: tabs.iter().chain(rewritten.iter()).collect(),
     };
     let run = AssertUnwindSafe(|| {
         Module::with_temp_heap(|module| {
@@ -433,20 +435,22 @@ fn json_key(k: Value<'_>) -> Option<String> {
 
 /// Maps error positions in the code that ran back to the user's code.
 struct Positions<'a> {
+    /// The user's code.
     code: &'a str,
-    rewritten: Option<&'a Rewritten>,
+    /// The rewrites that produced the code that ran, first applied first.
+    maps: Vec<&'a Rewritten>,
 }
 
 impl Positions<'_> {
     /// 1-based line and column (in characters) in the user's code of byte
     /// `offset` in the code that ran.
     fn line_column(&self, offset: usize) -> (usize, usize) {
-        let offset = match self.rewritten {
-            Some(r) => r.original_offset(offset),
-            None => offset,
-        }
-        .min(self.code.len());
-        let mut offset = offset;
+        let mut offset = self
+            .maps
+            .iter()
+            .rev()
+            .fold(offset, |o, m| m.original_offset(o))
+            .min(self.code.len());
         while !self.code.is_char_boundary(offset) {
             offset -= 1;
         }

@@ -10,7 +10,10 @@
 //! exactly like `.`/`[]` for every other value. Method calls (`x.append(1)`,
 //! `ctx.env.get("X")`), assignment targets and slices are left alone.
 //!
-//! Positions in runtime errors refer to the rewritten text;
+//! Python also accepts tabs between tokens and in indentation, which the
+//! Starlark lexer rejects; [`normalize_tabs`] turns them into spaces first.
+//!
+//! Positions in errors refer to the rewritten text;
 //! [`Rewritten::original_offset`] maps them back to the user's code.
 
 use starlark::syntax::AstModule;
@@ -56,6 +59,128 @@ impl Rewritten {
     }
 }
 
+/// Build a [`Rewritten`] from non-overlapping edits of `code`, applied in
+/// order of position (edits at the same position in the order given).
+/// `None` if the edits overlap.
+fn apply(code: &str, mut edits: Vec<Edit>) -> Option<Rewritten> {
+    edits.sort_by_key(|e| e.start);
+    let mut out = String::with_capacity(code.len() + edits.len() * 16);
+    let mut spans = Vec::with_capacity(edits.len());
+    let mut pos = 0;
+    for e in &edits {
+        if e.start < pos || e.end > code.len() {
+            return None;
+        }
+        out.push_str(&code[pos..e.start]);
+        spans.push((e.start, e.end, out.len(), e.text.len()));
+        out.push_str(&e.text);
+        pos = e.end;
+    }
+    out.push_str(&code[pos..]);
+    Some(Rewritten { code: out, spans })
+}
+
+/// Replace the tabs Python accepts outside string literals: in the
+/// indentation of a line by spaces up to the next multiple of 8 columns (as
+/// Python's tokenizer counts them), elsewhere by one space. `None` when
+/// there is no such tab.
+pub(super) fn normalize_tabs(code: &str) -> Option<Rewritten> {
+    if !code.contains('\t') {
+        return None;
+    }
+    let b = code.as_bytes();
+    let mut edits = Vec::new();
+    let mut depth = 0usize;
+    let mut line_start = true;
+    let mut column = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if line_start {
+            match c {
+                b' ' => {
+                    column += 1;
+                    i += 1;
+                    continue;
+                }
+                b'\t' => {
+                    let next = (column / 8 + 1) * 8;
+                    edits.push(Edit {
+                        start: i,
+                        end: i + 1,
+                        text: " ".repeat(next - column),
+                    });
+                    column = next;
+                    i += 1;
+                    continue;
+                }
+                _ => line_start = false,
+            }
+        }
+        match c {
+            b'\t' => {
+                edits.push(Edit {
+                    start: i,
+                    end: i + 1,
+                    text: " ".to_string(),
+                });
+                i += 1;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'\\' => i += 2, // a line continuation: the next line is not indentation
+            b'\n' => {
+                i += 1;
+                if depth == 0 {
+                    line_start = true;
+                    column = 0;
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' | b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'"' | b'\'' => i = skip_string(b, i),
+            _ => i += 1,
+        }
+    }
+    if edits.is_empty() {
+        return None;
+    }
+    apply(code, edits)
+}
+
+/// The index just after the string literal whose opening quote is at `i`.
+fn skip_string(b: &[u8], i: usize) -> usize {
+    let q = b[i];
+    let triple = b.get(i + 1) == Some(&q) && b.get(i + 2) == Some(&q);
+    let mut j = if triple { i + 3 } else { i + 1 };
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            c if c == q => {
+                if !triple {
+                    return j + 1;
+                }
+                if b.get(j + 1) == Some(&q) && b.get(j + 2) == Some(&q) {
+                    return j + 3;
+                }
+                j += 1;
+            }
+            b'\n' if !triple => return j,
+            _ => j += 1,
+        }
+    }
+    b.len()
+}
+
 /// Rewrite `code` (already parsed as `ast`); `None` when there is nothing
 /// to rewrite.
 pub(super) fn rewrite(ast: &AstModule, code: &str) -> Option<Rewritten> {
@@ -68,24 +193,10 @@ pub(super) fn rewrite(ast: &AstModule, code: &str) -> Option<Rewritten> {
     if w.edits.is_empty() {
         return None;
     }
-    // Stable: edits at the same place keep the order they were made in
-    // (outer calls first), so `a.b.c` becomes `f(f(a, "b"), "c")`.
-    w.edits.sort_by_key(|e| e.start);
-    let mut out = String::with_capacity(code.len() + w.edits.len() * 16);
-    let mut spans = Vec::with_capacity(w.edits.len());
-    let mut pos = 0;
-    for e in &w.edits {
-        if e.start < pos {
-            // Overlapping edits would mean a bug in the walker; run the code as it is.
-            return None;
-        }
-        out.push_str(&code[pos..e.start]);
-        spans.push((e.start, e.end, out.len(), e.text.len()));
-        out.push_str(&e.text);
-        pos = e.end;
-    }
-    out.push_str(&code[pos..]);
-    Some(Rewritten { code: out, spans })
+    // Edits at the same place keep the order they were made in (outer
+    // calls first), so `a.b.c` becomes `f(f(a, "b"), "c")`. Overlapping
+    // edits would mean a bug in the walker; the code then runs as it is.
+    apply(code, w.edits)
 }
 
 struct Walker<'a> {

@@ -386,6 +386,22 @@ fn positions_are_those_of_the_users_code_after_rewriting() {
 }
 
 #[test]
+fn tabs_are_accepted_where_python_accepts_them() {
+    // Tab indentation (8 columns, as Python counts), tabs inside brackets,
+    // and literal tabs inside strings, which must stay tabs.
+    let code = "def stage(ctx):\n\tx = {\n\t\t\"a\":\t1,\n            \"t\": \"a\tb\",\n\t\t\"u\": \"\"\"x\n\ty\"\"\"}\n\tif True:\n\t    x[\"b\"] = 2\n\treturn x\n";
+    let schema = eval_ok(code, &json!({}));
+    assert_eq!(schema, json!({"a": 1, "t": "a\tb", "u": "x\n\ty", "b": 2}));
+    // Positions are still those of the user's text.
+    let e = eval_err("def stage(ctx):\n\treturn {\"a\": ctx.nope}\n", &json!({}));
+    assert_eq!(e.message, "missing field nope");
+    assert_eq!((e.line, e.column), (Some(2), Some(15)), "{e}");
+    let e = eval_err("def stage(ctx):\n\treturn {\"a\":\t1,,}\n", &json!({}));
+    assert_eq!(e.kind, SchemaErrorKind::Syntax);
+    assert_eq!((e.line, e.column), (Some(2), Some(17)), "{e}");
+}
+
+#[test]
 fn python_syntax_starlark_rejects_is_reported_with_its_position() {
     for (code, line) in [
         ("def stage(ctx):\n    while True:\n        pass\n", 2),
