@@ -5,6 +5,10 @@
 //! * [`auth`]: passwords, sessions, roles.
 //! * [`api`]: the [`Kraken`](api::Kraken) service, one method per REST operation.
 //! * [`error`]: the [`Error`](error::Error) type and its HTTP meaning.
+//! * [`schema`]: stage schema code: evaluation, validation, `#{...}` substitution.
+//! * [`engine`]: flows, runs, jobs, scheduling, completion, timeouts.
+//! * [`agent`]: the job runner and its step tools.
+//! * [`results`]: test results, issues, results-history analysis.
 #![forbid(unsafe_code)]
 
 pub mod agent;

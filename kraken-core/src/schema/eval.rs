@@ -1,0 +1,590 @@
+//! Running a stage's `schema_code` with Starlark.
+//!
+//! The original executes Python (RestrictedPython) that defines
+//! `stage(ctx)`; here the code runs in a Starlark interpreter (Extended
+//! dialect with f-strings), which accepts the Python subset the stage files
+//! use. `ctx` is made of frozen (immutable) Starlark dicts, and attribute
+//! and index reads are routed through two builtins (see [`super::rewrite`])
+//! so that it behaves like the original's `addict.Dict`.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json};
+use starlark::environment::{Globals, GlobalsBuilder, LibraryExtension, Module};
+use starlark::eval::Evaluator;
+use starlark::syntax::{AstModule, Dialect};
+use starlark::values::dict::{AllocDict, DictRef};
+use starlark::values::float::StarlarkFloat;
+use starlark::values::list::{AllocList, ListRef};
+use starlark::values::structs::StructRef;
+use starlark::values::tuple::TupleRef;
+use starlark::values::{FrozenHeap, FrozenValue, Heap, Value, ValueError, ValueLike};
+use starlark::{ErrorKind, PrintHandler, starlark_module};
+
+use super::rewrite::{self, Rewritten};
+
+/// How deep the value returned by `stage()` may nest before it is rejected
+/// (a real schema nests about 8 levels).
+const MAX_RESULT_DEPTH: usize = 100;
+
+/// Resource bounds for one evaluation of schema code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget for parsing, running the top level and calling `stage(ctx)`.
+    pub timeout: Duration,
+    /// Maximum depth of Starlark function calls (guards against runaway recursion).
+    pub max_callstack: usize,
+    /// Maximum size of the Starlark heap in bytes. Checked periodically by
+    /// the interpreter, so a single huge allocation (`"x" * 2**30`) can pass it.
+    pub max_heap_bytes: usize,
+}
+
+impl Default for Limits {
+    /// 2 s, 100 nested calls, 256 MiB.
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(2),
+            max_callstack: 100,
+            max_heap_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why evaluating schema code failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchemaErrorKind {
+    /// The code does not parse.
+    Syntax,
+    /// The code failed while running (name error, type error, `fail()`, ...).
+    Runtime,
+    /// The code ran longer than [`Limits::timeout`].
+    Timeout,
+    /// The code used more than [`Limits::max_heap_bytes`].
+    Memory,
+    /// The code nested calls deeper than [`Limits::max_callstack`].
+    CallStack,
+    /// The code ran but there is no usable `stage` function or its result is
+    /// not a JSON object.
+    Result,
+}
+
+/// An error from [`evaluate`]; its `Display` is the HTTP 400 message,
+/// `compilation error: <message>[ at line L, column C]`, as in the original.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaError {
+    /// What kind of failure this is.
+    pub kind: SchemaErrorKind,
+    /// The message, without the `compilation error: ` prefix and the position.
+    pub message: String,
+    /// 1-based line of the failing code, when known.
+    pub line: Option<usize>,
+    /// 1-based column of the failing code, when known.
+    pub column: Option<usize>,
+}
+
+impl SchemaError {
+    fn new(kind: SchemaErrorKind, message: impl Into<String>) -> Self {
+        SchemaError {
+            kind,
+            message: message.into(),
+            line: None,
+            column: None,
+        }
+    }
+}
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "compilation error: {}", self.message)?;
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, " at line {l}, column {c}"),
+            (Some(l), None) => write!(f, " at line {l}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+/// The Starlark dialect used for schema code: Python-like, with f-strings.
+fn dialect() -> Dialect {
+    Dialect {
+        enable_f_strings: true,
+        ..Dialect::Extended
+    }
+}
+
+/// The builtins: the Starlark standard library plus `struct`, `map`,
+/// `filter`, `partial`, `json`, `set` and a `print` that discards its output.
+/// Nothing here touches files, the network, the clock or the environment.
+/// Also the two builtins the rewritten code calls for `.` and `[]` reads.
+static GLOBALS: LazyLock<Globals> = LazyLock::new(|| {
+    GlobalsBuilder::extended_by(&[
+        LibraryExtension::StructType,
+        LibraryExtension::Map,
+        LibraryExtension::Filter,
+        LibraryExtension::Partial,
+        LibraryExtension::Json,
+        LibraryExtension::Print,
+        LibraryExtension::SetType,
+    ])
+    .with(ctx_access)
+    .build()
+});
+
+/// `print()` in schema code goes nowhere (the original's RestrictedPython
+/// print collected output nobody read).
+struct DiscardPrint;
+
+impl PrintHandler for DiscardPrint {
+    fn println(&self, _text: &str) -> starlark::Result<()> {
+        Ok(())
+    }
+}
+
+static DISCARD_PRINT: DiscardPrint = DiscardPrint;
+
+/// Evaluate `code`: run its top level, call `stage(ctx)` with `ctx` (a JSON
+/// object) and return the result as JSON with dict keys in source order.
+pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaError> {
+    let deadline = Instant::now() + limits.timeout;
+    let tabs = rewrite::normalize_tabs(code);
+    let source = tabs.as_ref().map_or(code, |t| t.code.as_str());
+    let ast = AstModule::parse("schema", source.to_owned(), &dialect()).map_err(|e| {
+        from_starlark(
+            &e,
+            limits,
+            deadline,
+            &Positions {
+                code,
+                maps: tabs.iter().collect(),
+            },
+        )
+    })?;
+    let rewritten = rewrite::rewrite(&ast, source);
+    let ast = match &rewritten {
+        // The rewrite only inserts calls, so this parses; if it ever does
+        // not, run the code as written.
+        Some(r) => AstModule::parse("schema", r.code.clone(), &dialect()).unwrap_or(ast),
+        None => ast,
+    };
+    let positions = Positions {
+        code,
+        maps: tabs.iter().chain(rewritten.iter()).collect(),
+    };
+    let run = AssertUnwindSafe(|| {
+        Module::with_temp_heap(|module| {
+            let mut eval = Evaluator::new(&module);
+            eval.set_max_callstack_size(limits.max_callstack.max(1))
+                .map_err(|e| SchemaError::new(SchemaErrorKind::Runtime, e.to_string()))?;
+            eval.set_max_heap_size(limits.max_heap_bytes.max(1))
+                .map_err(|e| SchemaError::new(SchemaErrorKind::Runtime, e.to_string()))?;
+            eval.set_check_cancelled(Box::new(move || Instant::now() >= deadline));
+            eval.set_print_handler(&DISCARD_PRINT);
+            let frozen = module.frozen_heap();
+            let ctx_value = match ctx {
+                Json::Object(_) => freeze_json(ctx, frozen),
+                _ => frozen.alloc(AllocDict(Vec::<(&str, FrozenValue)>::new())),
+            };
+            let empty = frozen.alloc(AllocDict(Vec::<(&str, FrozenValue)>::new()));
+            module.set_extra_value(frozen.alloc((ctx_value, empty)).to_value());
+            eval.eval_module(ast, &GLOBALS)
+                .map_err(|e| from_starlark(&e, limits, deadline, &positions))?;
+            let Some(stage) = module.get("stage") else {
+                return Err(SchemaError::new(
+                    SchemaErrorKind::Result,
+                    "name 'stage' is not defined: the schema code must define a function stage(ctx)",
+                ));
+            };
+            if stage.get_type() != "function" {
+                return Err(SchemaError::new(
+                    SchemaErrorKind::Result,
+                    format!(
+                        "'stage' must be a function stage(ctx), not a value of type `{}`",
+                        stage.get_type()
+                    ),
+                ));
+            }
+            let result = eval
+                .eval_function(stage, &[ctx_value.to_value()], &[])
+                .map_err(|e| from_starlark(&e, limits, deadline, &positions))?;
+            if result.get_type() != "dict" {
+                return Err(SchemaError::new(
+                    SchemaErrorKind::Result,
+                    format!(
+                        "stage(ctx) must return a dict, but it returned a value of type `{}`",
+                        result.get_type()
+                    ),
+                ));
+            }
+            to_json(result, &mut String::new(), 0)
+                .map_err(|m| SchemaError::new(SchemaErrorKind::Result, m))
+        })
+    });
+    match catch_unwind(run) {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown failure".to_string());
+            Err(SchemaError::new(
+                SchemaErrorKind::Runtime,
+                format!("the interpreter failed: {what}"),
+            ))
+        }
+    }
+}
+
+/// Turn a Starlark error into a [`SchemaError`] with a readable message and
+/// the 1-based position of the failing code.
+fn from_starlark(
+    e: &starlark::Error,
+    limits: &Limits,
+    deadline: Instant,
+    positions: &Positions<'_>,
+) -> SchemaError {
+    let raw = e.without_diagnostic().to_string();
+    let (kind, message) = match e.kind() {
+        ErrorKind::Parser(_) => (SchemaErrorKind::Syntax, raw),
+        ErrorKind::StackOverflow(_) => (
+            SchemaErrorKind::CallStack,
+            format!(
+                "too many nested function calls (more than {}), is there an infinite recursion?",
+                limits.max_callstack
+            ),
+        ),
+        _ if raw.starts_with("Heap memory limit") => (
+            SchemaErrorKind::Memory,
+            format!(
+                "the schema code used more than the memory limit of {} MiB",
+                limits.max_heap_bytes / (1024 * 1024)
+            ),
+        ),
+        _ if raw == "Evaluation cancelled" || Instant::now() >= deadline => (
+            SchemaErrorKind::Timeout,
+            format!(
+                "the schema code ran longer than the time limit of {} ms",
+                limits.timeout.as_millis()
+            ),
+        ),
+        ErrorKind::Fail(inner) => (
+            SchemaErrorKind::Runtime,
+            format!("fail: {}", inner.to_string().trim_start()),
+        ),
+        _ => (SchemaErrorKind::Runtime, raw),
+    };
+    let (line, column) = match e.span() {
+        Some(span) if kind != SchemaErrorKind::Timeout && kind != SchemaErrorKind::Memory => {
+            let (line, column) = positions.line_column(span.span.begin().get() as usize);
+            (Some(line), Some(column))
+        }
+        _ => (None, None),
+    };
+    SchemaError {
+        kind,
+        message,
+        line,
+        column,
+    }
+}
+
+/// Convert the value returned by `stage()` to JSON, keeping dict order.
+/// `path` names where we are, for error messages.
+fn to_json(v: Value<'_>, path: &mut String, depth: usize) -> Result<Json, String> {
+    if depth > MAX_RESULT_DEPTH {
+        return Err(format!(
+            "the value returned by stage(ctx) nests deeper than {MAX_RESULT_DEPTH} levels at {}",
+            where_(path)
+        ));
+    }
+    if v.is_none() {
+        return Ok(Json::Null);
+    }
+    if let Some(b) = v.unpack_bool() {
+        return Ok(Json::Bool(b));
+    }
+    if let Some(i) = v.unpack_i32() {
+        return Ok(Json::from(i));
+    }
+    if let Some(s) = v.unpack_str() {
+        return Ok(Json::String(s.to_string()));
+    }
+    match v.get_type() {
+        "int" => {
+            let text = v.to_str();
+            if let Ok(i) = text.parse::<i64>() {
+                Ok(Json::from(i))
+            } else if let Ok(u) = text.parse::<u64>() {
+                Ok(Json::from(u))
+            } else {
+                Err(format!(
+                    "the integer {text} at {} is too large for JSON",
+                    where_(path)
+                ))
+            }
+        }
+        "float" => {
+            let f = v
+                .downcast_ref::<StarlarkFloat>()
+                .map(|f| f.0)
+                .unwrap_or(f64::NAN);
+            serde_json::Number::from_f64(f)
+                .map(Json::Number)
+                .ok_or_else(|| {
+                    format!(
+                        "the float {} at {} cannot be represented in JSON",
+                        v.to_str(),
+                        where_(path)
+                    )
+                })
+        }
+        "list" | "tuple" => {
+            let items: Vec<Value<'_>> = match ListRef::from_value(v) {
+                Some(l) => l.iter().collect(),
+                None => TupleRef::from_value(v)
+                    .map(|t| t.iter().collect())
+                    .unwrap_or_default(),
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                out.push(to_json(item, path, depth + 1)?);
+                path.truncate(len);
+            }
+            Ok(Json::Array(out))
+        }
+        "dict" => {
+            let Some(d) = DictRef::from_value(v) else {
+                return Err(format!("unreadable dict at {}", where_(path)));
+            };
+            let entries: Vec<(Value<'_>, Value<'_>)> = d.iter().collect();
+            drop(d);
+            let mut out = Map::new();
+            for (k, item) in entries {
+                let key = json_key(k).ok_or_else(|| {
+                    format!(
+                        "a dict key of type `{}` at {} cannot be a JSON object key",
+                        k.get_type(),
+                        where_(path)
+                    )
+                })?;
+                let len = path.len();
+                path.push_str(&format!("[{}]", crate::schema::pyrepr::py_repr_str(&key)));
+                let val = to_json(item, path, depth + 1)?;
+                path.truncate(len);
+                out.insert(key, val);
+            }
+            Ok(Json::Object(out))
+        }
+        "struct" => {
+            let Some(s) = StructRef::from_value(v) else {
+                return Err(format!("unreadable struct at {}", where_(path)));
+            };
+            let mut out = Map::new();
+            for (k, item) in s.iter() {
+                let len = path.len();
+                path.push('.');
+                path.push_str(k.as_str());
+                let val = to_json(item, path, depth + 1)?;
+                path.truncate(len);
+                out.insert(k.as_str().to_string(), val);
+            }
+            Ok(Json::Object(out))
+        }
+        _ => Err(format!(
+            "the value returned by stage(ctx) contains a value of type `{}` at {}, \
+                 which cannot be converted to JSON",
+            v.get_type(),
+            where_(path)
+        )),
+    }
+}
+
+/// `stage(ctx)<path>` for messages.
+fn where_(path: &str) -> String {
+    format!("stage(ctx){path}")
+}
+
+/// A dict key as a JSON object key, converted like Python's `json.dumps`
+/// (`1` → `"1"`, `True` → `"true"`, `None` → `"null"`).
+fn json_key(k: Value<'_>) -> Option<String> {
+    if let Some(s) = k.unpack_str() {
+        return Some(s.to_string());
+    }
+    if k.is_none() {
+        return Some("null".into());
+    }
+    if let Some(b) = k.unpack_bool() {
+        return Some(if b { "true" } else { "false" }.into());
+    }
+    match k.get_type() {
+        "int" => Some(k.to_str()),
+        "float" => k
+            .downcast_ref::<StarlarkFloat>()
+            .map(|f| crate::schema::pyrepr::py_float_repr(f.0)),
+        _ => None,
+    }
+}
+
+/// Maps error positions in the code that ran back to the user's code.
+struct Positions<'a> {
+    /// The user's code.
+    code: &'a str,
+    /// The rewrites that produced the code that ran, first applied first.
+    maps: Vec<&'a Rewritten>,
+}
+
+impl Positions<'_> {
+    /// 1-based line and column (in characters) in the user's code of byte
+    /// `offset` in the code that ran.
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let mut offset = self
+            .maps
+            .iter()
+            .rev()
+            .fold(offset, |o, m| m.original_offset(o))
+            .min(self.code.len());
+        while !self.code.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.code[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+}
+
+/// The ctx JSON as frozen Starlark values. Frozen dicts are how the
+/// `__kk_attr`/`__kk_index` builtins recognise ctx objects: code cannot
+/// create frozen dicts of its own while it runs.
+fn freeze_json(v: &Json, heap: &FrozenHeap) -> FrozenValue {
+    match v {
+        Json::Null => FrozenValue::new_none(),
+        Json::Bool(b) => FrozenValue::new_bool(*b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                heap.alloc(i)
+            } else if let Some(u) = n.as_u64() {
+                heap.alloc(u)
+            } else {
+                heap.alloc(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Json::String(s) => heap.alloc(s.as_str()),
+        Json::Array(items) => {
+            let items: Vec<FrozenValue> = items.iter().map(|x| freeze_json(x, heap)).collect();
+            heap.alloc(AllocList(items))
+        }
+        Json::Object(m) => {
+            let pairs: Vec<(&str, FrozenValue)> = m
+                .iter()
+                .map(|(k, x)| (k.as_str(), freeze_json(x, heap)))
+                .collect();
+            heap.alloc(AllocDict(pairs))
+        }
+    }
+}
+
+/// Whether `v` is one of the ctx dicts (see [`freeze_json`]).
+fn is_ctx_dict(v: Value<'_>) -> bool {
+    v.unpack_frozen().is_some() && v.get_type() == "dict"
+}
+
+/// The ctx root and the shared empty dict for missing keys, as stored in
+/// the module by [`evaluate`].
+fn ctx_root_and_empty<'v>(eval: &Evaluator<'v, '_, '_>) -> Option<(Value<'v>, Value<'v>)> {
+    let extra = eval.module().extra_value()?;
+    let t = TupleRef::from_value(extra)?;
+    match t.content() {
+        [root, empty] => Some((*root, *empty)),
+        _ => None,
+    }
+}
+
+/// A value read out of ctx: lists are handed out as fresh (mutable) copies,
+/// as Python code may append to them; everything else as it is.
+fn from_ctx<'v>(v: Value<'v>, heap: Heap<'v>) -> Value<'v> {
+    if v.unpack_frozen().is_some()
+        && v.get_type() == "list"
+        && let Some(l) = ListRef::from_value(v)
+    {
+        return heap.alloc(AllocList(l.iter().collect::<Vec<_>>()));
+    }
+    v
+}
+
+/// An error with a plain message.
+fn plain_error(msg: String) -> starlark::Error {
+    starlark::Error::new_value(anyhow::Error::msg(msg))
+}
+
+/// Read `key` of a ctx dict with `addict` semantics: the value if present,
+/// an error at the top level (`missing field X`), an empty dict below it.
+fn ctx_lookup<'v>(
+    obj: Value<'v>,
+    key: Value<'v>,
+    eval: &Evaluator<'v, '_, '_>,
+    heap: Heap<'v>,
+) -> starlark::Result<Option<Value<'v>>> {
+    let Some(d) = DictRef::from_value(obj) else {
+        return Ok(None);
+    };
+    if let Some(v) = d.get(key)? {
+        return Ok(Some(from_ctx(v, heap)));
+    }
+    let (root, empty) = ctx_root_and_empty(eval)
+        .ok_or_else(|| plain_error("internal error: ctx is not set".to_string()))?;
+    if obj.ptr_eq(root) {
+        let name = key
+            .unpack_str()
+            .map_or_else(|| key.to_repr(), str::to_string);
+        return Err(plain_error(format!("missing field {name}")));
+    }
+    Ok(Some(empty))
+}
+
+/// `__kk_attr` and `__kk_index`, which the rewritten code calls for `x.name`
+/// and `x[key]` reads (see [`super::rewrite`]).
+#[starlark_module]
+fn ctx_access(builder: &mut GlobalsBuilder) {
+    /// `obj.name`: `addict` semantics for ctx dicts, plain attribute access otherwise.
+    fn __kk_attr<'v>(
+        #[starlark(require = pos)] obj: Value<'v>,
+        #[starlark(require = pos)] name: &str,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        let heap = eval.heap();
+        if is_ctx_dict(obj)
+            && let Some(v) = ctx_lookup(obj, heap.alloc(name), eval, heap)?
+        {
+            return Ok(v);
+        }
+        match obj.get_attr(name, heap)? {
+            Some(v) => Ok(v),
+            None => Err(ValueError::NoAttr(obj.get_type().to_string(), name.to_string()).into()),
+        }
+    }
+
+    /// `obj[key]`: `addict` semantics for ctx dicts, plain indexing otherwise.
+    fn __kk_index<'v>(
+        #[starlark(require = pos)] obj: Value<'v>,
+        #[starlark(require = pos)] key: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        let heap = eval.heap();
+        if is_ctx_dict(obj)
+            && let Some(v) = ctx_lookup(obj, key, eval, heap)?
+        {
+            return Ok(v);
+        }
+        obj.at(key, heap)
+    }
+}

@@ -1,0 +1,74 @@
+//! Workflow stage schemas: evaluation, validation and variable substitution.
+//!
+//! A stage is defined by `schema_code`, a function `stage(ctx)` returning a
+//! dict (the original runs it as restricted Python; here it runs in a
+//! sandboxed Starlark interpreter, see [`evaluate`]). The result is checked
+//! against the workflow JSON schema ([`WorkflowValidator`]), completed with
+//! defaults ([`apply_defaults`]) and checked against the branch
+//! ([`check_stage`]); [`prepare_stage_schema`] does all of it in the
+//! original's order. When jobs are created, `#{...}` in step fields, labels
+//! and notifications is replaced by [`substitute`] / [`render`].
+
+mod eval;
+pub mod pyrepr;
+mod rewrite;
+mod subst;
+mod validate;
+
+pub use eval::{Limits, SchemaError, SchemaErrorKind, evaluate};
+pub use subst::{ERROR_TEXT, MASK, normalize_when, render, substitute, when_decision};
+pub use validate::{SchemaEnv, WorkflowValidator, apply_defaults, check_stage, ordinal};
+
+use serde_json::Value;
+
+/// The schema code of a stage created without one: a `hello world` shell
+/// job on system `any`, group `all` (verbatim from the original).
+pub const DEFAULT_STAGE_CODE: &str = r#"def stage(ctx):
+    return {
+        "parent": "root",
+        "triggers": {
+            "parent": True,
+        },
+        "parameters": [],
+        "configs": [],
+        "jobs": [{
+            "name": "hello world",
+            "steps": [{
+                "tool": "shell",
+                "cmd": "echo 'hello world'"
+            }],
+            "environments": [{
+                "system": "any",
+                "agents_group": "all",
+                "config": "default"
+            }]
+        }]
+    }"#;
+
+/// Turn a stage's `schema_code` into its schema, as the original does when
+/// a stage is created or updated and before jobs are triggered: empty code
+/// becomes [`DEFAULT_STAGE_CODE`], the code is evaluated with `ctx`
+/// (failure: `compilation error: ...`), the result is validated, defaults
+/// are filled in, and the branch-level checks run. Returns the code
+/// actually used and the schema; the error is the HTTP 400 message.
+pub fn prepare_stage_schema(
+    code: &str,
+    ctx: &Value,
+    limits: &Limits,
+    validator: &WorkflowValidator,
+    env: &SchemaEnv,
+) -> Result<(String, Value), String> {
+    let code = if code.is_empty() {
+        DEFAULT_STAGE_CODE
+    } else {
+        code
+    };
+    let mut schema = evaluate(code, ctx, limits).map_err(|e| e.to_string())?;
+    validator.validate(&schema)?;
+    apply_defaults(&mut schema);
+    check_stage(&schema, env)?;
+    Ok((code.to_string(), schema))
+}
+
+#[cfg(test)]
+mod tests;
