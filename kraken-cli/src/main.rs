@@ -51,12 +51,21 @@ fn hostname() -> String {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KRAKEN_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KRAKEN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
     match cli.command {
-        Command::Agent { server, address, work_dir, system, one_job } => {
+        Command::Agent {
+            server,
+            address,
+            work_dir,
+            system,
+            one_job,
+        } => {
             let transport = match kraken_core::agent::Http::new(&server) {
                 Ok(t) => t,
                 Err(e) => {

@@ -105,7 +105,10 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/sequences/{id}", put(projects::update_branch_sequence))
         .route("/branches/{id}/stats", get(projects::get_branch_stats))
-        .route("/branches/{id}/flows/{kind}", get(flows::get_flows).post(exec::create_flow))
+        .route(
+            "/branches/{id}/flows/{kind}",
+            get(flows::get_flows).post(exec::create_flow),
+        )
         .route("/branches/{id}/project_id", put(projects::move_branch))
         .route(
             "/branches/{id}/retention_policy",
@@ -117,21 +120,37 @@ fn api_routes() -> Router<AppState> {
             axum::routing::delete(projects::delete_env_var),
         )
         .route("/flows/{id}", get(flows::get_flow))
-        .route("/flows/{id}/runs", get(flows::get_flow_runs).post(exec::create_run))
+        .route(
+            "/flows/{id}/runs",
+            get(flows::get_flow_runs).post(exec::create_run),
+        )
         .route("/flows/{id}/artifacts", get(exec::get_flow_artifacts))
         .route("/branches/{id}/stages", post(stages::create_stage))
-        .route("/stages/{id}", get(stages::get_stage).put(stages::update_stage).delete(stages::delete_stage))
+        .route(
+            "/stages/{id}",
+            get(stages::get_stage)
+                .put(stages::update_stage)
+                .delete(stages::delete_stage),
+        )
         .route("/stages/{id}/schema", put(stages::get_stage_schema_as_json))
         .route("/stages/{id}/schedule", get(flows::get_stage_schedule))
         .route("/stages/{id}/runs", get(flows::get_stage_runs))
         .route(
             "/runs/{id}",
-            get(flows::get_run).put(exec::run_run_jobs).post(exec::force_run_analysis).delete(exec::cancel_run),
+            get(flows::get_run)
+                .put(exec::run_run_jobs)
+                .post(exec::force_run_analysis)
+                .delete(exec::cancel_run),
         )
         .route("/runs/{id}/jobs", get(flows::get_run_jobs))
         .route("/runs/{id}/artifacts", get(exec::get_run_artifacts))
         .route("/jobs", post(exec::create_job))
-        .route("/jobs/{id}", get(flows::get_job).put(exec::job_rerun).delete(exec::delete_job))
+        .route(
+            "/jobs/{id}",
+            get(flows::get_job)
+                .put(exec::job_rerun)
+                .delete(exec::delete_job),
+        )
         .route("/jobs/{id}/logs", get(logs::get_job_logs))
         .route("/jobs/{id}/logs/stream", get(logs::stream_job_log))
         .route("/jobs/{id}/{step}/logs", get(logs::get_step_logs))
@@ -200,8 +219,14 @@ pub fn app(core: Arc<Core>) -> Router {
     let outside = Router::new()
         .route("/backend", post(backend::backend))
         .route("/backend/logs", post(backend::agent_logs))
-        .route("/backend/artifacts/{job}", axum::routing::put(backend::upload_artifact))
-        .route("/backend/artifacts/{job}/list", get(backend::list_artifacts))
+        .route(
+            "/backend/artifacts/{job}",
+            axum::routing::put(backend::upload_artifact),
+        )
+        .route(
+            "/backend/artifacts/{job}/list",
+            get(backend::list_artifacts),
+        )
         .route("/backend/artifacts/{job}/file", get(backend::read_artifact))
         .route("/job_log/{id}", get(logs::job_log_text))
         .route("/job_log/{id}/{step}", get(logs::step_log_text));
@@ -244,7 +269,10 @@ impl Server {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.agents_stop.send(true);
         for a in self.agents.drain(..) {
-            if tokio::time::timeout(Duration::from_secs(10), a).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), a)
+                .await
+                .is_err()
+            {
                 tracing::warn!("a built-in agent did not stop in time");
             }
         }
@@ -284,7 +312,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
     let addr = listener.local_addr()?;
-    let udp_bind = config.udp_bind.clone().unwrap_or_else(|| format!("{}:0", addr.ip()));
+    let udp_bind = config
+        .udp_bind
+        .clone()
+        .unwrap_or_else(|| format!("{}:0", addr.ip()));
     let udp_socket = tokio::net::UdpSocket::bind(&udp_bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for UDP logs on {udp_bind}: {e}"))?;
@@ -297,8 +328,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     for i in 1..=config.agents {
         let address = format!("builtin-{i}@{}", hostname());
         kraken_core::agent::ensure_builtin_agent(&core, &address).await?;
-        let cfg = kraken_core::agent::AgentConfig::new(&address, &config.data_dir.join("agents").join(&address));
-        let agent = kraken_core::agent::Agent::new(Arc::new(kraken_core::agent::InProcess::new(core.clone())), cfg);
+        let cfg = kraken_core::agent::AgentConfig::new(
+            &address,
+            &config.data_dir.join("agents").join(&address),
+        );
+        let agent = kraken_core::agent::Agent::new(
+            Arc::new(kraken_core::agent::InProcess::new(core.clone())),
+            cfg,
+        );
         let rx = agents_rx.clone();
         agents.push(tokio::spawn(async move { agent.run(rx).await }));
     }
@@ -317,10 +354,46 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     tracing::info!(%addr, database = %core.store.url(), "kraken server listening");
     Ok(Server {
         addr,
+        udp_addr,
         core,
         stop: Some(stop),
         task,
+        agents_stop,
+        agents,
+        udp,
+        engine: Some(engine),
     })
+}
+
+/// This machine's name (for the addresses of built-in agents).
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Receive log datagrams of the original's agents; store them in batches.
+async fn udp_logs(core: Arc<Core>, socket: tokio::net::UdpSocket) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let Ok((n, _)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let mut batch = vec![buf[..n].to_vec()];
+        // Take what else has arrived meanwhile, up to a batch.
+        while batch.len() < 500 {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, _)) => batch.push(buf[..n].to_vec()),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = core.ingest_udp_logs(&batch).await {
+            tracing::warn!(error = %e, "cannot store UDP log records");
+        }
+    }
 }
 
 /// Answer for things this server deliberately does not do.

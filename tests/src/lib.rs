@@ -108,20 +108,31 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Start a server on `127.0.0.1:0` with a fresh database.
+    /// Start a server on `127.0.0.1:0` with a fresh database and one built-in agent.
     pub async fn start() -> TestServer {
+        Self::start_with_agents(1).await
+    }
+
+    /// Start a server with `agents` built-in agents.
+    pub async fn start_with_agents(agents: usize) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let db = TestDb::new().await;
-        let server = start_on(&data_dir, db.url.clone()).await;
+        let server = start_on(&data_dir, db.url.clone(), agents).await;
         let url = server.url();
         TestServer {
             server: Some(server),
             url,
             data_dir,
             db,
+            agents,
             _tmp: tmp,
         }
+    }
+
+    /// The server's core (database, engine) for test set-up.
+    pub fn core(&self) -> std::sync::Arc<kraken_core::Core> {
+        self.server.as_ref().expect("server running").core.clone()
     }
 
     /// Stop the server and start it again on the same data and database.
@@ -317,7 +328,12 @@ impl Client {
 pub fn shell_stage(parent: &str, job: &str, cmds: &[&str]) -> String {
     let steps: Vec<String> = cmds
         .iter()
-        .map(|c| format!("{{\"tool\": \"shell\", \"cmd\": {}}}", serde_json::to_string(c).unwrap_or_default()))
+        .map(|c| {
+            format!(
+                "{{\"tool\": \"shell\", \"cmd\": {}}}",
+                serde_json::to_string(c).unwrap_or_default()
+            )
+        })
         .collect();
     format!(
         "def stage(ctx):\n    return {{\"parent\": \"{parent}\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{{\"name\": \"{job}\", \"steps\": [{}], \"environments\": [{{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}}]}}]}}\n",
@@ -328,13 +344,20 @@ pub fn shell_stage(parent: &str, job: &str, cmds: &[&str]) -> String {
 impl Client {
     /// Create a stage with schema code and return its id.
     pub async fn stage(&self, branch: i64, name: &str, code: &str) -> i64 {
-        let a = self.post(&format!("/api/branches/{branch}/stages"), json!({"name": name, "schema_code": code})).await;
+        let a = self
+            .post(
+                &format!("/api/branches/{branch}/stages"),
+                json!({"name": name, "schema_code": code}),
+            )
+            .await;
         a.expect(201)["id"].as_i64().expect("stage id")
     }
 
     /// Create a CI flow and return it.
     pub async fn flow(&self, branch: i64) -> Value {
-        let a = self.post(&format!("/api/branches/{branch}/flows/ci"), json!({})).await;
+        let a = self
+            .post(&format!("/api/branches/{branch}/flows/ci"), json!({}))
+            .await;
         a.expect(201).clone()
     }
 
@@ -344,37 +367,65 @@ impl Client {
         loop {
             let f = self.get(&format!("/api/flows/{flow}")).await;
             let done = f.body["state"] == "completed"
-                && f.body["runs"].as_array().is_some_and(|r| r.iter().all(|r| r["state"] == "processed" || r["state"] == "manual"));
+                && f.body["runs"].as_array().is_some_and(|r| {
+                    r.iter()
+                        .all(|r| r["state"] == "processed" || r["state"] == "manual")
+                });
             if done {
                 return f.body;
             }
-            assert!(std::time::Instant::now() < end, "flow {flow} did not complete in {timeout:?}: {}", f.body);
+            assert!(
+                std::time::Instant::now() < end,
+                "flow {flow} did not complete in {timeout:?}: {}",
+                f.body
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Wait until `check` holds for `GET path`; returns the body.
-    pub async fn wait_for(&self, path: &str, timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let end = std::time::Instant::now() + timeout;
         loop {
             let a = self.get(path).await;
             if check(&a.body) {
                 return a.body;
             }
-            assert!(std::time::Instant::now() < end, "condition on {path} not met in {timeout:?}: {}", a.body);
+            assert!(
+                std::time::Instant::now() < end,
+                "condition on {path} not met in {timeout:?}: {}",
+                a.body
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// The jobs of the first run of a flow.
     pub async fn run_jobs(&self, run: i64) -> Vec<Value> {
-        self.get(&format!("/api/runs/{run}/jobs")).await.body["items"].as_array().cloned().unwrap_or_default()
+        self.get(&format!("/api/runs/{run}/jobs")).await.body["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// All log messages of a job (tool output), in order.
     pub async fn job_log(&self, job: i64) -> Vec<String> {
-        let a = self.get(&format!("/api/jobs/{job}/logs?limit=100000")).await;
-        a.body["items"].as_array().map(|i| i.iter().filter_map(|l| l["message"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+        let a = self
+            .get(&format!("/api/jobs/{job}/logs?limit=100000"))
+            .await;
+        a.body["items"]
+            .as_array()
+            .map(|i| {
+                i.iter()
+                    .filter_map(|l| l["message"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -390,7 +441,12 @@ pub struct SseEvent {
 }
 
 /// Read server-sent events from `path` until `stop` says so or the stream ends.
-pub async fn read_sse(client: &Client, path: &str, last_event_id: Option<&str>, mut stop: impl FnMut(&SseEvent) -> bool) -> Vec<SseEvent> {
+pub async fn read_sse(
+    client: &Client,
+    path: &str,
+    last_event_id: Option<&str>,
+    mut stop: impl FnMut(&SseEvent) -> bool,
+) -> Vec<SseEvent> {
     use futures_util::StreamExt;
     let mut req = client.http.get(format!("{}{}", client.base, path));
     if let Some(t) = &client.token {
@@ -404,7 +460,11 @@ pub async fn read_sse(client: &Client, path: &str, last_event_id: Option<&str>, 
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
     let mut out = Vec::new();
-    let mut cur = SseEvent { event: "message".into(), id: None, data: String::new() };
+    let mut cur = SseEvent {
+        event: "message".into(),
+        id: None,
+        data: String::new(),
+    };
     let mut has_data = false;
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else { break };
@@ -414,7 +474,14 @@ pub async fn read_sse(client: &Client, path: &str, last_event_id: Option<&str>, 
             buf.drain(..=pos);
             if line.is_empty() {
                 if has_data {
-                    let ev = std::mem::replace(&mut cur, SseEvent { event: "message".into(), id: None, data: String::new() });
+                    let ev = std::mem::replace(
+                        &mut cur,
+                        SseEvent {
+                            event: "message".into(),
+                            id: None,
+                            data: String::new(),
+                        },
+                    );
                     has_data = false;
                     let done = stop(&ev);
                     out.push(ev);
@@ -427,7 +494,10 @@ pub async fn read_sse(client: &Client, path: &str, last_event_id: Option<&str>, 
             if line.starts_with(':') {
                 continue;
             }
-            let (field, value) = line.split_once(':').map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v))).unwrap_or((line.as_str(), ""));
+            let (field, value) = line
+                .split_once(':')
+                .map(|(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)))
+                .unwrap_or((line.as_str(), ""));
             match field {
                 "event" => cur.event = value.to_string(),
                 "id" => cur.id = Some(value.to_string()),

@@ -95,11 +95,24 @@ struct Store {
 }
 
 impl ArtifactStore for Store {
-    fn upload<'a>(&'a self, local: &'a Path, dest: &'a str, public: bool) -> BoxFuture<'a, std::result::Result<u64, String>> {
+    fn upload<'a>(
+        &'a self,
+        local: &'a Path,
+        dest: &'a str,
+        public: bool,
+    ) -> BoxFuture<'a, std::result::Result<u64, String>> {
         async move {
-            let bytes = tokio::fs::read(local).await.map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+            let bytes = tokio::fs::read(local)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
             self.transport
-                .upload(self.address.clone(), self.job_id, dest.to_string(), public, bytes)
+                .upload(
+                    self.address.clone(),
+                    self.job_id,
+                    dest.to_string(),
+                    public,
+                    bytes,
+                )
                 .await
                 .map(|n| n as u64)
                 .map_err(|e| e.to_string())
@@ -107,7 +120,11 @@ impl ArtifactStore for Store {
         .boxed()
     }
 
-    fn download<'a>(&'a self, source: &'a str, dest_dir: &'a Path) -> BoxFuture<'a, std::result::Result<Vec<PathBuf>, String>> {
+    fn download<'a>(
+        &'a self,
+        source: &'a str,
+        dest_dir: &'a Path,
+    ) -> BoxFuture<'a, std::result::Result<Vec<PathBuf>, String>> {
         async move {
             let list = self
                 .transport
@@ -116,7 +133,10 @@ impl ArtifactStore for Store {
                 .map_err(|e| e.to_string())?;
             let mut out = Vec::new();
             for a in list.as_array().into_iter().flatten() {
-                let (Some(path), Some(run_id)) = (a.get("path").and_then(Value::as_str), a.get("run_id").and_then(Value::as_i64)) else {
+                let (Some(path), Some(run_id)) = (
+                    a.get("path").and_then(Value::as_str),
+                    a.get("run_id").and_then(Value::as_i64),
+                ) else {
                     continue;
                 };
                 let bytes = self
@@ -126,9 +146,13 @@ impl ArtifactStore for Store {
                     .map_err(|e| e.to_string())?;
                 let target = dest_dir.join(path);
                 if let Some(dir) = target.parent() {
-                    tokio::fs::create_dir_all(dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    tokio::fs::create_dir_all(dir)
+                        .await
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 }
-                tokio::fs::write(&target, bytes).await.map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+                tokio::fs::write(&target, bytes)
+                    .await
+                    .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
                 out.push(target);
             }
             if out.is_empty() {
@@ -169,7 +193,9 @@ impl Agent {
             hi["info"] = host_info(&self.cfg.system);
             match self.transport.call(hi).await {
                 Ok(r) if r.get("unauthorized").is_none() && r.get("error").is_none() => break,
-                Ok(r) if r.get("error").is_some() => tracing::warn!(answer = %r, "server refused host info"),
+                Ok(r) if r.get("error").is_some() => {
+                    tracing::warn!(answer = %r, "server refused host info");
+                }
                 Ok(_) => tracing::info!(address = %self.cfg.address, "not authorized yet: waiting"),
                 Err(e) => tracing::warn!(error = %e, "cannot reach the server"),
             }
@@ -221,12 +247,21 @@ impl Agent {
 
     async fn run_job(&self, job: &Value, stop: watch::Receiver<bool>) -> Result<()> {
         let job_id = job.get("id").and_then(Value::as_i64).unwrap_or(0);
-        let timeout = job.get("timeout").and_then(Value::as_i64).unwrap_or(300).max(1);
+        let timeout = job
+            .get("timeout")
+            .and_then(Value::as_i64)
+            .unwrap_or(300)
+            .max(1);
         let deadline = Instant::now() + Duration::from_secs(timeout as u64);
         let secrets: Vec<String> = job
             .get("secrets")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let jobs_dir = self.cfg.work_dir.join("jobs");
         if let Ok(mut rd) = tokio::fs::read_dir(&jobs_dir).await {
@@ -235,37 +270,63 @@ impl Agent {
             }
         }
         let job_dir = jobs_dir.join(job_id.to_string());
-        tokio::fs::create_dir_all(&job_dir)
-            .await
-            .map_err(|e| crate::error::Error::internal(format!("cannot create {}: {e}", job_dir.display())))?;
+        tokio::fs::create_dir_all(&job_dir).await.map_err(|e| {
+            crate::error::Error::internal(format!("cannot create {}: {e}", job_dir.display()))
+        })?;
         tracing::info!(job = job_id, "running job");
 
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let cancel_tx = Arc::new(cancel_tx);
+        // Set when the agent itself stops: the step is killed but not
+        // reported, so the job goes on when the agent (or its server) returns.
+        let abandon = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // Keep-alive: learn about a cancel while a step runs; a stopping agent cancels too.
         let ka = {
             let transport = self.transport.clone();
             let address = self.cfg.address.clone();
             let cancel_tx = cancel_tx.clone();
+            let abandon = abandon.clone();
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(3)) => {}
-                        _ = stop.changed() => { let _ = cancel_tx.send(true); return; }
-                    }
-                    let r = transport.call(json!({"address": address, "msg": "keep-alive", "job_id": job_id})).await;
-                    if let Ok(r) = r {
-                        if r.get("cancel").and_then(Value::as_bool) == Some(true) {
+                        _ = stop.changed() => {
+                            abandon.store(true, std::sync::atomic::Ordering::SeqCst);
                             let _ = cancel_tx.send(true);
+                            return;
                         }
+                    }
+                    let r = transport
+                        .call(json!({"address": address, "msg": "keep-alive", "job_id": job_id}))
+                        .await;
+                    if let Ok(r) = r
+                        && r.get("cancel").and_then(Value::as_bool) == Some(true)
+                    {
+                        let _ = cancel_tx.send(true);
                     }
                 }
             })
         };
         let background = BackgroundProcs::default();
-        let store = Store { transport: self.transport.clone(), address: self.cfg.address.clone(), job_id };
-        let outcome = self.run_steps(job_id, &job_dir, deadline, &cancel_rx, &cancel_tx, &secrets, &store, &background).await;
+        let store = Store {
+            transport: self.transport.clone(),
+            address: self.cfg.address.clone(),
+            job_id,
+        };
+        let outcome = self
+            .run_steps(
+                job_id,
+                &job_dir,
+                deadline,
+                &cancel_rx,
+                &cancel_tx,
+                &abandon,
+                &secrets,
+                &store,
+                &background,
+            )
+            .await;
         ka.abort();
         background.kill_all(Duration::from_secs(2)).await;
         outcome
@@ -279,27 +340,52 @@ impl Agent {
         deadline: Instant,
         cancel_rx: &watch::Receiver<bool>,
         cancel_tx: &Arc<watch::Sender<bool>>,
+        abandon: &std::sync::atomic::AtomicBool,
         secrets: &[String],
         store: &Store,
         background: &BackgroundProcs,
     ) -> Result<()> {
         let address = self.cfg.address.clone();
         loop {
-            let r = self.transport.call(json!({"address": address, "msg": "get-job-step"})).await?;
-            let step = r.get("job_step").cloned().unwrap_or_else(|| json!({"finish": true}));
+            let r = self
+                .transport
+                .call(json!({"address": address, "msg": "get-job-step"}))
+                .await?;
+            let step = r
+                .get("job_step")
+                .cloned()
+                .unwrap_or_else(|| json!({"finish": true}));
             if step.get("finish").and_then(Value::as_bool) != Some(false) {
                 return Ok(());
             }
             let idx = step.get("index").and_then(Value::as_i64).unwrap_or(0);
-            let tool = step.get("tool").and_then(Value::as_str).unwrap_or("").to_string();
+            let tool = step
+                .get("tool")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let fields: Map<String, Value> = step.as_object().cloned().unwrap_or_default();
             let env: BTreeMap<String, String> = step
                 .get("branch_env")
                 .and_then(Value::as_object)
-                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string()),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             let report = |result: Value| json!({"address": address, "msg": "step-result2", "job_id": job_id, "step_idx": idx, "result": result});
-            let r = self.transport.call(report(json!({"status": "in-progress"}))).await?;
+            let r = self
+                .transport
+                .call(report(json!({"status": "in-progress"})))
+                .await?;
             if r.get("cancel").and_then(Value::as_bool) == Some(true) {
                 let _ = cancel_tx.send(true);
             }
@@ -338,7 +424,12 @@ impl Agent {
                         if batch.is_empty() {
                             continue;
                         }
-                        let logs = AgentLogs { address: address.clone(), job_id, step_idx: idx, lines: batch };
+                        let logs = AgentLogs {
+                            address: address.clone(),
+                            job_id,
+                            step_idx: idx,
+                            lines: batch,
+                        };
                         match transport.send_logs(logs).await {
                             Ok(r) if r.get("cancel").and_then(Value::as_bool) == Some(true) => {
                                 let _ = cancel_tx.send(true);
@@ -364,6 +455,14 @@ impl Agent {
             .await;
             // All output is stored before the result is reported.
             let _ = pump.await;
+            if abandon.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::info!(
+                    job = job_id,
+                    step = idx,
+                    "agent stopping: the step will run again when it returns"
+                );
+                return Ok(());
+            }
             let mut result = outcome.to_result();
             result["duration"] = json!(started.elapsed().as_secs());
             let r = self.transport.call(report(result)).await?;
@@ -385,18 +484,6 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::mask;
-
-    #[test]
-    fn secrets_are_masked_in_output() {
-        let s = vec!["s3cr3t".to_string(), "ab".to_string()];
-        assert_eq!(mask("token=s3cr3t and s3cr3t", &s), "token=****** and ******");
-        assert_eq!(mask("ab is too short to mask", &s), "ab is too short to mask");
-    }
-}
-
 /// Make sure a built-in agent exists, authorized and in group `all`.
 pub async fn ensure_builtin_agent(core: &Arc<crate::api::Core>, address: &str) -> Result<()> {
     let store = &core.store;
@@ -404,10 +491,30 @@ pub async fn ensure_builtin_agent(core: &Arc<crate::api::Core>, address: &str) -
         Some(a) if a.deleted.is_none() => a,
         _ => store.register_agent(address, None).await?,
     };
-    store.update_agent(agent.id, true, agent.disabled, agent.comment.as_deref()).await?;
+    store
+        .update_agent(agent.id, true, agent.disabled, agent.comment.as_deref())
+        .await?;
     if let Some(all) = store.group_by_name("all", None).await? {
         store.add_agent_to_group(agent.id, all.id).await?;
     }
     store.touch_agent(agent.id, None).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn secrets_are_masked_in_output() {
+        let s = vec!["s3cr3t".to_string(), "ab".to_string()];
+        assert_eq!(
+            mask("token=s3cr3t and s3cr3t", &s),
+            "token=****** and ******"
+        );
+        assert_eq!(
+            mask("ab is too short to mask", &s),
+            "ab is too short to mask"
+        );
+    }
 }

@@ -19,11 +19,29 @@ pub trait Transport: Send + Sync {
     /// Ship log lines; the answer says whether the job was canceled.
     fn send_logs(&self, logs: AgentLogs) -> BoxFuture<'_, Result<Value>>;
     /// Store an artifact of the agent's job; returns its size.
-    fn upload(&self, address: String, job_id: i64, path: String, public: bool, bytes: Vec<u8>) -> BoxFuture<'_, Result<i64>>;
+    fn upload(
+        &self,
+        address: String,
+        job_id: i64,
+        path: String,
+        public: bool,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'_, Result<i64>>;
     /// Artifacts of the job's flow matching a glob: `[{path, run_id, size}]`.
-    fn list_artifacts(&self, address: String, job_id: i64, pattern: String) -> BoxFuture<'_, Result<Value>>;
+    fn list_artifacts(
+        &self,
+        address: String,
+        job_id: i64,
+        pattern: String,
+    ) -> BoxFuture<'_, Result<Value>>;
     /// Read an artifact of a run of the job's flow.
-    fn read_artifact(&self, address: String, job_id: i64, run_id: i64, path: String) -> BoxFuture<'_, Result<Vec<u8>>>;
+    fn read_artifact(
+        &self,
+        address: String,
+        job_id: i64,
+        run_id: i64,
+        path: String,
+    ) -> BoxFuture<'_, Result<Vec<u8>>>;
 }
 
 /// A built-in agent: calls the core directly.
@@ -45,14 +63,47 @@ impl Transport for InProcess {
     fn send_logs(&self, logs: AgentLogs) -> BoxFuture<'_, Result<Value>> {
         async move { self.core.agent_logs(&logs).await }.boxed()
     }
-    fn upload(&self, address: String, job_id: i64, path: String, public: bool, bytes: Vec<u8>) -> BoxFuture<'_, Result<i64>> {
-        async move { self.core.agent_upload_artifact(&address, job_id, &path, public, &bytes).await }.boxed()
+    fn upload(
+        &self,
+        address: String,
+        job_id: i64,
+        path: String,
+        public: bool,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'_, Result<i64>> {
+        async move {
+            self.core
+                .agent_upload_artifact(&address, job_id, &path, public, &bytes)
+                .await
+        }
+        .boxed()
     }
-    fn list_artifacts(&self, address: String, job_id: i64, pattern: String) -> BoxFuture<'_, Result<Value>> {
-        async move { self.core.agent_list_artifacts(&address, job_id, &pattern).await }.boxed()
+    fn list_artifacts(
+        &self,
+        address: String,
+        job_id: i64,
+        pattern: String,
+    ) -> BoxFuture<'_, Result<Value>> {
+        async move {
+            self.core
+                .agent_list_artifacts(&address, job_id, &pattern)
+                .await
+        }
+        .boxed()
     }
-    fn read_artifact(&self, address: String, job_id: i64, run_id: i64, path: String) -> BoxFuture<'_, Result<Vec<u8>>> {
-        async move { self.core.agent_read_artifact(&address, job_id, run_id, &path).await }.boxed()
+    fn read_artifact(
+        &self,
+        address: String,
+        job_id: i64,
+        run_id: i64,
+        path: String,
+    ) -> BoxFuture<'_, Result<Vec<u8>>> {
+        async move {
+            self.core
+                .agent_read_artifact(&address, job_id, run_id, &path)
+                .await
+        }
+        .boxed()
     }
 }
 
@@ -67,7 +118,9 @@ impl Http {
     pub fn new(base: &str) -> Result<Http> {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::bad_request(format!("server URL '{base}' must start with http:// or https://")));
+            return Err(Error::bad_request(format!(
+                "server URL '{base}' must start with http:// or https://"
+            )));
         }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
@@ -76,7 +129,10 @@ impl Http {
         Ok(Http { base, client })
     }
 
-    async fn answer(resp: reqwest::Result<reqwest::Response>, what: &str) -> Result<reqwest::Response> {
+    async fn answer(
+        resp: reqwest::Result<reqwest::Response>,
+        what: &str,
+    ) -> Result<reqwest::Response> {
         let resp = resp.map_err(|e| Error::Transport(format!("{what}: {e}")))?;
         let status = resp.status();
         if status.is_success() {
@@ -87,45 +143,89 @@ impl Http {
             .ok()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
             .unwrap_or(body);
-        Err(Error::from_status(status.as_u16(), format!("{what}: {msg}")))
+        Err(Error::from_status(
+            status.as_u16(),
+            format!("{what}: {msg}"),
+        ))
     }
 }
 
 impl Transport for Http {
     fn call(&self, msg: Value) -> BoxFuture<'_, Result<Value>> {
         async move {
-            let resp = Self::answer(self.client.post(format!("{}/backend", self.base)).json(&msg).send().await, "backend call").await?;
+            let resp = Self::answer(
+                self.client
+                    .post(format!("{}/backend", self.base))
+                    .json(&msg)
+                    .send()
+                    .await,
+                "backend call",
+            )
+            .await?;
             // The original answers JSON as text/html: parse the body ourselves.
-            let text = resp.text().await.map_err(|e| Error::Transport(format!("backend answer: {e}")))?;
-            serde_json::from_str(&text).map_err(|e| Error::Transport(format!("backend answer is not JSON: {e}")))
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| Error::Transport(format!("backend answer: {e}")))?;
+            serde_json::from_str(&text)
+                .map_err(|e| Error::Transport(format!("backend answer is not JSON: {e}")))
         }
         .boxed()
     }
     fn send_logs(&self, logs: AgentLogs) -> BoxFuture<'_, Result<Value>> {
         async move {
-            let resp = Self::answer(self.client.post(format!("{}/backend/logs", self.base)).json(&logs).send().await, "sending logs").await?;
-            resp.json().await.map_err(|e| Error::Transport(format!("logs answer: {e}")))
+            let resp = Self::answer(
+                self.client
+                    .post(format!("{}/backend/logs", self.base))
+                    .json(&logs)
+                    .send()
+                    .await,
+                "sending logs",
+            )
+            .await?;
+            resp.json()
+                .await
+                .map_err(|e| Error::Transport(format!("logs answer: {e}")))
         }
         .boxed()
     }
-    fn upload(&self, address: String, job_id: i64, path: String, public: bool, bytes: Vec<u8>) -> BoxFuture<'_, Result<i64>> {
+    fn upload(
+        &self,
+        address: String,
+        job_id: i64,
+        path: String,
+        public: bool,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'_, Result<i64>> {
         async move {
             let resp = Self::answer(
                 self.client
                     .put(format!("{}/backend/artifacts/{job_id}", self.base))
-                    .query(&[("address", address.as_str()), ("path", path.as_str()), ("public", if public { "true" } else { "false" })])
+                    .query(&[
+                        ("address", address.as_str()),
+                        ("path", path.as_str()),
+                        ("public", if public { "true" } else { "false" }),
+                    ])
                     .body(bytes)
                     .send()
                     .await,
                 "uploading an artifact",
             )
             .await?;
-            let v: Value = resp.json().await.map_err(|e| Error::Transport(format!("upload answer: {e}")))?;
+            let v: Value = resp
+                .json()
+                .await
+                .map_err(|e| Error::Transport(format!("upload answer: {e}")))?;
             Ok(v.get("size").and_then(Value::as_i64).unwrap_or(0))
         }
         .boxed()
     }
-    fn list_artifacts(&self, address: String, job_id: i64, pattern: String) -> BoxFuture<'_, Result<Value>> {
+    fn list_artifacts(
+        &self,
+        address: String,
+        job_id: i64,
+        pattern: String,
+    ) -> BoxFuture<'_, Result<Value>> {
         async move {
             let resp = Self::answer(
                 self.client
@@ -136,22 +236,38 @@ impl Transport for Http {
                 "listing artifacts",
             )
             .await?;
-            resp.json().await.map_err(|e| Error::Transport(format!("artifact list: {e}")))
+            resp.json()
+                .await
+                .map_err(|e| Error::Transport(format!("artifact list: {e}")))
         }
         .boxed()
     }
-    fn read_artifact(&self, address: String, job_id: i64, run_id: i64, path: String) -> BoxFuture<'_, Result<Vec<u8>>> {
+    fn read_artifact(
+        &self,
+        address: String,
+        job_id: i64,
+        run_id: i64,
+        path: String,
+    ) -> BoxFuture<'_, Result<Vec<u8>>> {
         async move {
             let resp = Self::answer(
                 self.client
                     .get(format!("{}/backend/artifacts/{job_id}/file", self.base))
-                    .query(&[("address", address.as_str()), ("run_id", &run_id.to_string()), ("path", path.as_str())])
+                    .query(&[
+                        ("address", address.as_str()),
+                        ("run_id", &run_id.to_string()),
+                        ("path", path.as_str()),
+                    ])
                     .send()
                     .await,
                 "downloading an artifact",
             )
             .await?;
-            Ok(resp.bytes().await.map_err(|e| Error::Transport(format!("artifact download: {e}")))?.to_vec())
+            Ok(resp
+                .bytes()
+                .await
+                .map_err(|e| Error::Transport(format!("artifact download: {e}")))?
+                .to_vec())
         }
         .boxed()
     }

@@ -63,10 +63,15 @@ fn left_secs(job: &JobRow) -> i64 {
 /// Normalize a relative storage path: `/`-separated, no `..`, no root.
 pub fn safe_rel_path(p: &str) -> Result<String> {
     let mut parts = Vec::new();
-    for seg in p.replace('\\', "/").split('/') {
+    let normalized = p.replace('\\', "/");
+    for seg in normalized.split('/') {
         match seg {
             "" | "." => {}
-            ".." => return Err(Error::bad_request(format!("artifact path '{p}' may not contain '..'"))),
+            ".." => {
+                return Err(Error::bad_request(format!(
+                    "artifact path '{p}' may not contain '..'"
+                )));
+            }
             s => parts.push(s),
         }
     }
@@ -106,20 +111,26 @@ impl Core {
         let mut out = match kind {
             "host-info" => k.host_info(&agent, msg).await?,
             "get-job" | "get-job2" => {
-                let wait = msg.get("wait").and_then(Value::as_f64).map(Duration::from_secs_f64);
-                k.get_job_for_agent(&agent, kind == "get-job", wait.map(|w| w.min(MAX_WAIT))).await?
+                let wait = msg
+                    .get("wait")
+                    .and_then(Value::as_f64)
+                    .map(Duration::from_secs_f64);
+                k.get_job_for_agent(&agent, kind == "get-job", wait.map(|w| w.min(MAX_WAIT)))
+                    .await?
             }
             "get-job-step" => k.get_job_step(&agent).await?,
-            "step-result" | "step-result2" => k.step_result(&agent, msg, kind == "step-result").await?,
+            "step-result" | "step-result2" => {
+                k.step_result(&agent, msg, kind == "step-result").await?
+            }
             "dispatch-tests" => k.dispatch_tests(&agent, msg).await?,
             "keep-alive" => k.keep_alive(&agent, msg).await?,
             _ => json!({}),
         };
-        if matches!(kind, "host-info" | "get-job" | "get-job2" | "get-job-step") {
-            if let Some(o) = out.as_object_mut() {
-                o.insert("cfg".into(), cfg);
-                o.insert("version".into(), json!(crate::VERSION));
-            }
+        if matches!(kind, "host-info" | "get-job" | "get-job2" | "get-job-step")
+            && let Some(o) = out.as_object_mut()
+        {
+            o.insert("cfg".into(), cfg);
+            o.insert("version".into(), json!(crate::VERSION));
         }
         Ok(out)
     }
@@ -142,9 +153,16 @@ impl Core {
         let agent = self.authorized_agent(&logs.address).await?;
         let job = self.store.require_job(logs.job_id).await?;
         if job.agent_used_id != Some(agent.id) {
-            return Err(Error::forbidden(format!("job {} is not a job of agent {}", job.id, agent.address)));
+            return Err(Error::forbidden(format!(
+                "job {} is not a job of agent {}",
+                job.id, agent.address
+            )));
         }
-        let place = self.store.job_place(job.id).await?.ok_or_else(|| Error::not_found("Job not found"))?;
+        let place = self
+            .store
+            .job_place(job.id)
+            .await?
+            .ok_or_else(|| Error::not_found("Job not found"))?;
         let now = now_ms();
         let rows: Vec<NewLog> = logs
             .lines
@@ -169,7 +187,10 @@ impl Core {
             })
             .collect();
         if let Some(last_id) = self.store.insert_logs(&rows).await? {
-            self.events.publish(Event::Logs { job_id: job.id, last_id });
+            self.events.publish(Event::Logs {
+                job_id: job.id,
+                last_id,
+            });
         }
         Ok(json!({"cancel": job.state == job_state::COMPLETED}))
     }
@@ -186,44 +207,69 @@ impl Core {
         let agent = self.authorized_agent(address).await?;
         let job = self.store.require_job(job_id).await?;
         if job.agent_used_id != Some(agent.id) {
-            return Err(Error::forbidden(format!("job {job_id} is not a job of agent {address}")));
+            return Err(Error::forbidden(format!(
+                "job {job_id} is not a job of agent {address}"
+            )));
         }
         let path = safe_rel_path(path)?;
-        let place = self.store.job_place(job_id).await?.ok_or_else(|| Error::not_found("Job not found"))?;
+        let place = self
+            .store
+            .job_place(job_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Job not found"))?;
         let file = self.artifact_file(&place, place.run_id, &path);
         if let Some(dir) = file.parent() {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
         }
-        tokio::fs::write(&file, bytes)
-            .await
-            .map_err(|e| Error::internal(format!("cannot store artifact {}: {e}", file.display())))?;
+        tokio::fs::write(&file, bytes).await.map_err(|e| {
+            Error::internal(format!("cannot store artifact {}: {e}", file.display()))
+        })?;
         let size = bytes.len() as i64;
-        self.store.insert_artifact(&place, &path, size, public).await?;
+        self.store
+            .insert_artifact(&place, &path, size, public)
+            .await?;
         self.local_admin().update_artifact_counters(&place).await?;
         Ok(size)
     }
 
     /// The artifacts of the job's flow matching a glob, from other runs of
     /// the flow (newest run first; each path once).
-    pub async fn agent_list_artifacts(self: &Arc<Self>, address: &str, job_id: i64, pattern: &str) -> Result<Value> {
+    pub async fn agent_list_artifacts(
+        self: &Arc<Self>,
+        address: &str,
+        job_id: i64,
+        pattern: &str,
+    ) -> Result<Value> {
         let agent = self.authorized_agent(address).await?;
         let job = self.store.require_job(job_id).await?;
         if job.agent_used_id != Some(agent.id) {
-            return Err(Error::forbidden(format!("job {job_id} is not a job of agent {address}")));
+            return Err(Error::forbidden(format!(
+                "job {job_id} is not a job of agent {address}"
+            )));
         }
-        let place = self.store.job_place(job_id).await?.ok_or_else(|| Error::not_found("Job not found"))?;
-        let pat = glob::Pattern::new(pattern.trim_start_matches("./"))
-            .map_err(|e| Error::bad_request(format!("invalid artifact pattern '{pattern}': {e}")))?;
-        let opts = glob::MatchOptions { require_literal_separator: false, ..Default::default() };
+        let place = self
+            .store
+            .job_place(job_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Job not found"))?;
+        let pat = glob::Pattern::new(pattern.trim_start_matches("./")).map_err(|e| {
+            Error::bad_request(format!("invalid artifact pattern '{pattern}': {e}"))
+        })?;
+        let opts = glob::MatchOptions {
+            require_literal_separator: false,
+            ..Default::default()
+        };
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for a in self.store.flow_artifacts(place.flow_id).await? {
             if a.run_id == place.run_id {
                 continue;
             }
-            let matches = pat.matches_with(&a.path, opts) || a.path.starts_with(&format!("{}/", pattern.trim_end_matches('/')));
+            let matches = pat.matches_with(&a.path, opts)
+                || a.path
+                    .starts_with(&format!("{}/", pattern.trim_end_matches('/')));
             if matches && seen.insert(a.path.clone()) {
                 out.push(json!({"path": a.path, "run_id": a.run_id, "size": a.size}));
             }
@@ -232,20 +278,40 @@ impl Core {
     }
 
     /// Read an artifact of a run of the job's flow.
-    pub async fn agent_read_artifact(self: &Arc<Self>, address: &str, job_id: i64, run_id: i64, path: &str) -> Result<Vec<u8>> {
+    pub async fn agent_read_artifact(
+        self: &Arc<Self>,
+        address: &str,
+        job_id: i64,
+        run_id: i64,
+        path: &str,
+    ) -> Result<Vec<u8>> {
         let agent = self.authorized_agent(address).await?;
         let job = self.store.require_job(job_id).await?;
         if job.agent_used_id != Some(agent.id) {
-            return Err(Error::forbidden(format!("job {job_id} is not a job of agent {address}")));
+            return Err(Error::forbidden(format!(
+                "job {job_id} is not a job of agent {address}"
+            )));
         }
-        let place = self.store.job_place(job_id).await?.ok_or_else(|| Error::not_found("Job not found"))?;
-        let run = self.store.run(run_id).await?.ok_or_else(|| Error::not_found("Run not found"))?;
+        let place = self
+            .store
+            .job_place(job_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Job not found"))?;
+        let run = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Run not found"))?;
         if run.flow_id != place.flow_id {
-            return Err(Error::forbidden("artifacts come from runs of the same flow only"));
+            return Err(Error::forbidden(
+                "artifacts come from runs of the same flow only",
+            ));
         }
         let path = safe_rel_path(path)?;
         let file = self.artifact_file(&place, run_id, &path);
-        tokio::fs::read(&file).await.map_err(|_| Error::not_found(format!("artifact {path} not found")))
+        tokio::fs::read(&file)
+            .await
+            .map_err(|_| Error::not_found(format!("artifact {path} not found")))
     }
 
     /// Where an artifact of a run lives on disk.
@@ -265,15 +331,31 @@ impl Core {
     pub async fn ingest_udp_logs(&self, datagrams: &[Vec<u8>]) -> Result<usize> {
         let mut rows = Vec::new();
         for d in datagrams {
-            let Ok(v) = serde_json::from_slice::<Value>(d) else { continue };
+            let Ok(v) = serde_json::from_slice::<Value>(d) else {
+                continue;
+            };
             let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let i = |k: &str| v.get(k).and_then(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.parse().ok()))).unwrap_or(0);
+            let i = |k: &str| {
+                v.get(k)
+                    .and_then(|x| {
+                        x.as_i64()
+                            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                    })
+                    .unwrap_or(0)
+            };
             let time = v
                 .get("@timestamp")
                 .and_then(Value::as_str)
-                .and_then(|t| crate::model::parse_timestamp(t).or_else(|| {
-                    chrono::NaiveDateTime::parse_from_str(t.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
-                }))
+                .and_then(|t| {
+                    crate::model::parse_timestamp(t).or_else(|| {
+                        chrono::NaiveDateTime::parse_from_str(
+                            t.trim_end_matches('Z'),
+                            "%Y-%m-%dT%H:%M:%S%.f",
+                        )
+                        .ok()
+                        .map(|n| n.and_utc())
+                    })
+                })
                 .map_or_else(now_ms, |t| t.timestamp_millis());
             let step = v.get("step").and_then(Value::as_i64).unwrap_or(-1);
             for (seq, line) in s("message").lines().enumerate() {
@@ -285,7 +367,11 @@ impl Core {
                     host: s("host"),
                     path: s("path"),
                     lineno: i("lineno"),
-                    level: if s("level").is_empty() { "INFO".into() } else { s("level") },
+                    level: if s("level").is_empty() {
+                        "INFO".into()
+                    } else {
+                        s("level")
+                    },
                     branch_id: i("branch"),
                     flow_kind: i("flow_kind"),
                     flow_id: i("flow"),
@@ -311,7 +397,9 @@ impl Core {
     async fn authorized_agent(&self, address: &str) -> Result<AgentRow> {
         match self.store.agent_by_address(address).await? {
             Some(a) if a.deleted.is_none() && a.authorized => Ok(a),
-            _ => Err(Error::forbidden(format!("agent {address} is unknown or not authorized"))),
+            _ => Err(Error::forbidden(format!(
+                "agent {address} is unknown or not authorized"
+            ))),
         }
     }
 }
@@ -345,25 +433,37 @@ impl Kraken {
         Ok(json!({"agent_id": agent.id}))
     }
 
-    async fn get_job_for_agent(&self, agent: &AgentRow, with_steps: bool, wait: Option<Duration>) -> Result<Value> {
+    async fn get_job_for_agent(
+        &self,
+        agent: &AgentRow,
+        with_steps: bool,
+        wait: Option<Duration>,
+    ) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
         loop {
             let notified = self.core.events.agents.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let fresh = self.store().agent(agent.id).await?.ok_or_else(|| Error::not_found("agent deleted"))?;
-            if let Some(job_id) = fresh.job_id {
-                if let Some(job) = self.store().job(job_id).await? {
-                    if job.state == job_state::COMPLETED {
-                        // Canceled (or finished) while it waited: let the agent go.
-                        self.store().unassign_agent(agent.id, job_id).await?;
-                        self.core.events.wake_scheduler();
-                    } else {
-                        self.store().mark_job_started(job_id).await?;
-                        let job = self.store().require_job(job_id).await?;
-                        self.core.events.publish(Event::Job { job_id, run_id: job.run_id });
-                        return Ok(json!({"job": self.job_for_agent(&job, with_steps).await?}));
-                    }
+            let fresh = self
+                .store()
+                .agent(agent.id)
+                .await?
+                .ok_or_else(|| Error::not_found("agent deleted"))?;
+            if let Some(job_id) = fresh.job_id
+                && let Some(job) = self.store().job(job_id).await?
+            {
+                if job.state == job_state::COMPLETED {
+                    // Canceled (or finished) while it waited: let the agent go.
+                    self.store().unassign_agent(agent.id, job_id).await?;
+                    self.core.events.wake_scheduler();
+                } else {
+                    self.store().mark_job_started(job_id).await?;
+                    let job = self.store().require_job(job_id).await?;
+                    self.core.events.publish(Event::Job {
+                        job_id,
+                        run_id: job.run_id,
+                    });
+                    return Ok(json!({"job": self.job_for_agent(&job, with_steps).await?}));
                 }
             }
             let now = tokio::time::Instant::now();
@@ -378,9 +478,17 @@ impl Kraken {
     }
 
     async fn job_for_agent(&self, job: &JobRow, with_steps: bool) -> Result<Value> {
-        let place = self.store().job_place(job.id).await?.ok_or_else(|| Error::not_found("Job not found"))?;
+        let place = self
+            .store()
+            .job_place(job.id)
+            .await?
+            .ok_or_else(|| Error::not_found("Job not found"))?;
         let secrets = self.secret_values(place.project_id).await?;
-        let mut j = serde_json::to_value(self.jobs_json(std::slice::from_ref(job), false).await?.remove(0))?;
+        let mut j = serde_json::to_value(
+            self.jobs_json(std::slice::from_ref(job), false)
+                .await?
+                .remove(0),
+        )?;
         if let Some(o) = j.as_object_mut() {
             o.insert("timeout".into(), json!(left_secs(job)));
             o.insert("branch_id".into(), json!(place.branch_id));
@@ -399,10 +507,10 @@ impl Kraken {
         let mut out = Vec::new();
         for s in self.store().project_secrets(project_id).await? {
             for k in ["secret", "key"] {
-                if let Some(v) = s.data.0.get(k).and_then(Value::as_str) {
-                    if !v.is_empty() {
-                        out.push(v.to_string());
-                    }
+                if let Some(v) = s.data.0.get(k).and_then(Value::as_str)
+                    && !v.is_empty()
+                {
+                    out.push(v.to_string());
                 }
             }
         }
@@ -425,49 +533,96 @@ impl Kraken {
         if job.state == job_state::COMPLETED {
             return Ok(finish("job was canceled"));
         }
-        let place = self.store().job_place(job.id).await?.ok_or_else(|| Error::not_found("Job not found"))?;
+        let place = self
+            .store()
+            .job_place(job.id)
+            .await?
+            .ok_or_else(|| Error::not_found("Job not found"))?;
         let run = self.run_row(place.run_id).await?;
         let flow = self.flow_row(place.flow_id).await?;
-        let stage = self.store().stage_any(place.stage_id).await?.ok_or_else(|| Error::not_found("Stage not found"))?;
-        let branch = self.store().branch_any(place.branch_id).await?.ok_or_else(|| Error::not_found("Branch not found"))?;
+        let stage = self
+            .store()
+            .stage_any(place.stage_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Stage not found"))?;
+        let branch = self
+            .store()
+            .branch_any(place.branch_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Branch not found"))?;
         let secrets = self.store().project_secrets(place.project_id).await?;
         let mut args = run.args.0.as_object().cloned().unwrap_or_default();
         args.extend(secret_args(&secrets));
 
         for step in self.store().steps_of(&[job.id]).await? {
-            if matches!(step.status, Some(step_status::DONE | step_status::SKIPPED | step_status::ERROR)) {
+            if matches!(
+                step.status,
+                Some(step_status::DONE | step_status::SKIPPED | step_status::ERROR)
+            ) {
                 continue;
             }
             let ctx = self
                 .prepare_context(
-                    CtxFor::Step { run: &run, flow: &flow, stage: &stage, branch: &branch, job: &job, step_idx: step.idx },
+                    CtxFor::Step {
+                        run: &run,
+                        flow: &flow,
+                        stage: &stage,
+                        branch: &branch,
+                        job: &job,
+                        step_idx: step.idx,
+                    },
                     &args,
                 )
                 .await?;
             let mut raw = step.fields_raw.0.as_object().cloned().unwrap_or_default();
             raw.remove("tool");
             let (value, masked) = schema::substitute(&Value::Object(raw), &args, &ctx);
-            self.store().set_step_fields(step.id, &value, &masked).await?;
-            let when = value.get("when").and_then(Value::as_str).unwrap_or("True").to_string();
+            self.store()
+                .set_step_fields(step.id, &value, &masked)
+                .await?;
+            let when = value
+                .get("when")
+                .and_then(Value::as_str)
+                .unwrap_or("True")
+                .to_string();
             match schema::when_decision(&when) {
                 Some(true) => {}
                 Some(false) => {
-                    self.store().set_step_result(step.id, Some(step_status::SKIPPED), None).await?;
-                    self.core.events.publish(Event::Job { job_id: job.id, run_id: job.run_id });
+                    self.store()
+                        .set_step_result(step.id, Some(step_status::SKIPPED), None)
+                        .await?;
+                    self.core.events.publish(Event::Job {
+                        job_id: job.id,
+                        run_id: job.run_id,
+                    });
                     continue;
                 }
                 None => {
-                    let msg = format!("the step's 'when' condition gave '{when}', not True or False");
+                    let msg =
+                        format!("the step's 'when' condition gave '{when}', not True or False");
                     self.store()
-                        .set_step_result(step.id, Some(step_status::ERROR), Some(&json!({"status": "error", "reason": "when", "msg": msg})))
+                        .set_step_result(
+                            step.id,
+                            Some(step_status::ERROR),
+                            Some(&json!({"status": "error", "reason": "when", "msg": msg})),
+                        )
                         .await?;
-                    self.core.events.publish(Event::Job { job_id: job.id, run_id: job.run_id });
+                    self.core.events.publish(Event::Job {
+                        job_id: job.id,
+                        run_id: job.run_id,
+                    });
                     continue;
                 }
             }
-            let step = self.store().step(job.id, step.idx).await?.ok_or_else(|| Error::not_found("Step not found"))?;
+            let step = self
+                .store()
+                .step(job.id, step.idx)
+                .await?
+                .ok_or_else(|| Error::not_found("Step not found"))?;
             let mut js = serde_json::to_value(Self::step_json(&step, false))?;
-            let o = js.as_object_mut().ok_or_else(|| Error::internal("step JSON"))?;
+            let o = js
+                .as_object_mut()
+                .ok_or_else(|| Error::internal("step JSON"))?;
             self.inject_step_fields(o, &secrets, &place).await?;
             o.insert("finish".into(), json!(false));
             o.insert("job_id".into(), json!(job.id));
@@ -475,7 +630,10 @@ impl Kraken {
             o.insert("flow_kind".into(), json!(place.flow_kind));
             o.insert("flow_id".into(), json!(place.flow_id));
             o.insert("run_id".into(), json!(place.run_id));
-            o.insert("secrets".into(), json!(self.secret_values(place.project_id).await?));
+            o.insert(
+                "secrets".into(),
+                json!(self.secret_values(place.project_id).await?),
+            );
             o.insert("branch_env".into(), serde_json::to_value(branch.env())?);
             return Ok(json!({"job_step": js}));
         }
@@ -496,29 +654,43 @@ impl Kraken {
         _place: &JobPlace,
     ) -> Result<()> {
         let find = |name: &str| secrets.iter().find(|s| s.name == name);
-        if let Some(name) = o.get("ssh-key").and_then(Value::as_str).map(str::to_string) {
-            if let Some(s) = find(&name).filter(|s| s.kind == secret_kind::SSH_KEY) {
-                o.insert(
-                    "ssh-key".into(),
-                    json!({"username": s.data.0.get("username").cloned().unwrap_or(json!("")),
+        if let Some(name) = o.get("ssh-key").and_then(Value::as_str).map(str::to_string)
+            && let Some(s) = find(&name).filter(|s| s.kind == secret_kind::SSH_KEY)
+        {
+            o.insert(
+                "ssh-key".into(),
+                json!({"username": s.data.0.get("username").cloned().unwrap_or(json!("")),
                            "key": s.data.0.get("key").cloned().unwrap_or(json!(""))}),
-                );
-            }
+            );
         }
-        if let Some(name) = o.get("access-token").and_then(Value::as_str).map(str::to_string) {
-            if let Some(s) = find(&name).filter(|s| s.kind == secret_kind::SIMPLE) {
-                o.insert("access-token".into(), s.data.0.get("secret").cloned().unwrap_or(json!("")));
-            }
+        if let Some(name) = o
+            .get("access-token")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            && let Some(s) = find(&name).filter(|s| s.kind == secret_kind::SIMPLE)
+        {
+            o.insert(
+                "access-token".into(),
+                s.data.0.get("secret").cloned().unwrap_or(json!("")),
+            );
         }
-        if o.get("tool").and_then(Value::as_str) == Some("artifacts") && !o.contains_key("destination") {
+        if o.get("tool").and_then(Value::as_str) == Some("artifacts")
+            && !o.contains_key("destination")
+        {
             o.insert("destination".into(), json!("."));
         }
         Ok(())
     }
 
     async fn step_result(&self, agent: &AgentRow, msg: &Value, v1: bool) -> Result<Value> {
-        let job_id = msg.get("job_id").and_then(Value::as_i64).ok_or_else(|| Error::bad_request("missing job_id"))?;
-        let idx = msg.get("step_idx").and_then(Value::as_i64).ok_or_else(|| Error::bad_request("missing step_idx"))?;
+        let job_id = msg
+            .get("job_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Error::bad_request("missing job_id"))?;
+        let idx = msg
+            .get("step_idx")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Error::bad_request("missing step_idx"))?;
         let result = msg.get("result").cloned().unwrap_or_else(|| json!({}));
         let Some(job) = self.store().job(job_id).await? else {
             return Ok(json!({"cancel": true}));
@@ -527,10 +699,19 @@ impl Kraken {
             return Ok(json!({"cancel": true}));
         }
         let Some(step) = self.store().step(job_id, idx).await? else {
-            return Err(Error::bad_request(format!("job {job_id} has no step {idx}")));
+            return Err(Error::bad_request(format!(
+                "job {job_id} has no step {idx}"
+            )));
         };
-        let status = result.get("status").and_then(Value::as_str).and_then(step_status::parse);
-        let place = self.store().job_place(job_id).await?.ok_or_else(|| Error::not_found("Job not found"))?;
+        let status = result
+            .get("status")
+            .and_then(Value::as_str)
+            .and_then(step_status::parse);
+        let place = self
+            .store()
+            .job_place(job_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Job not found"))?;
         let mut stored = result.clone();
         if let Some(o) = stored.as_object_mut() {
             if let Some(tests) = o.remove("test-results") {
@@ -542,12 +723,12 @@ impl Kraken {
             if let Some(arts) = o.remove("artifacts") {
                 self.record_reported_artifacts(&place, &step, &arts).await?;
             }
-            if let Some(data) = o.remove("data") {
-                if let Err(e) = self.apply_step_data(&place, &step, data).await {
-                    o.insert("status".into(), json!("error"));
-                    o.insert("reason".into(), json!("exception"));
-                    o.insert("msg".into(), json!(e.to_string()));
-                }
+            if let Some(data) = o.remove("data")
+                && let Err(e) = self.apply_step_data(&place, &step, data).await
+            {
+                o.insert("status".into(), json!("error"));
+                o.insert("reason".into(), json!("exception"));
+                o.insert("msg".into(), json!(e.to_string()));
             }
         }
         let status = match stored.get("status").and_then(Value::as_str) {
@@ -555,18 +736,29 @@ impl Kraken {
             _ => status,
         };
         // Merge with what the step already reported (in-progress updates).
-        let mut merged = step.result.as_ref().map(|r| r.0.clone()).unwrap_or_else(|| json!({}));
+        let mut merged = step
+            .result
+            .as_ref()
+            .map(|r| r.0.clone())
+            .unwrap_or_else(|| json!({}));
         if let (Some(m), Some(n)) = (merged.as_object_mut(), stored.as_object()) {
             for (k, v) in n {
                 m.insert(k.clone(), v.clone());
             }
         }
-        self.store().set_step_result(step.id, status, Some(&merged)).await?;
-        self.core.events.publish(Event::Job { job_id, run_id: job.run_id });
+        self.store()
+            .set_step_result(step.id, status, Some(&merged))
+            .await?;
+        self.core.events.publish(Event::Job {
+            job_id,
+            run_id: job.run_id,
+        });
         if v1 {
             let steps = self.store().steps_of(&[job_id]).await?;
             let any_error = steps.iter().any(|s| s.status == Some(step_status::ERROR));
-            let all_done = steps.iter().all(|s| matches!(s.status, Some(step_status::DONE | step_status::SKIPPED)));
+            let all_done = steps
+                .iter()
+                .all(|s| matches!(s.status, Some(step_status::DONE | step_status::SKIPPED)));
             if any_error || all_done {
                 self.store().mark_job_finished(job_id).await?;
                 self.store().unassign_agent(agent.id, job_id).await?;
@@ -584,23 +776,42 @@ impl Kraken {
             (Some(j), None) => j.state == job_state::COMPLETED,
             (None, _) => true,
         };
-        Ok(if cancel { json!({"cancel": true}) } else { json!({}) })
+        Ok(if cancel {
+            json!({"cancel": true})
+        } else {
+            json!({})
+        })
     }
 
     async fn dispatch_tests(&self, agent: &AgentRow, msg: &Value) -> Result<Value> {
-        let job_id = msg.get("job_id").and_then(Value::as_i64).ok_or_else(|| Error::bad_request("missing job_id"))?;
-        let idx = msg.get("step_idx").and_then(Value::as_i64).ok_or_else(|| Error::bad_request("missing step_idx"))?;
+        let job_id = msg
+            .get("job_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Error::bad_request("missing job_id"))?;
+        let idx = msg
+            .get("step_idx")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Error::bad_request("missing step_idx"))?;
         let tests: Vec<String> = msg
             .get("tests")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
-        let Some(job) = self.store().job(job_id).await? else { return Ok(json!({})) };
+        let Some(job) = self.store().job(job_id).await? else {
+            return Ok(json!({}));
+        };
         if job.agent_used_id != Some(agent.id) {
             return Ok(json!({}));
         }
         let Some(step) = self.store().step(job_id, idx).await? else {
-            return Err(Error::bad_request(format!("job {job_id} has no step {idx}")));
+            return Err(Error::bad_request(format!(
+                "job {job_id} has no step {idx}"
+            )));
         };
         if tests.is_empty() {
             return Ok(json!({"tests": []}));
@@ -611,21 +822,38 @@ impl Kraken {
 
     /// Record artifacts an agent says it uploaded (the original's agent
     /// reports them after uploading to its own storage).
-    async fn record_reported_artifacts(&self, place: &JobPlace, step: &crate::store::jobs::StepRow, arts: &Value) -> Result<()> {
-        let public = step.fields.0.get("public").and_then(Value::as_bool).unwrap_or(false)
+    async fn record_reported_artifacts(
+        &self,
+        place: &JobPlace,
+        step: &crate::store::jobs::StepRow,
+        arts: &Value,
+    ) -> Result<()> {
+        let public = step
+            .fields
+            .0
+            .get("public")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
             || step.fields.0.get("report_entry").is_some();
         let mut entries = Vec::new();
         for a in arts.as_array().into_iter().flatten() {
-            let Some(path) = a.get("path").and_then(Value::as_str) else { continue };
+            let Some(path) = a.get("path").and_then(Value::as_str) else {
+                continue;
+            };
             let path = safe_rel_path(path)?;
             let size = a.get("size").and_then(Value::as_i64).unwrap_or(0);
             let this_public = public || a.get("report_entry").is_some();
             // Already recorded by our own upload endpoint? Then only counters.
-            self.store().insert_artifact(place, &path, size, this_public).await?;
-            if let Some(entry) = a.get("report_entry").and_then(Value::as_str).or_else(|| step.fields.0.get("report_entry").and_then(Value::as_str)) {
-                if entry == path || path.ends_with(entry) {
-                    entries.push(entry.to_string());
-                }
+            self.store()
+                .insert_artifact(place, &path, size, this_public)
+                .await?;
+            if let Some(entry) = a
+                .get("report_entry")
+                .and_then(Value::as_str)
+                .or_else(|| step.fields.0.get("report_entry").and_then(Value::as_str))
+                && (entry == path || path.ends_with(entry))
+            {
+                entries.push(entry.to_string());
             }
         }
         self.update_artifact_counters(place).await?;
@@ -643,7 +871,10 @@ impl Kraken {
                 "run" => self.run_row(place.run_id).await?.artifacts.0,
                 _ => self.flow_row(place.flow_id).await?.artifacts.0,
             };
-            let entries = current.pointer("/public/entries").cloned().unwrap_or_else(|| json!([]));
+            let entries = current
+                .pointer("/public/entries")
+                .cloned()
+                .unwrap_or_else(|| json!([]));
             let v = json!({"public": {"size": ps, "count": pc, "entries": entries}, "private": {"size": vs, "count": vc}});
             match target {
                 "run" => self.store().set_run_artifacts(place.run_id, &v).await?,
@@ -657,7 +888,10 @@ impl Kraken {
         let mut run = self.run_row(place.run_id).await?.artifacts.0;
         let mut flow = self.flow_row(place.flow_id).await?.artifacts.0;
         for target in [&mut run, &mut flow] {
-            if let Some(list) = target.pointer_mut("/public/entries").and_then(Value::as_array_mut) {
+            if let Some(list) = target
+                .pointer_mut("/public/entries")
+                .and_then(Value::as_array_mut)
+            {
                 for e in entries {
                     if !list.iter().any(|x| x.as_str() == Some(e)) {
                         list.push(json!(e));
@@ -670,7 +904,12 @@ impl Kraken {
     }
 
     /// The server side of the `data` tool: store reported data in the step's scope.
-    async fn apply_step_data(&self, place: &JobPlace, step: &crate::store::jobs::StepRow, data: Value) -> Result<()> {
+    async fn apply_step_data(
+        &self,
+        place: &JobPlace,
+        step: &crate::store::jobs::StepRow,
+        data: Value,
+    ) -> Result<()> {
         let f = &step.fields.0;
         let data = match data {
             Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
@@ -686,10 +925,20 @@ impl Kraken {
             )));
         }
         let (entity, current) = match scope {
-            "flow" | "" => (place.flow_id, self.flow_row(place.flow_id).await?.user_data.0),
-            "project" => (place.project_id, self.project_row(place.project_id).await?.user_data.0),
+            "flow" | "" => (
+                place.flow_id,
+                self.flow_row(place.flow_id).await?.user_data.0,
+            ),
+            "project" => (
+                place.project_id,
+                self.project_row(place.project_id).await?.user_data.0,
+            ),
             "branch" | "branch-ci" | "branch-dev" => {
-                let b = self.store().branch_any(place.branch_id).await?.ok_or_else(|| Error::not_found("Branch not found"))?;
+                let b = self
+                    .store()
+                    .branch_any(place.branch_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("Branch not found"))?;
                 let d = match scope {
                     "branch" => b.user_data.0,
                     "branch-ci" => b.user_data_ci.0,
@@ -697,7 +946,11 @@ impl Kraken {
                 };
                 (place.branch_id, d)
             }
-            other => return Err(Error::bad_request(format!("incorrect data scope '{other}'"))),
+            other => {
+                return Err(Error::bad_request(format!(
+                    "incorrect data scope '{other}'"
+                )));
+            }
         };
         let updated = set_at_pointer(current, pointer, data)?;
         self.set_user_data(scope, entity, &updated).await
@@ -714,28 +967,38 @@ pub fn set_at_pointer(mut doc: Value, pointer: &str, value: Value) -> Result<Val
     let mut cur = &mut doc;
     for (i, part) in parts.iter().enumerate() {
         let last = i == parts.len() - 1;
-        if let Ok(idx) = part.parse::<usize>() {
-            if let Some(list) = cur.as_array_mut() {
-                if idx >= list.len() {
-                    return Err(Error::bad_request(format!("json_pointer '{pointer}': index {idx} out of range")));
-                }
+        cur = match cur {
+            Value::Array(list) => {
+                let len = list.len();
+                let idx = part
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < len)
+                    .ok_or_else(|| {
+                        Error::bad_request(format!(
+                            "json_pointer '{pointer}': '{part}' is not an index below {len}"
+                        ))
+                    })?;
                 if last {
                     list[idx] = value;
                     return Ok(doc);
                 }
-                cur = &mut list[idx];
-                continue;
+                &mut list[idx]
             }
-        }
-        if !cur.is_object() {
-            *cur = json!({});
-        }
-        let obj = cur.as_object_mut().ok_or_else(|| Error::internal("pointer walk"))?;
-        if last {
-            obj.insert((*part).to_string(), value);
-            return Ok(doc);
-        }
-        cur = obj.entry((*part).to_string()).or_insert_with(|| json!({}));
+            other => {
+                if !other.is_object() {
+                    *other = json!({});
+                }
+                let Value::Object(obj) = other else {
+                    return Err(Error::internal("pointer walk"));
+                };
+                if last {
+                    obj.insert((*part).to_string(), value);
+                    return Ok(doc);
+                }
+                obj.entry((*part).to_string()).or_insert_with(|| json!({}))
+            }
+        };
     }
     Ok(doc)
 }
@@ -749,8 +1012,14 @@ mod tests {
         let d = json!({"a": [1, {"b": 2}], "x": 1});
         assert_eq!(set_at_pointer(d.clone(), "/", json!(5)).unwrap(), json!(5));
         assert_eq!(set_at_pointer(d.clone(), "/x", json!(2)).unwrap()["x"], 2);
-        assert_eq!(set_at_pointer(d.clone(), "/a/1/b", json!(3)).unwrap()["a"][1]["b"], 3);
-        assert_eq!(set_at_pointer(d.clone(), "/n/m", json!(true)).unwrap()["n"]["m"], true);
+        assert_eq!(
+            set_at_pointer(d.clone(), "/a/1/b", json!(3)).unwrap()["a"][1]["b"],
+            3
+        );
+        assert_eq!(
+            set_at_pointer(d.clone(), "/n/m", json!(true)).unwrap()["n"]["m"],
+            true
+        );
         assert!(set_at_pointer(d, "/a/9", json!(0)).is_err());
     }
 

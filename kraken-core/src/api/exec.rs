@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use super::Kraken;
 use crate::error::{Error, Result};
 use crate::model::{
-    Empty, Flow, Job, List, NewFlow, NewJob, NewRun, Paging, Run, completion, flow_kind, job_state, run_state,
+    Empty, Flow, Job, List, NewFlow, NewJob, NewRun, Paging, Run, completion, flow_kind, job_state,
+    run_state,
 };
 use crate::store::jobs::NewJobRow;
 
@@ -37,9 +38,15 @@ impl Kraken {
         let args: serde_json::Map<String, Value> = input
             .args
             .as_ref()
-            .map(|a| a.iter().map(|(k, v)| (k.clone(), Value::Object(v.clone()))).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| (k.clone(), Value::Object(v.clone())))
+                    .collect()
+            })
             .unwrap_or_default();
-        let flow = self.start_flow(&branch, flow_kind::parse(kind), &args, "manual", None).await?;
+        let flow = self
+            .start_flow(&branch, flow_kind::parse(kind), &args, "manual", None)
+            .await?;
         let flow = self.flow_row(flow.id).await?;
         self.flows_json(std::slice::from_ref(&flow), true)
             .await?
@@ -50,17 +57,29 @@ impl Kraken {
     /// `POST /flows/{id}/runs`: start (or replay) a stage in a flow (pwrusr).
     pub async fn create_run(&self, flow_id: i64, input: &NewRun) -> Result<Run> {
         let flow = self.flow_row(flow_id).await?;
-        let branch = self.store().branch_any(flow.branch_id).await?.ok_or_else(|| Error::not_found("Branch not found"))?;
+        let branch = self
+            .store()
+            .branch_any(flow.branch_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Branch not found"))?;
         self.who.require_pwrusr(branch.project_id)?;
-        let stage_id = input.stage_id.ok_or_else(|| Error::bad_request("Missing stage_id"))?;
-        let stage = self.store().stage(stage_id).await?.ok_or_else(|| Error::not_found("Stage not found"))?;
+        let stage_id = input
+            .stage_id
+            .ok_or_else(|| Error::bad_request("Missing stage_id"))?;
+        let stage = self
+            .store()
+            .stage(stage_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Stage not found"))?;
         if stage.branch_id != flow.branch_id {
             return Err(Error::bad_request(format!(
                 "stage {stage_id} belongs to another branch than flow {flow_id}"
             )));
         }
         let args = crate::engine::string_args(&input.args.clone().unwrap_or_default())?;
-        let run = self.start_run(&stage, &flow, json!({"reason": "manual"}), &args).await?;
+        let run = self
+            .start_run(&stage, &flow, json!({"reason": "manual"}), &args)
+            .await?;
         self.get_run(run.id).await
     }
 
@@ -68,14 +87,24 @@ impl Kraken {
     pub async fn run_run_jobs(&self, run_id: i64) -> Result<Run> {
         let run = self.run_row(run_id).await?;
         let flow = self.flow_row(run.flow_id).await?;
-        self.who.require_pwrusr(self.branch_project(flow.branch_id).await?)?;
+        self.who
+            .require_pwrusr(self.branch_project(flow.branch_id).await?)?;
         let replay = run.state != run_state::MANUAL;
         if replay && !self.store().open_jobs_of_run(run_id).await?.is_empty() {
             return Err(Error::bad_request(format!(
                 "run {run_id} still has running jobs: cancel it first (DELETE /runs/{run_id})"
             )));
         }
-        self.store().set_run_state(run_id, if replay { run_state::REPLAY } else { run_state::IN_PROGRESS }).await?;
+        self.store()
+            .set_run_state(
+                run_id,
+                if replay {
+                    run_state::REPLAY
+                } else {
+                    run_state::IN_PROGRESS
+                },
+            )
+            .await?;
         self.store().reopen_flow(flow.id).await?;
         let run = self.run_row(run_id).await?;
         self.trigger_jobs(&run, replay).await?;
@@ -87,12 +116,15 @@ impl Kraken {
     pub async fn force_run_analysis(&self, run_id: i64) -> Result<Run> {
         let run = self.run_row(run_id).await?;
         let flow = self.flow_row(run.flow_id).await?;
-        self.who.require_pwrusr(self.branch_project(flow.branch_id).await?)?;
+        self.who
+            .require_pwrusr(self.branch_project(flow.branch_id).await?)?;
         if matches!(run.state, run_state::COMPLETED | run_state::PROCESSED) {
             let counters = self.store().run_counters(run_id).await?;
             self.store().set_run_counters(run_id, &counters).await?;
             if run.state == run_state::PROCESSED {
-                self.store().set_run_state(run_id, run_state::COMPLETED).await?;
+                self.store()
+                    .set_run_state(run_id, run_state::COMPLETED)
+                    .await?;
             }
             self.enqueue_history_analysis(run_id).await?;
         }
@@ -103,7 +135,8 @@ impl Kraken {
     pub async fn cancel_run(&self, run_id: i64) -> Result<Empty> {
         let run = self.run_row(run_id).await?;
         let flow = self.flow_row(run.flow_id).await?;
-        self.who.require_pwrusr(self.branch_project(flow.branch_id).await?)?;
+        self.who
+            .require_pwrusr(self.branch_project(flow.branch_id).await?)?;
         if matches!(run.state, run_state::COMPLETED | run_state::PROCESSED) {
             return Ok(Empty {});
         }
@@ -114,7 +147,8 @@ impl Kraken {
         } else {
             self.store().append_run_note(run_id, &note).await?;
             for job in open {
-                self.cancel_job(&job, "canceled by user", completion::USER_CANCEL).await?;
+                self.cancel_job(&job, "canceled by user", completion::USER_CANCEL)
+                    .await?;
             }
         }
         Ok(Empty {})
@@ -131,7 +165,9 @@ impl Kraken {
             )));
         }
         if job.covered {
-            return Err(Error::bad_request(format!("job {job_id} was already rerun")));
+            return Err(Error::bad_request(format!(
+                "job {job_id} was already rerun"
+            )));
         }
         let steps = self.store().steps_of(&[job_id]).await?;
         let new_id = self
@@ -150,23 +186,32 @@ impl Kraken {
             if let Some(o) = fields.as_object_mut() {
                 o.remove("tool");
             }
-            self.store().insert_step(new_id, s.idx, s.tool_id, &fields, &fields, &s.fields_raw.0).await?;
+            self.store()
+                .insert_step(new_id, s.idx, s.tool_id, &fields, &fields, &s.fields_raw.0)
+                .await?;
         }
         self.store().cover_job(job_id).await?;
         let run = self.run_row(job.run_id).await?;
         self.store().resume_run(run.id).await?;
         self.store().reopen_flow(run.flow_id).await?;
-        self.core.events.publish(crate::events::Event::Run { run_id: run.id, flow_id: run.flow_id });
+        self.core.events.publish(crate::events::Event::Run {
+            run_id: run.id,
+            flow_id: run.flow_id,
+        });
         self.core.events.wake_scheduler();
         let new_job = self.store().require_job(new_id).await?;
-        Ok(self.jobs_json(std::slice::from_ref(&new_job), true).await?.remove(0))
+        Ok(self
+            .jobs_json(std::slice::from_ref(&new_job), true)
+            .await?
+            .remove(0))
     }
 
     /// `DELETE /jobs/{id}`: cancel a job (pwrusr).
     pub async fn delete_job(&self, job_id: i64) -> Result<Empty> {
         let job = self.store().require_job(job_id).await?;
         self.who.require_pwrusr(self.job_project(&job).await?)?;
-        self.cancel_job(&job, "canceled by user", completion::USER_CANCEL).await?;
+        self.cancel_job(&job, "canceled by user", completion::USER_CANCEL)
+            .await?;
         Ok(Empty {})
     }
 
@@ -178,7 +223,11 @@ impl Kraken {
         Ok(Empty {})
     }
 
-    fn artifact_list(rows: Vec<crate::store::results::ArtifactRow>, prefix: &str, id: i64) -> List<Artifact> {
+    fn artifact_list(
+        rows: Vec<crate::store::results::ArtifactRow>,
+        prefix: &str,
+        id: i64,
+    ) -> List<Artifact> {
         let items: Vec<Artifact> = rows
             .into_iter()
             .filter(|a| a.section == 1)
@@ -198,7 +247,8 @@ impl Kraken {
     /// `GET /flows/{id}/artifacts`: public artifacts of a flow.
     pub async fn get_flow_artifacts(&self, flow_id: i64) -> Result<List<Artifact>> {
         let flow = self.flow_row(flow_id).await?;
-        self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+        self.who
+            .require_view(self.branch_project(flow.branch_id).await?)?;
         let rows = self.store().flow_artifacts(flow_id).await?;
         Ok(Self::artifact_list(rows, "f", flow_id))
     }
@@ -207,11 +257,17 @@ impl Kraken {
     pub async fn get_run_artifacts(&self, run_id: i64, paging: &Paging) -> Result<List<Artifact>> {
         let run = self.run_row(run_id).await?;
         let flow = self.flow_row(run.flow_id).await?;
-        self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+        self.who
+            .require_view(self.branch_project(flow.branch_id).await?)?;
         let rows = self.store().run_artifacts(run_id).await?;
         let mut list = Self::artifact_list(rows, "r", run_id);
         let (start, limit) = crate::store::page(paging.start, paging.limit, 1000, 10_000);
-        list.items = list.items.into_iter().skip(start as usize).take(limit as usize).collect();
+        list.items = list
+            .items
+            .into_iter()
+            .skip(start as usize)
+            .take(limit as usize)
+            .collect();
         Ok(list)
     }
 }

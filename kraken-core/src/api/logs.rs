@@ -86,15 +86,23 @@ fn paging(p: &LogPaging) -> Result<(i64, i64, bool)> {
     let desc = match p.order.as_deref() {
         None | Some("") | Some("asc") => false,
         Some("desc") => true,
-        Some(o) => return Err(Error::bad_request(format!("incorrect order value '{o}': use asc or desc"))),
+        Some(o) => {
+            return Err(Error::bad_request(format!(
+                "incorrect order value '{o}': use asc or desc"
+            )));
+        }
     };
     let start = p.start.unwrap_or(0);
     if start < 0 {
-        return Err(Error::bad_request("incorrect start value: it must be 0 or more"));
+        return Err(Error::bad_request(
+            "incorrect start value: it must be 0 or more",
+        ));
     }
     let limit = p.limit.unwrap_or(200);
     if limit < 0 {
-        return Err(Error::bad_request("incorrect limit value: it must be 0 or more"));
+        return Err(Error::bad_request(
+            "incorrect limit value: it must be 0 or more",
+        ));
     }
     Ok((start, limit.clamp(1, 100_000), desc))
 }
@@ -121,22 +129,55 @@ impl Kraken {
 
     /// `GET /jobs/{id}/logs`: the output of the job's tools (with `internals`,
     /// the agent's own lines too), and the job.
-    pub async fn get_job_logs(&self, job_id: i64, p: &LogPaging, internals: bool, text: Option<&str>) -> Result<Logs> {
+    pub async fn get_job_logs(
+        &self,
+        job_id: i64,
+        p: &LogPaging,
+        internals: bool,
+        text: Option<&str>,
+    ) -> Result<Logs> {
         let job = self.viewable_job(job_id).await?;
         let (start, limit, desc) = paging(p)?;
-        let f = LogFilter { job_id: Some(job_id), tool_output_only: !internals, text: text.map(str::to_string), ..Default::default() };
+        let f = LogFilter {
+            job_id: Some(job_id),
+            tool_output_only: !internals,
+            text: text.map(str::to_string),
+            ..Default::default()
+        };
         let (rows, total) = self.store().query_logs(&f, start, limit, desc).await?;
-        let job_json = self.jobs_json(std::slice::from_ref(&job), true).await?.pop();
-        Ok(Logs { items: rows.into_iter().map(LogLine::from).collect(), total, job: job_json })
+        let job_json = self
+            .jobs_json(std::slice::from_ref(&job), true)
+            .await?
+            .pop();
+        Ok(Logs {
+            items: rows.into_iter().map(LogLine::from).collect(),
+            total,
+            job: job_json,
+        })
     }
 
     /// `GET /jobs/{id}/{step_idx}/logs`.
-    pub async fn get_step_logs(&self, job_id: i64, step_idx: i64, p: &LogPaging, text: Option<&str>) -> Result<Logs> {
+    pub async fn get_step_logs(
+        &self,
+        job_id: i64,
+        step_idx: i64,
+        p: &LogPaging,
+        text: Option<&str>,
+    ) -> Result<Logs> {
         self.viewable_job(job_id).await?;
         let (start, limit, desc) = paging(p)?;
-        let f = LogFilter { job_id: Some(job_id), step: Some(step_idx), text: text.map(str::to_string), ..Default::default() };
+        let f = LogFilter {
+            job_id: Some(job_id),
+            step: Some(step_idx),
+            text: text.map(str::to_string),
+            ..Default::default()
+        };
         let (rows, total) = self.store().query_logs(&f, start, limit, desc).await?;
-        Ok(Logs { items: rows.into_iter().map(LogLine::from).collect(), total, job: None })
+        Ok(Logs {
+            items: rows.into_iter().map(LogLine::from).collect(),
+            total,
+            job: None,
+        })
     }
 
     /// `GET /logs`: filtered logs. A job, run, flow or branch filter needs
@@ -153,47 +194,89 @@ impl Kraken {
         } else if let Some(r) = f.run_id {
             let run = self.run_row(r).await?;
             let flow = self.flow_row(run.flow_id).await?;
-            self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+            self.who
+                .require_view(self.branch_project(flow.branch_id).await?)?;
         } else if let Some(fl) = f.flow_id {
             let flow = self.flow_row(fl).await?;
-            self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+            self.who
+                .require_view(self.branch_project(flow.branch_id).await?)?;
         } else if let Some(b) = f.branch_id {
             let branch = self.branch_row(b).await?;
             self.who.require_view(branch.project_id)?;
         } else {
-            self.who.require_superadmin("only superadmin can read logs without a job, run, flow or branch filter")?;
+            self.who.require_superadmin(
+                "only superadmin can read logs without a job, run, flow or branch filter",
+            )?;
         }
         if f.agent_id.is_some() {
-            self.who.require_superadmin("only superadmin can read the logs of an agent")?;
+            self.who
+                .require_superadmin("only superadmin can read the logs of an agent")?;
         }
         let (start, limit, desc) = paging(p)?;
         let (rows, total) = self.store().query_logs(f, start, limit, desc).await?;
-        Ok(Logs { items: rows.into_iter().map(LogLine::from).collect(), total, job: None })
+        Ok(Logs {
+            items: rows.into_iter().map(LogLine::from).collect(),
+            total,
+            job: None,
+        })
     }
 
     /// `GET /services-logs`: the last 1000 lines of the server's own services (superadmin).
-    pub async fn get_services_logs(&self, services: &[String], level: Option<&str>) -> Result<Logs> {
-        self.who.require_superadmin("only superadmin can read services logs")?;
+    pub async fn get_services_logs(
+        &self,
+        services: &[String],
+        level: Option<&str>,
+    ) -> Result<Logs> {
+        self.who
+            .require_superadmin("only superadmin can read services logs")?;
         let services = if services.is_empty() {
-            vec!["server".to_string(), "engine".to_string(), "watchdog".to_string(), "scheduler".to_string()]
+            vec![
+                "server".to_string(),
+                "engine".to_string(),
+                "watchdog".to_string(),
+                "scheduler".to_string(),
+            ]
         } else {
             services.to_vec()
         };
-        let f = LogFilter { services, level: level.map(str::to_string), job_id: Some(0), ..Default::default() };
+        let f = LogFilter {
+            services,
+            level: level.map(str::to_string),
+            job_id: Some(0),
+            ..Default::default()
+        };
         let (mut rows, total) = self.store().query_logs(&f, 0, 1000, true).await?;
         rows.reverse();
-        Ok(Logs { items: rows.into_iter().map(LogLine::from).collect(), total, job: None })
+        Ok(Logs {
+            items: rows.into_iter().map(LogLine::from).collect(),
+            total,
+            job: None,
+        })
     }
 
     /// The plain text of a job's (or step's) log: a `message` header line,
     /// then one line per log line (the original's download format).
     pub async fn job_log_text(&self, job_id: i64, step_idx: Option<i64>) -> Result<String> {
         self.viewable_job(job_id).await?;
-        let f = LogFilter { job_id: Some(job_id), step: step_idx, tool_output_only: step_idx.is_none(), ..Default::default() };
+        let f = LogFilter {
+            job_id: Some(job_id),
+            step: step_idx,
+            tool_output_only: step_idx.is_none(),
+            ..Default::default()
+        };
         let mut out = String::from("message\n");
         let mut after = 0;
         loop {
-            let rows = self.store().logs_after(&LogFilter { after: Some(after), ..f.clone() }, 10_000).await?;
+            let rows = self
+                .store()
+                .logs_after(
+                    &LogFilter {
+                        after: Some(after),
+                        ..f.clone()
+                    },
+                    10_000,
+                )
+                .await?;
             let Some(last) = rows.last() else { break };
             after = last.id;
             for r in &rows {
@@ -211,7 +294,11 @@ impl Kraken {
         let job = self.viewable_job(job_id).await?;
         // Read the state first: lines stored before completion are then surely visible.
         let completed = job.state == job_state::COMPLETED;
-        let f = LogFilter { job_id: Some(job_id), after: Some(after), ..Default::default() };
+        let f = LogFilter {
+            job_id: Some(job_id),
+            after: Some(after),
+            ..Default::default()
+        };
         let rows = self.store().logs_after(&f, limit.clamp(1, 10_000)).await?;
         Ok(LogChunk {
             lines: rows.into_iter().map(LogLine::from).collect(),

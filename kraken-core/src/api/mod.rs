@@ -16,12 +16,12 @@ use crate::model::Timestamp;
 use crate::store::Store;
 
 pub(crate) mod agents;
-pub mod exec;
-pub mod logs;
 pub mod backend;
 pub(crate) mod branches;
+pub mod exec;
 pub(crate) mod flows;
 pub(crate) mod jobs;
+pub mod logs;
 pub(crate) mod projects;
 pub(crate) mod seed;
 pub(crate) mod settings;
@@ -91,7 +91,9 @@ impl Core {
             store,
             config,
             admin_id,
-            events: crate::events::Events::default(), udp_addr: std::sync::Mutex::new(String::new()), validator: std::sync::Mutex::new(None),
+            events: crate::events::Events::default(),
+            udp_addr: std::sync::Mutex::new(String::new()),
+            validator: std::sync::Mutex::new(None),
         }))
     }
 
@@ -148,8 +150,8 @@ impl Core {
 /// A handle on a Kraken instance acting for one principal.
 #[derive(Clone)]
 pub struct Kraken {
-    core: Arc<Core>,
-    who: Arc<Principal>,
+    pub(crate) core: Arc<Core>,
+    pub(crate) who: Arc<Principal>,
 }
 
 impl std::fmt::Debug for Kraken {
@@ -178,7 +180,7 @@ impl Kraken {
         &self.who
     }
 
-    fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.core.store
     }
 }

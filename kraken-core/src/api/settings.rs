@@ -149,14 +149,33 @@ impl Kraken {
     }
 
     /// Store data for a scope (the server side of the `data` tool).
-    pub(crate) async fn set_user_data(&self, scope: &str, entity_id: i64, data: &Value) -> Result<()> {
+    pub(crate) async fn set_user_data(
+        &self,
+        scope: &str,
+        entity_id: i64,
+        data: &Value,
+    ) -> Result<()> {
         match scope {
             "project" => self.store().set_project_data(entity_id, data).await,
-            "branch" => self.store().set_branch_data(entity_id, BranchData::Any, data).await,
-            "branch-ci" => self.store().set_branch_data(entity_id, BranchData::Ci, data).await,
-            "branch-dev" => self.store().set_branch_data(entity_id, BranchData::Dev, data).await,
+            "branch" => {
+                self.store()
+                    .set_branch_data(entity_id, BranchData::Any, data)
+                    .await
+            }
+            "branch-ci" => {
+                self.store()
+                    .set_branch_data(entity_id, BranchData::Ci, data)
+                    .await
+            }
+            "branch-dev" => {
+                self.store()
+                    .set_branch_data(entity_id, BranchData::Dev, data)
+                    .await
+            }
             "flow" | "" => self.store().set_flow_data(entity_id, data).await,
-            other => Err(Error::bad_request(format!("incorrect data scope '{other}'"))),
+            other => Err(Error::bad_request(format!(
+                "incorrect data scope '{other}'"
+            ))),
         }
     }
 

@@ -9,14 +9,18 @@ use serde_json::{Map, Value};
 use super::Kraken;
 use crate::engine::context::CtxFor;
 use crate::error::{Error, Result};
-use crate::model::{Empty, Schedule, Stage, StageInput, StageSchedule, StageSchemaCode, StageSchemaPreview, Timestamp};
+use crate::model::{
+    Empty, Schedule, Stage, StageInput, StageSchedule, StageSchemaCode, StageSchemaPreview,
+    Timestamp,
+};
 use crate::schema::{self, Limits, SchemaEnv, WorkflowValidator};
 use crate::store::branches::BranchRow;
 use crate::store::stages::{StageFields, StageRow};
 use crate::triggers::timers_of;
 
 /// A compiled workflow validator and the state of the tools it was built from.
-pub(crate) type ValidatorCache = std::sync::Mutex<Option<((i64, i64, i64), Arc<WorkflowValidator>)>>;
+pub(crate) type ValidatorCache =
+    std::sync::Mutex<Option<((i64, i64, i64), Arc<WorkflowValidator>)>>;
 
 impl Kraken {
     /// The workflow validator for the current tools (rebuilt when they change).
@@ -27,12 +31,11 @@ impl Kraken {
             tools.iter().map(|t| t.id).max().unwrap_or(0),
             tools.iter().map(|t| t.created).max().unwrap_or(0),
         );
-        if let Ok(cache) = self.core.validator.lock() {
-            if let Some((fp, v)) = cache.as_ref() {
-                if *fp == fingerprint {
-                    return Ok(v.clone());
-                }
-            }
+        if let Ok(cache) = self.core.validator.lock()
+            && let Some((fp, v)) = cache.as_ref()
+            && *fp == fingerprint
+        {
+            return Ok(v.clone());
         }
         let full = super::workflow_schema(self.store()).await?;
         let v = Arc::new(WorkflowValidator::new(&full).map_err(Error::internal)?);
@@ -43,17 +46,38 @@ impl Kraken {
     }
 
     async fn schema_env(&self, branch: &BranchRow, stage_name: &str) -> Result<SchemaEnv> {
-        let other_stages = self.store().branch_stages(branch.id).await?.into_iter().map(|s| s.name).collect();
-        let secrets: HashMap<String, i64> =
-            self.store().project_secrets(branch.project_id).await?.into_iter().map(|s| (s.name, s.kind)).collect();
+        let other_stages = self
+            .store()
+            .branch_stages(branch.id)
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let secrets: HashMap<String, i64> = self
+            .store()
+            .project_secrets(branch.project_id)
+            .await?
+            .into_iter()
+            .map(|s| (s.name, s.kind))
+            .collect();
         let (groups, _) = self.store().list_groups(0, 1_000_000).await?;
         let groups: HashSet<String> = groups.into_iter().map(|g| g.name).collect();
-        Ok(SchemaEnv { stage_name: stage_name.to_string(), other_stages, secrets, groups })
+        Ok(SchemaEnv {
+            stage_name: stage_name.to_string(),
+            other_stages,
+            secrets,
+            groups,
+        })
     }
 
     /// Evaluate, validate and check stage code (empty code: the default
     /// stage). Returns the code used and the schema; errors are 400s.
-    async fn evaluate_stage_code(&self, code: &str, ctx: Value, env: SchemaEnv) -> Result<(String, Value)> {
+    async fn evaluate_stage_code(
+        &self,
+        code: &str,
+        ctx: Value,
+        env: SchemaEnv,
+    ) -> Result<(String, Value)> {
         let validator = self.validator().await?;
         let code = code.to_string();
         let (code, schema) = tokio::task::spawn_blocking(move || {
@@ -74,13 +98,22 @@ impl Kraken {
         let now = Utc::now();
         let rows: Vec<(String, String, Option<i64>)> = timers
             .iter()
-            .map(|(t, spec)| (t.kind().to_string(), spec.clone(), t.next_after(now).map(|n| n.timestamp_millis())))
+            .map(|(t, spec)| {
+                (
+                    t.kind().to_string(),
+                    spec.clone(),
+                    t.next_after(now).map(|n| n.timestamp_millis()),
+                )
+            })
             .collect();
         self.store().set_stage_timers(stage_id, &rows).await
     }
 
     async fn stage_row(&self, id: i64) -> Result<StageRow> {
-        self.store().stage(id).await?.ok_or_else(|| Error::not_found("Stage not found"))
+        self.store()
+            .stage(id)
+            .await?
+            .ok_or_else(|| Error::not_found("Stage not found"))
     }
 
     fn check_repo_fields(input: &StageInput) -> Result<()> {
@@ -99,12 +132,23 @@ impl Kraken {
         self.who.require_pwrusr(branch.project_id)?;
         let name = super::required(&input.name, "'name' is a required property")?.to_string();
         Self::check_repo_fields(input)?;
-        if self.store().stage_by_name(branch_id, &name).await?.is_some() {
-            return Err(Error::bad_request(format!("Stage with name {name} already exists in this branch")));
+        if self
+            .store()
+            .stage_by_name(branch_id, &name)
+            .await?
+            .is_some()
+        {
+            return Err(Error::bad_request(format!(
+                "Stage with name {name} already exists in this branch"
+            )));
         }
-        let ctx = self.prepare_context(CtxFor::Branch(&branch), &Map::new()).await?;
+        let ctx = self
+            .prepare_context(CtxFor::Branch(&branch), &Map::new())
+            .await?;
         let env = self.schema_env(&branch, &name).await?;
-        let (code, schema) = self.evaluate_stage_code(input.schema_code.as_deref().unwrap_or(""), ctx, env).await?;
+        let (code, schema) = self
+            .evaluate_stage_code(input.schema_code.as_deref().unwrap_or(""), ctx, env)
+            .await?;
         let fields = StageFields {
             name,
             description: input.description.clone(),
@@ -119,7 +163,10 @@ impl Kraken {
             schema_file: input.schema_file.clone(),
             git_clone_params: input.git_clone_params.clone(),
         };
-        let row = self.store().create_stage(branch_id, &fields, [0, 0, 0]).await?;
+        let row = self
+            .store()
+            .create_stage(branch_id, &fields, [0, 0, 0])
+            .await?;
         self.register_stage_timers(row.id, &fields.schema).await?;
         Ok(row.to_model(true))
     }
@@ -127,7 +174,8 @@ impl Kraken {
     /// `GET /stages/{id}`.
     pub async fn get_stage(&self, id: i64) -> Result<Stage> {
         let stage = self.stage_row(id).await?;
-        self.who.require_view(self.branch_project(stage.branch_id).await?)?;
+        self.who
+            .require_view(self.branch_project(stage.branch_id).await?)?;
         Ok(stage.to_model(true))
     }
 
@@ -139,14 +187,24 @@ impl Kraken {
         self.who.require_pwrusr(branch.project_id)?;
         let name = super::required(&input.name, "'name' is a required property")?.to_string();
         Self::check_repo_fields(input)?;
-        if name != stage.name && self.store().stage_by_name(branch.id, &name).await?.is_some() {
-            return Err(Error::bad_request(format!("Stage with name {name} already exists in this branch")));
+        if name != stage.name
+            && self
+                .store()
+                .stage_by_name(branch.id, &name)
+                .await?
+                .is_some()
+        {
+            return Err(Error::bad_request(format!(
+                "Stage with name {name} already exists in this branch"
+            )));
         }
         let mut fields = StageFields::of(&stage);
         fields.name = name.clone();
         if let Some(code) = &input.schema_code {
             let args = crate::engine::planner::stage_default_args(&stage.schema.0);
-            let ctx = self.prepare_context(CtxFor::Stage(&stage, &branch), &args).await?;
+            let ctx = self
+                .prepare_context(CtxFor::Stage(&stage, &branch), &args)
+                .await?;
             let mut env = self.schema_env(&branch, &name).await?;
             env.other_stages.retain(|s| *s != stage.name);
             let (code, schema) = self.evaluate_stage_code(code, ctx, env).await?;
@@ -180,22 +238,33 @@ impl Kraken {
     /// `DELETE /stages/{id}`: soft delete; its timed triggers stop (pwrusr).
     pub async fn delete_stage(&self, id: i64) -> Result<Empty> {
         let stage = self.stage_row(id).await?;
-        self.who.require_pwrusr(self.branch_project(stage.branch_id).await?)?;
+        self.who
+            .require_pwrusr(self.branch_project(stage.branch_id).await?)?;
         self.store().delete_stage(id).await?;
         Ok(Empty {})
     }
 
     /// `PUT /stages/{id}/schema`: evaluate code with the branch's context and
     /// return the schema as pretty JSON, or the error; nothing is stored (view).
-    pub async fn get_stage_schema_as_json(&self, id: i64, input: &StageSchemaCode) -> Result<StageSchemaPreview> {
+    pub async fn get_stage_schema_as_json(
+        &self,
+        id: i64,
+        input: &StageSchemaCode,
+    ) -> Result<StageSchemaPreview> {
         let stage = self.stage_row(id).await?;
         let branch = self.branch_row(stage.branch_id).await?;
         self.who.require_view(branch.project_id)?;
         let code = input.schema_code.clone().unwrap_or_default();
-        let ctx = self.prepare_context(CtxFor::Branch(&branch), &Map::new()).await?;
+        let ctx = self
+            .prepare_context(CtxFor::Branch(&branch), &Map::new())
+            .await?;
         let validator = self.validator().await?;
         let outcome = tokio::task::spawn_blocking(move || {
-            let code = if code.trim().is_empty() { schema::DEFAULT_STAGE_CODE.to_string() } else { code };
+            let code = if code.trim().is_empty() {
+                schema::DEFAULT_STAGE_CODE.to_string()
+            } else {
+                code
+            };
             let s = schema::evaluate(&code, &ctx, &Limits::default()).map_err(|e| e.to_string())?;
             validator.validate(&s)?;
             Ok::<_, String>(s)
@@ -203,8 +272,16 @@ impl Kraken {
         .await
         .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?;
         Ok(match outcome {
-            Ok(s) => StageSchemaPreview { stage_id: id, schema: Some(super::settings::json_indent4(&s)), error: None },
-            Err(e) => StageSchemaPreview { stage_id: id, schema: None, error: Some(e) },
+            Ok(s) => StageSchemaPreview {
+                stage_id: id,
+                schema: Some(super::settings::json_indent4(&s)),
+                error: None,
+            },
+            Err(e) => StageSchemaPreview {
+                stage_id: id,
+                schema: None,
+                error: Some(e),
+            },
         })
     }
 

@@ -1,5 +1,6 @@
 //! Completion: jobs, runs, flows; child stages; cancel (§5.5–5.7).
 
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::api::Kraken;
@@ -13,7 +14,11 @@ use crate::store::jobs::JobRow;
 fn status_from_steps(steps: &[crate::store::jobs::StepRow]) -> i64 {
     for s in steps {
         if s.status == Some(step_status::ERROR) {
-            let reason = s.result.as_ref().and_then(|r| r.0.get("reason")).and_then(Value::as_str);
+            let reason = s
+                .result
+                .as_ref()
+                .and_then(|r| r.0.get("reason"))
+                .and_then(Value::as_str);
             return match reason {
                 Some("job-timeout") => completion::JOB_TIMEOUT,
                 Some("step-timeout") => completion::STEP_TIMEOUT,
@@ -29,7 +34,9 @@ impl Kraken {
     /// A job's agent finished its steps (or it was ended otherwise): complete
     /// it from its steps' results, then the run when all its jobs are done.
     pub(crate) async fn job_completed(&self, job_id: i64) -> Result<()> {
-        let Some(job) = self.store().job(job_id).await? else { return Ok(()) };
+        let Some(job) = self.store().job(job_id).await? else {
+            return Ok(());
+        };
         let steps = self.store().steps_of(&[job_id]).await?;
         let status = status_from_steps(&steps);
         if self.store().complete_job(job_id, status, None).await? {
@@ -37,7 +44,10 @@ impl Kraken {
                 self.store().unassign_agent(agent, job_id).await?;
                 self.core.events.wake_scheduler();
             }
-            self.core.events.publish(Event::Job { job_id, run_id: job.run_id });
+            self.core.events.publish(Event::Job {
+                job_id,
+                run_id: job.run_id,
+            });
             if let Err(e) = self.estimate_timeout(&job).await {
                 tracing::warn!(job = job_id, error = %e, "cannot estimate the job timeout");
             }
@@ -61,12 +71,25 @@ impl Kraken {
     /// and the schema's timeout; doubled after a timeout; at most 3 days).
     async fn estimate_timeout(&self, job: &JobRow) -> Result<()> {
         let run = self.run_row(job.run_id).await?;
-        let history = self.store().similar_completed_jobs(job, run.stage_id, 9).await?;
-        let mut all = vec![self.store().job(job.id).await?.unwrap_or_else(|| job.clone())];
+        let history = self
+            .store()
+            .similar_completed_jobs(job, run.stage_id, 9)
+            .await?;
+        let mut all = vec![
+            self.store()
+                .job(job.id)
+                .await?
+                .unwrap_or_else(|| job.clone()),
+        ];
         all.extend(history);
         let durations: Vec<i64> = all
             .iter()
-            .filter(|j| matches!(j.completion_status, Some(completion::ALL_OK) | Some(completion::JOB_TIMEOUT)))
+            .filter(|j| {
+                matches!(
+                    j.completion_status,
+                    Some(completion::ALL_OK) | Some(completion::JOB_TIMEOUT)
+                )
+            })
             .filter_map(|j| Some((j.finished? - j.started?) / 1000))
             .collect();
         if durations.len() < 4 {
@@ -74,30 +97,51 @@ impl Kraken {
         }
         let max = durations.iter().copied().max().unwrap_or(0);
         let mut timeout = ((max as f64 * 1.7) as i64).max(60);
-        let timed_out = all.iter().any(|j| j.completion_status == Some(completion::JOB_TIMEOUT));
+        let timed_out = all
+            .iter()
+            .any(|j| j.completion_status == Some(completion::JOB_TIMEOUT));
         if timed_out {
             timeout = timeout.max(job.timeout * 2);
         }
         timeout = timeout.max(job.timeout).min(259_200);
-        let Some(stage) = self.store().stage_any(run.stage_id).await? else { return Ok(()) };
-        let mut timeouts = stage.timeouts.as_ref().map(|t| t.0.clone()).unwrap_or_else(|| json!({}));
+        let Some(stage) = self.store().stage_any(run.stage_id).await? else {
+            return Ok(());
+        };
+        let mut timeouts = stage
+            .timeouts
+            .as_ref()
+            .map(|t| t.0.clone())
+            .unwrap_or_else(|| json!({}));
         if let Some(o) = timeouts.as_object_mut() {
-            o.insert(format!("{}-{}-{}", job.name, job.system_id, job.agents_group_id), json!(timeout));
+            o.insert(
+                format!("{}-{}-{}", job.name, job.system_id, job.agents_group_id),
+                json!(timeout),
+            );
         }
         self.store().set_stage_timeouts(stage.id, &timeouts).await
     }
 
     /// Complete a run (once): counters, child stages, flow completion.
-    pub(crate) async fn complete_run(&self, run_id: i64, note: Option<&str>) -> Result<()> {
-        if !self.store().complete_run_row(run_id, note).await? {
-            if let Some(n) = note {
-                self.store().append_run_note(run_id, n).await?;
+    /// (Boxed: completing a run can start child runs, which can complete at once.)
+    pub(crate) fn complete_run<'a>(
+        &'a self,
+        run_id: i64,
+        note: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if !self.store().complete_run_row(run_id, note).await? {
+                if let Some(n) = note {
+                    self.store().append_run_note(run_id, n).await?;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        let run = self.run_row(run_id).await?;
-        self.core.events.publish(Event::Run { run_id, flow_id: run.flow_id });
-        self.analyze_run(run_id).await
+            let run = self.run_row(run_id).await?;
+            self.core.events.publish(Event::Run {
+                run_id,
+                flow_id: run.flow_id,
+            });
+            self.analyze_run(run_id).await
+        })
     }
 
     /// Recompute a run's counters, start its child stages when it had no
@@ -109,7 +153,8 @@ impl Kraken {
         self.store().set_run_counters(run_id, &counters).await?;
         let flow = self.flow_row(run.flow_id).await?;
         if counters.jobs_error == 0 && counters.jobs_total > 0 {
-            self.trigger_child_stages(&run.stage_name, run_id, &flow).await?;
+            self.trigger_child_stages(&run.stage_name, run_id, &flow)
+                .await?;
         }
         self.check_flow_completion(&flow).await?;
         self.enqueue_history_analysis(run_id).await
@@ -124,8 +169,13 @@ impl Kraken {
             let by_parent = t.and_then(|t| t.get("parent")).and_then(Value::as_bool) == Some(true);
             let manual = t.and_then(|t| t.get("manual")).and_then(Value::as_bool) == Some(true);
             if by_parent || manual {
-                self.start_run(&stage, flow, json!({"reason": "parent", "run_id": run_id}), &Default::default())
-                    .await?;
+                self.start_run(
+                    &stage,
+                    flow,
+                    json!({"reason": "parent", "run_id": run_id}),
+                    &Default::default(),
+                )
+                .await?;
             }
         }
         Ok(())
@@ -136,19 +186,34 @@ impl Kraken {
         if self.store().flow_has_running_runs(flow.id).await? {
             return Ok(());
         }
-        let summary = if flow.kind == flow_kind::CI { Some(self.flow_summary(flow).await?) } else { None };
-        if self.store().complete_flow(flow.id, summary.as_ref()).await? {
-            if flow.kind == flow_kind::CI {
-                if let Some(branch) = self.store().branch_any(flow.branch_id).await? {
-                    let completed = match branch.ci_last_completed_flow_id {
-                        Some(id) if id > flow.id => Some(id),
-                        _ => Some(flow.id),
-                    };
-                    let incomplete = branch.ci_last_incomplete_flow_id.filter(|id| *id != flow.id);
-                    self.store().set_branch_ci_flows(branch.id, completed, incomplete).await?;
-                }
+        let summary = if flow.kind == flow_kind::CI {
+            Some(self.flow_summary(flow).await?)
+        } else {
+            None
+        };
+        if self
+            .store()
+            .complete_flow(flow.id, summary.as_ref())
+            .await?
+        {
+            if flow.kind == flow_kind::CI
+                && let Some(branch) = self.store().branch_any(flow.branch_id).await?
+            {
+                let completed = match branch.ci_last_completed_flow_id {
+                    Some(id) if id > flow.id => Some(id),
+                    _ => Some(flow.id),
+                };
+                let incomplete = branch
+                    .ci_last_incomplete_flow_id
+                    .filter(|id| *id != flow.id);
+                self.store()
+                    .set_branch_ci_flows(branch.id, completed, incomplete)
+                    .await?;
             }
-            self.core.events.publish(Event::Flow { flow_id: flow.id, branch_id: flow.branch_id });
+            self.core.events.publish(Event::Flow {
+                flow_id: flow.id,
+                branch_id: flow.branch_id,
+            });
         }
         Ok(())
     }
@@ -174,9 +239,16 @@ impl Kraken {
     /// progress become errors and untouched ones skipped. The agent learns it
     /// at its next call. Then the run completes if it was the last job.
     pub(crate) async fn cancel_job(&self, job: &JobRow, note: &str, status: i64) -> Result<()> {
-        if self.store().complete_job(job.id, status, Some(note)).await? {
+        if self
+            .store()
+            .complete_job(job.id, status, Some(note))
+            .await?
+        {
             self.store().close_steps_of_canceled_job(job.id).await?;
-            self.core.events.publish(Event::Job { job_id: job.id, run_id: job.run_id });
+            self.core.events.publish(Event::Job {
+                job_id: job.id,
+                run_id: job.run_id,
+            });
         }
         self.complete_run_if_done(job.run_id).await
     }

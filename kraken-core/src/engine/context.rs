@@ -20,7 +20,14 @@ pub(crate) enum CtxFor<'a> {
     /// A run (job creation, labels).
     Run(&'a RunRow, &'a FlowRow, &'a StageRow, &'a BranchRow),
     /// A step of a job (field evaluation at fetch time).
-    Step { run: &'a RunRow, flow: &'a FlowRow, stage: &'a StageRow, branch: &'a BranchRow, job: &'a JobRow, step_idx: i64 },
+    Step {
+        run: &'a RunRow,
+        flow: &'a FlowRow,
+        stage: &'a StageRow,
+        branch: &'a BranchRow,
+        job: &'a JobRow,
+        step_idx: i64,
+    },
 }
 
 /// Secret values as the `#{KK_SECRET_*}` arguments of the original.
@@ -41,7 +48,11 @@ pub(crate) fn secret_args(secrets: &[crate::store::projects::SecretRow]) -> Map<
 
 impl Kraken {
     /// Build the context for `at` with run arguments `args`.
-    pub(crate) async fn prepare_context(&self, at: CtxFor<'_>, args: &Map<String, Value>) -> Result<Value> {
+    pub(crate) async fn prepare_context(
+        &self,
+        at: CtxFor<'_>,
+        args: &Map<String, Value>,
+    ) -> Result<Value> {
         let branch = match &at {
             CtxFor::Branch(b) | CtxFor::Stage(_, b) | CtxFor::Run(_, _, _, b) => *b,
             CtxFor::Step { branch, .. } => *branch,
@@ -49,7 +60,10 @@ impl Kraken {
         let project = self.project_row(branch.project_id).await?;
         let secrets = self.store().project_secrets(project.id).await?;
 
-        let mut project_json = serde_json::to_value(self.project_json(&project, crate::api::projects::BranchDetail::Plain).await?)?;
+        let mut project_json = serde_json::to_value(
+            self.project_json(&project, crate::api::projects::BranchDetail::Plain)
+                .await?,
+        )?;
         if let Some(o) = project_json.as_object_mut() {
             o.remove("branches");
             o.insert("data".into(), project.user_data.0.clone());
@@ -86,12 +100,21 @@ impl Kraken {
             CtxFor::Branch(_) => (None, None, None),
             CtxFor::Stage(s, _) => (Some(*s), None, None),
             CtxFor::Run(r, f, s, _) => (Some(*s), Some(*f), Some(*r)),
-            CtxFor::Step { run, flow, stage, .. } => (Some(*stage), Some(*flow), Some(*run)),
+            CtxFor::Step {
+                run, flow, stage, ..
+            } => (Some(*stage), Some(*flow), Some(*run)),
         };
-        ctx.insert("stage".into(), stage.map_or(Value::Null, |s| serde_json::to_value(s.to_model(false)).unwrap_or(Value::Null)));
+        ctx.insert(
+            "stage".into(),
+            stage.map_or(Value::Null, |s| {
+                serde_json::to_value(s.to_model(false)).unwrap_or(Value::Null)
+            }),
+        );
         match (flow, run) {
             (Some(f), Some(r)) => {
-                let mut fj = serde_json::to_value(self.flows_json(std::slice::from_ref(f), false).await?.pop())?;
+                let mut fj = serde_json::to_value(
+                    self.flows_json(std::slice::from_ref(f), false).await?.pop(),
+                )?;
                 if let Some(o) = fj.as_object_mut() {
                     o.remove("stages");
                     o.insert("data".into(), f.user_data.0.clone());
@@ -104,8 +127,14 @@ impl Kraken {
                 ctx.insert("run".into(), rj);
                 ctx.insert("is_ci".into(), json!(is_ci));
                 ctx.insert("is_dev".into(), json!(!is_ci));
-                ctx.insert("run_label".into(), r.label.clone().map_or(Value::Null, Value::String));
-                ctx.insert("flow_label".into(), f.label.clone().map_or(Value::Null, Value::String));
+                ctx.insert(
+                    "run_label".into(),
+                    r.label.clone().map_or(Value::Null, Value::String),
+                );
+                ctx.insert(
+                    "flow_label".into(),
+                    f.label.clone().map_or(Value::Null, Value::String),
+                );
             }
             _ => {
                 ctx.insert("flow".into(), Value::Null);
@@ -120,8 +149,15 @@ impl Kraken {
         let (mut prev_ok, mut any_error) = (true, false);
         match &at {
             CtxFor::Step { job, step_idx, .. } => {
-                let job_json = self.jobs_json(std::slice::from_ref(*job), true).await?.remove(0);
-                let step = job_json.steps.iter().find(|s| s.index == *step_idx).cloned();
+                let job_json = self
+                    .jobs_json(std::slice::from_ref(*job), true)
+                    .await?
+                    .remove(0);
+                let step = job_json
+                    .steps
+                    .iter()
+                    .find(|s| s.index == *step_idx)
+                    .cloned();
                 for s in job_json.steps.iter().filter(|s| s.index < *step_idx) {
                     if s.status == Some(step_status::ERROR) {
                         any_error = true;
@@ -130,13 +166,18 @@ impl Kraken {
                 if *step_idx > 0 {
                     let prev = job_json.steps.iter().find(|s| s.index == step_idx - 1);
                     prev_ok = prev.is_some_and(|p| {
-                        matches!(p.status, Some(step_status::DONE) | Some(step_status::SKIPPED))
+                        matches!(
+                            p.status,
+                            Some(step_status::DONE) | Some(step_status::SKIPPED)
+                        )
                     });
                 }
                 let mut step_json = serde_json::to_value(step)?;
                 if let Some(o) = step_json.as_object_mut() {
                     // The step's own fields are not part of `step` (they are being evaluated).
-                    let keep = ["id", "index", "tool", "tool_id", "job_id", "status", "result", "name"];
+                    let keep = [
+                        "id", "index", "tool", "tool_id", "job_id", "status", "result", "name",
+                    ];
                     o.retain(|k, _| keep.contains(&k.as_str()));
                 }
                 ctx.insert("job".into(), serde_json::to_value(job_json)?);

@@ -49,7 +49,8 @@ impl Engine {
                     tracing::warn!(error = %e, "scheduler");
                 }
                 // Woken by new jobs or freed agents; every second anyway.
-                let _ = tokio::time::timeout(Duration::from_secs(1), c.events.scheduler.notified()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.events.scheduler.notified())
+                    .await;
             }
         }));
 
@@ -63,7 +64,8 @@ impl Engine {
                 if let Err(e) = k.run_queued_tasks().await {
                     tracing::warn!(error = %e, "task worker");
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(2), c.events.tasks.notified()).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), c.events.tasks.notified()).await;
             }
         }));
 
@@ -78,7 +80,7 @@ impl Engine {
                 if let Err(e) = k.fire_timers().await {
                     tracing::warn!(error = %e, "watchdog: timers");
                 }
-                if tick % 30 == 0 {
+                if tick.is_multiple_of(30) {
                     for (what, r) in [
                         ("run timeouts", k.check_run_timeouts().await),
                         ("dead agents", k.check_dead_agents().await),
@@ -89,10 +91,10 @@ impl Engine {
                         }
                     }
                 }
-                if tick % 86_400 == 3600 {
-                    if let Err(e) = k.apply_log_retention().await {
-                        tracing::warn!(error = %e, "watchdog: log retention");
-                    }
+                if tick % 86_400 == 3600
+                    && let Err(e) = k.apply_log_retention().await
+                {
+                    tracing::warn!(error = %e, "watchdog: log retention");
                 }
                 tick += 1;
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -17,13 +17,19 @@ use crate::store::stages::StageRow;
 
 /// Stringify argument values the way they reach `#{NAME}`: strings stay,
 /// other scalars become their JSON text.
-pub(crate) fn string_args(args: &Map<String, Value>) -> Result<Map<String, Value>> {
+pub fn string_args(args: &Map<String, Value>) -> Result<Map<String, Value>> {
     let mut out = Map::new();
     for (k, v) in args {
         let s = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
-            Value::Bool(b) => if *b { "True".into() } else { "False".into() },
+            Value::Bool(b) => {
+                if *b {
+                    "True".into()
+                } else {
+                    "False".into()
+                }
+            }
             other => {
                 return Err(Error::bad_request(format!(
                     "argument '{k}' must be a string, a number or a boolean, got {other}"
@@ -41,7 +47,10 @@ pub(crate) fn stage_default_args(schema: &Value) -> Map<String, Value> {
     if let Some(params) = schema.get("parameters").and_then(Value::as_array) {
         for p in params {
             if let Some(name) = p.get("name").and_then(Value::as_str) {
-                let default = p.get("default").cloned().unwrap_or(Value::String(String::new()));
+                let default = p
+                    .get("default")
+                    .cloned()
+                    .unwrap_or(Value::String(String::new()));
                 let default = match default {
                     Value::String(s) => s,
                     Value::Null => String::new(),
@@ -58,7 +67,11 @@ pub(crate) fn stage_default_args(schema: &Value) -> Map<String, Value> {
 fn starts_with_flow(stage: &StageRow) -> bool {
     stage.parent() == "root"
         && stage.enabled
-        && stage.triggers().and_then(|t| t.get("parent")).and_then(Value::as_bool) != Some(false)
+        && stage
+            .triggers()
+            .and_then(|t| t.get("parent"))
+            .and_then(Value::as_bool)
+            != Some(false)
 }
 
 impl Kraken {
@@ -91,14 +104,31 @@ impl Kraken {
             Some(Value::String(b)) if !b.is_empty() => b,
             _ => branch.branch_name.clone().unwrap_or_default(),
         };
-        let shared = self.store().next_sequence(branch.id, None, seq_kind::FLOW).await?;
-        let own_kind = if kind == flow_kind::DEV { seq_kind::DEV_FLOW } else { seq_kind::CI_FLOW };
-        let own = self.store().next_sequence(branch.id, None, own_kind).await?;
+        let shared = self
+            .store()
+            .next_sequence(branch.id, None, seq_kind::FLOW)
+            .await?;
+        let own_kind = if kind == flow_kind::DEV {
+            seq_kind::DEV_FLOW
+        } else {
+            seq_kind::CI_FLOW
+        };
+        let own = self
+            .store()
+            .next_sequence(branch.id, None, own_kind)
+            .await?;
         let mut flow_args = common;
         flow_args.insert("KK_FLOW_SEQ".into(), json!(shared.to_string()));
         flow_args.insert("KK_CI_DEV_FLOW_SEQ".into(), json!(own.to_string()));
-        flow_args.insert("KK_FLOW_TYPE".into(), json!(if kind == flow_kind::DEV { "DEV" } else { "CI" }));
-        let kk_branch = if branch_name.is_empty() { "master".to_string() } else { branch_name.clone() };
+        flow_args.insert(
+            "KK_FLOW_TYPE".into(),
+            json!(if kind == flow_kind::DEV { "DEV" } else { "CI" }),
+        );
+        let kk_branch = if branch_name.is_empty() {
+            "master".to_string()
+        } else {
+            branch_name.clone()
+        };
         flow_args.insert("KK_BRANCH".into(), json!(kk_branch));
         flow_args.insert("branch".into(), json!(kk_branch));
         let flow = self
@@ -112,14 +142,24 @@ impl Kraken {
                 trigger_data_id: None,
             })
             .await?;
-        self.core.events.publish(Event::Flow { flow_id: flow.id, branch_id: branch.id });
+        self.core.events.publish(Event::Flow {
+            flow_id: flow.id,
+            branch_id: branch.id,
+        });
         let stages = match only_stage {
             Some(s) => vec![s.clone()],
-            None => self.store().branch_stages(branch.id).await?.into_iter().filter(starts_with_flow).collect(),
+            None => self
+                .store()
+                .branch_stages(branch.id)
+                .await?
+                .into_iter()
+                .filter(starts_with_flow)
+                .collect(),
         };
         for stage in &stages {
             let stage_args = per_stage.remove(&stage.name).unwrap_or_default();
-            self.start_run(stage, &flow, json!({"reason": reason}), &stage_args).await?;
+            self.start_run(stage, &flow, json!({"reason": reason}), &stage_args)
+                .await?;
         }
         if stages.is_empty() {
             // Nothing to run: the flow is done at once.
@@ -137,7 +177,9 @@ impl Kraken {
         args: &Map<String, Value>,
     ) -> Result<RunRow> {
         if let Some(run) = self.store().run_of_stage_in_flow(flow.id, stage.id).await? {
-            self.store().set_run_state(run.id, run_state::REPLAY).await?;
+            self.store()
+                .set_run_state(run.id, run_state::REPLAY)
+                .await?;
             self.store().reopen_flow(flow.id).await?;
             self.store().mark_run_started(run.id).await?;
             let run = self.run_row(run.id).await?;
@@ -160,7 +202,12 @@ impl Kraken {
 
     /// Give a fresh run its arguments, sequences and labels, then start its jobs
     /// (or leave it waiting when its stage is manual).
-    async fn complete_starting_run(&self, run: RunRow, stage: &StageRow, flow: &FlowRow) -> Result<RunRow> {
+    async fn complete_starting_run(
+        &self,
+        run: RunRow,
+        stage: &StageRow,
+        flow: &FlowRow,
+    ) -> Result<RunRow> {
         let branch = self
             .store()
             .branch_any(flow.branch_id)
@@ -177,37 +224,87 @@ impl Kraken {
                 run_args.insert(k.clone(), v.clone());
             }
         }
-        let shared = self.store().next_sequence(branch.id, Some(stage.id), seq_kind::RUN).await?;
-        let own_kind = if flow.kind == flow_kind::DEV { seq_kind::DEV_RUN } else { seq_kind::CI_RUN };
-        let own = self.store().next_sequence(branch.id, Some(stage.id), own_kind).await?;
+        let shared = self
+            .store()
+            .next_sequence(branch.id, Some(stage.id), seq_kind::RUN)
+            .await?;
+        let own_kind = if flow.kind == flow_kind::DEV {
+            seq_kind::DEV_RUN
+        } else {
+            seq_kind::CI_RUN
+        };
+        let own = self
+            .store()
+            .next_sequence(branch.id, Some(stage.id), own_kind)
+            .await?;
         run_args.insert("KK_RUN_SEQ".into(), json!(shared.to_string()));
         run_args.insert("KK_CI_DEV_RUN_SEQ".into(), json!(own.to_string()));
         let seq = json!({"shared": shared, "own": own});
-        let manual = stage.triggers().and_then(|t| t.get("manual")).and_then(Value::as_bool) == Some(true);
-        let state = if manual { run_state::MANUAL } else { run_state::IN_PROGRESS };
+        let manual = stage
+            .triggers()
+            .and_then(|t| t.get("manual"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        let state = if manual {
+            run_state::MANUAL
+        } else {
+            run_state::IN_PROGRESS
+        };
         // Labels are rendered with the run's context (sequences known).
-        self.store().start_run_row(run.id, &Value::Object(run_args.clone()), &seq, None, run_state::CREATING).await?;
+        self.store()
+            .start_run_row(
+                run.id,
+                &Value::Object(run_args.clone()),
+                &seq,
+                None,
+                run_state::CREATING,
+            )
+            .await?;
         let run = self.run_row(run.id).await?;
-        let ctx = self.prepare_context(CtxFor::Run(&run, flow, stage, &branch), &run_args).await?;
+        let ctx = self
+            .prepare_context(CtxFor::Run(&run, flow, stage, &branch), &run_args)
+            .await?;
         let mut label_args = run_args.clone();
-        label_args.extend(secret_args(&self.store().project_secrets(branch.project_id).await?));
+        label_args.extend(secret_args(
+            &self.store().project_secrets(branch.project_id).await?,
+        ));
         let render = |key: &str| {
-            stage.schema.0.get(key).and_then(Value::as_str).map(|t| schema::render(t, &label_args, &ctx).0)
+            stage
+                .schema
+                .0
+                .get(key)
+                .and_then(Value::as_str)
+                .map(|t| schema::render(t, &label_args, &ctx).0)
         };
         if let Some(fl) = render("flow_label") {
             self.store().set_flow_label_if_unset(flow.id, &fl).await?;
         }
         let run_label = render("run_label");
-        self.store().start_run_row(run.id, &Value::Object(run_args), &seq, run_label.as_deref(), state).await?;
+        self.store()
+            .start_run_row(
+                run.id,
+                &Value::Object(run_args),
+                &seq,
+                run_label.as_deref(),
+                state,
+            )
+            .await?;
         let run = self.run_row(run.id).await?;
-        self.core.events.publish(Event::Run { run_id: run.id, flow_id: flow.id });
+        self.core.events.publish(Event::Run {
+            run_id: run.id,
+            flow_id: flow.id,
+        });
         if manual {
             return Ok(run);
         }
         if flow.kind == flow_kind::CI {
-            let newer = branch.ci_last_incomplete_flow_id.is_none_or(|id| id < flow.id);
+            let newer = branch
+                .ci_last_incomplete_flow_id
+                .is_none_or(|id| id < flow.id);
             if newer {
-                self.store().set_branch_ci_flows(branch.id, branch.ci_last_completed_flow_id, Some(flow.id)).await?;
+                self.store()
+                    .set_branch_ci_flows(branch.id, branch.ci_last_completed_flow_id, Some(flow.id))
+                    .await?;
             }
         }
         self.trigger_jobs(&run, false).await?;
@@ -238,7 +335,9 @@ impl Kraken {
             .await?
             .ok_or_else(|| Error::not_found("Branch not found"))?;
         let args = run.args.0.as_object().cloned().unwrap_or_default();
-        let ctx = self.prepare_context(CtxFor::Run(run, &flow, &stage, &branch), &args).await?;
+        let ctx = self
+            .prepare_context(CtxFor::Run(run, &flow, &stage, &branch), &args)
+            .await?;
 
         // Re-evaluate the schema for this run and keep it in the stage.
         let code = match stage.schema_code.as_deref() {
@@ -247,10 +346,11 @@ impl Kraken {
         };
         let limits = schema::Limits::default();
         let ctx_for_eval = ctx.clone();
-        let mut evaluated = tokio::task::spawn_blocking(move || schema::evaluate(&code, &ctx_for_eval, &limits))
-            .await
-            .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?
-            .map_err(|e| Error::bad_request(e.to_string()))?;
+        let mut evaluated =
+            tokio::task::spawn_blocking(move || schema::evaluate(&code, &ctx_for_eval, &limits))
+                .await
+                .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?
+                .map_err(|e| Error::bad_request(e.to_string()))?;
         schema::apply_defaults(&mut evaluated);
         self.store().set_stage_schema(stage.id, &evaluated).await?;
 
@@ -261,17 +361,36 @@ impl Kraken {
         let mut old_jobs: HashMap<String, Vec<i64>> = HashMap::new();
         if replay {
             for j in self.store().run_jobs(run.id, false).await? {
-                old_jobs.entry(format!("{}-{}", j.name, j.agents_group_id)).or_default().push(j.id);
+                old_jobs
+                    .entry(format!("{}-{}", j.name, j.agents_group_id))
+                    .or_default()
+                    .push(j.id);
             }
         }
-        let timeouts = stage.timeouts.as_ref().map(|t| t.0.clone()).unwrap_or_else(|| json!({}));
+        let timeouts = stage
+            .timeouts
+            .as_ref()
+            .map(|t| t.0.clone())
+            .unwrap_or_else(|| json!({}));
         let mut created = 0usize;
         let mut erred = 0usize;
-        let jobs = evaluated.get("jobs").and_then(Value::as_array).cloned().unwrap_or_default();
+        let jobs = evaluated
+            .get("jobs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for job in &jobs {
-            let job_name = job.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let job_name = job
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             // Resolve tools of the steps.
-            let steps = job.get("steps").and_then(Value::as_array).cloned().unwrap_or_default();
+            let steps = job
+                .get("steps")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let mut tools = Vec::new();
             let mut missing_tool = None;
             for step in &steps {
@@ -284,7 +403,11 @@ impl Kraken {
                     }
                 }
             }
-            let envs = job.get("environments").and_then(Value::as_array).cloned().unwrap_or_default();
+            let envs = job
+                .get("environments")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for env in &envs {
                 let group_name = env
                     .get("agents_group")
@@ -299,10 +422,17 @@ impl Kraken {
                     .unwrap_or_else(|| "local".to_string());
                 let systems: Vec<String> = match env.get("system") {
                     Some(Value::String(s)) => vec![s.clone()],
-                    Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect(),
                     _ => vec!["any".to_string()],
                 };
-                let group = self.store().group_by_name(&group_name, Some(branch.project_id)).await?;
+                let group = self
+                    .store()
+                    .group_by_name(&group_name, Some(branch.project_id))
+                    .await?;
                 for system_name in systems {
                     let system_name = schema::render(&system_name, &arg_values, &ctx).0;
                     let system = self.store().ensure_system(&system_name, &executor).await?;
@@ -322,13 +452,24 @@ impl Kraken {
                         }
                         Some(g) => {
                             if let Some(t) = &missing_tool {
-                                (g.id, Some((completion::MISSING_TOOL_IN_DB, format!("cannot find tool '{t}' in database"))))
-                            } else if g.deployment_method() == 0 && self.store().usable_agents_in_group(g.id).await? == 0 {
+                                (
+                                    g.id,
+                                    Some((
+                                        completion::MISSING_TOOL_IN_DB,
+                                        format!("cannot find tool '{t}' in database"),
+                                    )),
+                                )
+                            } else if g.deployment_method() == 0
+                                && self.store().usable_agents_in_group(g.id).await? == 0
+                            {
                                 (
                                     g.id,
                                     Some((
                                         completion::NO_AGENTS,
-                                        format!("there are no agents in group '{}' - add some agents", g.name),
+                                        format!(
+                                            "there are no agents in group '{}' - add some agents",
+                                            g.name
+                                        ),
                                     )),
                                 )
                             } else {
@@ -340,7 +481,12 @@ impl Kraken {
                     let timeout = timeouts
                         .get(&key)
                         .and_then(Value::as_i64)
-                        .unwrap_or_else(|| job.get("timeout").and_then(Value::as_i64).unwrap_or(300).max(60));
+                        .unwrap_or_else(|| {
+                            job.get("timeout")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(300)
+                                .max(60)
+                        });
                     let erred_now = completed_with.is_some();
                     let job_id = self
                         .store()
@@ -360,13 +506,22 @@ impl Kraken {
                         for (idx, (step, tool)) in steps.iter().zip(&tools).enumerate() {
                             let Some(tool) = tool else { continue };
                             let mut raw = step.as_object().cloned().unwrap_or_default();
-                            let when = schema::normalize_when(raw.get("when").and_then(Value::as_str));
+                            let when =
+                                schema::normalize_when(raw.get("when").and_then(Value::as_str));
                             raw.insert("when".into(), json!(when));
                             let mut fields = raw.clone();
                             fields.remove("tool");
-                            let (value, masked) = schema::substitute(&Value::Object(fields), &arg_values, &ctx);
+                            let (value, masked) =
+                                schema::substitute(&Value::Object(fields), &arg_values, &ctx);
                             self.store()
-                                .insert_step(job_id, idx as i64, tool.id, &value, &masked, &Value::Object(raw))
+                                .insert_step(
+                                    job_id,
+                                    idx as i64,
+                                    tool.id,
+                                    &value,
+                                    &masked,
+                                    &Value::Object(raw),
+                                )
                                 .await?;
                         }
                     }
@@ -375,13 +530,19 @@ impl Kraken {
                             self.store().cover_job(id).await?;
                         }
                     }
-                    self.core.events.publish(Event::Job { job_id, run_id: run.id });
+                    self.core.events.publish(Event::Job {
+                        job_id,
+                        run_id: run.id,
+                    });
                 }
             }
         }
         self.store().mark_run_started(run.id).await?;
         self.store().reopen_flow(flow.id).await?;
-        self.core.events.publish(Event::Run { run_id: run.id, flow_id: flow.id });
+        self.core.events.publish(Event::Run {
+            run_id: run.id,
+            flow_id: flow.id,
+        });
         if created == erred {
             // No job can run: the run is over.
             self.complete_run(run.id, None).await?;

@@ -28,19 +28,28 @@ impl Kraken {
                 break;
             }
             let match_system = job.system_name != "any" && job.executor == "local";
-            let candidates = idle.iter().filter(|a| {
-                a.group_id == job.agents_group_id
-                    && !taken.contains(&a.agent_id)
-                    && (!match_system
-                        || a.host_info.as_ref().and_then(|h| h.0.get("system")).and_then(Value::as_str)
-                            == Some(job.system_name.as_str()))
-            });
+            let candidates: Vec<_> = idle
+                .iter()
+                .filter(|a| {
+                    a.group_id == job.agents_group_id
+                        && !taken.contains(&a.agent_id)
+                        && (!match_system
+                            || a.host_info
+                                .as_ref()
+                                .and_then(|h| h.0.get("system"))
+                                .and_then(Value::as_str)
+                                == Some(job.system_name.as_str()))
+                })
+                .collect();
             for agent in candidates {
                 if self.store().claim_job(job.id, agent.agent_id).await? {
                     taken.insert(agent.agent_id);
                     assigned += 1;
                     if let Some(j) = self.store().job(job.id).await? {
-                        self.core.events.publish(Event::Job { job_id: j.id, run_id: j.run_id });
+                        self.core.events.publish(Event::Job {
+                            job_id: j.id,
+                            run_id: j.run_id,
+                        });
                     }
                     break;
                 }

@@ -16,7 +16,8 @@ pub const ANALYZE_RUN: &str = "analyze_run";
 impl Kraken {
     /// Queue the results-history analysis of a run.
     pub(crate) async fn enqueue_history_analysis(&self, run_id: i64) -> Result<()> {
-        self.enqueue_task(ANALYZE_RESULTS_HISTORY, json!([run_id])).await
+        self.enqueue_task(ANALYZE_RESULTS_HISTORY, json!([run_id]))
+            .await
     }
 
     /// Queue a task and wake the worker.
@@ -56,27 +57,30 @@ impl Kraken {
             return Ok(());
         }
         let flow = self.flow_row(run.flow_id).await?;
-        if flow.kind == flow_kind::CI {
-            if let Some(prev) = self.store().previous_ci_run(&run, &flow).await? {
-                if prev.state != run_state::PROCESSED && prev.state != run_state::MANUAL {
-                    // Postponed: the previous run's analysis queues this one.
-                    return Ok(());
-                }
-            }
+        if flow.kind == flow_kind::CI
+            && let Some(prev) = self.store().previous_ci_run(&run, &flow).await?
+            && prev.state != run_state::PROCESSED
+            && prev.state != run_state::MANUAL
+        {
+            // Postponed: the previous run's analysis queues this one.
+            return Ok(());
         }
         let counters = crate::results::analyze_run_history(self, &run, &flow).await?;
         self.store().set_run_processed(run_id, &counters).await?;
-        self.core.events.publish(Event::Run { run_id, flow_id: flow.id });
+        self.core.events.publish(Event::Run {
+            run_id,
+            flow_id: flow.id,
+        });
         if flow.kind == flow_kind::CI {
             let summary = self.flow_summary(&flow).await?;
             if flow.finished.is_some() {
                 self.store().set_flow_summary(flow.id, &summary).await?;
             }
         }
-        if let Some(next) = self.store().next_run_of_stage(&run, &flow).await? {
-            if next.state == run_state::COMPLETED {
-                self.enqueue_history_analysis(next.id).await?;
-            }
+        if let Some(next) = self.store().next_run_of_stage(&run, &flow).await?
+            && next.state == run_state::COMPLETED
+        {
+            self.enqueue_history_analysis(next.id).await?;
         }
         Ok(())
     }

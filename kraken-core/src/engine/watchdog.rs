@@ -21,7 +21,8 @@ impl Kraken {
         for job in self.store().expired_jobs(now_ms()).await? {
             let note = format!("job expired after {}s", job.timeout);
             tracing::info!(job = job.id, %note);
-            self.cancel_job(&job, &note, completion::SERVER_TIMEOUT).await?;
+            self.cancel_job(&job, &note, completion::SERVER_TIMEOUT)
+                .await?;
         }
         Ok(())
     }
@@ -42,7 +43,8 @@ impl Kraken {
                 self.complete_run(run.id, None).await?;
             }
             for job in open {
-                self.cancel_job(&job, &note, completion::SERVER_TIMEOUT).await?;
+                self.cancel_job(&job, &note, completion::SERVER_TIMEOUT)
+                    .await?;
             }
         }
         Ok(())
@@ -52,15 +54,25 @@ impl Kraken {
     pub(crate) async fn check_dead_agents(&self) -> Result<()> {
         let limit = now_ms() - AGENT_TIMEOUT_MS;
         for agent in self.store().silent_agents(limit).await? {
-            tracing::info!(agent = agent.id, "agent was not seen for 5 minutes: inactivated");
+            tracing::info!(
+                agent = agent.id,
+                "agent was not seen for 5 minutes: inactivated"
+            );
             self.store()
-                .deactivate_agent(agent.id, "agent was not seen for last 5 minutes, inactivated")
+                .deactivate_agent(
+                    agent.id,
+                    "agent was not seen for last 5 minutes, inactivated",
+                )
                 .await?;
-            if let Some(job_id) = agent.job_id {
-                if let Some(job) = self.store().job(job_id).await? {
-                    self.cancel_job(&job, "agent was not seen for last 5 minutes", completion::AGENT_NOT_ALIVE)
-                        .await?;
-                }
+            if let Some(job_id) = agent.job_id
+                && let Some(job) = self.store().job(job_id).await?
+            {
+                self.cancel_job(
+                    &job,
+                    "agent was not seen for last 5 minutes",
+                    completion::AGENT_NOT_ALIVE,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -70,19 +82,35 @@ impl Kraken {
     pub(crate) async fn fire_timers(&self) -> Result<()> {
         let now = Utc::now();
         for t in self.store().due_timers(now.timestamp_millis()).await? {
-            let Some(expected) = t.next_run_time else { continue };
-            let next = timer_from_stored(&t.kind, &t.spec).and_then(|tm| tm.next_after(now)).map(|n| n.timestamp_millis());
+            let Some(expected) = t.next_run_time else {
+                continue;
+            };
+            let next = timer_from_stored(&t.kind, &t.spec)
+                .and_then(|tm| tm.next_after(now))
+                .map(|n| n.timestamp_millis());
             if !self.store().advance_timer(t.id, expected, next).await? {
                 continue; // another server fired it
             }
-            let Some(stage) = self.store().stage(t.stage_id).await? else { continue };
+            let Some(stage) = self.store().stage(t.stage_id).await? else {
+                continue;
+            };
             if !stage.enabled {
                 continue;
             }
-            let Some(branch) = self.store().branch(stage.branch_id).await? else { continue };
+            let Some(branch) = self.store().branch(stage.branch_id).await? else {
+                continue;
+            };
             let reason = t.kind.clone();
             let outcome = if stage.parent() == "root" {
-                self.start_flow(&branch, flow_kind::CI, &Default::default(), &reason, Some(&stage)).await.map(|_| ())
+                self.start_flow(
+                    &branch,
+                    flow_kind::CI,
+                    &Default::default(),
+                    &reason,
+                    Some(&stage),
+                )
+                .await
+                .map(|_| ())
             } else {
                 self.trigger_child_by_timer(&stage, &reason).await
             };
@@ -95,18 +123,38 @@ impl Kraken {
 
     /// A timed trigger of a child stage runs it in the flow of the parent
     /// stage's latest CI run, unless that flow already has a run of it.
-    async fn trigger_child_by_timer(&self, stage: &crate::store::stages::StageRow, reason: &str) -> Result<()> {
-        let Some(parent) = self.store().stage_by_name(stage.branch_id, stage.parent()).await? else {
+    async fn trigger_child_by_timer(
+        &self,
+        stage: &crate::store::stages::StageRow,
+        reason: &str,
+    ) -> Result<()> {
+        let Some(parent) = self
+            .store()
+            .stage_by_name(stage.branch_id, stage.parent())
+            .await?
+        else {
             return Ok(());
         };
-        let Some(parent_run) = self.store().stage_runs(parent.id, 1).await?.into_iter().next() else {
+        let Some(parent_run) = self
+            .store()
+            .stage_runs(parent.id, 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
             return Ok(());
         };
-        if self.store().run_of_stage_in_flow(parent_run.flow_id, stage.id).await?.is_some() {
+        if self
+            .store()
+            .run_of_stage_in_flow(parent_run.flow_id, stage.id)
+            .await?
+            .is_some()
+        {
             return Ok(());
         }
         let flow = self.flow_row(parent_run.flow_id).await?;
-        self.start_run(stage, &flow, json!({"reason": reason}), &Default::default()).await?;
+        self.start_run(stage, &flow, json!({"reason": reason}), &Default::default())
+            .await?;
         Ok(())
     }
 
@@ -114,7 +162,11 @@ impl Kraken {
     /// (e.g. the server stopped in between).
     pub(crate) async fn requeue_unprocessed_runs(&self) -> Result<()> {
         let now = now_ms();
-        for run in self.store().unprocessed_runs(now - 90 * 86_400_000, now - 20 * 60_000).await? {
+        for run in self
+            .store()
+            .unprocessed_runs(now - 90 * 86_400_000, now - 20 * 60_000)
+            .await?
+        {
             self.enqueue_history_analysis(run.id).await?;
         }
         Ok(())
@@ -127,8 +179,12 @@ impl Kraken {
             for branch in self.store().project_branches(project.id).await? {
                 let rp = branch.retention();
                 let now = now_ms();
-                self.store().delete_old_logs(branch.id, flow_kind::CI, now - rp.ci_logs * month_ms).await?;
-                self.store().delete_old_logs(branch.id, flow_kind::DEV, now - rp.dev_logs * month_ms).await?;
+                self.store()
+                    .delete_old_logs(branch.id, flow_kind::CI, now - rp.ci_logs * month_ms)
+                    .await?;
+                self.store()
+                    .delete_old_logs(branch.id, flow_kind::DEV, now - rp.dev_logs * month_ms)
+                    .await?;
             }
         }
         Ok(())

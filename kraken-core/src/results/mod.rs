@@ -25,7 +25,7 @@ use crate::error::Result;
 use crate::model::{flow_kind, tc_change, tc_result};
 use crate::store::flows::{FlowRow, HistoryCounters, RunRow};
 use crate::store::jobs::{JobRow, StepRow};
-use crate::store::results::{HistRow, NewTcr, TcrAnalysis, TcrRow};
+use crate::store::results::{HistRow, NewIssue, NewTcr, TcrAnalysis, TcrRow};
 
 /// Issue types by name (unknown names are errors, as in the original).
 pub fn issue_type(name: &str) -> i64 {
@@ -39,21 +39,48 @@ pub fn issue_type(name: &str) -> i64 {
 
 /// Store test results reported by a step. Results pre-created by
 /// `dispatch-tests` are updated; the others are added.
-pub(crate) async fn store_test_results(k: &Kraken, job: &JobRow, step: &StepRow, tests: &Value) -> Result<()> {
-    let Some(list) = tests.as_array() else { return Ok(()) };
+pub(crate) async fn store_test_results(
+    k: &Kraken,
+    job: &JobRow,
+    step: &StepRow,
+    tests: &Value,
+) -> Result<()> {
+    let Some(list) = tests.as_array() else {
+        return Ok(());
+    };
     if list.is_empty() {
         return Ok(());
     }
-    let existing: HashMap<String, TcrRow> =
-        k.core().store.job_tcrs(job.id).await?.into_iter().map(|t| (t.test_case_name.clone(), t)).collect();
+    let existing: HashMap<String, TcrRow> = k
+        .core()
+        .store
+        .job_tcrs(job.id)
+        .await?
+        .into_iter()
+        .map(|t| (t.test_case_name.clone(), t))
+        .collect();
     let mut fresh: Vec<(String, i64, String, Option<Value>)> = Vec::new();
     for t in list {
-        let Some(name) = t.get("test").and_then(Value::as_str) else { continue };
-        let result = t.get("status").and_then(Value::as_i64).unwrap_or(tc_result::ERROR);
-        let cmd = t.get("cmd").and_then(Value::as_str).unwrap_or("").to_string();
+        let Some(name) = t.get("test").and_then(Value::as_str) else {
+            continue;
+        };
+        let result = t
+            .get("status")
+            .and_then(Value::as_i64)
+            .unwrap_or(tc_result::ERROR);
+        let cmd = t
+            .get("cmd")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let vals = t.get("values").cloned();
         match existing.get(name) {
-            Some(row) => k.core().store.update_tcr_result(row.id, result, &cmd, vals.as_ref()).await?,
+            Some(row) => {
+                k.core()
+                    .store
+                    .update_tcr_result(row.id, result, &cmd, vals.as_ref())
+                    .await?;
+            }
             None => fresh.push((name.to_string(), result, cmd, vals)),
         }
     }
@@ -61,32 +88,69 @@ pub(crate) async fn store_test_results(k: &Kraken, job: &JobRow, step: &StepRow,
         return Ok(());
     }
     let names: Vec<String> = fresh.iter().map(|f| f.0.clone()).collect();
-    let ids = k.core().store.upsert_test_cases(step.tool_id, &names).await?;
+    let ids = k
+        .core()
+        .store
+        .upsert_test_cases(step.tool_id, &names)
+        .await?;
     let rows: Vec<NewTcr> = fresh
         .into_iter()
         .filter_map(|(name, result, cmd_line, vals)| {
-            ids.get(&name).map(|id| NewTcr { test_case_id: *id, result, cmd_line, vals })
+            ids.get(&name).map(|id| NewTcr {
+                test_case_id: *id,
+                result,
+                cmd_line,
+                vals,
+            })
         })
         .collect();
     k.core().store.insert_tcrs(job.id, &rows).await
 }
 
 /// Pre-create results (not run) for tests an agent is about to run.
-pub(crate) async fn precreate_test_results(k: &Kraken, job: &JobRow, step: &StepRow, tests: &[String]) -> Result<()> {
-    let existing: std::collections::HashSet<String> =
-        k.core().store.job_tcrs(job.id).await?.into_iter().map(|t| t.test_case_name).collect();
-    let names: Vec<String> = tests.iter().filter(|t| !existing.contains(*t)).cloned().collect();
-    let ids = k.core().store.upsert_test_cases(step.tool_id, &names).await?;
+pub(crate) async fn precreate_test_results(
+    k: &Kraken,
+    job: &JobRow,
+    step: &StepRow,
+    tests: &[String],
+) -> Result<()> {
+    let existing: std::collections::HashSet<String> = k
+        .core()
+        .store
+        .job_tcrs(job.id)
+        .await?
+        .into_iter()
+        .map(|t| t.test_case_name)
+        .collect();
+    let names: Vec<String> = tests
+        .iter()
+        .filter(|t| !existing.contains(*t))
+        .cloned()
+        .collect();
+    let ids = k
+        .core()
+        .store
+        .upsert_test_cases(step.tool_id, &names)
+        .await?;
     let rows: Vec<NewTcr> = names
         .iter()
-        .filter_map(|n| ids.get(n).map(|id| NewTcr { test_case_id: *id, result: tc_result::NOT_RUN, cmd_line: String::new(), vals: None }))
+        .filter_map(|n| {
+            ids.get(n).map(|id| NewTcr {
+                test_case_id: *id,
+                result: tc_result::NOT_RUN,
+                cmd_line: String::new(),
+                vals: None,
+            })
+        })
         .collect();
     k.core().store.insert_tcrs(job.id, &rows).await
 }
 
 /// Store issues (pylint-like dicts) reported by a step.
 pub(crate) async fn store_issues(k: &Kraken, job: &JobRow, issues: &Value) -> Result<()> {
-    let Some(list) = issues.as_array() else { return Ok(()) };
+    let Some(list) = issues.as_array() else {
+        return Ok(());
+    };
     let mut rows = Vec::new();
     for i in list {
         let Some(o) = i.as_object() else { continue };
@@ -102,21 +166,27 @@ pub(crate) async fn store_issues(k: &Kraken, job: &JobRow, issues: &Value) -> Re
         if message.chars().count() > 511 {
             message = message.chars().take(511).collect();
         }
-        rows.push((
-            issue_type(&s("type")),
-            o.get("line").and_then(Value::as_i64),
-            o.get("column").and_then(Value::as_i64),
-            s("path"),
-            s("symbol"),
+        rows.push(NewIssue {
+            issue_type: issue_type(&s("type")),
+            line: o.get("line").and_then(Value::as_i64),
+            col: o.get("column").and_then(Value::as_i64),
+            path: s("path"),
+            symbol: s("symbol"),
             message,
-            Value::Object(extra),
-        ));
+            extra: Value::Object(extra),
+        });
     }
     k.core().store.insert_issues(job.id, &rows).await
 }
 
 /// Relevancy of a result (the original's score).
-pub fn relevancy(result: i64, comment_state: Option<i64>, instability: i64, age: i64, change: i64) -> i64 {
+pub fn relevancy(
+    result: i64,
+    comment_state: Option<i64>,
+    instability: i64,
+    age: i64,
+    change: i64,
+) -> i64 {
     let not_passed = result != tc_result::PASSED;
     let mut r = 0;
     if not_passed {
@@ -185,37 +255,66 @@ pub fn analyze_dev(result: i64, reference: Option<(i64, i64, i64)>) -> (i64, i64
 }
 
 /// Run the results-history analysis of a run; returns its counters.
-pub(crate) async fn analyze_run_history(k: &Kraken, run: &RunRow, flow: &FlowRow) -> Result<HistoryCounters> {
+pub(crate) async fn analyze_run_history(
+    k: &Kraken,
+    run: &RunRow,
+    flow: &FlowRow,
+) -> Result<HistoryCounters> {
     let store = &k.core().store;
     let tcrs = store.run_tcrs(run.id).await?;
     let mut counters = HistoryCounters::default();
-    let comments: HashMap<i64, crate::store::results::CommentRow> =
-        store.branch_comments(flow.branch_id).await?.into_iter().map(|c| (c.test_case_id, c)).collect();
-    let comment_state = |id: Option<i64>| id.and_then(|cid| comments.values().find(|c| c.id == cid)).map(|c| c.state);
+    let comments: HashMap<i64, crate::store::results::CommentRow> = store
+        .branch_comments(flow.branch_id)
+        .await?
+        .into_iter()
+        .map(|c| (c.test_case_id, c))
+        .collect();
+    let comment_state = |id: Option<i64>| {
+        id.and_then(|cid| comments.values().find(|c| c.id == cid))
+            .map(|c| c.state)
+    };
 
     let mut outcomes = Vec::with_capacity(tcrs.len());
     if flow.kind == flow_kind::CI {
-        let hist = store.ci_history(flow.branch_id, flow.created, flow.id, run.id, 10).await?;
+        let hist = store
+            .ci_history(flow.branch_id, flow.created, flow.id, run.id, 10)
+            .await?;
         let mut by_key: HashMap<(i64, i64, i64), Vec<&HistRow>> = HashMap::new();
         for h in &hist {
-            by_key.entry((h.test_case_id, h.agents_group_id, h.system_id)).or_default().push(h);
+            by_key
+                .entry((h.test_case_id, h.agents_group_id, h.system_id))
+                .or_default()
+                .push(h);
         }
         for t in &tcrs {
-            let mut h: Vec<&HistRow> = by_key.get(&(t.test_case_id, t.agents_group_id, t.system_id)).cloned().unwrap_or_default();
+            let mut h: Vec<&HistRow> = by_key
+                .get(&(t.test_case_id, t.agents_group_id, t.system_id))
+                .cloned()
+                .unwrap_or_default();
             h.sort_by_key(|r| std::cmp::Reverse(r.rn)); // oldest first
             let series: Vec<(i64, i64)> = h.iter().map(|r| (r.result, r.age)).collect();
             let (change, age, instability) = analyze_ci(t.result, &series);
             // Comments follow failures: the latest in history, else the branch's.
             let mut comment_id = t.comment_id;
             if t.result != tc_result::PASSED && comment_id.is_none() {
-                comment_id = h.iter().rev().find_map(|r| r.comment_id).or_else(|| comments.get(&t.test_case_id).map(|c| c.id));
+                comment_id = h
+                    .iter()
+                    .rev()
+                    .find_map(|r| r.comment_id)
+                    .or_else(|| comments.get(&t.test_case_id).map(|c| c.id));
             }
             outcomes.push(TcrAnalysis {
                 id: t.id,
                 instability,
                 age,
                 change,
-                relevancy: relevancy(t.result, comment_state(comment_id), instability, age, change),
+                relevancy: relevancy(
+                    t.result,
+                    comment_state(comment_id),
+                    instability,
+                    age,
+                    change,
+                ),
                 comment_id,
             });
         }
@@ -227,7 +326,9 @@ pub(crate) async fn analyze_run_history(k: &Kraken, run: &RunRow, flow: &FlowRow
             refs.insert((r.test_case_id, r.agents_group_id, r.system_id), r);
         }
         for t in &tcrs {
-            let reference = refs.get(&(t.test_case_id, t.agents_group_id, t.system_id)).map(|r| (r.result, r.age, r.instability));
+            let reference = refs
+                .get(&(t.test_case_id, t.agents_group_id, t.system_id))
+                .map(|r| (r.result, r.age, r.instability));
             let (change, age, instability) = analyze_dev(t.result, reference);
             let comment_id = t.comment_id;
             outcomes.push(TcrAnalysis {
@@ -235,7 +336,13 @@ pub(crate) async fn analyze_run_history(k: &Kraken, run: &RunRow, flow: &FlowRow
                 instability,
                 age,
                 change,
-                relevancy: relevancy(t.result, comment_state(comment_id), instability, age, change),
+                relevancy: relevancy(
+                    t.result,
+                    comment_state(comment_id),
+                    instability,
+                    age,
+                    change,
+                ),
                 comment_id,
             });
         }
@@ -275,14 +382,19 @@ async fn analyze_issues(k: &Kraken, run: &RunRow, flow: &FlowRow) -> Result<i64>
         if issues.is_empty() {
             continue;
         }
-        let Some(prev_job) = store.previous_ok_job(&job, run.stage_id, flow.created, flow.id).await? else {
+        let Some(prev_job) = store
+            .previous_ok_job(&job, run.stage_id, flow.created, flow.id)
+            .await?
+        else {
             continue; // first issues are not counted as new
         };
         let prev = store.job_issues(prev_job).await?;
         for i in issues {
             let best = prev
                 .iter()
-                .filter(|p| p.path == i.path && p.issue_type == i.issue_type && p.symbol == i.symbol)
+                .filter(|p| {
+                    p.path == i.path && p.issue_type == i.issue_type && p.symbol == i.symbol
+                })
                 .filter_map(|p| {
                     let d = (p.line.unwrap_or(0) - i.line.unwrap_or(0)).abs();
                     (d <= 5).then_some((d, p))
@@ -315,15 +427,24 @@ mod tests {
     #[test]
     fn same_result_ages() {
         assert_eq!(analyze_ci(PASSED, &[(PASSED, 0)]), (tc_change::NO, 1, 0));
-        assert_eq!(analyze_ci(PASSED, &[(PASSED, 0), (PASSED, 1)]), (tc_change::NO, 2, 0));
+        assert_eq!(
+            analyze_ci(PASSED, &[(PASSED, 0), (PASSED, 1)]),
+            (tc_change::NO, 2, 0)
+        );
     }
 
     #[test]
     fn regression_fix_and_stable_again() {
         // §8.2 rows 3-5: PASSED→FAILED regr (inst 1), →PASSED fix (inst 2), →PASSED no change (age 1, inst 2).
         assert_eq!(analyze_ci(FAILED, &[(PASSED, 0)]), (tc_change::REGR, 0, 1));
-        assert_eq!(analyze_ci(PASSED, &[(PASSED, 0), (FAILED, 0)]), (tc_change::FIX, 0, 2));
-        assert_eq!(analyze_ci(PASSED, &[(PASSED, 0), (FAILED, 0), (PASSED, 0)]), (tc_change::NO, 1, 2));
+        assert_eq!(
+            analyze_ci(PASSED, &[(PASSED, 0), (FAILED, 0)]),
+            (tc_change::FIX, 0, 2)
+        );
+        assert_eq!(
+            analyze_ci(PASSED, &[(PASSED, 0), (FAILED, 0), (PASSED, 0)]),
+            (tc_change::NO, 1, 2)
+        );
     }
 
     #[test]
@@ -338,9 +459,18 @@ mod tests {
     fn dev_compares_with_ci() {
         // §8.2 rows 8-9.
         assert_eq!(analyze_dev(PASSED, None), (tc_change::NEW, 0, 0));
-        assert_eq!(analyze_dev(PASSED, Some((PASSED, 8, 3))), (tc_change::NO, 8, 3));
-        assert_eq!(analyze_dev(PASSED, Some((FAILED, 1, 2))), (tc_change::FIX, 1, 2));
-        assert_eq!(analyze_dev(FAILED, Some((PASSED, 1, 2))), (tc_change::REGR, 1, 2));
+        assert_eq!(
+            analyze_dev(PASSED, Some((PASSED, 8, 3))),
+            (tc_change::NO, 8, 3)
+        );
+        assert_eq!(
+            analyze_dev(PASSED, Some((FAILED, 1, 2))),
+            (tc_change::FIX, 1, 2)
+        );
+        assert_eq!(
+            analyze_dev(FAILED, Some((PASSED, 1, 2))),
+            (tc_change::REGR, 1, 2)
+        );
     }
 
     #[test]

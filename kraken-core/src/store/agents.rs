@@ -423,8 +423,10 @@ impl Store {
         let q = format!(
             "SELECT {AGENT_COLS} FROM agents WHERE deleted IS NULL AND state = 0 AND last_seen IS NOT NULL AND last_seen < $1"
         );
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(q))
-            .bind(before).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(q))
+            .bind(before).fetch_all(p).await?),
+        )
     }
 
     /// Number of non-deleted agents by authorization: (authorized, unauthorized).

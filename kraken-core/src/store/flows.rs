@@ -521,7 +521,14 @@ impl Store {
         let issues_total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
             "SELECT COUNT(*) FROM issues i JOIN jobs j ON j.id = i.job_id WHERE j.run_id = $1 AND j.covered = FALSE")
             .bind(run_id).fetch_one(p).await?);
-        Ok(RunCounters { tests_total, tests_passed, tests_not_run, issues_total, jobs_total, jobs_error })
+        Ok(RunCounters {
+            tests_total,
+            tests_passed,
+            tests_not_run,
+            issues_total,
+            jobs_total,
+            jobs_error,
+        })
     }
 
     /// The latest run of the same stage in an earlier-created CI flow.
@@ -531,8 +538,10 @@ impl Store {
              AND f.kind = 0 AND f.deleted IS NULL AND (f.created < $2 OR (f.created = $2 AND f.id < $3)) \
              ORDER BY f.created DESC, f.id DESC, r.id DESC LIMIT 1"
         );
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
-            .bind(run.stage_id).bind(flow.created).bind(flow.id).fetch_optional(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(run.stage_id).bind(flow.created).bind(flow.id).fetch_optional(p).await?),
+        )
     }
 
     /// The run of the same stage in the next-created flow of the same kind.
@@ -542,8 +551,10 @@ impl Store {
              AND f.kind = $2 AND f.deleted IS NULL AND (f.created > $3 OR (f.created = $3 AND f.id > $4)) \
              ORDER BY f.created, f.id, r.id LIMIT 1"
         );
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
-            .bind(run.stage_id).bind(flow.kind).bind(flow.created).bind(flow.id).fetch_optional(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(run.stage_id).bind(flow.kind).bind(flow.created).bind(flow.id).fetch_optional(p).await?),
+        )
     }
 
     /// Runs not finished (not manual), for the watchdog's run timeout.
@@ -553,7 +564,9 @@ impl Store {
             run_state::IN_PROGRESS,
             run_state::REPLAY
         );
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q)).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q)).fetch_all(p).await?),
+        )
     }
 
     /// Completed runs not yet analysed that finished between `from` and `to` (ms), oldest first.
@@ -562,8 +575,10 @@ impl Store {
             "{RUN_SELECT} WHERE r.state = {} AND r.finished >= $1 AND r.finished <= $2 AND r.deleted IS NULL ORDER BY r.finished",
             run_state::COMPLETED
         );
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
-            .bind(from).bind(to).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(from).bind(to).fetch_all(p).await?),
+        )
     }
 
     /// Whether any run of the flow is still in progress.

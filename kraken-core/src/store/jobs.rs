@@ -400,15 +400,21 @@ impl Store {
             "{JOB_SELECT} WHERE j.state IN (2, 3) AND j.assigned IS NOT NULL AND j.deleted IS NULL \
              AND j.assigned + j.timeout * 1000 < $1"
         );
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
-            .bind(now).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+            .bind(now).fetch_all(p).await?),
+        )
     }
 
     /// Not-completed jobs of a run.
     pub async fn open_jobs_of_run(&self, run_id: i64) -> Result<Vec<JobRow>> {
-        let q = format!("{JOB_SELECT} WHERE j.run_id = $1 AND j.state <> 5 AND j.deleted IS NULL ORDER BY j.id");
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
-            .bind(run_id).fetch_all(p).await?))
+        let q = format!(
+            "{JOB_SELECT} WHERE j.run_id = $1 AND j.state <> 5 AND j.deleted IS NULL ORDER BY j.id"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+            .bind(run_id).fetch_all(p).await?),
+        )
     }
 
     /// Whether every job of a run (covered ones included) is completed.
@@ -420,14 +426,21 @@ impl Store {
     }
 
     /// Completed, non-covered jobs like this one (same name, group, system, stage), newest first.
-    pub async fn similar_completed_jobs(&self, job: &JobRow, stage_id: i64, limit: i64) -> Result<Vec<JobRow>> {
+    pub async fn similar_completed_jobs(
+        &self,
+        job: &JobRow,
+        stage_id: i64,
+        limit: i64,
+    ) -> Result<Vec<JobRow>> {
         let q = format!(
             "{JOB_SELECT} JOIN runs r ON r.id = j.run_id WHERE j.name = $1 AND j.agents_group_id = $2 \
              AND j.system_id = $3 AND r.stage_id = $4 AND j.state = 5 AND j.covered = FALSE AND j.id <> $5 \
              ORDER BY j.id DESC LIMIT $6"
         );
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
             .bind(&job.name).bind(job.agents_group_id).bind(job.system_id).bind(stage_id).bind(job.id).bind(limit)
-            .fetch_all(p).await?))
+            .fetch_all(p).await?),
+        )
     }
 }

@@ -25,6 +25,7 @@ pub mod flows;
 pub mod jobs;
 pub mod logs;
 pub mod projects;
+pub mod results;
 pub mod settings;
 pub mod stages;
 pub mod tasks;

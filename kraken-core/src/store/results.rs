@@ -58,7 +58,13 @@ impl Store {
     }
 
     /// Record an artifact of a run (a new version replaces the row of the same path).
-    pub async fn insert_artifact(&self, place: &JobPlace, path: &str, size: i64, public: bool) -> Result<()> {
+    pub async fn insert_artifact(
+        &self,
+        place: &JobPlace,
+        path: &str,
+        size: i64,
+        public: bool,
+    ) -> Result<()> {
         on_write!(&self.db, p => sqlx::query("INSERT INTO files (path) VALUES ($1) ON CONFLICT (path) DO NOTHING")
             .bind(path).execute(p).await?.rows_affected());
         let file_id: i64 = on_read!(&self.db, p => sqlx::query_scalar("SELECT id FROM files WHERE path = $1")
@@ -75,19 +81,27 @@ impl Store {
     /// Artifacts of a flow (all sections), newest run first.
     pub async fn flow_artifacts(&self, flow_id: i64) -> Result<Vec<ArtifactRow>> {
         let q = format!("{ARTIFACT_SELECT} WHERE a.flow_id = $1 ORDER BY a.run_id DESC, f.path");
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, ArtifactRow>(sqlx::AssertSqlSafe(q))
-            .bind(flow_id).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, ArtifactRow>(sqlx::AssertSqlSafe(q))
+            .bind(flow_id).fetch_all(p).await?),
+        )
     }
 
     /// Artifacts of a run (all sections), by path.
     pub async fn run_artifacts(&self, run_id: i64) -> Result<Vec<ArtifactRow>> {
         let q = format!("{ARTIFACT_SELECT} WHERE a.run_id = $1 ORDER BY f.path");
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, ArtifactRow>(sqlx::AssertSqlSafe(q))
-            .bind(run_id).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, ArtifactRow>(sqlx::AssertSqlSafe(q))
+            .bind(run_id).fetch_all(p).await?),
+        )
     }
 
     /// Artifact counters of a run or flow: `{public: {size, count}, private: {size, count}}`.
-    pub async fn artifact_counters(&self, flow_id: i64, run_id: Option<i64>) -> Result<(i64, i64, i64, i64)> {
+    pub async fn artifact_counters(
+        &self,
+        flow_id: i64,
+        run_id: Option<i64>,
+    ) -> Result<(i64, i64, i64, i64)> {
         let rows: Vec<(i64, i64, i64)> = match run_id {
             Some(r) => on_read!(&self.db, p => sqlx::query_as(
                 "SELECT section, COUNT(*), COALESCE(SUM(size), 0) FROM artifacts WHERE run_id = $1 GROUP BY section")
@@ -96,7 +110,11 @@ impl Store {
                 "SELECT section, COUNT(*), COALESCE(SUM(size), 0) FROM artifacts WHERE flow_id = $1 GROUP BY section")
                 .bind(flow_id).fetch_all(p).await?),
         };
-        let get = |sec: i64| rows.iter().find(|r| r.0 == sec).map_or((0, 0), |r| (r.1, r.2));
+        let get = |sec: i64| {
+            rows.iter()
+                .find(|r| r.0 == sec)
+                .map_or((0, 0), |r| (r.1, r.2))
+        };
         let (pc, ps) = get(1);
         let (vc, vs) = get(0);
         Ok((pc, ps, vc, vs))
@@ -223,6 +241,25 @@ pub struct IssueRow {
     pub age: i64,
 }
 
+/// An issue to store.
+#[derive(Debug, Clone)]
+pub struct NewIssue {
+    /// Type (see [`crate::results::issue_type`]).
+    pub issue_type: i64,
+    /// Line.
+    pub line: Option<i64>,
+    /// Column.
+    pub col: Option<i64>,
+    /// Path.
+    pub path: String,
+    /// Symbol.
+    pub symbol: String,
+    /// Message (at most 511 characters).
+    pub message: String,
+    /// Other fields of the report.
+    pub extra: Value,
+}
+
 /// A test case comment.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CommentRow {
@@ -242,7 +279,11 @@ pub struct CommentRow {
 
 impl Store {
     /// Ids of test cases by name for a tool, created when missing.
-    pub async fn upsert_test_cases(&self, tool_id: i64, names: &[String]) -> Result<std::collections::HashMap<String, i64>> {
+    pub async fn upsert_test_cases(
+        &self,
+        tool_id: i64,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, i64>> {
         let now = super::now_ms();
         let mut out = std::collections::HashMap::new();
         for chunk in names.chunks(400) {
@@ -272,19 +313,25 @@ impl Store {
     /// Test case results of a job.
     pub async fn job_tcrs(&self, job_id: i64) -> Result<Vec<TcrRow>> {
         let q = format!("{TCR_SELECT} WHERE t.job_id = $1 ORDER BY t.id");
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(job_id).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(job_id).fetch_all(p).await?),
+        )
     }
 
     /// Test case results of a run's non-covered jobs.
     pub async fn run_tcrs(&self, run_id: i64) -> Result<Vec<TcrRow>> {
         let q = format!("{TCR_SELECT} WHERE j.run_id = $1 AND j.covered = FALSE ORDER BY t.id");
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(run_id).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(run_id).fetch_all(p).await?),
+        )
     }
 
     /// One test case result.
     pub async fn tcr(&self, id: i64) -> Result<Option<TcrRow>> {
         let q = format!("{TCR_SELECT} WHERE t.id = $1");
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(p).await?),
+        )
     }
 
     /// Insert test case results of a job.
@@ -305,7 +352,13 @@ impl Store {
     }
 
     /// Update a result reported for a pre-created test case result.
-    pub async fn update_tcr_result(&self, id: i64, result: i64, cmd_line: &str, vals: Option<&Value>) -> Result<()> {
+    pub async fn update_tcr_result(
+        &self,
+        id: i64,
+        result: i64,
+        cmd_line: &str,
+        vals: Option<&Value>,
+    ) -> Result<()> {
         on_write!(&self.db, p => sqlx::query(
             "UPDATE test_case_results SET result = $1, cmd_line = $2, vals = $3 WHERE id = $4")
             .bind(result).bind(cmd_line).bind(vals.map(Json)).bind(id).execute(p).await?.rows_affected());
@@ -314,7 +367,14 @@ impl Store {
 
     /// The newest `n` results per (test case, group, system) of the given test
     /// cases in the branch's CI flows created before `flow` (rank 1 = newest).
-    pub async fn ci_history(&self, branch_id: i64, flow_created: i64, flow_id: i64, run_id: i64, n: i64) -> Result<Vec<HistRow>> {
+    pub async fn ci_history(
+        &self,
+        branch_id: i64,
+        flow_created: i64,
+        flow_id: i64,
+        run_id: i64,
+        n: i64,
+    ) -> Result<Vec<HistRow>> {
         Ok(on_read!(&self.db, p => sqlx::query_as::<_, HistRow>(
             "SELECT test_case_id, agents_group_id, system_id, result, age, instability, comment_id, rn FROM ( \
                SELECT t.test_case_id, j.agents_group_id, j.system_id, t.result, t.age, t.instability, t.comment_id, \
@@ -369,14 +429,15 @@ impl Store {
     }
 
     /// Insert issues of a job.
-    pub async fn insert_issues(&self, job_id: i64, issues: &[(i64, Option<i64>, Option<i64>, String, String, String, Value)]) -> Result<()> {
+    pub async fn insert_issues(&self, job_id: i64, issues: &[NewIssue]) -> Result<()> {
         for chunk in issues.chunks(300) {
             on_write!(&self.db, p => {
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO issues (issue_type, line, col, path, symbol, message, job_id, extra, age) ");
                 qb.push_values(chunk, |mut b, i| {
-                    b.push_bind(i.0).push_bind(i.1).push_bind(i.2).push_bind(i.3.as_str()).push_bind(i.4.as_str())
-                        .push_bind(i.5.as_str()).push_bind(job_id).push_bind(Json(&i.6)).push_bind(0i64);
+                    b.push_bind(i.issue_type).push_bind(i.line).push_bind(i.col).push_bind(i.path.as_str())
+                        .push_bind(i.symbol.as_str()).push_bind(i.message.as_str()).push_bind(job_id)
+                        .push_bind(Json(&i.extra)).push_bind(0i64);
                 });
                 qb.build().execute(p).await?.rows_affected()
             });
@@ -400,7 +461,13 @@ impl Store {
 
     /// The job a new job's issues are compared with: the latest successful job
     /// with the same name, system, group and stage in an earlier CI flow.
-    pub async fn previous_ok_job(&self, job: &crate::store::jobs::JobRow, stage_id: i64, flow_created: i64, flow_id: i64) -> Result<Option<i64>> {
+    pub async fn previous_ok_job(
+        &self,
+        job: &crate::store::jobs::JobRow,
+        stage_id: i64,
+        flow_created: i64,
+        flow_id: i64,
+    ) -> Result<Option<i64>> {
         Ok(on_read!(&self.db, p => sqlx::query_scalar(
             "SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id JOIN flows f ON f.id = r.flow_id \
              WHERE j.name = $1 AND j.system_id = $2 AND j.agents_group_id = $3 AND r.stage_id = $4 \
@@ -425,14 +492,27 @@ impl Store {
     }
 
     /// Create a comment.
-    pub async fn insert_comment(&self, test_case_id: i64, branch_id: i64, flow_id: i64, state: i64, data: &Value) -> Result<i64> {
+    pub async fn insert_comment(
+        &self,
+        test_case_id: i64,
+        branch_id: i64,
+        flow_id: i64,
+        state: i64,
+        data: &Value,
+    ) -> Result<i64> {
         Ok(on_write!(&self.db, p => sqlx::query_scalar(
             "INSERT INTO test_case_comments (test_case_id, branch_id, last_flow_id, state, data) VALUES ($1, $2, $3, $4, $5) RETURNING id")
             .bind(test_case_id).bind(branch_id).bind(flow_id).bind(state).bind(Json(data)).fetch_one(p).await?))
     }
 
     /// Update a comment.
-    pub async fn update_comment(&self, id: i64, flow_id: i64, state: i64, data: &Value) -> Result<()> {
+    pub async fn update_comment(
+        &self,
+        id: i64,
+        flow_id: i64,
+        state: i64,
+        data: &Value,
+    ) -> Result<()> {
         on_write!(&self.db, p => sqlx::query(
             "UPDATE test_case_comments SET last_flow_id = $1, state = $2, data = $3 WHERE id = $4")
             .bind(flow_id).bind(state).bind(Json(data)).bind(id).execute(p).await?.rows_affected());
@@ -442,7 +522,11 @@ impl Store {
     /// Attach a comment to results.
     pub async fn set_tcrs_comment(&self, ids: &[i64], comment_id: i64) -> Result<()> {
         for chunk in ids.chunks(500) {
-            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let list = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             on_write!(&self.db, p => sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE test_case_results SET comment_id = $1 WHERE id IN ({list})")))
                 .bind(comment_id).execute(p).await?.rows_affected());

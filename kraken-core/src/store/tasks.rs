@@ -56,15 +56,21 @@ impl Store {
                 "UPDATE bg_tasks SET state = 'started', started = $1 WHERE id = $2 AND state = 'queued'")
                 .bind(now_ms()).bind(id).execute(p).await?.rows_affected());
             if n == 1 {
-                return Ok(on_read!(&self.db, p => sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(format!(
-                    "SELECT {TASK_COLS} FROM bg_tasks WHERE id = $1"))).bind(id).fetch_optional(p).await?));
+                return Ok(
+                    on_read!(&self.db, p => sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TASK_COLS} FROM bg_tasks WHERE id = $1"))).bind(id).fetch_optional(p).await?),
+                );
             }
         }
     }
 
     /// Record how a task ended.
     pub async fn finish_task(&self, id: i64, error: Option<&str>) -> Result<()> {
-        let state = if error.is_some() { "failed" } else { "finished" };
+        let state = if error.is_some() {
+            "failed"
+        } else {
+            "finished"
+        };
         on_write!(&self.db, p => sqlx::query("UPDATE bg_tasks SET state = $1, error = $2, ended = $3 WHERE id = $4")
             .bind(state).bind(error).bind(now_ms()).bind(id).execute(p).await?.rows_affected());
         Ok(())
@@ -79,7 +85,9 @@ impl Store {
 
     /// The latest tasks, newest first.
     pub async fn recent_tasks(&self, limit: i64) -> Result<Vec<TaskRow>> {
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {TASK_COLS} FROM bg_tasks ORDER BY id DESC LIMIT $1"))).bind(limit).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {TASK_COLS} FROM bg_tasks ORDER BY id DESC LIMIT $1"))).bind(limit).fetch_all(p).await?),
+        )
     }
 }

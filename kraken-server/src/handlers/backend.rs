@@ -12,8 +12,14 @@ use serde_json::{Value, json};
 
 use crate::extract::{AppError, AppState, J, P, Q, R};
 
-pub async fn backend(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, J(msg): J<Value>) -> R<Json<Value>> {
-    Ok(Json(st.core.backend(&msg, Some(&peer.ip().to_string())).await?))
+pub async fn backend(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    J(msg): J<Value>,
+) -> R<Json<Value>> {
+    Ok(Json(
+        st.core.backend(&msg, Some(&peer.ip().to_string())).await?,
+    ))
 }
 
 pub async fn agent_logs(State(st): State<AppState>, J(body): J<AgentLogs>) -> R<Json<Value>> {
@@ -21,22 +27,45 @@ pub async fn agent_logs(State(st): State<AppState>, J(body): J<AgentLogs>) -> R<
 }
 
 fn required<'a>(q: &'a Q, key: &str) -> R<&'a str> {
-    q.str(key).ok_or_else(|| AppError(Error::bad_request(format!("missing {key} parameter"))))
+    q.str(key)
+        .ok_or_else(|| AppError(Error::bad_request(format!("missing {key} parameter"))))
 }
 
-pub async fn upload_artifact(State(st): State<AppState>, P(job_id): P<i64>, q: Q, body: Bytes) -> R<Json<Value>> {
+pub async fn upload_artifact(
+    State(st): State<AppState>,
+    P(job_id): P<i64>,
+    q: Q,
+    body: Bytes,
+) -> R<Json<Value>> {
     let address = required(&q, "address")?;
     let path = required(&q, "path")?;
     let public = q.bool("public")?.unwrap_or(false);
-    let size = st.core.agent_upload_artifact(address, job_id, path, public, &body).await?;
+    let size = st
+        .core
+        .agent_upload_artifact(address, job_id, path, public, &body)
+        .await?;
     Ok(Json(json!({"size": size})))
 }
 
 pub async fn list_artifacts(State(st): State<AppState>, P(job_id): P<i64>, q: Q) -> R<Json<Value>> {
-    Ok(Json(st.core.agent_list_artifacts(required(&q, "address")?, job_id, required(&q, "pattern")?).await?))
+    Ok(Json(
+        st.core
+            .agent_list_artifacts(required(&q, "address")?, job_id, required(&q, "pattern")?)
+            .await?,
+    ))
 }
 
 pub async fn read_artifact(State(st): State<AppState>, P(job_id): P<i64>, q: Q) -> R<Vec<u8>> {
-    let run_id = q.int("run_id")?.ok_or_else(|| AppError(Error::bad_request("missing run_id parameter")))?;
-    Ok(st.core.agent_read_artifact(required(&q, "address")?, job_id, run_id, required(&q, "path")?).await?)
+    let run_id = q
+        .int("run_id")?
+        .ok_or_else(|| AppError(Error::bad_request("missing run_id parameter")))?;
+    Ok(st
+        .core
+        .agent_read_artifact(
+            required(&q, "address")?,
+            job_id,
+            run_id,
+            required(&q, "path")?,
+        )
+        .await?)
 }

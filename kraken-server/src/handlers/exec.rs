@@ -7,11 +7,22 @@ use kraken_core::model::{Empty, Flow, Job, List, NewFlow, NewJob, NewRun, Run};
 
 use crate::extract::{Caller, J, P, Q, R};
 
-pub async fn create_flow(Caller(k): Caller, P((id, kind)): P<(i64, String)>, J(body): J<NewFlow>) -> R<(StatusCode, Json<Flow>)> {
-    Ok((StatusCode::CREATED, Json(k.create_flow(id, &kind, &body).await?)))
+pub async fn create_flow(
+    Caller(k): Caller,
+    P((id, kind)): P<(i64, String)>,
+    J(body): J<NewFlow>,
+) -> R<(StatusCode, Json<Flow>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(k.create_flow(id, &kind, &body).await?),
+    ))
 }
 
-pub async fn create_run(Caller(k): Caller, P(id): P<i64>, J(body): J<NewRun>) -> R<(StatusCode, Json<Run>)> {
+pub async fn create_run(
+    Caller(k): Caller,
+    P(id): P<i64>,
+    J(body): J<NewRun>,
+) -> R<(StatusCode, Json<Run>)> {
     Ok((StatusCode::CREATED, Json(k.create_run(id, &body).await?)))
 }
 

@@ -17,16 +17,26 @@ use kraken_core::store::logs::LogFilter;
 use crate::extract::{Caller, P, Q, R};
 
 fn log_paging(q: &Q) -> R<LogPaging> {
-    Ok(LogPaging { start: q.int("start")?, limit: q.int("limit")?, order: q.str("order").map(str::to_string) })
+    Ok(LogPaging {
+        start: q.int("start")?,
+        limit: q.int("limit")?,
+        order: q.str("order").map(str::to_string),
+    })
 }
 
 pub async fn get_job_logs(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<Logs>> {
     let internals = q.bool("internals")?.unwrap_or(false);
-    Ok(Json(k.get_job_logs(id, &log_paging(&q)?, internals, q.str("filters")).await?))
+    Ok(Json(
+        k.get_job_logs(id, &log_paging(&q)?, internals, q.str("filters"))
+            .await?,
+    ))
 }
 
 pub async fn get_step_logs(Caller(k): Caller, P((id, step)): P<(i64, i64)>, q: Q) -> R<Json<Logs>> {
-    Ok(Json(k.get_step_logs(id, step, &log_paging(&q)?, q.str("filters")).await?))
+    Ok(Json(
+        k.get_step_logs(id, step, &log_paging(&q)?, q.str("filters"))
+            .await?,
+    ))
 }
 
 pub async fn get_logs(Caller(k): Caller, q: Q) -> R<Json<Logs>> {
@@ -46,15 +56,24 @@ pub async fn get_logs(Caller(k): Caller, q: Q) -> R<Json<Logs>> {
 }
 
 pub async fn get_services_logs(Caller(k): Caller, q: Q) -> R<Json<Logs>> {
-    Ok(Json(k.get_services_logs(&q.list("services"), q.str("level")).await?))
+    Ok(Json(
+        k.get_services_logs(&q.list("services"), q.str("level"))
+            .await?,
+    ))
 }
 
-fn text_attachment(name: String, body: String) -> Response {
+fn text_attachment(name: &str, body: String) -> Response {
     (
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename={name}")),
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename={name}"),
+            ),
         ],
         body,
     )
@@ -62,11 +81,17 @@ fn text_attachment(name: String, body: String) -> Response {
 }
 
 pub async fn job_log_text(Caller(k): Caller, P(id): P<i64>) -> R<Response> {
-    Ok(text_attachment(format!("job_log_{id}.txt"), k.job_log_text(id, None).await?))
+    Ok(text_attachment(
+        &format!("job_log_{id}.txt"),
+        k.job_log_text(id, None).await?,
+    ))
 }
 
 pub async fn step_log_text(Caller(k): Caller, P((id, step)): P<(i64, i64)>) -> R<Response> {
-    Ok(text_attachment(format!("step_log_{id}_{step}.txt"), k.job_log_text(id, Some(step)).await?))
+    Ok(text_attachment(
+        &format!("step_log_{id}_{step}.txt"),
+        k.job_log_text(id, Some(step)).await?,
+    ))
 }
 
 /// `GET /jobs/{id}/logs/stream`: server-sent events of a job's log from a
@@ -74,7 +99,12 @@ pub async fn step_log_text(Caller(k): Caller, P((id, step)): P<(i64, i64)>) -> R
 /// events when the job changes, and a final `end` event once the job is
 /// completed and every line was sent. A client that reconnects with the last
 /// id it saw gets the rest, without gaps or duplicates.
-pub async fn stream_job_log(Caller(k): Caller, P(id): P<i64>, q: Q, headers: HeaderMap) -> R<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+pub async fn stream_job_log(
+    Caller(k): Caller,
+    P(id): P<i64>,
+    q: Q,
+    headers: HeaderMap,
+) -> R<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let header_cursor = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -83,7 +113,15 @@ pub async fn stream_job_log(Caller(k): Caller, P(id): P<i64>, q: Q, headers: Hea
     // Check access (and existence) before starting the stream.
     let first = k.follow_job_log(id, after, 1000).await?;
     let rx = k.core().events.subscribe();
-    let state = Follow { k, job_id: id, cursor: after, rx, pending: Some(first), last_state: None, done: false };
+    let state = Follow {
+        k,
+        job_id: id,
+        cursor: after,
+        rx,
+        pending: Some(first),
+        last_state: None,
+        done: false,
+    };
     let s = stream::unfold(state, next_events).flat_map(stream::iter);
     Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
@@ -118,16 +156,21 @@ async fn next_events(mut f: Follow) -> Option<(Vec<Result<Event, Infallible>>, F
         let state = (chunk.job_state, chunk.completion_status);
         if f.last_state != Some(state) {
             f.last_state = Some(state);
-            let data = serde_json::json!({"state": state.0, "completion_status": state.1}).to_string();
+            let data =
+                serde_json::json!({"state": state.0, "completion_status": state.1}).to_string();
             out.push(Ok(Event::default().event("state").data(data)));
         }
         for line in &chunk.lines {
             f.cursor = line.id;
             let data = serde_json::to_string(line).unwrap_or_default();
-            out.push(Ok(Event::default().event("log").id(line.id.to_string()).data(data)));
+            out.push(Ok(Event::default()
+                .event("log")
+                .id(line.id.to_string())
+                .data(data)));
         }
         if chunk.lines.is_empty() && chunk.job_completed {
-            let data = serde_json::json!({"state": state.0, "completion_status": state.1}).to_string();
+            let data =
+                serde_json::json!({"state": state.0, "completion_status": state.1}).to_string();
             out.push(Ok(Event::default().event("end").data(data)));
             f.done = true;
             return Some((out, f));
@@ -140,7 +183,12 @@ async fn next_events(mut f: Follow) -> Option<(Vec<Result<Event, Infallible>>, F
         let wait = async {
             loop {
                 match f.rx.recv().await {
-                    Ok(CoreEvent::Logs { job_id: j, .. }) | Ok(CoreEvent::Job { job_id: j, .. }) if j == job_id => return,
+                    Ok(CoreEvent::Logs { job_id: j, .. })
+                    | Ok(CoreEvent::Job { job_id: j, .. })
+                        if j == job_id =>
+                    {
+                        return;
+                    }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {

@@ -86,7 +86,7 @@ async fn groups_crud() {
 
 #[tokio::test]
 async fn agents_authorize_update_delete() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
     assert_eq!(admin.get("/api/agents").await.expect(200)["total"], 0);
     // Agents register themselves through the agent backend; do it through the store here.
