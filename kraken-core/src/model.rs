@@ -1410,3 +1410,138 @@ pub struct Paging {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sort_dir: Option<String>,
 }
+
+// ---------------------------------------------------------------- results
+
+/// A comment thread on a failing test case (carried to later failures).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TestCaseComment {
+    /// State: 0 new, 1 investigating, 2 bug in product, 3 bug in test.
+    pub state: i64,
+    /// Entries, newest first: `{author, date, text, state, tcr}`.
+    pub data: Vec<Value>,
+}
+
+/// A test case result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TestCaseResult {
+    /// Id.
+    pub id: i64,
+    /// Test case.
+    pub test_case_id: i64,
+    /// Test case name.
+    pub test_case_name: String,
+    /// Result (see [`tc_result`]).
+    pub result: i64,
+    /// Values (performance figures etc.).
+    pub values: Option<Value>,
+    /// Command line that ran it.
+    pub cmd_line: Option<String>,
+    /// Flips within the last 10 results.
+    pub instability: i64,
+    /// Flows in a row with this result.
+    pub age: i64,
+    /// Change (see [`tc_change`]).
+    pub change: i64,
+    /// Relevancy, 0–6.
+    pub relevancy: i64,
+    /// Job.
+    pub job_id: i64,
+    /// Job name.
+    pub job_name: String,
+    /// Agents group.
+    pub agents_group_id: i64,
+    /// Agents group name.
+    pub agents_group_name: String,
+    /// System.
+    pub system_id: i64,
+    /// System name.
+    pub system_name: String,
+    /// Agent (0 if none).
+    pub agent_id: i64,
+    /// Agent name.
+    pub agent_name: String,
+    /// Its comment thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<TestCaseComment>,
+    /// Where it ran (single result answers): project, branch, flow, run, stage.
+    #[serde(flatten)]
+    pub place: Option<ResultPlace>,
+}
+
+/// Where a result ran.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResultPlace {
+    /// Project.
+    pub project_id: i64,
+    /// Project name.
+    pub project_name: String,
+    /// Branch.
+    pub branch_id: i64,
+    /// Branch name.
+    pub branch_name: String,
+    /// Flow.
+    pub flow_id: i64,
+    /// `ci` or `dev`.
+    pub flow_kind: String,
+    /// Flow label.
+    pub flow_label: String,
+    /// Flow creation time.
+    pub flow_created_at: Timestamp,
+    /// Run.
+    pub run_id: i64,
+    /// Stage.
+    pub stage_id: i64,
+    /// Stage name.
+    pub stage_name: String,
+}
+
+/// `POST /test_case_results/{id}/comment`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CommentInput {
+    /// Text.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Author.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// State.
+    #[serde(default)]
+    pub state: Option<i64>,
+}
+
+/// An issue found by an analysis step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Issue {
+    /// Id.
+    pub id: i64,
+    /// Type: 0 error, 1 warning, 2 convention, 3 refactor.
+    pub issue_type: i64,
+    /// Line.
+    pub line: Option<i64>,
+    /// Column.
+    pub column: Option<i64>,
+    /// Path.
+    pub path: Option<String>,
+    /// Symbol.
+    pub symbol: Option<String>,
+    /// Message.
+    pub message: Option<String>,
+    /// Flows in a row it has been there.
+    pub age: i64,
+    /// Job.
+    pub job_id: i64,
+    /// Job name.
+    pub job_name: String,
+    /// Agents group.
+    pub agents_group_id: i64,
+    /// Agents group name.
+    pub agents_group_name: String,
+    /// Agent.
+    pub agent_id: i64,
+    /// Agent name.
+    pub agent_name: String,
+    /// Other fields reported (`type`, `module`, `url`, ...).
+    #[serde(flatten)]
+    pub extra: JsonMap,
+}

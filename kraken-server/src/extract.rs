@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kraken_core::{ApiError, Core, Error, Kraken};
+use kraken_core::{ApiError, Core, Error, Local};
 use serde::de::DeserializeOwned;
 
 /// Shared state of the HTTP layer.
@@ -59,7 +59,7 @@ fn bad(msg: impl Into<String>) -> AppError {
 
 /// The caller, authenticated by `Authorization: Bearer <token>`: a Kraken
 /// handle acting for them.
-pub struct Caller(pub Kraken);
+pub struct Caller(pub Local);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
@@ -79,7 +79,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// A caller who may be anonymous (e.g. `GET /settings`).
-pub struct MaybeCaller(pub Option<Kraken>);
+pub struct MaybeCaller(pub Option<Local>);
 
 impl FromRequestParts<AppState> for MaybeCaller {
     type Rejection = AppError;

@@ -24,7 +24,7 @@ pub mod extract;
 pub mod handlers;
 
 use extract::{AppState, error_response};
-use handlers::{agents, backend, exec, flows, logs, misc, projects, stages, tools, users};
+use handlers::{agents, backend, exec, flows, logs, misc, projects, results, stages, tools, users};
 
 /// How to run a server.
 #[derive(Debug, Clone)]
@@ -155,6 +155,15 @@ fn api_routes() -> Router<AppState> {
         .route("/jobs/{id}/logs/stream", get(logs::stream_job_log))
         .route("/jobs/{id}/{step}/logs", get(logs::get_step_logs))
         .route("/logs", get(logs::get_logs))
+        .route("/runs/{id}/results", get(results::get_run_results))
+        .route("/runs/{id}/issues", get(results::get_run_issues))
+        .route("/test_case_results/{id}", get(results::get_result))
+        .route("/test_case_results/{id}/history", get(results::get_result_history))
+        .route("/test_case_results/{id}/comment", post(results::create_comment))
+        .route("/flows/{id}/analysis", get(results::get_flow_analysis))
+        .route("/flows/{id}/history", get(results::get_branch_history))
+        .route("/rq/queue", post(results::create_rq_entry))
+        .route("/last-rq-jobs", get(results::get_last_rq_jobs))
         .route("/services-logs", get(logs::get_services_logs))
         .route(
             "/agents",
@@ -228,6 +237,7 @@ pub fn app(core: Arc<Core>) -> Router {
             get(backend::list_artifacts),
         )
         .route("/backend/artifacts/{job}/file", get(backend::read_artifact))
+        .route("/artifacts/{store}/{scope}/{id}/{*path}", get(results::download_artifact))
         .route("/job_log/{id}", get(logs::job_log_text))
         .route("/job_log/{id}/{step}", get(logs::step_log_text));
     Router::new()

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::{Kraken, required};
+use super::{Local, required};
 use crate::error::{Error, Result};
 use crate::model::{
     Agent, AgentAuthorization, AgentChanges, Empty, Group, GroupInput, List, Paging, System,
@@ -15,7 +15,7 @@ use crate::store::{page, sort_dir};
 
 const ADMIN_ONLY: &str = "only superadmin can manage agents";
 
-impl Kraken {
+impl Local {
     pub(crate) async fn agent_row(&self, id: i64) -> Result<AgentRow> {
         self.store()
             .agent(id)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::{Core, Kraken};
+use super::{Core, Local};
 use crate::engine::context::{CtxFor, secret_args};
 use crate::error::{Error, Result};
 use crate::events::Event;
@@ -404,7 +404,7 @@ impl Core {
     }
 }
 
-impl Kraken {
+impl Local {
     async fn host_info(&self, agent: &AgentRow, msg: &Value) -> Result<Value> {
         let mut info = msg.get("info").cloned().unwrap_or_else(|| json!({}));
         let system = match info.get("system") {

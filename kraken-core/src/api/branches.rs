@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Kraken, required};
+use super::{Local, required};
 use crate::error::{Error, Result};
 use crate::model::{
     Branch, BranchChanges, BranchSequence, BranchStats, BranchStatsByKind, Empty, EnvVar,
@@ -20,7 +20,7 @@ fn env_name_ok(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-impl Kraken {
+impl Local {
     pub(crate) async fn branch_row(&self, id: i64) -> Result<BranchRow> {
         self.store()
             .branch(id)

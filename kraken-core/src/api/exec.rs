@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::Kraken;
+use super::Local;
 use crate::error::{Error, Result};
 use crate::model::{
     Empty, Flow, Job, List, NewFlow, NewJob, NewRun, Paging, Run, completion, flow_kind, job_state,
@@ -30,7 +30,7 @@ pub struct Artifact {
     pub url: String,
 }
 
-impl Kraken {
+impl Local {
     /// `POST /branches/{id}/flows/{kind}`: create a flow and start its root stages (pwrusr).
     pub async fn create_flow(&self, branch_id: i64, kind: &str, input: &NewFlow) -> Result<Flow> {
         let branch = self.branch_row(branch_id).await?;

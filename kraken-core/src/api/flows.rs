@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::Kraken;
+use super::Local;
 use crate::error::{Error, Result};
 use crate::model::{
     Flow, List, ReportEntry, Run, duration_to_txt, flow_kind, flow_state, run_state,
@@ -47,7 +47,7 @@ fn report_entries(artifacts: &Value, prefix: &str, id: i64) -> Vec<ReportEntry> 
         .unwrap_or_default()
 }
 
-impl Kraken {
+impl Local {
     /// The place (project, branch) of a branch id.
     pub(crate) async fn flow_place(&self, branch_id: i64) -> Result<FlowPlace> {
         let b = self

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::Kraken;
+use super::Local;
 use crate::error::Result;
 use crate::model::{Job, List, Paging, Step, duration_to_txt};
 use crate::store::jobs::{JobRow, StepRow};
@@ -39,7 +39,7 @@ pub(crate) fn step_display_name(tool: &str, fields: &Map<String, Value>) -> Stri
     }
 }
 
-impl Kraken {
+impl Local {
     /// Step JSON; `masked` shows the copy with secrets hidden.
     pub(crate) fn step_json(s: &StepRow, masked: bool) -> Step {
         let source = if masked {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Kraken;
+use super::Local;
 use crate::error::{Error, Result};
 use crate::model::{Job, Timestamp, job_state};
 use crate::store::logs::{LogFilter, LogRow};
@@ -120,7 +120,7 @@ pub struct LogChunk {
     pub completion_status: Option<i64>,
 }
 
-impl Kraken {
+impl Local {
     async fn viewable_job(&self, job_id: i64) -> Result<crate::store::jobs::JobRow> {
         let job = self.store().require_job(job_id).await?;
         self.who.require_view(self.job_project(&job).await?)?;

@@ -23,6 +23,7 @@ pub(crate) mod flows;
 pub(crate) mod jobs;
 pub mod logs;
 pub(crate) mod projects;
+pub mod results;
 pub(crate) mod seed;
 pub(crate) mod settings;
 pub(crate) mod stages;
@@ -103,15 +104,15 @@ impl Core {
     }
 
     /// A handle acting as `who`.
-    pub fn kraken_for(self: &Arc<Self>, who: Principal) -> Kraken {
-        Kraken {
+    pub fn kraken_for(self: &Arc<Self>, who: Principal) -> Local {
+        Local {
             core: self.clone(),
             who: Arc::new(who),
         }
     }
 
     /// A handle acting as the local administrator.
-    pub fn local_admin(self: &Arc<Self>) -> Kraken {
+    pub fn local_admin(self: &Arc<Self>) -> Local {
         self.kraken_for(Principal::local_admin(self.admin_id))
     }
 
@@ -149,23 +150,23 @@ impl Core {
 
 /// A handle on a Kraken instance acting for one principal.
 #[derive(Clone)]
-pub struct Kraken {
+pub struct Local {
     pub(crate) core: Arc<Core>,
     pub(crate) who: Arc<Principal>,
 }
 
-impl std::fmt::Debug for Kraken {
+impl std::fmt::Debug for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kraken")
+        f.debug_struct("Local")
             .field("who", &self.who.name)
             .finish()
     }
 }
 
-impl Kraken {
+impl Local {
     /// Open a database (`sqlite://ci.db`, `postgres://...`) in process, as the
     /// local administrator, with the default configuration.
-    pub async fn open(url: &str) -> Result<Kraken> {
+    pub async fn open(url: &str) -> Result<Local> {
         let store = Store::open(url).await?;
         Ok(Core::open(store, Config::default()).await?.local_admin())
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Kraken, required};
+use super::{Local, required};
 use crate::error::{Error, Result};
 use crate::model::{
     Empty, FlowBrief, List, NewProject, Project, ProjectChanges, Secret, SecretInput, secret_kind,
@@ -25,7 +25,7 @@ fn secret_name_ok(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-impl Kraken {
+impl Local {
     pub(crate) async fn project_row(&self, id: i64) -> Result<ProjectRow> {
         self.store()
             .project(id)

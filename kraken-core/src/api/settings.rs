@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::Kraken;
+use super::Local;
 use crate::error::{Error, Result};
 use crate::model::{LiveData, ServerVersion, UserData};
 use crate::store::Store;
@@ -45,7 +45,7 @@ pub(crate) fn json_indent4(v: &Value) -> String {
     String::from_utf8(buf).unwrap_or_else(|_| v.to_string())
 }
 
-impl Kraken {
+impl Local {
     /// `GET /version`.
     pub async fn get_server_version(&self) -> Result<ServerVersion> {
         Ok(ServerVersion {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::{Map, Value};
 
-use super::Kraken;
+use super::Local;
 use crate::engine::context::CtxFor;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -22,7 +22,7 @@ use crate::triggers::timers_of;
 pub(crate) type ValidatorCache =
     std::sync::Mutex<Option<((i64, i64, i64), Arc<WorkflowValidator>)>>;
 
-impl Kraken {
+impl Local {
     /// The workflow validator for the current tools (rebuilt when they change).
     pub(crate) async fn validator(&self) -> Result<Arc<WorkflowValidator>> {
         let tools = self.store().all_tools().await?;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::seed::{WORKFLOW_SCHEMA, tool_step_schema};
-use super::{Kraken, required};
+use super::{Local, required};
 use crate::error::{Error, Result};
 use crate::model::{Empty, List, Paging, Tool, ToolInput};
 use crate::store::tools::{NewToolRow, ToolRow};
@@ -76,7 +76,7 @@ fn validate_parameters(p: &Value) -> Result<()> {
     })
 }
 
-impl Kraken {
+impl Local {
     /// `GET /tools`: the latest version of each tool.
     pub async fn get_tools(&self, paging: &Paging) -> Result<List<Tool>> {
         let mut rows = self.store().latest_tools().await?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Kraken, required};
+use super::{Local, required};
 use crate::auth::{hash_password, new_token, verify_password};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -60,7 +60,7 @@ pub async fn login(store: &Store, input: &Login) -> Result<Session> {
     session_json(store, session.id, &token, user.id).await
 }
 
-impl Kraken {
+impl Local {
     /// `POST /sessions`.
     pub async fn login(&self, input: &Login) -> Result<Session> {
         login(self.store(), input).await

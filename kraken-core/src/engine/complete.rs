@@ -3,7 +3,7 @@
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::api::Kraken;
+use crate::api::Local;
 use crate::error::Result;
 use crate::events::Event;
 use crate::model::{completion, flow_kind, run_state, step_status};
@@ -30,7 +30,7 @@ fn status_from_steps(steps: &[crate::store::jobs::StepRow]) -> i64 {
     completion::ALL_OK
 }
 
-impl Kraken {
+impl Local {
     /// A job's agent finished its steps (or it was ended otherwise): complete
     /// it from its steps' results, then the run when all its jobs are done.
     pub(crate) async fn job_completed(&self, job_id: i64) -> Result<()> {

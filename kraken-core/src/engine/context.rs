@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::api::Kraken;
+use crate::api::Local;
 use crate::error::Result;
 use crate::model::{flow_kind, secret_kind, step_status};
 use crate::store::branches::BranchRow;
@@ -46,7 +46,7 @@ pub(crate) fn secret_args(secrets: &[crate::store::projects::SecretRow]) -> Map<
     out
 }
 
-impl Kraken {
+impl Local {
     /// Build the context for `at` with run arguments `args`.
     pub(crate) async fn prepare_context(
         &self,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use super::context::{CtxFor, secret_args};
-use crate::api::Kraken;
+use crate::api::Local;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::model::{completion, flow_kind, run_state, seq_kind};
@@ -74,7 +74,7 @@ fn starts_with_flow(stage: &StageRow) -> bool {
             != Some(false)
 }
 
-impl Kraken {
+impl Local {
     /// Create a flow of `kind` on a branch and start its root stages (or only
     /// `only_stage`, for timed triggers). Internal: no permission check.
     pub(crate) async fn start_flow(

@@ -8,11 +8,11 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::api::Kraken;
+use crate::api::Local;
 use crate::error::Result;
 use crate::events::Event;
 
-impl Kraken {
+impl Local {
     /// Assign as many waiting jobs as there are idle agents; returns how many.
     pub(crate) async fn assign_jobs(&self) -> Result<usize> {
         let idle = self.store().idle_agents().await?;

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::api::Kraken;
+use crate::api::Local;
 use crate::error::Result;
 use crate::events::Event;
 use crate::model::{flow_kind, run_state};
@@ -13,7 +13,7 @@ pub const ANALYZE_RESULTS_HISTORY: &str = "analyze_results_history";
 /// Recompute a run's counters and children (what `POST /runs/{id}` asks for).
 pub const ANALYZE_RUN: &str = "analyze_run";
 
-impl Kraken {
+impl Local {
     /// Queue the results-history analysis of a run.
     pub(crate) async fn enqueue_history_analysis(&self, run_id: i64) -> Result<()> {
         self.enqueue_task(ANALYZE_RESULTS_HISTORY, json!([run_id]))

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use serde_json::json;
 
-use crate::api::Kraken;
+use crate::api::Local;
 use crate::error::Result;
 use crate::model::{completion, flow_kind};
 use crate::store::now_ms;
@@ -15,7 +15,7 @@ pub const AGENT_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 /// Runs time out after this long (the original's DEFAULT_RUN_TIMEOUT).
 pub const RUN_TIMEOUT_MS: i64 = 10_800 * 1000;
 
-impl Kraken {
+impl Local {
     /// Cancel jobs whose agent has held them longer than their timeout.
     pub(crate) async fn check_job_timeouts(&self) -> Result<()> {
         for job in self.store().expired_jobs(now_ms()).await? {

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::api::Kraken;
+use crate::api::Local;
 use crate::error::Result;
 use crate::model::{flow_kind, tc_change, tc_result};
 use crate::store::flows::{FlowRow, HistoryCounters, RunRow};
@@ -40,7 +40,7 @@ pub fn issue_type(name: &str) -> i64 {
 /// Store test results reported by a step. Results pre-created by
 /// `dispatch-tests` are updated; the others are added.
 pub(crate) async fn store_test_results(
-    k: &Kraken,
+    k: &Local,
     job: &JobRow,
     step: &StepRow,
     tests: &Value,
@@ -109,7 +109,7 @@ pub(crate) async fn store_test_results(
 
 /// Pre-create results (not run) for tests an agent is about to run.
 pub(crate) async fn precreate_test_results(
-    k: &Kraken,
+    k: &Local,
     job: &JobRow,
     step: &StepRow,
     tests: &[String],
@@ -147,7 +147,7 @@ pub(crate) async fn precreate_test_results(
 }
 
 /// Store issues (pylint-like dicts) reported by a step.
-pub(crate) async fn store_issues(k: &Kraken, job: &JobRow, issues: &Value) -> Result<()> {
+pub(crate) async fn store_issues(k: &Local, job: &JobRow, issues: &Value) -> Result<()> {
     let Some(list) = issues.as_array() else {
         return Ok(());
     };
@@ -256,7 +256,7 @@ pub fn analyze_dev(result: i64, reference: Option<(i64, i64, i64)>) -> (i64, i64
 
 /// Run the results-history analysis of a run; returns its counters.
 pub(crate) async fn analyze_run_history(
-    k: &Kraken,
+    k: &Local,
     run: &RunRow,
     flow: &FlowRow,
 ) -> Result<HistoryCounters> {
@@ -374,7 +374,7 @@ pub(crate) async fn analyze_run_history(
 }
 
 /// Age issues against the previous successful job; returns how many are new.
-async fn analyze_issues(k: &Kraken, run: &RunRow, flow: &FlowRow) -> Result<i64> {
+async fn analyze_issues(k: &Local, run: &RunRow, flow: &FlowRow) -> Result<i64> {
     let store = &k.core().store;
     let mut new = 0;
     for job in store.run_jobs(run.id, false).await? {

@@ -534,3 +534,328 @@ impl Store {
         Ok(())
     }
 }
+
+/// A test case result with the names the API shows.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TcrFull {
+    /// Id.
+    pub id: i64,
+    /// Test case.
+    pub test_case_id: i64,
+    /// Test case name.
+    pub test_case_name: String,
+    /// Result.
+    pub result: i64,
+    /// Values.
+    pub vals: Option<Json<Value>>,
+    /// Command line.
+    pub cmd_line: Option<String>,
+    /// Instability.
+    pub instability: i64,
+    /// Age.
+    pub age: i64,
+    /// Change.
+    pub change: i64,
+    /// Relevancy.
+    pub relevancy: i64,
+    /// Comment.
+    pub comment_id: Option<i64>,
+    /// Job.
+    pub job_id: i64,
+    /// Job name.
+    pub job_name: String,
+    /// Group.
+    pub agents_group_id: i64,
+    /// Group name.
+    pub agents_group_name: String,
+    /// System.
+    pub system_id: i64,
+    /// System name.
+    pub system_name: String,
+    /// Agent.
+    pub agent_id: Option<i64>,
+    /// Agent name.
+    pub agent_name: Option<String>,
+    /// Run.
+    pub run_id: i64,
+    /// Flow.
+    pub flow_id: i64,
+    /// Flow kind.
+    pub flow_kind: i64,
+    /// Flow label.
+    pub flow_label: Option<String>,
+    /// Flow creation (ms).
+    pub flow_created: i64,
+    /// Branch.
+    pub branch_id: i64,
+    /// Stage.
+    pub stage_id: i64,
+}
+
+const TCR_FULL_SELECT: &str = "SELECT t.id, t.test_case_id, c.name AS test_case_name, t.result, t.vals, t.cmd_line, \
+    t.instability, t.age, t.change, t.relevancy, t.comment_id, j.id AS job_id, j.name AS job_name, \
+    j.agents_group_id, g.name AS agents_group_name, j.system_id, s.name AS system_name, j.agent_used_id AS agent_id, \
+    a.name AS agent_name, r.id AS run_id, f.id AS flow_id, f.kind AS flow_kind, f.label AS flow_label, \
+    f.created AS flow_created, f.branch_id, r.stage_id \
+    FROM test_case_results t JOIN test_cases c ON c.id = t.test_case_id JOIN jobs j ON j.id = t.job_id \
+    JOIN agents_groups g ON g.id = j.agents_group_id JOIN systems s ON s.id = j.system_id \
+    LEFT JOIN agents a ON a.id = j.agent_used_id JOIN runs r ON r.id = j.run_id JOIN flows f ON f.id = r.flow_id";
+
+/// Filters of `GET /runs/{id}/results`.
+#[derive(Debug, Clone, Default)]
+pub struct TcrFilter {
+    /// Results (any of).
+    pub statuses: Vec<i64>,
+    /// Changes (any of).
+    pub changes: Vec<i64>,
+    /// Minimum age.
+    pub min_age: Option<i64>,
+    /// Maximum age.
+    pub max_age: Option<i64>,
+    /// Minimum instability.
+    pub min_instability: Option<i64>,
+    /// Maximum instability.
+    pub max_instability: Option<i64>,
+    /// Substring of the test case name.
+    pub text: Option<String>,
+    /// A job id (digits) or a substring of the job name.
+    pub job: Option<String>,
+    /// System ids (any of).
+    pub systems: Vec<i64>,
+    /// Group ids (any of).
+    pub groups: Vec<i64>,
+}
+
+/// Filters of `GET /runs/{id}/issues`.
+#[derive(Debug, Clone, Default)]
+pub struct IssueFilter {
+    /// Issue types (any of).
+    pub types: Vec<i64>,
+    /// Substring of the path.
+    pub location: Option<String>,
+    /// Substring of the message.
+    pub message: Option<String>,
+    /// Substring of the symbol.
+    pub symbol: Option<String>,
+    /// Minimum age.
+    pub min_age: Option<i64>,
+    /// Maximum age.
+    pub max_age: Option<i64>,
+    /// A job id (digits) or a substring of the job name.
+    pub job: Option<String>,
+}
+
+/// An issue with its job's names.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IssueFull {
+    /// Id.
+    pub id: i64,
+    /// Type.
+    pub issue_type: i64,
+    /// Line.
+    pub line: Option<i64>,
+    /// Column.
+    pub col: Option<i64>,
+    /// Path.
+    pub path: Option<String>,
+    /// Symbol.
+    pub symbol: Option<String>,
+    /// Message.
+    pub message: Option<String>,
+    /// Extra fields.
+    pub extra: Option<Json<Value>>,
+    /// Age.
+    pub age: i64,
+    /// Job.
+    pub job_id: i64,
+    /// Job name.
+    pub job_name: String,
+    /// Group.
+    pub agents_group_id: i64,
+    /// Group name.
+    pub agents_group_name: String,
+    /// Agent.
+    pub agent_id: Option<i64>,
+    /// Agent name.
+    pub agent_name: Option<String>,
+}
+
+enum P {
+    I(i64),
+    S(String),
+}
+
+struct Where {
+    sql: String,
+    params: Vec<P>,
+}
+
+impl Where {
+    fn new(base: &str) -> Self {
+        Where { sql: base.to_string(), params: Vec::new() }
+    }
+    fn int(&mut self, col: &str, op: &str, v: Option<i64>) {
+        if let Some(v) = v {
+            self.params.push(P::I(v));
+            self.sql.push_str(&format!(" AND {col} {op} ${}", self.params.len()));
+        }
+    }
+    fn any(&mut self, col: &str, vs: &[i64]) {
+        if vs.is_empty() {
+            return;
+        }
+        let mut ph = Vec::new();
+        for v in vs {
+            self.params.push(P::I(*v));
+            ph.push(format!("${}", self.params.len()));
+        }
+        self.sql.push_str(&format!(" AND {col} IN ({})", ph.join(", ")));
+    }
+    fn like(&mut self, col: &str, v: Option<&str>) {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            self.params.push(P::S(format!("%{}%", v.to_lowercase())));
+            self.sql.push_str(&format!(" AND LOWER({col}) LIKE ${}", self.params.len()));
+        }
+    }
+    fn job(&mut self, v: Option<&str>) {
+        match v.filter(|v| !v.is_empty()) {
+            Some(v) if v.chars().all(|c| c.is_ascii_digit()) => self.int("j.id", "=", v.parse().ok()),
+            other => self.like("j.name", other),
+        }
+    }
+}
+
+macro_rules! bind_params {
+    ($q:expr, $params:expr) => {{
+        let mut q = $q;
+        for p in $params {
+            q = match p {
+                P::I(i) => q.bind(*i),
+                P::S(s) => q.bind(s.clone()),
+            };
+        }
+        q
+    }};
+}
+
+impl Store {
+    /// A page of a run's test case results (non-covered jobs) and the total.
+    pub async fn query_tcrs(&self, run_id: i64, f: &TcrFilter, order: &str, start: i64, limit: i64) -> Result<(Vec<TcrFull>, i64)> {
+        let mut w = Where::new(" WHERE j.covered = FALSE");
+        w.int("j.run_id", "=", Some(run_id));
+        w.any("t.result", &f.statuses);
+        w.any("t.change", &f.changes);
+        w.int("t.age", ">=", f.min_age);
+        w.int("t.age", "<=", f.max_age);
+        w.int("t.instability", ">=", f.min_instability);
+        w.int("t.instability", "<=", f.max_instability);
+        w.like("c.name", f.text.as_deref());
+        w.job(f.job.as_deref());
+        w.any("j.system_id", &f.systems);
+        w.any("j.agents_group_id", &f.groups);
+        let n = w.params.len();
+        let q = format!("{TCR_FULL_SELECT}{} ORDER BY {order} LIMIT ${} OFFSET ${}", w.sql, n + 1, n + 2);
+        let rows: Vec<TcrFull> = on_read!(&self.db, p => {
+            let q = bind_params!(sqlx::query_as::<_, TcrFull>(sqlx::AssertSqlSafe(q)), &w.params);
+            q.bind(limit).bind(start).fetch_all(p).await?
+        });
+        let cq = format!(
+            "SELECT COUNT(*) FROM test_case_results t JOIN test_cases c ON c.id = t.test_case_id JOIN jobs j ON j.id = t.job_id{}",
+            w.sql
+        );
+        let total: i64 = on_read!(&self.db, p => {
+            let q = bind_params!(sqlx::query_scalar(sqlx::AssertSqlSafe(cq)), &w.params);
+            q.fetch_one(p).await?
+        });
+        Ok((rows, total))
+    }
+
+    /// One test case result with names.
+    pub async fn tcr_full(&self, id: i64) -> Result<Option<TcrFull>> {
+        let q = format!("{TCR_FULL_SELECT} WHERE t.id = $1");
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, TcrFull>(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(p).await?))
+    }
+
+    /// Results of the same test case, group and system on the branch in CI
+    /// flows created up to `flow_created` (newest first), and the total.
+    pub async fn tcr_history(&self, t: &TcrFull, start: i64, limit: i64) -> Result<(Vec<TcrFull>, i64)> {
+        let cond = " WHERE t.test_case_id = $1 AND j.agents_group_id = $2 AND j.system_id = $3 AND f.branch_id = $4 \
+                    AND f.kind = 0 AND j.covered = FALSE AND (f.created < $5 OR (f.created = $5 AND f.id <= $6))";
+        let q = format!("{TCR_FULL_SELECT}{cond} ORDER BY f.created DESC, f.id DESC, t.id DESC LIMIT $7 OFFSET $8");
+        let rows = on_read!(&self.db, p => sqlx::query_as::<_, TcrFull>(sqlx::AssertSqlSafe(q))
+            .bind(t.test_case_id).bind(t.agents_group_id).bind(t.system_id).bind(t.branch_id)
+            .bind(t.flow_created).bind(t.flow_id).bind(limit).bind(start).fetch_all(p).await?);
+        let cq = format!(
+            "SELECT COUNT(*) FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
+             JOIN flows f ON f.id = r.flow_id{cond}"
+        );
+        let total: i64 = on_read!(&self.db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(cq))
+            .bind(t.test_case_id).bind(t.agents_group_id).bind(t.system_id).bind(t.branch_id)
+            .bind(t.flow_created).bind(t.flow_id).fetch_one(p).await?);
+        Ok((rows, total))
+    }
+
+    /// Ids of the results of a test case in a flow.
+    pub async fn flow_tcr_ids(&self, flow_id: i64, test_case_id: i64) -> Result<Vec<i64>> {
+        Ok(on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT t.id FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
+             WHERE r.flow_id = $1 AND t.test_case_id = $2")
+            .bind(flow_id).bind(test_case_id).fetch_all(p).await?))
+    }
+
+    /// Lower the relevancy of results by one (a comment root-caused them).
+    pub async fn decrement_relevancy(&self, ids: &[i64]) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            on_write!(&self.db, p => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE test_case_results SET relevancy = relevancy - 1 WHERE relevancy > 0 AND id IN ({list})")))
+                .execute(p).await?.rows_affected());
+        }
+        Ok(())
+    }
+
+    /// A page of a run's issues (non-covered jobs) and the total.
+    pub async fn query_issues(&self, run_id: i64, f: &IssueFilter, start: i64, limit: i64) -> Result<(Vec<IssueFull>, i64)> {
+        let mut w = Where::new(" WHERE j.covered = FALSE");
+        w.int("j.run_id", "=", Some(run_id));
+        w.any("i.issue_type", &f.types);
+        w.like("i.path", f.location.as_deref());
+        w.like("i.message", f.message.as_deref());
+        w.like("i.symbol", f.symbol.as_deref());
+        w.int("i.age", ">=", f.min_age);
+        w.int("i.age", "<=", f.max_age);
+        w.job(f.job.as_deref());
+        let n = w.params.len();
+        let from = " FROM issues i JOIN jobs j ON j.id = i.job_id JOIN agents_groups g ON g.id = j.agents_group_id \
+                    LEFT JOIN agents a ON a.id = j.agent_used_id";
+        let q = format!(
+            "SELECT i.id, i.issue_type, i.line, i.col, i.path, i.symbol, i.message, i.extra, i.age, j.id AS job_id, \
+             j.name AS job_name, j.agents_group_id, g.name AS agents_group_name, j.agent_used_id AS agent_id, \
+             a.name AS agent_name{from}{} ORDER BY i.path, i.line, i.id LIMIT ${} OFFSET ${}",
+            w.sql,
+            n + 1,
+            n + 2
+        );
+        let rows: Vec<IssueFull> = on_read!(&self.db, p => {
+            let q = bind_params!(sqlx::query_as::<_, IssueFull>(sqlx::AssertSqlSafe(q)), &w.params);
+            q.bind(limit).bind(start).fetch_all(p).await?
+        });
+        let cq = format!("SELECT COUNT(*){from}{}", w.sql);
+        let total: i64 = on_read!(&self.db, p => {
+            let q = bind_params!(sqlx::query_scalar(sqlx::AssertSqlSafe(cq)), &w.params);
+            q.fetch_one(p).await?
+        });
+        Ok((rows, total))
+    }
+
+    /// Counts of results per (stage, group, system, result) of a flow's
+    /// non-covered jobs, for the flow analysis.
+    pub async fn flow_result_counts(&self, flow_id: i64) -> Result<Vec<(String, i64, i64, String, i64, String, i64, i64)>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as(
+            "SELECT s.name, r.id, g.id, g.name, y.id, y.name, t.result, COUNT(*) FROM test_case_results t \
+             JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id JOIN stages s ON s.id = r.stage_id \
+             JOIN agents_groups g ON g.id = j.agents_group_id JOIN systems y ON y.id = j.system_id \
+             WHERE r.flow_id = $1 AND j.covered = FALSE GROUP BY s.name, r.id, g.id, g.name, y.id, y.name, t.result")
+            .bind(flow_id).fetch_all(p).await?))
+    }
+}

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
-use kraken_core::Kraken;
+use kraken_core::Local;
 use kraken_core::api::logs::{LogPaging, Logs};
 use kraken_core::events::Event as CoreEvent;
 use kraken_core::store::logs::LogFilter;
@@ -127,7 +127,7 @@ pub async fn stream_job_log(
 }
 
 struct Follow {
-    k: Kraken,
+    k: Local,
     job_id: i64,
     cursor: i64,
     rx: tokio::sync::broadcast::Receiver<CoreEvent>,

@@ -8,6 +8,7 @@ pub mod flows;
 pub mod logs;
 pub mod misc;
 pub mod projects;
+pub mod results;
 pub mod stages;
 pub mod tools;
 pub mod users;

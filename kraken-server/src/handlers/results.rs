@@ -1,0 +1,117 @@
+//! Test results, issues, flow analysis and history, artifact downloads,
+//! background tasks.
+
+use axum::Json;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kraken_core::Error;
+use kraken_core::model::{CommentInput, Issue, List, TestCaseResult};
+use kraken_core::store::results::{IssueFilter, TcrFilter};
+use serde_json::Value;
+
+use crate::extract::{AppError, Caller, J, P, Q, R};
+
+pub async fn get_run_results(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<List<TestCaseResult>>> {
+    let f = TcrFilter {
+        statuses: q.ints("statuses")?,
+        changes: q.ints("changes")?,
+        min_age: q.int("min_age")?,
+        max_age: q.int("max_age")?,
+        min_instability: q.int("min_instability")?,
+        max_instability: q.int("max_instability")?,
+        text: q.str("test_case_text").map(str::to_string),
+        job: q.str("job").map(str::to_string),
+        systems: q.ints("systems")?,
+        groups: q.ints("groups")?,
+    };
+    Ok(Json(k.get_run_results(id, &f, &q.paging()?).await?))
+}
+
+pub async fn get_result(Caller(k): Caller, P(id): P<i64>) -> R<Json<TestCaseResult>> {
+    Ok(Json(k.get_result(id).await?))
+}
+
+pub async fn get_result_history(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<List<TestCaseResult>>> {
+    Ok(Json(k.get_result_history(id, &q.paging()?).await?))
+}
+
+pub async fn create_comment(Caller(k): Caller, P(id): P<i64>, J(body): J<CommentInput>) -> R<Json<TestCaseResult>> {
+    Ok(Json(k.create_or_update_test_case_comment(id, &body).await?))
+}
+
+pub async fn get_run_issues(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<List<Issue>>> {
+    let f = IssueFilter {
+        types: q.ints("issue_types")?,
+        location: q.str("location").map(str::to_string),
+        message: q.str("message").map(str::to_string),
+        symbol: q.str("symbol").map(str::to_string),
+        min_age: q.int("min_age")?,
+        max_age: q.int("max_age")?,
+        job: q.str("job").map(str::to_string),
+    };
+    Ok(Json(k.get_run_issues(id, &f, &q.paging()?).await?))
+}
+
+pub async fn get_flow_analysis(Caller(k): Caller, P(id): P<i64>) -> R<Json<Value>> {
+    Ok(Json(k.get_flow_analysis(id).await?))
+}
+
+pub async fn get_branch_history(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<List<Value>>> {
+    Ok(Json(k.get_branch_history(id, q.int("limit")?).await?))
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("txt" | "log") => "text/plain; charset=utf-8",
+        Some("json") => "application/json",
+        Some("xml") => "application/xml",
+        Some("css") => "text/css",
+        Some("js") => "text/javascript",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("zip") => "application/zip",
+        Some("gz" | "tgz") => "application/gzip",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `GET /artifacts/{public|report}/{f|r}/{id}/{path}`.
+pub async fn download_artifact(Caller(k): Caller, P((store, scope, id, path)): P<(String, String, i64, String)>) -> R<Response> {
+    if store != "public" && store != "report" {
+        return Err(AppError(Error::bad_request(format!("incorrect store type '{store}': use public or report"))));
+    }
+    let (bytes, name) = k.read_artifact(&scope, id, &path).await?;
+    let disposition = if store == "report" { format!("inline; filename=\"{name}\"") } else { format!("attachment; filename=\"{name}\"") };
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type(&name).to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        bytes,
+    )
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct RqEntry {
+    #[serde(default)]
+    func_name: Option<String>,
+    #[serde(default)]
+    args: Option<Value>,
+}
+
+pub async fn create_rq_entry(Caller(k): Caller, J(body): J<RqEntry>) -> R<(StatusCode, Json<Value>)> {
+    let func = body.func_name.ok_or_else(|| AppError(Error::bad_request("Missing func_name")))?;
+    let args = match body.args {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(","),
+        None | Some(Value::Null) => String::new(),
+        Some(other) => return Err(AppError(Error::bad_request(format!("incorrect args: {other}")))),
+    };
+    Ok((StatusCode::CREATED, Json(k.create_rq_entry(&func, &args).await?)))
+}
+
+pub async fn get_last_rq_jobs(Caller(k): Caller) -> R<Json<Value>> {
+    Ok(Json(k.get_last_rq_jobs().await?))
+}
