@@ -154,6 +154,10 @@ static DISCARD_PRINT: DiscardPrint = DiscardPrint;
 
 /// Evaluate `code`: run its top level, call `stage(ctx)` with `ctx` (a JSON
 /// object) and return the result as JSON with dict keys in source order.
+///
+/// This is synchronous and CPU-bound for up to [`Limits::timeout`]; from
+/// async code call it inside `tokio::task::spawn_blocking`. It re-parses the
+/// code on every call (tens of microseconds), so nothing is cached.
 pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaError> {
     let deadline = Instant::now() + limits.timeout;
     let tabs = rewrite::normalize_tabs(code);

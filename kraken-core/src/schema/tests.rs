@@ -421,6 +421,15 @@ fn python_syntax_starlark_rejects_is_reported_with_its_position() {
         assert_eq!(e.kind, SchemaErrorKind::Syntax, "{code}: {e}");
         assert_eq!(e.line, Some(line), "{code}: {e}");
     }
+    // Accepted by the parser but not by the runtime.
+    for (code, line) in [
+        ("X = 1\ndef stage(ctx):\n    global X\n    return {}\n", 3),
+        ("def stage(ctx):\n    return {\"a\": \"%5.2f\" % 1.5}\n", 2),
+    ] {
+        let e = eval_err(code, &json!({}));
+        assert_ne!(e.kind, SchemaErrorKind::Result, "{code}: {e}");
+        assert_eq!(e.line, Some(line), "{code}: {e}");
+    }
 }
 
 #[test]
