@@ -7,6 +7,7 @@
 //! and index reads are routed through two builtins (see [`super::rewrite`])
 //! so that it behaves like the original's `addict.Dict`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::LazyLock;
@@ -37,8 +38,11 @@ pub struct Limits {
     pub timeout: Duration,
     /// Maximum depth of Starlark function calls (guards against runaway recursion).
     pub max_callstack: usize,
-    /// Maximum size of the Starlark heap in bytes. Checked periodically by
-    /// the interpreter, so a single huge allocation (`"x" * 2**30`) can pass it.
+    /// Maximum size of the Starlark heap in bytes. The interpreter checks it
+    /// periodically; `*` and `+` on strings, lists and tuples check it before
+    /// they allocate. Other single operations that build big values
+    /// (`s.replace(...)`, `x.extend(x)`, `x += x`) are only caught by the
+    /// periodic check, i.e. after they allocated.
     pub max_heap_bytes: usize,
 }
 
@@ -150,6 +154,10 @@ static DISCARD_PRINT: DiscardPrint = DiscardPrint;
 
 /// Evaluate `code`: run its top level, call `stage(ctx)` with `ctx` (a JSON
 /// object) and return the result as JSON with dict keys in source order.
+///
+/// This is synchronous and CPU-bound for up to [`Limits::timeout`]; from
+/// async code call it inside `tokio::task::spawn_blocking`. It re-parses the
+/// code on every call (tens of microseconds), so nothing is cached.
 pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaError> {
     let deadline = Instant::now() + limits.timeout;
     let tabs = rewrite::normalize_tabs(code);
@@ -166,12 +174,15 @@ pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaE
         )
     })?;
     let rewritten = rewrite::rewrite(&ast, source);
-    let ast = match &rewritten {
+    let mut ast = match &rewritten {
         // The rewrite only inserts calls, so this parses; if it ever does
         // not, run the code as written.
         Some(r) => AstModule::parse("schema", r.code.clone(), &dialect()).unwrap_or(ast),
         None => ast,
     };
+    // `*` and `+` can build a huge string or list in one step, long before
+    // the interpreter's periodic heap check; these builtins check first.
+    ast.replace_binary_operators(&GUARDED_OPERATORS);
     let positions = Positions {
         code,
         maps: tabs.iter().chain(rewritten.iter()).collect(),
@@ -191,7 +202,8 @@ pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaE
                 _ => frozen.alloc(AllocDict(Vec::<(&str, FrozenValue)>::new())),
             };
             let empty = frozen.alloc(AllocDict(Vec::<(&str, FrozenValue)>::new()));
-            module.set_extra_value(frozen.alloc((ctx_value, empty)).to_value());
+            let max_heap = frozen.alloc(limits.max_heap_bytes);
+            module.set_extra_value(frozen.alloc((ctx_value, empty, max_heap)).to_value());
             eval.eval_module(ast, &GLOBALS)
                 .map_err(|e| from_starlark(&e, limits, deadline, &positions))?;
             let Some(stage) = module.get("stage") else {
@@ -498,15 +510,49 @@ fn is_ctx_dict(v: Value<'_>) -> bool {
     v.unpack_frozen().is_some() && v.get_type() == "dict"
 }
 
-/// The ctx root and the shared empty dict for missing keys, as stored in
-/// the module by [`evaluate`].
-fn ctx_root_and_empty<'v>(eval: &Evaluator<'v, '_, '_>) -> Option<(Value<'v>, Value<'v>)> {
+/// What [`evaluate`] stores in the module for the builtins: the ctx root,
+/// the shared empty dict for missing keys, and the heap limit in bytes.
+fn evaluation_extra<'v>(eval: &Evaluator<'v, '_, '_>) -> Option<(Value<'v>, Value<'v>, usize)> {
     let extra = eval.module().extra_value()?;
     let t = TupleRef::from_value(extra)?;
     match t.content() {
-        [root, empty] => Some((*root, *empty)),
+        [root, empty, limit] => {
+            let limit = limit.to_str().parse().unwrap_or(usize::MAX);
+            Some((*root, *empty, limit))
+        }
         _ => None,
     }
+}
+
+/// The operators [`ctx_access`] guards: `x * y` runs as `__kk_mul(x, y)`.
+static GUARDED_OPERATORS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
+    HashMap::from([
+        ("*".to_string(), "__kk_mul".to_string()),
+        ("+".to_string(), "__kk_add".to_string()),
+    ])
+});
+
+/// Length and bytes per item of a string, list or tuple.
+fn sequence_size(v: Value<'_>) -> Option<(usize, usize)> {
+    if let Some(s) = v.unpack_str() {
+        return Some((s.len(), 1));
+    }
+    match v.get_type() {
+        "list" | "tuple" => Some((usize::try_from(v.length().ok()?).unwrap_or(0), 8)),
+        _ => None,
+    }
+}
+
+/// Fail with the heap-limit error if allocating `bytes` more would cross
+/// the limit.
+fn check_allocation(bytes: usize, eval: &Evaluator<'_, '_, '_>) -> starlark::Result<()> {
+    let limit = evaluation_extra(eval).map_or(usize::MAX, |(_, _, l)| l);
+    if eval.heap().allocated_bytes().saturating_add(bytes) > limit {
+        return Err(plain_error(format!(
+            "Heap memory limit of {limit} bytes exceeded"
+        )));
+    }
+    Ok(())
 }
 
 /// A value read out of ctx: lists are handed out as fresh (mutable) copies,
@@ -540,7 +586,7 @@ fn ctx_lookup<'v>(
     if let Some(v) = d.get(key)? {
         return Ok(Some(from_ctx(v, heap)));
     }
-    let (root, empty) = ctx_root_and_empty(eval)
+    let (root, empty, _) = evaluation_extra(eval)
         .ok_or_else(|| plain_error("internal error: ctx is not set".to_string()))?;
     if obj.ptr_eq(root) {
         let name = key
@@ -552,7 +598,9 @@ fn ctx_lookup<'v>(
 }
 
 /// `__kk_attr` and `__kk_index`, which the rewritten code calls for `x.name`
-/// and `x[key]` reads (see [`super::rewrite`]).
+/// and `x[key]` reads (see [`super::rewrite`]), and `__kk_mul` / `__kk_add`,
+/// which run `*` and `+` after checking the size of a repeated or
+/// concatenated string, list or tuple against the heap limit.
 #[starlark_module]
 fn ctx_access(builder: &mut GlobalsBuilder) {
     /// `obj.name`: `addict` semantics for ctx dicts, plain attribute access otherwise.
@@ -586,5 +634,41 @@ fn ctx_access(builder: &mut GlobalsBuilder) {
             return Ok(v);
         }
         obj.at(key, heap)
+    }
+
+    /// `a * b`.
+    fn __kk_mul<'v>(
+        #[starlark(require = pos)] a: Value<'v>,
+        #[starlark(require = pos)] b: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        let repeated = match (
+            sequence_size(a),
+            b.unpack_i32(),
+            sequence_size(b),
+            a.unpack_i32(),
+        ) {
+            (Some((len, unit)), Some(n), _, _) | (_, _, Some((len, unit)), Some(n)) => Some(
+                len.saturating_mul(unit)
+                    .saturating_mul(usize::try_from(n).unwrap_or(0)),
+            ),
+            _ => None,
+        };
+        if let Some(bytes) = repeated {
+            check_allocation(bytes, eval)?;
+        }
+        a.mul(b, eval.heap())
+    }
+
+    /// `a + b`.
+    fn __kk_add<'v>(
+        #[starlark(require = pos)] a: Value<'v>,
+        #[starlark(require = pos)] b: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        if let (Some((la, unit)), Some((lb, _))) = (sequence_size(a), sequence_size(b)) {
+            check_allocation(la.saturating_add(lb).saturating_mul(unit), eval)?;
+        }
+        a.add(b, eval.heap())
     }
 }

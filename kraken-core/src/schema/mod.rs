@@ -8,6 +8,21 @@
 //! ([`check_stage`]); [`prepare_stage_schema`] does all of it in the
 //! original's order. When jobs are created, `#{...}` in step fields, labels
 //! and notifications is replaced by [`substitute`] / [`render`].
+//!
+//! # Differences from the original's Python
+//!
+//! * Starlark is a Python subset: `while`, `import`, `class`, `try`/`except`,
+//!   `is` / `is None`, `**`, `global` and `%` with width or precision
+//!   (`%5.2f`) are syntax or runtime errors. All the original's example
+//!   schemas run unchanged.
+//! * Tabs outside string literals are turned into spaces before parsing
+//!   (Python accepts them, the Starlark lexer does not).
+//! * `ctx` follows `addict.Dict`: `ctx.x` and `ctx["x"]`, `missing field X`
+//!   for a missing top-level key, an empty falsy dict for a missing nested
+//!   key. Its dicts are immutable, and a list read out of it is a fresh
+//!   copy (appending to it does not change `ctx`). Reading an attribute
+//!   that is both a key and a dict method without calling it
+//!   (`ctx.env.items`) gives the key.
 
 mod eval;
 pub mod pyrepr;

@@ -497,6 +497,24 @@ mod tests {
     }
 
     #[test]
+    fn step_fields_are_evaluated_as_at_job_creation() {
+        // The original's test_evaluate_step_fields (behaviour §8.2 row 18):
+        // `when` is normalized, fields substituted, `tool` dropped.
+        let mut raw =
+            json!({"tool": "shell", "tool_location": "/", "cmd": "echo #{flow.data.abc}"});
+        let when = normalize_when(raw.get("when").and_then(Value::as_str));
+        raw["when"] = Value::String(when);
+        let ctx = json!({"flow": {"data": {"abc": "def"}}, "prev_ok": true, "always": true,
+                         "never": false, "was_any_error": false, "was_no_error": true});
+        let (mut fields, _) = substitute(&raw, &Map::new(), &ctx);
+        fields.as_object_mut().map(|m| m.remove("tool"));
+        assert_eq!(
+            fields,
+            json!({"tool_location": "/", "cmd": "echo def", "when": "True"})
+        );
+    }
+
+    #[test]
     fn when_is_normalized_and_decided() {
         assert_eq!(normalize_when(None), "#{was_no_error}");
         assert_eq!(normalize_when(Some("is_ci")), "#{is_ci}");

@@ -421,6 +421,15 @@ fn python_syntax_starlark_rejects_is_reported_with_its_position() {
         assert_eq!(e.kind, SchemaErrorKind::Syntax, "{code}: {e}");
         assert_eq!(e.line, Some(line), "{code}: {e}");
     }
+    // Accepted by the parser but not by the runtime.
+    for (code, line) in [
+        ("X = 1\ndef stage(ctx):\n    global X\n    return {}\n", 3),
+        ("def stage(ctx):\n    return {\"a\": \"%5.2f\" % 1.5}\n", 2),
+    ] {
+        let e = eval_err(code, &json!({}));
+        assert_ne!(e.kind, SchemaErrorKind::Result, "{code}: {e}");
+        assert_eq!(e.line, Some(line), "{code}: {e}");
+    }
 }
 
 #[test]
@@ -605,6 +614,53 @@ fn a_memory_hog_fails_fast() {
         e.to_string(),
         "compilation error: the schema code used more than the memory limit of 16 MiB"
     );
+}
+
+#[test]
+fn one_step_huge_strings_and_lists_are_refused_before_they_are_built() {
+    for code in [
+        "def stage(ctx):\n    return {\"x\": [0] * 2000000000}\n",
+        "def stage(ctx):\n    return {\"x\": 2000000000 * \"abc\"}\n",
+        "def stage(ctx):\n    s = \"x\" * 1000000\n    for i in range(40):\n        s = s + s\n    return {\"x\": s}\n",
+        "def stage(ctx):\n    l = [1] * 100000\n    for i in range(40):\n        l = l + l\n    return {\"x\": len(l)}\n",
+    ] {
+        let start = Instant::now();
+        let e = evaluate(code, &json!({}), &Limits::default()).unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            start.elapsed()
+        );
+        assert_eq!(e.kind, SchemaErrorKind::Memory, "{code}: {e}");
+        assert_eq!(
+            e.to_string(),
+            "compilation error: the schema code used more than the memory limit of 256 MiB"
+        );
+    }
+}
+
+#[test]
+fn guarded_operators_keep_their_meaning() {
+    let code = r#"
+def stage(ctx):
+    return {
+        "a": "ab" * 3, "b": 3 * "ab", "c": [1] * 2, "d": 1 + 2, "e": "a" + "b",
+        "f": [1] + [2], "g": (1,) + (2,), "h": 2 * 3.5, "i": -1 * "x", "j": 2 * 3,
+        "k": ctx.env.MY_VAR + "!",
+    }
+"#;
+    assert_eq!(
+        eval_ok(code, &ctx()),
+        json!({"a": "ababab", "b": "ababab", "c": [1, 1], "d": 3, "e": "ab", "f": [1, 2],
+               "g": [1, 2], "h": 7.0, "i": "", "j": 6, "k": "my value!"})
+    );
+    let e = eval_err(
+        "def stage(ctx):\n    return {\"x\": 1 + \"a\"}\n",
+        &json!({}),
+    );
+    assert_eq!(e.kind, SchemaErrorKind::Runtime);
+    assert!(e.message.contains("`+`"), "{}", e.message);
+    assert_eq!((e.line, e.column), (Some(2), Some(18)));
 }
 
 #[test]
