@@ -158,8 +158,14 @@ fn api_routes() -> Router<AppState> {
         .route("/runs/{id}/results", get(results::get_run_results))
         .route("/runs/{id}/issues", get(results::get_run_issues))
         .route("/test_case_results/{id}", get(results::get_result))
-        .route("/test_case_results/{id}/history", get(results::get_result_history))
-        .route("/test_case_results/{id}/comment", post(results::create_comment))
+        .route(
+            "/test_case_results/{id}/history",
+            get(results::get_result_history),
+        )
+        .route(
+            "/test_case_results/{id}/comment",
+            post(results::create_comment),
+        )
         .route("/flows/{id}/analysis", get(results::get_flow_analysis))
         .route("/flows/{id}/history", get(results::get_branch_history))
         .route("/rq/queue", post(results::create_rq_entry))
@@ -237,7 +243,10 @@ pub fn app(core: Arc<Core>) -> Router {
             get(backend::list_artifacts),
         )
         .route("/backend/artifacts/{job}/file", get(backend::read_artifact))
-        .route("/artifacts/{store}/{scope}/{id}/{*path}", get(results::download_artifact))
+        .route(
+            "/artifacts/{store}/{scope}/{id}/{*path}",
+            get(results::download_artifact),
+        )
         .route("/job_log/{id}", get(logs::job_log_text))
         .route("/job_log/{id}/{step}", get(logs::step_log_text));
     Router::new()

@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 use super::Local;
 use crate::error::{Error, Result};
 use crate::model::{
-    CommentInput, Issue, List, Paging, ResultPlace, TestCaseComment, TestCaseResult, Timestamp, flow_kind, tc_result,
+    CommentInput, Issue, List, Paging, ResultPlace, TestCaseComment, TestCaseResult, Timestamp,
+    flow_kind, tc_result,
 };
 use crate::store::results::{IssueFilter, TcrFilter, TcrFull};
 
@@ -18,7 +19,10 @@ pub type HistoryItem = Value;
 fn comment_json(c: &crate::store::results::CommentRow) -> TestCaseComment {
     let mut data: Vec<Value> = c.data.0.as_array().cloned().unwrap_or_default();
     data.reverse();
-    TestCaseComment { state: c.state, data }
+    TestCaseComment {
+        state: c.state,
+        data,
+    }
 }
 
 impl Local {
@@ -28,8 +32,16 @@ impl Local {
             None => None,
         };
         let place = if with_place {
-            let b = self.store().branch_any(t.branch_id).await?.ok_or_else(|| Error::not_found("Branch not found"))?;
-            let stage = self.store().stage_any(t.stage_id).await?.ok_or_else(|| Error::not_found("Stage not found"))?;
+            let b = self
+                .store()
+                .branch_any(t.branch_id)
+                .await?
+                .ok_or_else(|| Error::not_found("Branch not found"))?;
+            let stage = self
+                .store()
+                .stage_any(t.stage_id)
+                .await?
+                .ok_or_else(|| Error::not_found("Stage not found"))?;
             Some(ResultPlace {
                 project_id: b.project_id,
                 project_name: b.project_name,
@@ -37,7 +49,10 @@ impl Local {
                 branch_name: b.name,
                 flow_id: t.flow_id,
                 flow_kind: flow_kind::name(t.flow_kind).to_string(),
-                flow_label: t.flow_label.clone().unwrap_or_else(|| format!("{}.", t.flow_id)),
+                flow_label: t
+                    .flow_label
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.", t.flow_id)),
                 flow_created_at: Timestamp(t.flow_created),
                 run_id: t.run_id,
                 stage_id: t.stage_id,
@@ -73,12 +88,18 @@ impl Local {
     async fn viewable_run(&self, run_id: i64) -> Result<crate::store::flows::RunRow> {
         let run = self.run_row(run_id).await?;
         let flow = self.flow_row(run.flow_id).await?;
-        self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+        self.who
+            .require_view(self.branch_project(flow.branch_id).await?)?;
         Ok(run)
     }
 
     /// `GET /runs/{id}/results`: filtered and sorted test case results.
-    pub async fn get_run_results(&self, run_id: i64, filter: &TcrFilter, paging: &Paging) -> Result<List<TestCaseResult>> {
+    pub async fn get_run_results(
+        &self,
+        run_id: i64,
+        filter: &TcrFilter,
+        paging: &Paging,
+    ) -> Result<List<TestCaseResult>> {
         self.viewable_run(run_id).await?;
         let dir = crate::store::sort_dir(paging.sort_dir.as_deref())?;
         let col = match paging.sort_field.as_deref() {
@@ -98,7 +119,10 @@ impl Local {
         };
         let order = format!("{col} {dir}, t.id {dir}");
         let (start, limit) = crate::store::page(paging.start, paging.limit, 1000, 100_000);
-        let (rows, total) = self.store().query_tcrs(run_id, filter, &order, start, limit).await?;
+        let (rows, total) = self
+            .store()
+            .query_tcrs(run_id, filter, &order, start, limit)
+            .await?;
         let mut items = Vec::with_capacity(rows.len());
         for r in &rows {
             items.push(self.tcr_json(r, false).await?);
@@ -112,7 +136,8 @@ impl Local {
             .tcr_full(id)
             .await?
             .ok_or_else(|| Error::not_found(format!("Test case result {id} not found")))?;
-        self.who.require_view(self.branch_project(t.branch_id).await?)?;
+        self.who
+            .require_view(self.branch_project(t.branch_id).await?)?;
         Ok(t)
     }
 
@@ -125,7 +150,11 @@ impl Local {
     /// `GET /test_case_results/{id}/history`: the same test case on the same
     /// group and system in the branch's CI flows, newest first (a DEV result
     /// comes first, before its CI history).
-    pub async fn get_result_history(&self, id: i64, paging: &Paging) -> Result<List<TestCaseResult>> {
+    pub async fn get_result_history(
+        &self,
+        id: i64,
+        paging: &Paging,
+    ) -> Result<List<TestCaseResult>> {
         let t = self.viewable_tcr(id).await?;
         let (start, limit) = crate::store::page(paging.start, paging.limit, 10, 1000);
         let (rows, mut total) = self.store().tcr_history(&t, start, limit).await?;
@@ -143,12 +172,25 @@ impl Local {
     /// `POST /test_case_results/{id}/comment`: add to (or start) the comment
     /// thread of the test case on the branch; it is shared by the test case's
     /// results in this flow and carried to its next failures (pwrusr).
-    pub async fn create_or_update_test_case_comment(&self, id: i64, input: &CommentInput) -> Result<TestCaseResult> {
+    pub async fn create_or_update_test_case_comment(
+        &self,
+        id: i64,
+        input: &CommentInput,
+    ) -> Result<TestCaseResult> {
         let t = self.viewable_tcr(id).await?;
-        self.who.require_pwrusr(self.branch_project(t.branch_id).await?)?;
-        let text = input.text.as_deref().ok_or_else(|| Error::bad_request("Missing text in request"))?;
-        let author = input.author.as_deref().ok_or_else(|| Error::bad_request("Missing author in request"))?;
-        let state = input.state.ok_or_else(|| Error::bad_request("Missing state in request"))?;
+        self.who
+            .require_pwrusr(self.branch_project(t.branch_id).await?)?;
+        let text = input
+            .text
+            .as_deref()
+            .ok_or_else(|| Error::bad_request("Missing text in request"))?;
+        let author = input
+            .author
+            .as_deref()
+            .ok_or_else(|| Error::bad_request("Missing author in request"))?;
+        let state = input
+            .state
+            .ok_or_else(|| Error::bad_request("Missing state in request"))?;
         if !(0..=3).contains(&state) {
             return Err(Error::bad_request(
                 "incorrect state: use 0 (new), 1 (investigating), 2 (bug in product) or 3 (bug in test)",
@@ -168,10 +210,22 @@ impl Local {
             Some(c) => {
                 let mut data = c.data.0.as_array().cloned().unwrap_or_default();
                 data.push(entry);
-                self.store().update_comment(c.id, t.flow_id, state, &Value::Array(data)).await?;
+                self.store()
+                    .update_comment(c.id, t.flow_id, state, &Value::Array(data))
+                    .await?;
                 c.id
             }
-            None => self.store().insert_comment(t.test_case_id, t.branch_id, t.flow_id, state, &json!([entry])).await?,
+            None => {
+                self.store()
+                    .insert_comment(
+                        t.test_case_id,
+                        t.branch_id,
+                        t.flow_id,
+                        state,
+                        &json!([entry]),
+                    )
+                    .await?
+            }
         };
         let ids = self.store().flow_tcr_ids(t.flow_id, t.test_case_id).await?;
         self.store().set_tcrs_comment(&ids, comment_id).await?;
@@ -182,10 +236,18 @@ impl Local {
     }
 
     /// `GET /runs/{id}/issues`.
-    pub async fn get_run_issues(&self, run_id: i64, filter: &IssueFilter, paging: &Paging) -> Result<List<Issue>> {
+    pub async fn get_run_issues(
+        &self,
+        run_id: i64,
+        filter: &IssueFilter,
+        paging: &Paging,
+    ) -> Result<List<Issue>> {
         self.viewable_run(run_id).await?;
         let (start, limit) = crate::store::page(paging.start, paging.limit, 1000, 100_000);
-        let (rows, total) = self.store().query_issues(run_id, filter, start, limit).await?;
+        let (rows, total) = self
+            .store()
+            .query_issues(run_id, filter, start, limit)
+            .await?;
         let items = rows
             .into_iter()
             .map(|i| Issue {
@@ -203,7 +265,10 @@ impl Local {
                 agents_group_name: i.agents_group_name,
                 agent_id: i.agent_id.unwrap_or(0),
                 agent_name: i.agent_name.unwrap_or_default(),
-                extra: i.extra.and_then(|e| e.0.as_object().cloned()).unwrap_or_default(),
+                extra: i
+                    .extra
+                    .and_then(|e| e.0.as_object().cloned())
+                    .unwrap_or_default(),
             })
             .collect();
         Ok(List { items, total })
@@ -212,22 +277,30 @@ impl Local {
     /// `GET /flows/{id}/analysis`: test results per stage, group and system.
     pub async fn get_flow_analysis(&self, flow_id: i64) -> Result<Value> {
         let flow = self.flow_row(flow_id).await?;
-        self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+        self.who
+            .require_view(self.branch_project(flow.branch_id).await?)?;
         let mut systems = Map::new();
         let mut groups = Map::new();
         let mut stats: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
         for run in self.store().flow_runs(flow_id).await? {
-            stats.entry(run.stage_name.clone()).or_default().insert("run_id".into(), json!(run.id));
+            stats
+                .entry(run.stage_name.clone())
+                .or_default()
+                .insert("run_id".into(), json!(run.id));
         }
         let mut total = 0;
-        for (stage, run_id, gid, gname, sid, sname, result, count) in self.store().flow_result_counts(flow_id).await? {
+        for (stage, run_id, gid, gname, sid, sname, result, count) in
+            self.store().flow_result_counts(flow_id).await?
+        {
             groups.insert(gname.clone(), json!(gid));
             systems.insert(sname.clone(), json!(sid));
             total += count;
             let st = stats.entry(stage).or_default();
             st.insert("run_id".into(), json!(run_id));
             let g = st.entry(gname).or_insert_with(|| json!({}));
-            let s = g.as_object_mut().map(|g| g.entry(sname).or_insert_with(|| json!({"total": 0})));
+            let s = g
+                .as_object_mut()
+                .map(|g| g.entry(sname).or_insert_with(|| json!({"total": 0})));
             if let Some(Value::Object(s)) = s {
                 let t = s.get("total").and_then(Value::as_i64).unwrap_or(0);
                 s.insert("total".into(), json!(t + count));
@@ -243,18 +316,31 @@ impl Local {
 
     /// `GET /flows/{id}/history?limit`: summaries of the branch's CI flows up
     /// to this one, oldest first (CI flows only; `limit` ≤ 100).
-    pub async fn get_branch_history(&self, flow_id: i64, limit: Option<i64>) -> Result<List<HistoryItem>> {
+    pub async fn get_branch_history(
+        &self,
+        flow_id: i64,
+        limit: Option<i64>,
+    ) -> Result<List<HistoryItem>> {
         let flow = self.flow_row(flow_id).await?;
-        self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+        self.who
+            .require_view(self.branch_project(flow.branch_id).await?)?;
         if flow.kind != flow_kind::CI {
             return Err(Error::bad_request("history is kept for CI flows only"));
         }
         let limit = limit.unwrap_or(10);
         if !(0..=100).contains(&limit) {
-            return Err(Error::bad_request("incorrect limit: it must be between 0 and 100"));
+            return Err(Error::bad_request(
+                "incorrect limit: it must be between 0 and 100",
+            ));
         }
-        let flows = self.store().all_branch_flows(flow.branch_id, flow_kind::CI).await?;
-        let upto: Vec<_> = flows.into_iter().filter(|f| (f.created, f.id) <= (flow.created, flow.id)).collect();
+        let flows = self
+            .store()
+            .all_branch_flows(flow.branch_id, flow_kind::CI)
+            .await?;
+        let upto: Vec<_> = flows
+            .into_iter()
+            .filter(|f| (f.created, f.id) <= (flow.created, flow.id))
+            .collect();
         let skip = upto.len().saturating_sub(limit as usize);
         let mut items = Vec::new();
         for f in upto.into_iter().skip(skip) {
@@ -270,19 +356,29 @@ impl Local {
     }
 
     /// A public (or report) artifact of a flow (`f`) or run (`r`): its bytes and name.
-    pub async fn read_artifact(&self, scope: &str, id: i64, path: &str) -> Result<(Vec<u8>, String)> {
+    pub async fn read_artifact(
+        &self,
+        scope: &str,
+        id: i64,
+        path: &str,
+    ) -> Result<(Vec<u8>, String)> {
         let path = super::backend::safe_rel_path(path)?;
         let (flow_id, runs) = match scope {
             "f" => {
                 let flow = self.flow_row(id).await?;
-                self.who.require_view(self.branch_project(flow.branch_id).await?)?;
+                self.who
+                    .require_view(self.branch_project(flow.branch_id).await?)?;
                 (id, self.store().flow_artifacts(id).await?)
             }
             "r" => {
                 let run = self.viewable_run(id).await?;
                 (run.flow_id, self.store().run_artifacts(id).await?)
             }
-            other => return Err(Error::bad_request(format!("incorrect artifact scope '{other}': use f or r"))),
+            other => {
+                return Err(Error::bad_request(format!(
+                    "incorrect artifact scope '{other}': use f or r"
+                )));
+            }
         };
         let Some(a) = runs.into_iter().find(|a| a.path == path) else {
             return Err(Error::not_found(format!("artifact {path} not found")));
@@ -301,7 +397,9 @@ impl Local {
             project_id: 0,
         };
         let file = self.core.artifact_file(&place, a.run_id, &a.path);
-        let bytes = tokio::fs::read(&file).await.map_err(|_| Error::not_found(format!("artifact {path} is gone from storage")))?;
+        let bytes = tokio::fs::read(&file)
+            .await
+            .map_err(|_| Error::not_found(format!("artifact {path} is gone from storage")))?;
         let name = a.path.rsplit('/').next().unwrap_or(&a.path).to_string();
         Ok((bytes, name))
     }
@@ -309,24 +407,35 @@ impl Local {
     /// `POST /rq/queue`: queue a background task by name (superadmin):
     /// `analyze_results_history` or `analyze_run` with a run id.
     pub async fn create_rq_entry(&self, func_name: &str, args: &str) -> Result<Value> {
-        self.who.require_superadmin("only superadmin can queue background tasks")?;
+        self.who
+            .require_superadmin("only superadmin can queue background tasks")?;
         let func = func_name.rsplit('.').next().unwrap_or(func_name);
         let parsed: Vec<Value> = args
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
-            .map(|a| a.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(a.to_string())))
+            .map(|a| {
+                a.parse::<i64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| Value::String(a.to_string()))
+            })
             .collect();
         match (func, parsed.as_slice()) {
-            (crate::engine::tasks::ANALYZE_RESULTS_HISTORY | crate::engine::tasks::ANALYZE_RUN, [Value::Number(n)]) => {
+            (
+                crate::engine::tasks::ANALYZE_RESULTS_HISTORY | crate::engine::tasks::ANALYZE_RUN,
+                [Value::Number(n)],
+            ) => {
                 let run_id = n.as_i64().unwrap_or(0);
                 self.run_row(run_id).await?;
                 self.enqueue_task(func, json!([run_id])).await?;
                 Ok(json!({"func_name": func, "args": parsed}))
             }
-            (crate::engine::tasks::ANALYZE_RESULTS_HISTORY | crate::engine::tasks::ANALYZE_RUN, _) => {
-                Err(Error::bad_request(format!("{func} takes one argument: a run id")))
-            }
+            (
+                crate::engine::tasks::ANALYZE_RESULTS_HISTORY | crate::engine::tasks::ANALYZE_RUN,
+                _,
+            ) => Err(Error::bad_request(format!(
+                "{func} takes one argument: a run id"
+            ))),
             _ => Err(Error::bad_request(format!(
                 "unknown background task '{func_name}': use analyze_results_history or analyze_run"
             ))),
@@ -335,7 +444,8 @@ impl Local {
 
     /// `GET /last-rq-jobs`: this server's latest background tasks (superadmin).
     pub async fn get_last_rq_jobs(&self) -> Result<Value> {
-        self.who.require_superadmin("only superadmin can see background tasks")?;
+        self.who
+            .require_superadmin("only superadmin can see background tasks")?;
         let tasks = self.store().recent_tasks(100).await?;
         let items: Vec<Value> = tasks
             .iter()

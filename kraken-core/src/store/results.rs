@@ -104,10 +104,10 @@ impl Store {
     ) -> Result<(i64, i64, i64, i64)> {
         let rows: Vec<(i64, i64, i64)> = match run_id {
             Some(r) => on_read!(&self.db, p => sqlx::query_as(
-                "SELECT section, COUNT(*), COALESCE(SUM(size), 0) FROM artifacts WHERE run_id = $1 GROUP BY section")
+                "SELECT section, COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM artifacts WHERE run_id = $1 GROUP BY section")
                 .bind(r).fetch_all(p).await?),
             None => on_read!(&self.db, p => sqlx::query_as(
-                "SELECT section, COUNT(*), COALESCE(SUM(size), 0) FROM artifacts WHERE flow_id = $1 GROUP BY section")
+                "SELECT section, COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM artifacts WHERE flow_id = $1 GROUP BY section")
                 .bind(flow_id).fetch_all(p).await?),
         };
         let get = |sec: i64| {
@@ -692,12 +692,16 @@ struct Where {
 
 impl Where {
     fn new(base: &str) -> Self {
-        Where { sql: base.to_string(), params: Vec::new() }
+        Where {
+            sql: base.to_string(),
+            params: Vec::new(),
+        }
     }
     fn int(&mut self, col: &str, op: &str, v: Option<i64>) {
         if let Some(v) = v {
             self.params.push(P::I(v));
-            self.sql.push_str(&format!(" AND {col} {op} ${}", self.params.len()));
+            self.sql
+                .push_str(&format!(" AND {col} {op} ${}", self.params.len()));
         }
     }
     fn any(&mut self, col: &str, vs: &[i64]) {
@@ -709,17 +713,21 @@ impl Where {
             self.params.push(P::I(*v));
             ph.push(format!("${}", self.params.len()));
         }
-        self.sql.push_str(&format!(" AND {col} IN ({})", ph.join(", ")));
+        self.sql
+            .push_str(&format!(" AND {col} IN ({})", ph.join(", ")));
     }
     fn like(&mut self, col: &str, v: Option<&str>) {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             self.params.push(P::S(format!("%{}%", v.to_lowercase())));
-            self.sql.push_str(&format!(" AND LOWER({col}) LIKE ${}", self.params.len()));
+            self.sql
+                .push_str(&format!(" AND LOWER({col}) LIKE ${}", self.params.len()));
         }
     }
     fn job(&mut self, v: Option<&str>) {
         match v.filter(|v| !v.is_empty()) {
-            Some(v) if v.chars().all(|c| c.is_ascii_digit()) => self.int("j.id", "=", v.parse().ok()),
+            Some(v) if v.chars().all(|c| c.is_ascii_digit()) => {
+                self.int("j.id", "=", v.parse().ok());
+            }
             other => self.like("j.name", other),
         }
     }
@@ -740,7 +748,14 @@ macro_rules! bind_params {
 
 impl Store {
     /// A page of a run's test case results (non-covered jobs) and the total.
-    pub async fn query_tcrs(&self, run_id: i64, f: &TcrFilter, order: &str, start: i64, limit: i64) -> Result<(Vec<TcrFull>, i64)> {
+    pub async fn query_tcrs(
+        &self,
+        run_id: i64,
+        f: &TcrFilter,
+        order: &str,
+        start: i64,
+        limit: i64,
+    ) -> Result<(Vec<TcrFull>, i64)> {
         let mut w = Where::new(" WHERE j.covered = FALSE");
         w.int("j.run_id", "=", Some(run_id));
         w.any("t.result", &f.statuses);
@@ -754,7 +769,12 @@ impl Store {
         w.any("j.system_id", &f.systems);
         w.any("j.agents_group_id", &f.groups);
         let n = w.params.len();
-        let q = format!("{TCR_FULL_SELECT}{} ORDER BY {order} LIMIT ${} OFFSET ${}", w.sql, n + 1, n + 2);
+        let q = format!(
+            "{TCR_FULL_SELECT}{} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            w.sql,
+            n + 1,
+            n + 2
+        );
         let rows: Vec<TcrFull> = on_read!(&self.db, p => {
             let q = bind_params!(sqlx::query_as::<_, TcrFull>(sqlx::AssertSqlSafe(q)), &w.params);
             q.bind(limit).bind(start).fetch_all(p).await?
@@ -773,15 +793,24 @@ impl Store {
     /// One test case result with names.
     pub async fn tcr_full(&self, id: i64) -> Result<Option<TcrFull>> {
         let q = format!("{TCR_FULL_SELECT} WHERE t.id = $1");
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, TcrFull>(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, TcrFull>(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(p).await?),
+        )
     }
 
     /// Results of the same test case, group and system on the branch in CI
     /// flows created up to `flow_created` (newest first), and the total.
-    pub async fn tcr_history(&self, t: &TcrFull, start: i64, limit: i64) -> Result<(Vec<TcrFull>, i64)> {
+    pub async fn tcr_history(
+        &self,
+        t: &TcrFull,
+        start: i64,
+        limit: i64,
+    ) -> Result<(Vec<TcrFull>, i64)> {
         let cond = " WHERE t.test_case_id = $1 AND j.agents_group_id = $2 AND j.system_id = $3 AND f.branch_id = $4 \
                     AND f.kind = 0 AND j.covered = FALSE AND (f.created < $5 OR (f.created = $5 AND f.id <= $6))";
-        let q = format!("{TCR_FULL_SELECT}{cond} ORDER BY f.created DESC, f.id DESC, t.id DESC LIMIT $7 OFFSET $8");
+        let q = format!(
+            "{TCR_FULL_SELECT}{cond} ORDER BY f.created DESC, f.id DESC, t.id DESC LIMIT $7 OFFSET $8"
+        );
         let rows = on_read!(&self.db, p => sqlx::query_as::<_, TcrFull>(sqlx::AssertSqlSafe(q))
             .bind(t.test_case_id).bind(t.agents_group_id).bind(t.system_id).bind(t.branch_id)
             .bind(t.flow_created).bind(t.flow_id).bind(limit).bind(start).fetch_all(p).await?);
@@ -806,7 +835,11 @@ impl Store {
     /// Lower the relevancy of results by one (a comment root-caused them).
     pub async fn decrement_relevancy(&self, ids: &[i64]) -> Result<()> {
         for chunk in ids.chunks(500) {
-            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let list = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             on_write!(&self.db, p => sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE test_case_results SET relevancy = relevancy - 1 WHERE relevancy > 0 AND id IN ({list})")))
                 .execute(p).await?.rows_affected());
@@ -815,7 +848,13 @@ impl Store {
     }
 
     /// A page of a run's issues (non-covered jobs) and the total.
-    pub async fn query_issues(&self, run_id: i64, f: &IssueFilter, start: i64, limit: i64) -> Result<(Vec<IssueFull>, i64)> {
+    pub async fn query_issues(
+        &self,
+        run_id: i64,
+        f: &IssueFilter,
+        start: i64,
+        limit: i64,
+    ) -> Result<(Vec<IssueFull>, i64)> {
         let mut w = Where::new(" WHERE j.covered = FALSE");
         w.int("j.run_id", "=", Some(run_id));
         w.any("i.issue_type", &f.types);
@@ -850,7 +889,10 @@ impl Store {
 
     /// Counts of results per (stage, group, system, result) of a flow's
     /// non-covered jobs, for the flow analysis.
-    pub async fn flow_result_counts(&self, flow_id: i64) -> Result<Vec<(String, i64, i64, String, i64, String, i64, i64)>> {
+    pub async fn flow_result_counts(
+        &self,
+        flow_id: i64,
+    ) -> Result<Vec<(String, i64, i64, String, i64, String, i64, i64)>> {
         Ok(on_read!(&self.db, p => sqlx::query_as(
             "SELECT s.name, r.id, g.id, g.name, y.id, y.name, t.result, COUNT(*) FROM test_case_results t \
              JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id JOIN stages s ON s.id = r.stage_id \

@@ -11,7 +11,11 @@ use serde_json::Value;
 
 use crate::extract::{AppError, Caller, J, P, Q, R};
 
-pub async fn get_run_results(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<List<TestCaseResult>>> {
+pub async fn get_run_results(
+    Caller(k): Caller,
+    P(id): P<i64>,
+    q: Q,
+) -> R<Json<List<TestCaseResult>>> {
     let f = TcrFilter {
         statuses: q.ints("statuses")?,
         changes: q.ints("changes")?,
@@ -31,11 +35,19 @@ pub async fn get_result(Caller(k): Caller, P(id): P<i64>) -> R<Json<TestCaseResu
     Ok(Json(k.get_result(id).await?))
 }
 
-pub async fn get_result_history(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<List<TestCaseResult>>> {
+pub async fn get_result_history(
+    Caller(k): Caller,
+    P(id): P<i64>,
+    q: Q,
+) -> R<Json<List<TestCaseResult>>> {
     Ok(Json(k.get_result_history(id, &q.paging()?).await?))
 }
 
-pub async fn create_comment(Caller(k): Caller, P(id): P<i64>, J(body): J<CommentInput>) -> R<Json<TestCaseResult>> {
+pub async fn create_comment(
+    Caller(k): Caller,
+    P(id): P<i64>,
+    J(body): J<CommentInput>,
+) -> R<Json<TestCaseResult>> {
     Ok(Json(k.create_or_update_test_case_comment(id, &body).await?))
 }
 
@@ -61,7 +73,12 @@ pub async fn get_branch_history(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Jso
 }
 
 fn content_type(name: &str) -> &'static str {
-    match name.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
+    match name
+        .rsplit('.')
+        .next()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("html" | "htm") => "text/html; charset=utf-8",
         Some("txt" | "log") => "text/plain; charset=utf-8",
         Some("json") => "application/json",
@@ -78,15 +95,27 @@ fn content_type(name: &str) -> &'static str {
 }
 
 /// `GET /artifacts/{public|report}/{f|r}/{id}/{path}`.
-pub async fn download_artifact(Caller(k): Caller, P((store, scope, id, path)): P<(String, String, i64, String)>) -> R<Response> {
+pub async fn download_artifact(
+    Caller(k): Caller,
+    P((store, scope, id, path)): P<(String, String, i64, String)>,
+) -> R<Response> {
     if store != "public" && store != "report" {
-        return Err(AppError(Error::bad_request(format!("incorrect store type '{store}': use public or report"))));
+        return Err(AppError(Error::bad_request(format!(
+            "incorrect store type '{store}': use public or report"
+        ))));
     }
     let (bytes, name) = k.read_artifact(&scope, id, &path).await?;
-    let disposition = if store == "report" { format!("inline; filename=\"{name}\"") } else { format!("attachment; filename=\"{name}\"") };
+    let disposition = if store == "report" {
+        format!("inline; filename=\"{name}\"")
+    } else {
+        format!("attachment; filename=\"{name}\"")
+    };
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, content_type(&name).to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        [
+            (header::CONTENT_TYPE, content_type(&name).to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
         bytes,
     )
         .into_response())
@@ -100,16 +129,36 @@ pub struct RqEntry {
     args: Option<Value>,
 }
 
-pub async fn create_rq_entry(Caller(k): Caller, J(body): J<RqEntry>) -> R<(StatusCode, Json<Value>)> {
-    let func = body.func_name.ok_or_else(|| AppError(Error::bad_request("Missing func_name")))?;
+pub async fn create_rq_entry(
+    Caller(k): Caller,
+    J(body): J<RqEntry>,
+) -> R<(StatusCode, Json<Value>)> {
+    let func = body
+        .func_name
+        .ok_or_else(|| AppError(Error::bad_request("Missing func_name")))?;
     let args = match body.args {
         Some(Value::String(s)) => s,
         Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(","),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(","),
         None | Some(Value::Null) => String::new(),
-        Some(other) => return Err(AppError(Error::bad_request(format!("incorrect args: {other}")))),
+        Some(other) => {
+            return Err(AppError(Error::bad_request(format!(
+                "incorrect args: {other}"
+            ))));
+        }
     };
-    Ok((StatusCode::CREATED, Json(k.create_rq_entry(&func, &args).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(k.create_rq_entry(&func, &args).await?),
+    ))
 }
 
 pub async fn get_last_rq_jobs(Caller(k): Caller) -> R<Json<Value>> {

@@ -8,5 +8,6 @@ mod errors;
 mod exec;
 mod projects;
 mod restart;
+mod results;
 mod stages;
 mod tools;

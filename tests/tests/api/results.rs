@@ -1,0 +1,511 @@
+//! Test results and their history analysis, comments, issues, artifacts,
+//! stats and flow history, end to end.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use kraken_tests::{Client, TestServer};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A stage whose job writes a JUnit file (t1 fails in CI flows 2 and 5 and in
+/// DEV flows; t2 always passes) and collects it.
+fn junit_stage() -> String {
+    let script = r##"if [ "#{KK_FLOW_SEQ}" = "2" ] || [ "#{KK_FLOW_SEQ}" = "5" ] || [ "#{KK_FLOW_TYPE}" = "DEV" ]; then R='<failure message="boom">trace</failure>'; else R=''; fi; printf '<testsuite name="s"><testcase classname="suite" name="t1">%s</testcase><testcase classname="suite" name="t2"/></testsuite>' "$R" > results.xml"##;
+    format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{{\"name\": \"tests\", \"steps\": [{{\"tool\": \"shell\", \"cmd\": {}}}, {{\"tool\": \"junit_collect\", \"file_glob\": \"results.xml\"}}], \"environments\": [{{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}}]}}]}}\n",
+        serde_json::to_string(script).unwrap()
+    )
+}
+
+async fn run_flow(c: &Client, branch: i64, kind: &str) -> Value {
+    let f = c
+        .post(&format!("/api/branches/{branch}/flows/{kind}"), json!({}))
+        .await;
+    let id = f.expect(201)["id"].as_i64().unwrap();
+    c.wait_flow(id, WAIT).await
+}
+
+async fn results_of(c: &Client, run: i64) -> Vec<Value> {
+    let r = c
+        .get(&format!("/api/runs/{run}/results?sort_field=name"))
+        .await;
+    r.expect(200)["items"].as_array().unwrap().clone()
+}
+
+fn brief(r: &Value) -> (String, i64, i64, i64, i64) {
+    (
+        r["test_case_name"].as_str().unwrap().to_string(),
+        r["result"].as_i64().unwrap(),
+        r["change"].as_i64().unwrap(),
+        r["age"].as_i64().unwrap(),
+        r["instability"].as_i64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn history_analysis_new_regr_fix_dev_and_comments() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin.stage(bid, "tests", &junit_stage()).await;
+
+    // CI 1: both new.
+    let f1 = run_flow(&admin, bid, "ci").await;
+    let r1 = f1["runs"][0].clone();
+    assert_eq!(r1["tests_total"], 2);
+    assert_eq!(r1["tests_passed"], 2);
+    assert_eq!(r1["new_cnt"], 2);
+    let res = results_of(&admin, r1["id"].as_i64().unwrap()).await;
+    assert_eq!(brief(&res[0]), ("suite::t1".into(), 1, 3, 0, 0));
+    assert_eq!(brief(&res[1]), ("suite::t2".into(), 1, 3, 0, 0));
+
+    // CI 2: t1 fails: a regression; t2 ages.
+    let f2 = run_flow(&admin, bid, "ci").await;
+    let r2 = f2["runs"][0].clone();
+    assert_eq!(
+        (
+            r2["regr_cnt"].as_i64(),
+            r2["no_change_cnt"].as_i64(),
+            r2["tests_passed"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let r2_id = r2["id"].as_i64().unwrap();
+    let res = results_of(&admin, r2_id).await;
+    assert_eq!(brief(&res[0]), ("suite::t1".into(), 2, 2, 0, 1));
+    assert_eq!(brief(&res[1]), ("suite::t2".into(), 1, 0, 1, 0));
+    assert_eq!(res[0]["relevancy"], 6);
+    let failed_tcr = res[0]["id"].as_i64().unwrap();
+
+    // Filters and sorting.
+    let only_failed = admin
+        .get(&format!("/api/runs/{r2_id}/results?statuses=2"))
+        .await;
+    assert_eq!(only_failed.expect(200)["total"], 1);
+    let regr = admin
+        .get(&format!("/api/runs/{r2_id}/results?changes=2&changes=3"))
+        .await;
+    assert_eq!(regr.body["items"][0]["test_case_name"], "suite::t1");
+    let by_text = admin
+        .get(&format!("/api/runs/{r2_id}/results?test_case_text=T2"))
+        .await;
+    assert_eq!(by_text.body["total"], 1);
+    let old = admin
+        .get(&format!("/api/runs/{r2_id}/results?min_age=1"))
+        .await;
+    assert_eq!(old.body["items"][0]["test_case_name"], "suite::t2");
+    let desc = admin
+        .get(&format!(
+            "/api/runs/{r2_id}/results?sort_field=relevancy&sort_dir=desc"
+        ))
+        .await;
+    assert_eq!(desc.body["items"][0]["test_case_name"], "suite::t1");
+    admin
+        .get(&format!("/api/runs/{r2_id}/results?sort_field=colour"))
+        .await
+        .expect(400);
+    admin
+        .get(&format!("/api/runs/{r2_id}/results?statuses=bad"))
+        .await
+        .expect(400);
+    admin.get("/api/runs/99999/results").await.expect(404);
+
+    // A comment on the failure.
+    let c = admin
+        .post(
+            &format!("/api/test_case_results/{failed_tcr}/comment"),
+            json!({"text": "looking", "author": "ann", "state": 1}),
+        )
+        .await;
+    assert_eq!(c.expect(200)["comment"]["state"], 1);
+    assert_eq!(c.body["comment"]["data"][0]["text"], "looking");
+    let c = admin
+        .post(
+            &format!("/api/test_case_results/{failed_tcr}/comment"),
+            json!({"text": "bug in product", "author": "bob", "state": 2}),
+        )
+        .await;
+    assert_eq!(
+        c.expect(200)["comment"]["data"][0]["text"],
+        "bug in product",
+        "newest first"
+    );
+    assert_eq!(
+        c.body["relevancy"], 5,
+        "a root-caused failure is less relevant"
+    );
+    admin
+        .post(
+            &format!("/api/test_case_results/{failed_tcr}/comment"),
+            json!({"text": "x", "author": "a"}),
+        )
+        .await
+        .expect(400);
+    admin
+        .post(
+            &format!("/api/test_case_results/{failed_tcr}/comment"),
+            json!({"text": "x", "author": "a", "state": 9}),
+        )
+        .await
+        .expect(400);
+    admin
+        .post(
+            "/api/test_case_results/99999/comment",
+            json!({"text": "x", "author": "a", "state": 0}),
+        )
+        .await
+        .expect(404);
+    let one = admin
+        .get(&format!("/api/test_case_results/{failed_tcr}"))
+        .await;
+    assert_eq!(one.expect(200)["flow_kind"], "ci");
+    assert_eq!(one.body["stage_name"], "tests");
+
+    // CI 3: t1 fixed.
+    let f3 = run_flow(&admin, bid, "ci").await;
+    let res = results_of(&admin, f3["runs"][0]["id"].as_i64().unwrap()).await;
+    assert_eq!(brief(&res[0]), ("suite::t1".into(), 1, 1, 0, 2));
+    assert_eq!(brief(&res[1]), ("suite::t2".into(), 1, 0, 2, 0));
+    assert_eq!(f3["runs"][0]["fix_cnt"], 1);
+
+    // DEV: compared with the latest CI result, whose age and instability it copies.
+    let d = run_flow(&admin, bid, "dev").await;
+    let res = results_of(&admin, d["runs"][0]["id"].as_i64().unwrap()).await;
+    assert_eq!(brief(&res[0]), ("suite::t1".into(), 2, 2, 0, 2));
+    assert_eq!(brief(&res[1]), ("suite::t2".into(), 1, 0, 2, 0));
+    let dev_tcr = res[0]["id"].as_i64().unwrap();
+
+    // CI 5: t1 fails again and inherits the comment.
+    let f5 = run_flow(&admin, bid, "ci").await;
+    let res = results_of(&admin, f5["runs"][0]["id"].as_i64().unwrap()).await;
+    assert_eq!(brief(&res[0]), ("suite::t1".into(), 2, 2, 0, 3));
+    assert_eq!(res[0]["comment"]["data"][0]["text"], "bug in product");
+    assert_eq!(
+        res[0]["comment"]["state"], 0,
+        "a carried comment starts as new again"
+    );
+    let t1_ci5 = res[0]["id"].as_i64().unwrap();
+
+    // History of a result: the same test in the branch's CI flows, newest first.
+    let h = admin
+        .get(&format!("/api/test_case_results/{t1_ci5}/history"))
+        .await;
+    let results: Vec<i64> = h.expect(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_i64().unwrap())
+        .collect();
+    assert_eq!(results, [2, 1, 2, 1]);
+    let hd = admin
+        .get(&format!("/api/test_case_results/{dev_tcr}/history"))
+        .await;
+    assert_eq!(
+        hd.expect(200)["items"][0]["flow_kind"],
+        "dev",
+        "a DEV result leads its history"
+    );
+
+    // Flow history and branch stats follow the flows.
+    let fh = admin
+        .get(&format!("/api/flows/{}/history?limit=10", f5["id"]))
+        .await;
+    let items = fh.expect(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 4);
+    let regr: Vec<i64> = items
+        .iter()
+        .map(|i| i["tests_regr"].as_i64().unwrap())
+        .collect();
+    assert_eq!(regr, [0, 1, 0, 1]);
+    assert_eq!(items[2]["tests_fix"], 1);
+    admin
+        .get(&format!("/api/flows/{}/history", d["id"]))
+        .await
+        .expect(400);
+    admin
+        .get(&format!("/api/flows/{}/history?limit=101", f5["id"]))
+        .await
+        .expect(400);
+    let stats = admin.get(&format!("/api/branches/{bid}/stats")).await;
+    assert_eq!(stats.expect(200)["ci"]["flows_total"], 4);
+    assert_eq!(stats.body["dev"]["flows_total"], 1);
+    assert_eq!(stats.body["ci"]["durations"].as_array().unwrap().len(), 4);
+    assert!(stats.body["ci"]["avg_duration_last_week"].is_string());
+    let analysis = admin
+        .get(&format!("/api/flows/{}/analysis", f5["id"]))
+        .await;
+    assert_eq!(analysis.expect(200)["total_tests"], 2);
+    assert_eq!(analysis.body["stats"]["tests"]["all"]["any"]["Failed"], 1);
+    // Branch summaries in the project list.
+    let projects = admin.get("/api/projects").await;
+    let b = &projects.body["items"][0]["branches"][0];
+    assert_eq!(b["last_completed_flow"]["id"], f5["id"]);
+    assert_eq!(b["last_incomplete_flow"], json!(null));
+    assert_eq!(f5["summary"]["tests_regr"], 1);
+}
+
+#[tokio::test]
+async fn artifacts_upload_download_and_report_entries() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let upload = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"make\", \"steps\": [\
+        {\"tool\": \"shell\", \"cmd\": \"mkdir -p out/sub && head -c 70000 /dev/urandom > out/blob.bin && echo '<html>report</html>' > out/sub/index.html\"},\
+        {\"tool\": \"artifacts\", \"source\": \"out/blob.bin\", \"public\": True},\
+        {\"tool\": \"artifacts\", \"source\": \"out/sub/index.html\", \"report_entry\": \"out/sub/index.html\"}],\
+        \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
+    admin.stage(bid, "upload", upload).await;
+    let download = "def stage(ctx):\n    return {\"parent\": \"upload\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"use\", \"steps\": [\
+        {\"tool\": \"artifacts\", \"action\": \"download\", \"source\": \"out/blob.bin\"},\
+        {\"tool\": \"shell\", \"cmd\": \"ls -l; sha256sum out/blob.bin blob.bin 2>/dev/null || true\"}],\
+        \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
+    admin.stage(bid, "download", download).await;
+    let flow = run_flow(&admin, bid, "ci").await;
+    for r in flow["runs"].as_array().unwrap() {
+        let jobs = admin.run_jobs(r["id"].as_i64().unwrap()).await;
+        assert_eq!(r["jobs_error"], 0, "{jobs:?}");
+    }
+    let fid = flow["id"].as_i64().unwrap();
+    let list = admin.get(&format!("/api/flows/{fid}/artifacts")).await;
+    let items = list.expect(200)["items"].as_array().unwrap().clone();
+    let blob = items
+        .iter()
+        .find(|a| a["path"].as_str().unwrap().ends_with("blob.bin"))
+        .expect("blob listed");
+    assert_eq!(blob["size"], 70000);
+    let url = blob["url"].as_str().unwrap().to_string();
+    let got = admin
+        .http
+        .get(format!("{}{url}", s.url))
+        .bearer_auth(admin.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    let bytes = got.bytes().await.unwrap();
+    // Byte-identical with what the job wrote: compare with the file the download stage got.
+    let up_run = flow["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage_name"] == "upload")
+        .unwrap()
+        .clone();
+    let down_run = flow["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage_name"] == "download")
+        .unwrap()
+        .clone();
+    assert_eq!(bytes.len(), 70000);
+    let core = s.core();
+    let stored = std::fs::read(
+        s.data_dir
+            .join("artifacts")
+            .join(format!("{:08}", bid))
+            .join(fid.to_string())
+            .join(up_run["id"].to_string())
+            .join("out/blob.bin"),
+    )
+    .unwrap();
+    assert_eq!(bytes.as_ref(), stored.as_slice());
+    let _ = core;
+    let dj = admin
+        .run_jobs(down_run["id"].as_i64().unwrap())
+        .await
+        .remove(0);
+    let log = admin.job_log(dj["id"].as_i64().unwrap()).await.join("\n");
+    assert!(log.contains("blob.bin"), "{log}");
+    // The report entry.
+    let run = admin.get(&format!("/api/runs/{}", up_run["id"])).await.body;
+    assert_eq!(run["report_entries"][0]["name"], "Index");
+    let report = admin
+        .http
+        .get(format!(
+            "{}{}",
+            s.url,
+            run["report_entries"][0]["url"]
+                .as_str()
+                .unwrap()
+                .replace("/public/", "/report/")
+        ))
+        .bearer_auth(admin.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(report.text().await.unwrap().trim(), "<html>report</html>");
+    assert_eq!(
+        admin
+            .get(&format!("/api/runs/{}/artifacts", up_run["id"]))
+            .await
+            .body["total"],
+        2
+    );
+    // Errors.
+    let bad = admin
+        .http
+        .get(format!("{}/artifacts/secret/f/{fid}/out/blob.bin", s.url))
+        .bearer_auth(admin.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let missing = admin
+        .http
+        .get(format!("{}/artifacts/public/f/{fid}/nope.txt", s.url))
+        .bearer_auth(admin.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    let anon = reqwest::get(format!("{}{url}", s.url)).await.unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let anon = s.anonymous();
+    let addr = "10.2.2.2";
+    anon.post(
+        "/backend",
+        json!({"address": addr, "msg": "host-info", "info": {"system": "debian-12"}}),
+    )
+    .await
+    .expect(200);
+    let aid = admin.get("/api/agents?unauthorized=true").await.body["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    admin
+        .patch("/api/agents", json!([{"id": aid, "authorized": true}]))
+        .await
+        .expect(200);
+    anon.post(
+        "/backend",
+        json!({"address": addr, "msg": "host-info", "info": {"system": "debian-12"}}),
+    )
+    .await
+    .expect(200);
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"lint\", \"steps\": [{\"tool\": \"pylint\", \"modules_or_packages\": \"pkg\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
+    admin.stage(bid, "lint", code).await;
+    // The original agent's pylint tool reports issues; play its part.
+    let run_once = |issues: Value| {
+        let admin = admin.clone();
+        let anon = anon.clone();
+        async move {
+            let flow = admin.flow(bid).await;
+            let gj = anon
+                .post(
+                    "/backend",
+                    json!({"address": addr, "msg": "get-job", "wait": 20}),
+                )
+                .await
+                .body;
+            let job_id = gj["job"]["id"].as_i64().expect("a job");
+            let st = anon
+                .post("/backend", json!({"address": addr, "msg": "get-job-step"}))
+                .await
+                .body;
+            assert_eq!(st["job_step"]["tool"], "pylint");
+            anon.post(
+                "/backend",
+                json!({"address": addr, "msg": "step-result2", "job_id": job_id, "step_idx": 0,
+                "result": {"status": "done", "duration": 1, "issues": issues}}),
+            )
+            .await
+            .expect(200);
+            let fin = anon
+                .post("/backend", json!({"address": addr, "msg": "get-job-step"}))
+                .await
+                .body;
+            assert_eq!(fin["job_step"]["finish"], true);
+            admin.wait_flow(flow["id"].as_i64().unwrap(), WAIT).await
+        }
+    };
+    let i = |path: &str, line: i64, t: &str, sym: &str| json!({"path": path, "line": line, "column": 1, "type": t, "symbol": sym, "message": format!("{sym} here"), "module": "pkg"});
+    let f1 = run_once(json!([
+        i("a.py", 10, "warning", "unused-import"),
+        i("b.py", 5, "error", "undefined")
+    ]))
+    .await;
+    assert_eq!(f1["runs"][0]["issues_total"], 2);
+    assert_eq!(
+        f1["runs"][0]["issues_new"], 0,
+        "first issues are not counted as new"
+    );
+    let f2 = run_once(json!([
+        i("a.py", 13, "warning", "unused-import"),
+        i("b.py", 5, "convention", "undefined"),
+        i("c.py", 1, "refactor", "too-many")
+    ]))
+    .await;
+    let r2 = f2["runs"][0]["id"].as_i64().unwrap();
+    assert_eq!(f2["runs"][0]["issues_new"], 2);
+    let issues = admin.get(&format!("/api/runs/{r2}/issues")).await;
+    let items = issues.expect(200)["items"].as_array().unwrap().clone();
+    let age_of = |p: &str| {
+        items.iter().find(|x| x["path"] == p).unwrap()["age"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!((age_of("a.py"), age_of("b.py"), age_of("c.py")), (1, 0, 0));
+    assert_eq!(items[0]["module"], "pkg", "extra fields are kept");
+    let warnings = admin
+        .get(&format!("/api/runs/{r2}/issues?issue_types=1"))
+        .await;
+    assert_eq!(warnings.body["total"], 1);
+    let by_loc = admin
+        .get(&format!("/api/runs/{r2}/issues?location=C.PY"))
+        .await;
+    assert_eq!(by_loc.body["total"], 1);
+    admin
+        .get(&format!("/api/runs/{r2}/issues?issue_types=x"))
+        .await
+        .expect(400);
+
+    // Background tasks of this server, and queueing one.
+    let tasks = admin.get("/api/last-rq-jobs").await;
+    assert!(
+        tasks.expect(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["func_name"] == "analyze_results_history" && t["status"] == "finished")
+    );
+    let q = admin
+        .post(
+            "/api/rq/queue",
+            json!({"func_name": "analyze_results_history", "args": r2.to_string()}),
+        )
+        .await;
+    q.expect(201);
+    admin
+        .post("/api/rq/queue", json!({"func_name": "rm_rf", "args": "1"}))
+        .await
+        .expect(400);
+    admin
+        .post(
+            "/api/rq/queue",
+            json!({"func_name": "analyze_run", "args": "99999"}),
+        )
+        .await
+        .expect(404);
+    let (_, user) = s.user("u").await;
+    user.get("/api/last-rq-jobs").await.expect(403);
+    let forced = admin.post(&format!("/api/runs/{r2}"), json!({})).await;
+    forced.expect(200);
+    admin
+        .wait_for(&format!("/api/runs/{r2}"), WAIT, |r| {
+            r["state"] == "processed"
+        })
+        .await;
+}
