@@ -23,7 +23,7 @@ pub mod schema;
 pub mod store;
 pub mod triggers;
 
-pub use api::{Config, Core, Local};
+pub use api::{Config, Core, Kraken, Local};
 pub use error::{ApiError, Error, Result};
 
 /// The version of this server, reported by `GET /version`.

@@ -16,6 +16,7 @@ use crate::model::Timestamp;
 use crate::store::Store;
 
 pub(crate) mod agents;
+pub mod client;
 pub mod backend;
 pub(crate) mod branches;
 pub mod exec;
@@ -35,6 +36,7 @@ pub use settings::public_settings;
 pub use tools::workflow_schema;
 pub use users::login;
 
+pub use client::{FollowEvent, Kraken};
 pub use seed::builtin_tools;
 
 /// Settings of a Kraken instance that are not stored in its database.
