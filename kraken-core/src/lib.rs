@@ -14,6 +14,7 @@
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod events;

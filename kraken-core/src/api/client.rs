@@ -187,8 +187,15 @@ impl QueryValue for IssueFilter {
 }
 
 impl Remote {
-    fn request(&self, method: Method, path: &str, query: &[(String, String)]) -> reqwest::RequestBuilder {
-        let mut req = self.http.request(method, format!("{}/api{}", self.base, path));
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+    ) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api{}", self.base, path));
         if !query.is_empty() {
             req = req.query(query);
         }
@@ -200,7 +207,10 @@ impl Remote {
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = req.send().await.map_err(|e| {
-            Error::Transport(format!("cannot reach the Kraken server at {}: {e}", self.base))
+            Error::Transport(format!(
+                "cannot reach the Kraken server at {}: {e}",
+                self.base
+            ))
         })?;
         let status = resp.status();
         if status.is_success() {
@@ -210,9 +220,18 @@ impl Remote {
         let msg = serde_json::from_str::<Value>(&body)
             .ok()
             .and_then(|v| {
-                v.get("message").or_else(|| v.get("detail")).and_then(Value::as_str).map(str::to_string)
+                v.get("message")
+                    .or_else(|| v.get("detail"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
             })
-            .unwrap_or_else(|| if body.is_empty() { status.to_string() } else { body });
+            .unwrap_or_else(|| {
+                if body.is_empty() {
+                    status.to_string()
+                } else {
+                    body
+                }
+            });
         Err(Error::from_status(status.as_u16(), msg))
     }
 
@@ -234,7 +253,9 @@ impl Remote {
             .map_err(|e| Error::Transport(format!("reading the answer of {path}: {e}")))?;
         let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
         serde_json::from_slice(bytes).map_err(|e| {
-            Error::Transport(format!("unexpected answer from {path} (is this a Kraken server?): {e}"))
+            Error::Transport(format!(
+                "unexpected answer from {path} (is this a Kraken server?): {e}"
+            ))
         })
     }
 }
@@ -460,7 +481,14 @@ impl Kraken {
     /// (artifacts, work directories) go to `data_dir`.
     pub async fn open_with(url: &str, data_dir: &std::path::Path) -> Result<Kraken> {
         let store = Store::open(url).await?;
-        let core = Core::open(store, Config { data_dir: data_dir.to_path_buf(), ..Config::default() }).await?;
+        let core = Core::open(
+            store,
+            Config {
+                data_dir: data_dir.to_path_buf(),
+                ..Config::default()
+            },
+        )
+        .await?;
         Ok(Self::local(core, true).await?)
     }
 
@@ -470,7 +498,9 @@ impl Kraken {
         let data_dir = url
             .strip_prefix("sqlite://")
             .filter(|p| !p.contains(":memory:"))
-            .map(|p| std::path::PathBuf::from(format!("{}.files", p.split('?').next().unwrap_or(p))))
+            .map(|p| {
+                std::path::PathBuf::from(format!("{}.files", p.split('?').next().unwrap_or(p)))
+            })
             .unwrap_or_else(|| std::path::PathBuf::from("kraken-data"));
         Self::open_with(url, &data_dir).await
     }
@@ -482,36 +512,69 @@ impl Kraken {
             let engine = crate::engine::Engine::start(core.clone());
             let address = format!("in-process@{}", std::process::id());
             crate::agent::ensure_builtin_agent(&core, &address).await?;
-            let cfg = crate::agent::AgentConfig::new(&address, &core.config.data_dir.join("agents").join(&address));
-            let agent = crate::agent::Agent::new(Arc::new(crate::agent::InProcess::new(core.clone())), cfg);
+            let cfg = crate::agent::AgentConfig::new(
+                &address,
+                &core.config.data_dir.join("agents").join(&address),
+            );
+            let agent =
+                crate::agent::Agent::new(Arc::new(crate::agent::InProcess::new(core.clone())), cfg);
             let (stop, rx) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(async move { agent.run(rx).await });
-            Some(Arc::new(LocalRuntime { _engine: engine, stop, agent: task }))
+            Some(Arc::new(LocalRuntime {
+                _engine: engine,
+                stop,
+                agent: task,
+            }))
         } else {
             None
         };
-        Ok(Kraken { backend: Backend::Local(core.local_admin(), runtime) })
+        Ok(Kraken {
+            backend: Backend::Local(core.local_admin(), runtime),
+        })
     }
 
     /// A handle on a remote server (`http://host:8080`) with a bearer token.
     pub fn connect(base: &str, token: Option<String>) -> Result<Kraken> {
-        let base = base.trim_end_matches('/').trim_end_matches("/api").to_string();
+        let base = base
+            .trim_end_matches('/')
+            .trim_end_matches("/api")
+            .to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::bad_request(format!("server URL '{base}' must start with http:// or https://")));
+            return Err(Error::bad_request(format!(
+                "server URL '{base}' must start with http:// or https://"
+            )));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| Error::Transport(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Kraken { backend: Backend::Remote(Arc::new(Remote { base, token, http })) })
+        Ok(Kraken {
+            backend: Backend::Remote(Arc::new(Remote { base, token, http })),
+        })
     }
 
     /// Log in to a remote server: the session (its token) and a handle using it.
     pub async fn login(base: &str, user: &str, password: &str) -> Result<(Kraken, Session)> {
         let base = base.trim_end_matches('/').trim_end_matches("/api");
-        let r = Remote { base: base.to_string(), token: None, http: reqwest::Client::new() };
-        let input = Login { user: Some(user.into()), password: Some(password.into()), method: None, oidc_provider: None };
-        let session: Session = r.call(Method::POST, "/sessions", &[], Some(serde_json::to_value(&input)?)).await?;
+        let r = Remote {
+            base: base.to_string(),
+            token: None,
+            http: reqwest::Client::new(),
+        };
+        let input = Login {
+            user: Some(user.into()),
+            password: Some(password.into()),
+            method: None,
+            oidc_provider: None,
+        };
+        let session: Session = r
+            .call(
+                Method::POST,
+                "/sessions",
+                &[],
+                Some(serde_json::to_value(&input)?),
+            )
+            .await?;
         let k = Self::connect(base, Some(session.token.clone()))?;
         Ok((k, session))
     }
@@ -541,9 +604,10 @@ impl Kraken {
     pub async fn logout(&self, token: &str) -> Result<()> {
         match &self.backend {
             Backend::Local(k, _) => k.logout(token).await,
-            Backend::Remote(r) => {
-                r.send(r.request(Method::DELETE, &format!("/sessions/{token}"), &[])).await.map(|_| ())
-            }
+            Backend::Remote(r) => r
+                .send(r.request(Method::DELETE, &format!("/sessions/{token}"), &[]))
+                .await
+                .map(|_| ()),
         }
     }
 
@@ -561,22 +625,34 @@ impl Kraken {
                     req = req.bearer_auth(t);
                 }
                 let resp = r.send(req).await?;
-                resp.text().await.map_err(|e| Error::Transport(format!("reading the job log: {e}")))
+                resp.text()
+                    .await
+                    .map_err(|e| Error::Transport(format!("reading the job log: {e}")))
             }
         }
     }
 
     /// Download a public artifact of a flow (`f`) or run (`r`): bytes and file name.
-    pub async fn read_artifact(&self, scope: &str, id: i64, path: &str) -> Result<(Vec<u8>, String)> {
+    pub async fn read_artifact(
+        &self,
+        scope: &str,
+        id: i64,
+        path: &str,
+    ) -> Result<(Vec<u8>, String)> {
         match &self.backend {
             Backend::Local(k, _) => k.read_artifact(scope, id, path).await,
             Backend::Remote(r) => {
-                let mut req = r.http.get(format!("{}/artifacts/public/{scope}/{id}/{path}", r.base));
+                let mut req = r
+                    .http
+                    .get(format!("{}/artifacts/public/{scope}/{id}/{path}", r.base));
                 if let Some(t) = &r.token {
                     req = req.bearer_auth(t);
                 }
                 let resp = r.send(req).await?;
-                let bytes = resp.bytes().await.map_err(|e| Error::Transport(format!("downloading {path}: {e}")))?;
+                let bytes = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::Transport(format!("downloading {path}: {e}")))?;
                 let name = path.rsplit('/').next().unwrap_or(path).to_string();
                 Ok((bytes.to_vec(), name))
             }
@@ -590,9 +666,19 @@ impl Kraken {
             Backend::Remote(r) => {
                 let form = reqwest::multipart::Form::new()
                     .text("meta", serde_json::to_string(meta)?)
-                    .part("file", reqwest::multipart::Part::bytes(zip.to_vec()).file_name("tool.zip"));
-                let resp = r.send(r.request(Method::POST, &format!("/tools/{name}/zip"), &[]).multipart(form)).await?;
-                resp.json().await.map_err(|e| Error::Transport(format!("tool upload answer: {e}")))
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(zip.to_vec()).file_name("tool.zip"),
+                    );
+                let resp = r
+                    .send(
+                        r.request(Method::POST, &format!("/tools/{name}/zip"), &[])
+                            .multipart(form),
+                    )
+                    .await?;
+                resp.json()
+                    .await
+                    .map_err(|e| Error::Transport(format!("tool upload answer: {e}")))
             }
         }
     }
@@ -618,12 +704,18 @@ struct LocalFollow {
     done: bool,
 }
 
-fn chunk_events(f: &mut (impl FollowCursor + ?Sized), chunk: LogChunk) -> (Vec<Result<FollowEvent>>, bool) {
+fn chunk_events(
+    f: &mut (impl FollowCursor + ?Sized),
+    chunk: LogChunk,
+) -> (Vec<Result<FollowEvent>>, bool) {
     let mut out = Vec::new();
     let state = (chunk.job_state, chunk.completion_status);
     if f.last_state() != Some(state) {
         f.set_last_state(state);
-        out.push(Ok(FollowEvent::State { state: state.0, completion_status: state.1 }));
+        out.push(Ok(FollowEvent::State {
+            state: state.0,
+            completion_status: state.1,
+        }));
     }
     let empty = chunk.lines.is_empty();
     for l in chunk.lines {
@@ -632,7 +724,9 @@ fn chunk_events(f: &mut (impl FollowCursor + ?Sized), chunk: LogChunk) -> (Vec<R
     }
     let end = empty && chunk.job_completed;
     if end {
-        out.push(Ok(FollowEvent::End { completion_status: state.1 }));
+        out.push(Ok(FollowEvent::End {
+            completion_status: state.1,
+        }));
     }
     (out, end)
 }
@@ -657,7 +751,14 @@ impl FollowCursor for LocalFollow {
 
 fn follow_local(k: Local, job_id: i64, after: i64) -> BoxStream<'static, Result<FollowEvent>> {
     let rx = k.core().events.subscribe();
-    let state = LocalFollow { k, job_id, cursor: after, rx, last_state: None, done: false };
+    let state = LocalFollow {
+        k,
+        job_id,
+        cursor: after,
+        rx,
+        last_state: None,
+        done: false,
+    };
     futures_util::stream::unfold(state, |mut f| async move {
         if f.done {
             return None;
@@ -681,8 +782,10 @@ fn follow_local(k: Local, job_id: i64, after: i64) -> BoxStream<'static, Result<
             let wait = async {
                 loop {
                     match rx.recv().await {
-                        Ok(crate::events::Event::Logs { job_id: j, .. } | crate::events::Event::Job { job_id: j, .. })
-                            if j == job_id => return,
+                        Ok(
+                            crate::events::Event::Logs { job_id: j, .. }
+                            | crate::events::Event::Job { job_id: j, .. },
+                        ) if j == job_id => return,
                         Ok(_) => {}
                         Err(_) => return,
                     }
@@ -708,7 +811,11 @@ struct RemoteFollow {
     done: bool,
 }
 
-fn follow_remote(r: Arc<Remote>, job_id: i64, after: i64) -> BoxStream<'static, Result<FollowEvent>> {
+fn follow_remote(
+    r: Arc<Remote>,
+    job_id: i64,
+    after: i64,
+) -> BoxStream<'static, Result<FollowEvent>> {
     let st = RemoteFollow {
         r,
         job_id,
@@ -727,14 +834,20 @@ fn follow_remote(r: Arc<Remote>, job_id: i64, after: i64) -> BoxStream<'static, 
         }
         loop {
             if f.resp.is_none() {
-                let mut req = f.r.request(Method::GET, &format!("/jobs/{}/logs/stream", f.job_id), &[]);
+                let mut req =
+                    f.r.request(Method::GET, &format!("/jobs/{}/logs/stream", f.job_id), &[]);
                 req = req.header("Last-Event-ID", f.cursor.to_string());
                 match f.r.send(req).await {
                     Ok(resp) => {
                         f.resp = Some(resp);
                         f.buf.clear();
                     }
-                    Err(e @ (Error::NotFound(_) | Error::Forbidden(_) | Error::Unauthorized(_) | Error::BadRequest(_))) => {
+                    Err(
+                        e @ (Error::NotFound(_)
+                        | Error::Forbidden(_)
+                        | Error::Unauthorized(_)
+                        | Error::BadRequest(_)),
+                    ) => {
                         f.done = true;
                         return Some((Err(e), f));
                     }
@@ -773,9 +886,20 @@ fn follow_remote(r: Arc<Remote>, job_id: i64, after: i64) -> BoxStream<'static, 
                             let cs = v.get("completion_status").and_then(Value::as_i64);
                             if event == "end" {
                                 f.done = true;
-                                return Some((Ok(FollowEvent::End { completion_status: cs }), f));
+                                return Some((
+                                    Ok(FollowEvent::End {
+                                        completion_status: cs,
+                                    }),
+                                    f,
+                                ));
                             }
-                            return Some((Ok(FollowEvent::State { state, completion_status: cs }), f));
+                            return Some((
+                                Ok(FollowEvent::State {
+                                    state,
+                                    completion_status: cs,
+                                }),
+                                f,
+                            ));
                         }
                         "error" => {
                             f.done = true;
@@ -788,7 +912,10 @@ fn follow_remote(r: Arc<Remote>, job_id: i64, after: i64) -> BoxStream<'static, 
                 if line.starts_with(':') {
                     continue;
                 }
-                let (field, value) = line.split_once(':').map(|(a, b)| (a, b.strip_prefix(' ').unwrap_or(b))).unwrap_or((&line, ""));
+                let (field, value) = line
+                    .split_once(':')
+                    .map(|(a, b)| (a, b.strip_prefix(' ').unwrap_or(b)))
+                    .unwrap_or((&line, ""));
                 match field {
                     "event" => f.event = value.to_string(),
                     "data" => {
@@ -801,7 +928,9 @@ fn follow_remote(r: Arc<Remote>, job_id: i64, after: i64) -> BoxStream<'static, 
                     _ => {}
                 }
             }
-            let Some(resp) = f.resp.as_mut() else { continue };
+            let Some(resp) = f.resp.as_mut() else {
+                continue;
+            };
             match resp.chunk().await {
                 Ok(Some(bytes)) => {
                     f.retries = 0;

@@ -16,9 +16,9 @@ use crate::model::Timestamp;
 use crate::store::Store;
 
 pub(crate) mod agents;
-pub mod client;
 pub mod backend;
 pub(crate) mod branches;
+pub mod client;
 pub mod exec;
 pub(crate) mod flows;
 pub(crate) mod jobs;
