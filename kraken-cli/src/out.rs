@@ -1,0 +1,144 @@
+//! Output: tables on a terminal, plain columns in pipes, JSON on request;
+//! a closed pipe ends the program quietly with exit code 0.
+
+use std::fmt::Display;
+use std::io::{IsTerminal, Write};
+
+use comfy_table::{ContentArrangement, Table};
+use serde::Serialize;
+
+/// Why the program stops, and with which exit code.
+#[derive(Debug)]
+pub struct Exit {
+    /// Exit code.
+    pub code: u8,
+    /// One line for stderr (none for a quiet exit).
+    pub message: Option<String>,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message.as_deref().unwrap_or(""))
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Usage or connection error (exit 2).
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    Exit {
+        code: 2,
+        message: Some(msg.into()),
+    }
+    .into()
+}
+
+/// The flow or run failed (exit 1).
+pub fn failed(msg: impl Into<String>) -> anyhow::Error {
+    Exit {
+        code: 1,
+        message: Some(msg.into()),
+    }
+    .into()
+}
+
+/// A wait timed out (exit 124).
+pub fn timed_out(msg: impl Into<String>) -> anyhow::Error {
+    Exit {
+        code: 124,
+        message: Some(msg.into()),
+    }
+    .into()
+}
+
+fn write_out(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Exit {
+            code: 0,
+            message: None,
+        }
+        .into()),
+        Err(e) => Err(usage(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    /// JSON instead of tables.
+    pub json: bool,
+    /// stdout is a terminal.
+    pub tty: bool,
+}
+
+impl Out {
+    /// Output to stdout, JSON or not.
+    pub fn new(json: bool) -> Out {
+        Out {
+            json,
+            tty: std::io::stdout().is_terminal(),
+        }
+    }
+
+    /// Print a value as pretty JSON.
+    pub fn json<T: Serialize + ?Sized>(&self, v: &T) -> anyhow::Result<()> {
+        let mut s = serde_json::to_string_pretty(v)?;
+        s.push('\n');
+        write_out(&s)
+    }
+
+    /// Print a value as one JSON line (streams).
+    pub fn json_line<T: Serialize + ?Sized>(&self, v: &T) -> anyhow::Result<()> {
+        let mut s = serde_json::to_string(v)?;
+        s.push('\n');
+        write_out(&s)
+    }
+
+    /// Print a line.
+    pub fn line(&self, s: impl Display) -> anyhow::Result<()> {
+        write_out(&format!("{s}\n"))
+    }
+
+    /// Print rows: a boxed table on a terminal, plain columns otherwise.
+    pub fn table(&self, headers: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+        let mut t = Table::new();
+        if self.tty {
+            t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+        } else {
+            t.load_style(comfy_table::presets::NOTHING);
+        }
+        t.set_header(headers.to_vec());
+        for r in rows {
+            t.add_row(r);
+        }
+        let mut s = t.to_string();
+        if !self.tty {
+            // Plain columns for scripts: no padding at line ends.
+            s = s
+                .lines()
+                .map(|l| l.trim_end().trim_start_matches(' '))
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        s.push('\n');
+        write_out(&s)
+    }
+
+    /// Print key/value pairs.
+    pub fn fields(&self, pairs: &[(&str, String)]) -> anyhow::Result<()> {
+        let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut s = String::new();
+        for (k, v) in pairs {
+            s.push_str(&format!("{k:width$}  {v}\n"));
+        }
+        write_out(&s)
+    }
+}
+
+/// Text of an optional value.
+pub fn opt<T: Display>(v: &Option<T>) -> String {
+    v.as_ref().map(ToString::to_string).unwrap_or_default()
+}

@@ -1,0 +1,390 @@
+//! The `kraken` binary against a real server, and in process (`--db`):
+//! ids on stdout, exit codes, JSON, following logs, closed pipes.
+
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use kraken_tests::{TestServer, shell_stage};
+
+struct Cli {
+    env: Vec<(String, String)>,
+    _config: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new(server: Option<&str>, token: Option<&str>) -> Cli {
+        let config = tempfile::tempdir().unwrap();
+        let mut env = vec![
+            (
+                "KRAKEN_CONFIG_DIR".to_string(),
+                config.path().display().to_string(),
+            ),
+            ("KRAKEN_LOG".to_string(), "error".to_string()),
+        ];
+        if let Some(s) = server {
+            env.push(("KRAKEN_SERVER".into(), s.into()));
+        }
+        if let Some(t) = token {
+            env.push(("KRAKEN_TOKEN".into(), t.into()));
+        }
+        Cli {
+            env,
+            _config: config,
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kraken"));
+        cmd.args(args)
+            .env_remove("KRAKEN_SERVER")
+            .env_remove("KRAKEN_TOKEN")
+            .env_remove("KRAKEN_DB");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .expect("kraken finished in time")
+            .expect("run kraken")
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args).await;
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "kraken {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+async fn write_stage(dir: &std::path::Path, name: &str, cmds: &[&str]) -> String {
+    let p = dir.join(format!("{name}.py"));
+    tokio::fs::write(&p, shell_stage("root", name, cmds))
+        .await
+        .unwrap();
+    p.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_a_server_from_scripts() {
+    let s = TestServer::start().await;
+    let files = tempfile::tempdir().unwrap();
+    // Not logged in: a clear message, exit 2.
+    let anon = Cli::new(None, None);
+    let o = anon.run(&["projects", "list"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("kraken login"), "{}", stderr(&o));
+
+    // Log in (password from the environment, no terminal), stored with mode 600.
+    let cli = Cli::new(Some(&s.url), None);
+    let mut login = cli.env.clone();
+    login.push(("KRAKEN_PASSWORD".into(), "admin".into()));
+    let li = Cli {
+        env: login,
+        _config: tempfile::tempdir().unwrap(),
+    };
+    li.ok(&["login", "--user", "admin"]).await;
+    let cred = std::path::Path::new(&cli.env[0].1).join("credentials.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cred).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let bad = li
+        .run(&["login", "--user", "admin", "--password", "nope"])
+        .await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("incorrect password"),
+        "{}",
+        stderr(&bad)
+    );
+
+    // Create things by name; ids on stdout.
+    assert_eq!(cli.ok(&["projects", "create", "demo"]).await, "1");
+    assert_eq!(cli.ok(&["branches", "create", "demo", "main"]).await, "1");
+    let good = write_stage(files.path(), "good", &["echo all good"]).await;
+    assert_eq!(
+        cli.ok(&["stages", "create", "demo/main", "good", "--file", &good])
+            .await,
+        "1"
+    );
+    let flow_id = cli.ok(&["flows", "create", "demo/main"]).await;
+    assert_eq!(flow_id, "1", "the new flow's id alone");
+    let waited = cli
+        .run(&["flows", "wait", &flow_id, "--timeout", "60"])
+        .await;
+    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+
+    // --wait exits 0 on success, 1 on failure; `flows wait` on a finished failed flow is 1 too.
+    let o = cli
+        .run(&["flows", "create", "demo/main", "--wait", "--timeout", "60"])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "2");
+    assert_eq!(cli.ok(&["branches", "create", "demo", "broken"]).await, "2");
+    let bad_stage = write_stage(files.path(), "bad", &["echo about to fail", "exit 7"]).await;
+    cli.ok(&[
+        "stages",
+        "create",
+        "demo/broken",
+        "bad",
+        "--file",
+        &bad_stage,
+    ])
+    .await;
+    let o = cli.run(&["flows", "create", "demo/broken", "--wait"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("failed job"), "{}", stderr(&o));
+    let failed_id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let o = cli.run(&["flows", "wait", &failed_id]).await;
+    assert_eq!(o.status.code(), Some(1));
+    // Failed steps' logs of a flow.
+    let flog = cli.ok(&["logs", "--flow", &failed_id, "--failed"]).await;
+    assert!(
+        flog.contains("exit 7") && flog.contains("step 1") && !flog.contains("about to fail"),
+        "{flog}"
+    );
+
+    // --json parses; fields are the API's.
+    let j: Value =
+        serde_json::from_str(&cli.ok(&["--json", "flows", "show", &flow_id]).await).unwrap();
+    assert_eq!(j["id"], 1);
+    assert_eq!(j["runs"][0]["stage_name"], "good");
+    let l: Value = serde_json::from_str(&cli.ok(&["--json", "projects", "list"]).await).unwrap();
+    assert_eq!(l["total"], 1);
+    let job_id = cli.ok(&["--json", "runs", "jobs", "1"]).await;
+    let job_id = serde_json::from_str::<Value>(&job_id).unwrap()["items"][0]["id"].to_string();
+    let log = cli.ok(&["logs", &job_id]).await;
+    assert!(log.contains("all good"), "{log}");
+    let lines = cli.ok(&["--json", "logs", &job_id]).await;
+    assert!(
+        lines
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "JSON Lines: {lines}"
+    );
+
+    // Unknown ids exit 3; bad arguments exit 2 with a message.
+    assert_eq!(
+        cli.run(&["flows", "show", "999"]).await.status.code(),
+        Some(3)
+    );
+    assert_eq!(
+        cli.run(&["branches", "show", "demo/nope"])
+            .await
+            .status
+            .code(),
+        Some(3)
+    );
+    let o = cli
+        .run(&["flows", "create", "demo/main", "--arg", "novalue"])
+        .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("KEY=VALUE"));
+    let o = cli.run(&["flows", "show", "notanumber"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let o = cli
+        .run(&["flows", "create", "demo/main", "--kind", "nightly"])
+        .await;
+    assert_eq!(o.status.code(), Some(2));
+    let o = cli
+        .run(&[
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "t",
+            "projects",
+            "list",
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot reach"), "{}", stderr(&o));
+
+    // Follow a running job to its end.
+    let chatty = write_stage(
+        files.path(),
+        "chatty",
+        &["for i in 1 2 3 4 5; do echo tick-$i; sleep 0.2; done"],
+    )
+    .await;
+    cli.ok(&["branches", "create", "demo", "chat"]).await;
+    cli.ok(&["stages", "create", "demo/chat", "chatty", "--file", &chatty])
+        .await;
+    let fid = cli.ok(&["flows", "create", "demo/chat"]).await;
+    let f: Value = serde_json::from_str(&cli.ok(&["--json", "flows", "show", &fid]).await).unwrap();
+    let run = f["runs"][0]["id"].to_string();
+    let jobs: Value =
+        serde_json::from_str(&cli.ok(&["--json", "runs", "jobs", &run]).await).unwrap();
+    let job = jobs["items"][0]["id"].to_string();
+    let followed = cli.ok(&["logs", &job, "--follow"]).await;
+    let ticks: Vec<&str> = followed
+        .lines()
+        .filter(|l| l.starts_with("tick-"))
+        .collect();
+    assert_eq!(ticks, ["tick-1", "tick-2", "tick-3", "tick-4", "tick-5"]);
+
+    // A closed pipe exits 0.
+    let many = write_stage(files.path(), "many", &["seq 1 50000"]).await;
+    cli.ok(&["branches", "create", "demo", "many"]).await;
+    cli.ok(&["stages", "create", "demo/many", "many", "--file", &many])
+        .await;
+    let fid = cli.ok(&["flows", "create", "demo/many", "--wait"]).await;
+    let f: Value = serde_json::from_str(
+        &cli.ok(&["--json", "flows", "show", fid.lines().next().unwrap()])
+            .await,
+    )
+    .unwrap();
+    let jobs: Value = serde_json::from_str(
+        &cli.ok(&["--json", "runs", "jobs", &f["runs"][0]["id"].to_string()])
+            .await,
+    )
+    .unwrap();
+    let job = jobs["items"][0]["id"].to_string();
+    let mut sh = tokio::process::Command::new("bash");
+    sh.arg("-c").arg(format!(
+        "'{}' logs {job} | head -n 2; echo \"status=${{PIPESTATUS[0]}}\"",
+        env!("CARGO_BIN_EXE_kraken")
+    ));
+    for (k, v) in &cli.env {
+        sh.env(k, v);
+    }
+    let o = sh.output().await.unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("status=0"),
+        "{text} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+
+    // Logout forgets the session.
+    cli.ok(&["logout"]).await;
+    assert_eq!(cli.run(&["projects", "list"]).await.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_flows_need_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("ci.db").display());
+    let cli = Cli::new(None, None);
+    let k = |extra: &[&str]| {
+        let mut a = vec!["--db", db.as_str()];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| {
+        let cli = &cli;
+        async move {
+            cli.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+                .await
+        }
+    };
+    assert_eq!(
+        run(k(&["projects", "create", "local"])).await.status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(k(&["branches", "create", "local", "main"]))
+            .await
+            .status
+            .code(),
+        Some(0)
+    );
+    let stage = write_stage(dir.path(), "s", &["echo in-process"]).await;
+    assert_eq!(
+        run(k(&[
+            "stages",
+            "create",
+            "local/main",
+            "s",
+            "--file",
+            &stage
+        ]))
+        .await
+        .status
+        .code(),
+        Some(0)
+    );
+    let o = run(k(&[
+        "flows",
+        "create",
+        "local/main",
+        "--wait",
+        "--timeout",
+        "60",
+    ]))
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(k(&["logs", "1"])).await;
+    assert!(String::from_utf8_lossy(&o.stdout).contains("in-process"));
+    let failing = write_stage(dir.path(), "f", &["false"]).await;
+    run(k(&["branches", "create", "local", "red"])).await;
+    run(k(&[
+        "stages",
+        "create",
+        "local/red",
+        "f",
+        "--file",
+        &failing,
+    ]))
+    .await;
+    let o = run(k(&["flows", "create", "local/red", "--wait"])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_check_works_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(None, None);
+    let good = write_stage(dir.path(), "good", &["make", "make test"]).await;
+    let o = cli.run(&["schema", "check", &good]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("shell: make test"), "{text}");
+    let o = cli.run(&["--json", "schema", "check", &good]).await;
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["name"], "good");
+    let dynamic = dir.path().join("dyn.py");
+    tokio::fs::write(
+        &dynamic,
+        "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {}, \"jobs\": [{\"name\": \"t-\" + t, \"steps\": [{\"tool\": \"shell\", \"cmd\": \"run \" + t}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"c\"}]} for t in (ctx.flow.data.tests or [\"all\"])]}\n",
+    )
+    .await
+    .unwrap();
+    let o = cli
+        .run(&[
+            "--json",
+            "schema",
+            "check",
+            dynamic.to_str().unwrap(),
+            "--ctx",
+            r#"{"flow": {"data": {"tests": ["a", "b"]}}}"#,
+        ])
+        .await;
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["jobs"].as_array().unwrap().len(), 2);
+    let bad = dir.path().join("bad.py");
+    tokio::fs::write(&bad, "def stage(ctx):\n    return {\n")
+        .await
+        .unwrap();
+    let o = cli.run(&["schema", "check", bad.to_str().unwrap()]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("line"), "{}", stderr(&o));
+    let o = cli.run(&["schema", "dump"]).await;
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["title"], "Schema of Kraken Workflow Schema");
+    let o = cli.run(&["completions", "bash"]).await;
+    assert!(String::from_utf8_lossy(&o.stdout).contains("kraken"));
+    let o = cli.run(&["no-such-command"]).await;
+    assert_eq!(o.status.code(), Some(2));
+}
