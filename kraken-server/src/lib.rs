@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, Uri};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use kraken_core::store::Store;
 use kraken_core::{ApiError, Config, Core};
@@ -247,6 +247,7 @@ pub fn app(core: Arc<Core>) -> Router {
             "/artifacts/{store}/{scope}/{id}/{*path}",
             get(results::download_artifact),
         )
+        .route("/webhooks/{project}/{provider}", post(webhooks_unsupported))
         .route("/job_log/{id}", get(logs::job_log_text))
         .route("/job_log/{id}/{step}", get(logs::step_log_text));
     Router::new()
@@ -415,14 +416,10 @@ async fn udp_logs(core: Arc<Core>, socket: tokio::net::UdpSocket) {
     }
 }
 
-/// Answer for things this server deliberately does not do.
-pub fn unsupported(what: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(ApiError::new(
-            400,
-            format!("{what} is not supported by this server"),
-        )),
-    )
-        .into_response()
+/// Webhooks of GitHub, Gitea, GitLab and Radicle are not taken by this server.
+async fn webhooks_unsupported() -> Response {
+    error_response(&ApiError::new(
+        400,
+        "webhooks are not supported by this server: start flows with `kraken flows create` or POST /api/branches/{id}/flows/ci",
+    ))
 }

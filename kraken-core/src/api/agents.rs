@@ -15,6 +15,17 @@ use crate::store::{page, sort_dir};
 
 const ADMIN_ONLY: &str = "only superadmin can manage agents";
 
+/// Cloud deployments (AWS, Azure, Kubernetes) spawn agents on demand in the
+/// original; this server has only agents that register themselves.
+fn check_deployment(d: Option<&serde_json::Map<String, Value>>) -> Result<()> {
+    match d.and_then(|d| d.get("method")).and_then(Value::as_i64) {
+        None | Some(0) => Ok(()),
+        Some(m) => Err(Error::bad_request(format!(
+            "deployment method {m} (cloud agents) is not supported by this server: use method 0 and start agents with `kraken agent`"
+        ))),
+    }
+}
+
 impl Local {
     pub(crate) async fn agent_row(&self, id: i64) -> Result<AgentRow> {
         self.store()
@@ -216,6 +227,7 @@ impl Local {
                 "Group with name {name} already exists"
             )));
         }
+        check_deployment(input.deployment.as_ref())?;
         let deployment = input.deployment.clone().map(Value::Object);
         Ok(self
             .store()
@@ -256,6 +268,7 @@ impl Local {
             }
             _ => row.name.clone(),
         };
+        check_deployment(input.deployment.as_ref())?;
         let deployment = match &input.deployment {
             Some(d) => {
                 let mut current = row
