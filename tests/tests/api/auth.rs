@@ -310,3 +310,46 @@ async fn every_endpoint_but_login_needs_a_token() {
     assert_eq!(pub_settings.expect(200)["idp"]["ldap_enabled"], false);
     assert!(pub_settings.body.get("general").is_none());
 }
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = kraken_tests::TestDb::new().await;
+    let server = kraken_server::start(kraken_server::ServerConfig {
+        bind: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_path_buf(),
+        db_url: db.url.clone(),
+        session_idle_timeout: std::time::Duration::from_secs(1),
+        admin_password: Some("s3cret".into()),
+        agents: 0,
+        udp_bind: None,
+    })
+    .await
+    .unwrap();
+    // The admin password comes from the configuration.
+    let anon = Client {
+        base: server.url(),
+        token: None,
+        http: reqwest::Client::new(),
+    };
+    anon.post(
+        "/api/sessions",
+        json!({"user": "admin", "password": "admin"}),
+    )
+    .await
+    .expect(401);
+    let admin = Client::login(&server.url(), "admin", "s3cret").await;
+    admin.get("/api/version").await.expect(200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let a = admin.get("/api/version").await;
+    assert!(
+        a.expect(401)["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{}",
+        a.body
+    );
+    admin.get("/api/version").await.expect(401);
+    server.shutdown().await.unwrap();
+}
