@@ -103,7 +103,14 @@ impl Core {
                 return Ok(json!({"unauthorized": true}));
             }
         };
-        self.store.touch_agent(agent.id, remote_ip).await?;
+        // One write per agent every few seconds is enough to know it is alive.
+        let stale = agent.last_seen.is_none_or(|t| now_ms() - t > 5_000);
+        if stale
+            || agent.state != crate::model::agent_state::ACTIVE
+            || (remote_ip.is_some() && agent.ip_address.as_deref() != remote_ip)
+        {
+            self.store.touch_agent(agent.id, remote_ip).await?;
+        }
         if !agent.authorized {
             return Ok(json!({"unauthorized": true}));
         }
