@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 pub mod extract;
 pub mod handlers;
+pub mod service_logs;
 
 use extract::{AppState, error_response};
 use handlers::{agents, backend, exec, flows, logs, misc, projects, results, stages, tools, users};
@@ -276,6 +277,7 @@ pub struct Server {
     agents: Vec<JoinHandle<()>>,
     udp: JoinHandle<()>,
     engine: Option<kraken_core::engine::Engine>,
+    service_logs: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -298,6 +300,9 @@ impl Server {
         }
         self.engine.take();
         self.udp.abort();
+        if let Some(w) = self.service_logs.take() {
+            w.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -342,6 +347,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let udp_addr = udp_socket.local_addr()?;
     core.set_udp_log_addr(udp_addr.to_string());
     let udp = tokio::spawn(udp_logs(core.clone(), udp_socket));
+    let service_logs = service_logs::spawn_writer(core.clone());
     let engine = kraken_core::engine::Engine::start(core.clone());
     let (agents_stop, agents_rx) = tokio::sync::watch::channel(false);
     let mut agents = Vec::new();
@@ -382,6 +388,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         agents,
         udp,
         engine: Some(engine),
+        service_logs,
     })
 }
 

@@ -66,15 +66,53 @@ fn starts_answers_and_stops_cleanly_on_sigterm() {
         .unwrap()
         .trim_end_matches('/')
         .to_string();
-    // A raw HTTP request: the API answers with a JSON error without a token.
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    s.write_all(b"GET /api/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
-    assert!(resp.contains("\"code\":401"), "{resp}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        // Without a token: a JSON error.
+        let r = http.get(format!("{url}/api/version")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], 401);
+        // The server's own log lines are kept as services logs.
+        let login: serde_json::Value = http
+            .post(format!("{url}/api/sessions"))
+            .json(&serde_json::json!({"user": "admin", "password": "admin"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["token"].as_str().unwrap().to_string();
+        let t0 = Instant::now();
+        loop {
+            let logs: serde_json::Value = http
+                .get(format!("{url}/api/services-logs?services=server"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let found = logs["items"].as_array().is_some_and(|i| {
+                i.iter().any(|l| {
+                    l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("kraken server listening"))
+                })
+            });
+            if found {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no services log line: {logs}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
     assert!(
         dir.path().join("kraken.db").exists(),
         "the embedded database is in the data dir"

@@ -40,6 +40,7 @@ impl Local {
         let steps = self.store().steps_of(&[job_id]).await?;
         let status = status_from_steps(&steps);
         if self.store().complete_job(job_id, status, None).await? {
+            tracing::info!(job = job_id, run = job.run_id, status, "job completed");
             if let Some(agent) = job.agent_used_id {
                 self.store().unassign_agent(agent, job_id).await?;
                 self.core.events.wake_scheduler();
@@ -140,6 +141,7 @@ impl Local {
                 run_id,
                 flow_id: run.flow_id,
             });
+            tracing::info!(run = run_id, flow = run.flow_id, stage = %run.stage_name, note = note.unwrap_or(""), "run completed");
             self.analyze_run(run_id).await
         })
     }
@@ -214,6 +216,7 @@ impl Local {
                 flow_id: flow.id,
                 branch_id: flow.branch_id,
             });
+            tracing::info!(flow = flow.id, branch = flow.branch_id, "flow completed");
         }
         Ok(())
     }

@@ -146,6 +146,13 @@ impl Local {
             flow_id: flow.id,
             branch_id: branch.id,
         });
+        tracing::info!(
+            flow = flow.id,
+            branch = branch.id,
+            kind = crate::model::flow_kind::name(kind),
+            reason,
+            "flow created"
+        );
         let stages = match only_stage {
             Some(s) => vec![s.clone()],
             None => self
@@ -543,6 +550,7 @@ impl Local {
             run_id: run.id,
             flow_id: flow.id,
         });
+        tracing::info!(run = run.id, flow = flow.id, stage = %stage.name, jobs = created, "run started");
         if created == erred {
             // No job can run: the run is over.
             self.complete_run(run.id, None).await?;

@@ -43,6 +43,7 @@ impl Local {
                 .collect();
             for agent in candidates {
                 if self.store().claim_job(job.id, agent.agent_id).await? {
+                    tracing::info!(job = job.id, agent = agent.agent_id, "job assigned");
                     taken.insert(agent.agent_id);
                     assigned += 1;
                     if let Some(j) = self.store().job(job.id).await? {
