@@ -60,12 +60,6 @@ fn starts_answers_and_stops_cleanly_on_sigterm() {
         .find(|w| w.starts_with("http://"))
         .expect("the server says where it listens")
         .to_string();
-    let port = url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
