@@ -585,3 +585,124 @@ async fn a_restart_during_a_job_leaves_nothing_stuck() {
     assert_eq!(job["completion_status"], 0, "{job}");
     assert!(admin.job_log(jid).await.contains(&"finished".to_string()));
 }
+
+#[tokio::test]
+async fn labels_sequences_and_parameters_reach_the_steps() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin
+        .post(
+            &format!("/api/branches/{bid}/env_vars"),
+            json!({"name": "MY_VAR", "value": "from-branch"}),
+        )
+        .await
+        .expect(201);
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True},\
+        \"parameters\": [{\"name\": \"COUNT\", \"type\": \"string\", \"default\": \"10\", \"description\": \"n\"}],\
+        \"flow_label\": \"bld-#{flow.seq.own}\", \"run_label\": \"run.#{run.seq.own}\",\
+        \"jobs\": [{\"name\": \"seqs\", \"steps\": [\
+          {\"tool\": \"shell\", \"cmd\": \"echo 'count=#{COUNT} kind=#{flow.kind} seq=#{KK_FLOW_SEQ} env=#{env.MY_VAR}' sh=$MY_VAR ci=#{is_ci}\"}],\
+        \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
+    admin.stage(bid, "labels", code).await;
+    let f = admin
+        .post(
+            &format!("/api/branches/{bid}/flows/ci"),
+            json!({"args": {"labels": {"COUNT": "3"}}}),
+        )
+        .await;
+    let f = f.expect(201).clone();
+    assert_eq!(f["label"], "bld-1");
+    assert_eq!(f["runs"][0]["label"], "run.1");
+    let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    let job = admin
+        .run_jobs(done["runs"][0]["id"].as_i64().unwrap())
+        .await
+        .remove(0);
+    let log = admin.job_log(job["id"].as_i64().unwrap()).await;
+    assert!(
+        log.contains(&"count=3 kind=ci seq=1 env=from-branch sh=from-branch ci=True".to_string()),
+        "{log:?}"
+    );
+    // A bad argument type is refused.
+    admin
+        .post(
+            &format!("/api/branches/{bid}/flows/ci"),
+            json!({"args": {"Common": {"X": [1]}}}),
+        )
+        .await
+        .expect(400);
+    admin
+        .post(
+            &format!("/api/branches/{bid}/flows/ci"),
+            json!({"args": "x"}),
+        )
+        .await
+        .expect(400);
+    admin
+        .post("/api/branches/99999/flows/ci", json!({}))
+        .await
+        .expect(404);
+    // A viewer may not start flows.
+    let (uid, user) = s.user("vic").await;
+    admin
+        .patch(
+            &format!("/api/users/{uid}"),
+            json!({"projects": {pid.to_string(): "viewer"}}),
+        )
+        .await
+        .expect(201);
+    user.post(&format!("/api/branches/{bid}/flows/ci"), json!({}))
+        .await
+        .expect(403);
+}
+
+#[tokio::test]
+async fn timed_triggers_start_flows_until_the_stage_is_disabled() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let code = shell_stage("root", "tick", &["echo tick"]).replace(
+        "\"triggers\": {\"parent\": True}",
+        "\"triggers\": {\"interval\": \"1s\"}",
+    );
+    let sid = admin.stage(bid, "timed", &code).await;
+    let flows = admin
+        .wait_for(&format!("/api/branches/{bid}/flows/ci"), WAIT, |b| {
+            b["total"].as_i64().unwrap_or(0) >= 2
+        })
+        .await;
+    assert_eq!(flows["items"][0]["runs"][0]["reason"], "interval");
+    // Disabled: no more flows.
+    admin
+        .put(
+            &format!("/api/stages/{sid}"),
+            json!({"name": "timed", "enabled": false}),
+        )
+        .await
+        .expect(200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = admin
+        .get(&format!("/api/branches/{bid}/flows/ci"))
+        .await
+        .body["total"]
+        .as_i64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = admin
+        .get(&format!("/api/branches/{bid}/flows/ci"))
+        .await
+        .body["total"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(before, after, "a disabled stage's timer does not fire");
+    // Deleted: the schedule is gone.
+    admin
+        .delete(&format!("/api/stages/{sid}"))
+        .await
+        .expect(200);
+    let core = s.core();
+    assert!(core.store.stage_timers(sid).await.unwrap().is_empty());
+}
