@@ -489,7 +489,7 @@ impl Kraken {
             },
         )
         .await?;
-        Ok(Self::local(core, true).await?)
+        Self::local(core, true).await
     }
 
     /// Open a database in process (see [`Kraken::open_with`]); files go
