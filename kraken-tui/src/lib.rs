@@ -20,11 +20,14 @@
 //! into ratatui's `TestBackend`.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod connect;
 pub mod event;
 pub mod keys;
 pub mod net;
 pub mod style;
 pub mod text;
+pub mod views;
 
+pub use app::{App, Options};
 pub use event::DashEvent;
