@@ -184,7 +184,7 @@ impl App {
         if !top.view.is_editing() {
             h.push(KeyHint::new(&self.keys.help, "help"));
             h.push(KeyHint {
-                key: self.keys.quit.keys[0].label(),
+                key: self.keys.quit.main_label(),
                 what: "quit",
             });
         }
@@ -269,7 +269,7 @@ impl App {
                     let retry = format!(
                         "retrying in {}s · {}: retry now",
                         retry_in.as_secs().max(1),
-                        self.keys.refresh.keys[0].label()
+                        self.keys.refresh.main_label()
                     );
                     self.offline = Some((error, retry));
                     self.dirty = true;
@@ -538,12 +538,12 @@ fn draw_confirm(frame: &mut Frame<'_>, area: Rect, question: &str, keys: &KeyMap
         Line::default(),
         Line::from(vec![
             Span::styled(
-                format!(" {} ", keys.yes.keys[0].label()),
+                format!(" {} ", keys.yes.main_label()),
                 Style::new().fg(Color::Black).bg(Color::Green),
             ),
             Span::raw(" yes   "),
             Span::styled(
-                format!(" {} ", keys.no.keys[0].label()),
+                format!(" {} ", keys.no.main_label()),
                 Style::new().fg(Color::Black).bg(Color::Red),
             ),
             Span::raw(" no"),

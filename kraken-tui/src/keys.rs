@@ -93,6 +93,11 @@ impl Binding {
         self.keys.iter().any(|k| k.matches(ev))
     }
 
+    /// How its main key is written (`""` for a binding without keys).
+    pub fn main_label(&self) -> String {
+        self.keys.first().map(Key::label).unwrap_or_default()
+    }
+
     /// How the binding is written in hints (`j/↓`).
     pub fn label(&self) -> String {
         self.keys

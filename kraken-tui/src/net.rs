@@ -26,6 +26,11 @@ pub const FLOWS_LIMIT: i64 = 100;
 pub const RESULTS_LIMIT: i64 = 5000;
 /// How many log lines a follower sends in one batch at most.
 const LOG_BATCH: usize = 4096;
+/// How long one read may take before it counts as failed (the remote
+/// handle has a connect timeout but none for a server that never answers).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
+/// Data that can no longer change by itself is read this many times less often.
+const SETTLED_FACTOR: u32 = 10;
 
 /// What a view keeps loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,9 +207,23 @@ impl Net {
         let mut last: Option<Loaded> = None;
         let mut failures = 0u32;
         loop {
-            let wait = match fetch(&self.kraken, &what).await {
+            let answer = match tokio::time::timeout(FETCH_TIMEOUT, fetch(&self.kraken, &what)).await
+            {
+                Ok(a) => a,
+                Err(_) => Err(Error::Transport(format!(
+                    "no answer from {} in {} s",
+                    self.kraken.target(),
+                    FETCH_TIMEOUT.as_secs()
+                ))),
+            };
+            let wait = match answer {
                 Ok(data) => {
                     failures = 0;
+                    let wait = if settled(&data) {
+                        self.poll * SETTLED_FACTOR
+                    } else {
+                        self.poll
+                    };
                     if last.as_ref() != Some(&data) {
                         last = Some(data.clone());
                         let ev = DashEvent::Loaded {
@@ -215,7 +234,7 @@ impl Net {
                             return;
                         }
                     }
-                    self.poll
+                    wait
                 }
                 Err(e) => {
                     failures += 1;
@@ -308,6 +327,18 @@ impl Net {
             let result = perform(&k, &cmd).await.map_err(|e| describe(&e));
             let _ = tx.send(DashEvent::ActionDone { result }).await;
         });
+    }
+}
+
+/// Whether data shows only ended things, which change no more unless a
+/// person acts (a rerun, which the actions refresh at once).
+fn settled(data: &Loaded) -> bool {
+    let processed = |state: &str| matches!(state, "processed" | "manual");
+    match data {
+        Loaded::Projects(_) | Loaded::Flows { .. } => false,
+        Loaded::Flow(f) => f.state == "completed" && f.runs.iter().all(|r| processed(&r.state)),
+        Loaded::Jobs { run, .. } | Loaded::Results { run, .. } => processed(&run.state),
+        Loaded::Job(j) => j.state == kraken_core::model::job_state::COMPLETED,
     }
 }
 
