@@ -157,3 +157,43 @@ fn drawing_costs_the_same_with_a_full_buffer() {
         "a frame took {slowest:?}"
     );
 }
+
+/// Long lines of two-byte characters reach the follower intact: a chunk of
+/// the event stream may end inside a character (it used to turn into
+/// U+FFFD on the way).
+#[tokio::test]
+async fn multibyte_characters_survive_the_event_stream() {
+    use futures_util::StreamExt;
+    use kraken_core::api::FollowEvent;
+
+    let (_s, admin, k) = server().await;
+    let p = admin.project("utf8").await;
+    let b = admin.branch(p, "Main").await;
+    admin
+        .stage(
+            b,
+            "build",
+            &shell_stage(
+                "root",
+                "wide",
+                &["for n in 1 2 3 4 5; do yes é | head -n 50000 | tr -d '\\n'; echo; done"],
+            ),
+        )
+        .await;
+    let fid = admin.flow(b).await["id"].as_i64().unwrap();
+    let done = admin.wait_flow(fid, WAIT).await;
+    let run = done["runs"][0]["id"].as_i64().unwrap();
+    let job = admin.run_jobs(run).await[0]["id"].as_i64().unwrap();
+    let mut stream = k.follow_job(job, 0);
+    let mut chars = 0;
+    while let Some(ev) = stream.next().await {
+        if let FollowEvent::Line(l) = ev.unwrap() {
+            assert!(!l.message.contains('\u{FFFD}'), "a character was cut");
+            // (The agent also logs the command, which has one é.)
+            if l.message.starts_with('é') {
+                chars += l.message.chars().filter(|c| *c == 'é').count();
+            }
+        }
+    }
+    assert_eq!(chars, 5 * 50_000);
+}
