@@ -57,7 +57,7 @@ pub enum Watch {
 /// An action that changes something on the server, as the CLI verbs do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `kraken flows create BRANCH --kind KIND`.
+    /// Create a flow: `POST /branches/{id}/flows/{kind}` (`kraken flows create BRANCH --kind KIND`).
     CreateFlow {
         /// Branch.
         branch_id: i64,
@@ -66,14 +66,14 @@ pub enum Command {
         /// `ci` or `dev`.
         kind: String,
     },
-    /// `kraken runs cancel RUN`.
+    /// Cancel a run and its unfinished jobs: `DELETE /runs/{id}`.
     CancelRun {
         /// Run.
         run_id: i64,
         /// Stage name (for messages).
         stage: String,
     },
-    /// `kraken jobs rerun JOB`.
+    /// Run a completed job again: `PUT /jobs/{id}`.
     RerunJob {
         /// Job.
         job_id: i64,
