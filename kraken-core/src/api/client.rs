@@ -804,6 +804,8 @@ struct RemoteFollow {
     cursor: i64,
     resp: Option<reqwest::Response>,
     buf: String,
+    /// Bytes of a character cut by the end of a chunk, waiting for the rest.
+    pending: Vec<u8>,
     event: String,
     data: String,
     id: Option<String>,
@@ -822,6 +824,7 @@ fn follow_remote(
         cursor: after,
         resp: None,
         buf: String::new(),
+        pending: Vec::new(),
         event: String::new(),
         data: String::new(),
         id: None,
@@ -841,6 +844,7 @@ fn follow_remote(
                     Ok(resp) => {
                         f.resp = Some(resp);
                         f.buf.clear();
+                        f.pending.clear();
                     }
                     Err(
                         e @ (Error::NotFound(_)
@@ -934,7 +938,17 @@ fn follow_remote(
             match resp.chunk().await {
                 Ok(Some(bytes)) => {
                     f.retries = 0;
-                    f.buf.push_str(&String::from_utf8_lossy(&bytes));
+                    // A chunk may end inside a multi-byte character: decode
+                    // up to there and keep the rest for the next chunk.
+                    f.pending.extend_from_slice(&bytes);
+                    let complete = match std::str::from_utf8(&f.pending) {
+                        Ok(_) => f.pending.len(),
+                        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                        Err(_) => f.pending.len(),
+                    };
+                    f.buf
+                        .push_str(&String::from_utf8_lossy(&f.pending[..complete]));
+                    f.pending.drain(..complete);
                 }
                 // The connection ended or broke: reconnect from the cursor.
                 Ok(None) | Err(_) => {

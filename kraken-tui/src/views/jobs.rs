@@ -1,0 +1,196 @@
+//! The jobs of a run.
+
+use kraken_core::model::{Job, Run};
+use ratatui::Frame;
+use ratatui::crossterm::event::KeyEvent;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Row};
+
+use super::runs::{jobs_summary, tests_summary};
+use super::{Component, FilterList, Item, LogView, Outcome, ResultsView};
+use crate::event::{DashEvent, Loaded, ViewId};
+use crate::keys::{KeyHint, KeyMap};
+use crate::net::{Command, Net, Task, Watch};
+use crate::style::{self, Status, job_status, run_status};
+
+impl Item for Job {
+    fn key(&self) -> i64 {
+        self.id
+    }
+    fn text(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.id,
+            self.name,
+            self.system,
+            self.agent_name,
+            job_status(self).word()
+        )
+    }
+}
+
+/// The end of a job (finished by its agent, else completed).
+pub(crate) fn job_end(j: &Job) -> Option<kraken_core::model::Timestamp> {
+    j.finished.or(j.completed)
+}
+
+/// The jobs of one run.
+#[derive(Debug)]
+pub struct JobsView {
+    run_id: i64,
+    stage: String,
+    run: Option<Run>,
+    list: FilterList<Job>,
+}
+
+impl JobsView {
+    /// The jobs of a run.
+    pub fn new(run_id: i64, stage: &str) -> JobsView {
+        JobsView {
+            run_id,
+            stage: stage.to_string(),
+            run: None,
+            list: FilterList::new(),
+        }
+    }
+}
+
+impl Component for JobsView {
+    fn title(&self) -> String {
+        self.stage.clone()
+    }
+
+    fn start(&mut self, net: &Net, id: ViewId) -> Vec<Task> {
+        vec![net.watch(id, Watch::Run(self.run_id))]
+    }
+
+    fn update(&mut self, ev: DashEvent) -> bool {
+        let DashEvent::Loaded { data, .. } = ev else {
+            return false;
+        };
+        let Loaded::Jobs { run, jobs } = *data else {
+            return false;
+        };
+        let changed = self.list.set_items(jobs);
+        let head_changed = self.run.as_ref() != Some(&*run);
+        self.run = Some(*run);
+        changed || head_changed
+    }
+
+    fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {
+        match self.list.handle_key(key, keys) {
+            Outcome::Ignored => {}
+            other => return other,
+        }
+        if keys.results.matches(key) {
+            return Outcome::Open(Box::new(ResultsView::new(self.run_id, &self.stage)));
+        }
+        if keys.cancel_run.matches(key) {
+            if self.run.as_ref().is_some_and(|r| !run_status(r).is_live()) {
+                return Outcome::Message(format!("run {} has already ended", self.run_id));
+            }
+            return Outcome::Confirm(Command::CancelRun {
+                run_id: self.run_id,
+                stage: self.stage.clone(),
+            });
+        }
+        let Some(j) = self.list.selected() else {
+            return Outcome::Ignored;
+        };
+        if keys.open.matches(key) {
+            return Outcome::Open(Box::new(LogView::new(j.id, &j.name)));
+        }
+        if keys.rerun_job.matches(key) {
+            if job_status(j).is_live() {
+                return Outcome::Message(format!(
+                    "job {} is still running: cancel the run first",
+                    j.id
+                ));
+            }
+            return Outcome::Confirm(Command::RerunJob {
+                job_id: j.id,
+                name: j.name.clone(),
+            });
+        }
+        Outcome::Ignored
+    }
+
+    fn key_hints(&self, keys: &KeyMap) -> Vec<KeyHint> {
+        if self.list.editing {
+            return self.list.hints(keys);
+        }
+        let mut h = vec![
+            KeyHint::new(&keys.open, "log"),
+            KeyHint::new(&keys.back, "back"),
+            KeyHint::new(&keys.rerun_job, "rerun"),
+            KeyHint::new(&keys.cancel_run, "cancel run"),
+            KeyHint::new(&keys.results, "tests"),
+        ];
+        h.extend(self.list.hints(keys));
+        h
+    }
+
+    fn draw(&mut self, frame: &mut Frame<'_>, area: Rect) {
+        let mut title = vec![Span::raw(format!(" Run {} {} ", self.run_id, self.stage))];
+        if let Some(r) = &self.run {
+            title.push(run_status(r).span());
+            title.push(Span::raw(format!(" {} ", jobs_summary(r))));
+            let tests = tests_summary(r);
+            if !tests.is_empty() {
+                title.push(Span::raw(format!("tests {tests} ")));
+            }
+        }
+        let filter = self.list.filter_title();
+        if !filter.is_empty() {
+            title.push(Span::raw(format!("{filter} ")));
+        }
+        let block = Block::bordered().title(Line::from(title));
+        let header = Row::new(["STATE", "ID", "JOB", "SYSTEM", "AGENT", "DURATION"]);
+        let widths = [
+            Constraint::Length(9),
+            Constraint::Length(6),
+            Constraint::Fill(1),
+            Constraint::Length(10),
+            Constraint::Length(16),
+            Constraint::Length(11),
+        ];
+        self.list.draw(
+            frame,
+            area,
+            block,
+            header,
+            &widths,
+            |j| {
+                let status = job_status(j);
+                let agent = if j.agent_name.is_empty() {
+                    Span::styled("-", style::dim())
+                } else {
+                    Span::raw(j.agent_name.clone())
+                };
+                let d = if status == Status::Waiting {
+                    String::new()
+                } else {
+                    style::duration(j.started, job_end(j))
+                };
+                Row::new(vec![
+                    Cell::from(status.span()),
+                    Cell::from(Span::styled(j.id.to_string(), style::dim())),
+                    Cell::from(j.name.clone()),
+                    Cell::from(j.system.clone()),
+                    Cell::from(agent),
+                    Cell::from(d),
+                ])
+            },
+            "no jobs",
+        );
+    }
+
+    fn is_live(&self) -> bool {
+        self.list.visible().any(|j| job_status(j).is_live())
+    }
+
+    fn is_editing(&self) -> bool {
+        self.list.editing
+    }
+}

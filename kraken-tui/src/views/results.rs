@@ -1,0 +1,200 @@
+//! The test results of a run: failures first, with their change against
+//! history (new, regr, fix), age and instability.
+
+use std::cmp::Reverse;
+
+use kraken_core::model::{Run, TestCaseResult, tc_change, tc_result};
+use ratatui::Frame;
+use ratatui::crossterm::event::KeyEvent;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Row};
+
+use super::{Component, FilterList, Item, Outcome};
+use crate::event::{DashEvent, Loaded, ViewId};
+use crate::keys::{KeyHint, KeyMap};
+use crate::net::{Net, Task, Watch};
+use crate::style::{self, change_span, result_failed, result_span};
+
+impl Item for TestCaseResult {
+    fn key(&self) -> i64 {
+        self.id
+    }
+    fn text(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.test_case_name,
+            self.job_name,
+            tc_result::name(self.result),
+            tc_change::name(self.change)
+        )
+    }
+}
+
+/// The order of the results view: failures first; then regressions, new
+/// and fixed tests; the unstable before the stable; then by name.
+pub fn sort_results(results: &mut [TestCaseResult]) {
+    fn change_rank(c: i64) -> u8 {
+        match c {
+            tc_change::REGR => 0,
+            tc_change::NEW => 1,
+            tc_change::FIX => 2,
+            _ => 3,
+        }
+    }
+    results.sort_by(|a, b| {
+        (
+            !result_failed(a.result),
+            a.result != tc_result::PASSED,
+            change_rank(a.change),
+            Reverse(a.instability),
+            &a.test_case_name,
+        )
+            .cmp(&(
+                !result_failed(b.result),
+                b.result != tc_result::PASSED,
+                change_rank(b.change),
+                Reverse(b.instability),
+                &b.test_case_name,
+            ))
+    });
+}
+
+/// The test results of one run.
+#[derive(Debug)]
+pub struct ResultsView {
+    run_id: i64,
+    stage: String,
+    run: Option<Run>,
+    total: i64,
+    list: FilterList<TestCaseResult>,
+}
+
+impl ResultsView {
+    /// The results of a run.
+    pub fn new(run_id: i64, stage: &str) -> ResultsView {
+        ResultsView {
+            run_id,
+            stage: stage.to_string(),
+            run: None,
+            total: 0,
+            list: FilterList::new(),
+        }
+    }
+}
+
+impl Component for ResultsView {
+    fn title(&self) -> String {
+        "tests".into()
+    }
+
+    fn start(&mut self, net: &Net, id: ViewId) -> Vec<Task> {
+        vec![net.watch(id, Watch::Results(self.run_id))]
+    }
+
+    fn update(&mut self, ev: DashEvent) -> bool {
+        let DashEvent::Loaded { data, .. } = ev else {
+            return false;
+        };
+        let Loaded::Results {
+            run,
+            mut results,
+            total,
+        } = *data
+        else {
+            return false;
+        };
+        sort_results(&mut results);
+        let changed = self.list.set_items(results);
+        let head = self.run.as_ref() != Some(&*run) || self.total != total;
+        self.run = Some(*run);
+        self.total = total;
+        changed || head
+    }
+
+    fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {
+        self.list.handle_key(key, keys)
+    }
+
+    fn key_hints(&self, keys: &KeyMap) -> Vec<KeyHint> {
+        if self.list.editing {
+            return self.list.hints(keys);
+        }
+        let mut h = vec![KeyHint::new(&keys.back, "back")];
+        h.extend(self.list.hints(keys));
+        h
+    }
+
+    fn draw(&mut self, frame: &mut Frame<'_>, area: Rect) {
+        let mut title = vec![Span::raw(format!(
+            " Tests of run {} {} ",
+            self.run_id, self.stage
+        ))];
+        if let Some(r) = &self.run {
+            let failed = self
+                .list
+                .items()
+                .iter()
+                .filter(|t| result_failed(t.result))
+                .count();
+            title.push(Span::raw(format!(
+                "{} tests",
+                r.tests_total.max(self.total)
+            )));
+            if failed > 0 {
+                title.push(Span::raw(", "));
+                title.push(Span::styled(
+                    format!("{failed} failed"),
+                    style::Status::Failed.style(),
+                ));
+            }
+            for (n, what) in [(r.regr_cnt, "regr"), (r.fix_cnt, "fix"), (r.new_cnt, "new")] {
+                if n > 0 {
+                    title.push(Span::raw(format!(", {n} {what}")));
+                }
+            }
+            title.push(Span::raw(" "));
+        }
+        let filter = self.list.filter_title();
+        if !filter.is_empty() {
+            title.push(Span::raw(format!("{filter} ")));
+        }
+        let block = Block::bordered().title(Line::from(title));
+        let header = Row::new(["RESULT", "CHANGE", "AGE", "INSTAB", "TEST", "JOB"]);
+        let widths = [
+            Constraint::Length(11),
+            Constraint::Length(6),
+            Constraint::Length(4),
+            Constraint::Length(6),
+            Constraint::Fill(1),
+            Constraint::Length(14),
+        ];
+        let empty = if self.run.as_ref().is_some_and(|r| r.state != "processed") {
+            "no results yet: the run is not analysed"
+        } else {
+            "this run has no test results"
+        };
+        self.list.draw(
+            frame,
+            area,
+            block,
+            header,
+            &widths,
+            |t| {
+                Row::new(vec![
+                    Cell::from(result_span(t.result)),
+                    Cell::from(change_span(t.change)),
+                    Cell::from(t.age.to_string()),
+                    Cell::from(t.instability.to_string()),
+                    Cell::from(t.test_case_name.clone()),
+                    Cell::from(Span::styled(t.job_name.clone(), style::dim())),
+                ])
+            },
+            empty,
+        );
+    }
+
+    fn is_editing(&self) -> bool {
+        self.list.editing
+    }
+}
