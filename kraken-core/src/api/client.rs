@@ -56,6 +56,24 @@ impl Drop for LocalRuntime {
     }
 }
 
+/// How long an API call may take (streams have no limit).
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An error and its causes, e.g. `error sending request: connection refused`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 /// An HTTP client of the REST API.
 struct Remote {
     base: String,
@@ -208,8 +226,9 @@ impl Remote {
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = req.send().await.map_err(|e| {
             Error::Transport(format!(
-                "cannot reach the Kraken server at {}: {e}",
-                self.base
+                "cannot reach the Kraken server at {}: {}",
+                self.base,
+                error_chain(&e)
             ))
         })?;
         let status = resp.status();
@@ -242,7 +261,8 @@ impl Remote {
         query: &[(String, String)],
         body: Option<Value>,
     ) -> Result<T> {
-        let mut req = self.request(method, path, query);
+        // A server that accepts the connection but never answers must not hang us.
+        let mut req = self.request(method, path, query).timeout(CALL_TIMEOUT);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -956,7 +976,20 @@ fn follow_remote(
                     f.event.clear();
                     f.data.clear();
                     f.id = None;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    f.retries += 1;
+                    if f.retries > 60 {
+                        f.done = true;
+                        return Some((
+                            Err(Error::Transport(format!(
+                                "the log stream of job {} keeps breaking off",
+                                f.job_id
+                            ))),
+                            f,
+                        ));
+                    }
+                    // Back off while the stream keeps ending without news.
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(f.retries.min(10))))
+                        .await;
                 }
             }
         }
