@@ -46,8 +46,9 @@ pub struct Events {
     tx: broadcast::Sender<Event>,
     /// Woken when there may be work for the scheduler.
     pub scheduler: Notify,
-    /// Woken when jobs were handed to agents (waiting agents re-ask).
-    pub agents: Notify,
+    /// One wake-up per agent that waits for a job: only the agents that got
+    /// a job are woken, not all of them.
+    agent_wakers: std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<Notify>>>,
     /// Woken when the background task queue has work.
     pub tasks: Notify,
 }
@@ -57,7 +58,7 @@ impl Default for Events {
         Events {
             tx: broadcast::channel(16_384).0,
             scheduler: Notify::new(),
-            agents: Notify::new(),
+            agent_wakers: std::sync::Mutex::new(std::collections::HashMap::new()),
             tasks: Notify::new(),
         }
     }
@@ -79,8 +80,24 @@ impl Events {
         self.scheduler.notify_one();
     }
 
-    /// Tell every waiting agent to ask for a job again.
-    pub fn wake_agents(&self) {
-        self.agents.notify_waiters();
+    /// The wake-up of an agent (created on first use).
+    pub fn agent_waker(&self, agent_id: i64) -> std::sync::Arc<Notify> {
+        let mut m = self.agent_wakers.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(agent_id)
+            .or_insert_with(|| std::sync::Arc::new(Notify::new()))
+            .clone()
+    }
+
+    /// Tell an agent that waits for a job to ask again: it got one.
+    pub fn wake_agent(&self, agent_id: i64) {
+        let waker = self
+            .agent_wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&agent_id)
+            .cloned();
+        if let Some(w) = waker {
+            w.notify_waiters();
+        }
     }
 }

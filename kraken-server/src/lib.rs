@@ -367,6 +367,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     }
     let (stop, stopped) = oneshot::channel::<()>();
     let router = app(core.clone());
+    // Small writes (an SSE event, a short answer) go out at once instead of
+    // waiting for the peer's delayed ACK (Nagle): ~40 ms less per live log line.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let task = tokio::spawn(async move {
         axum::serve(
             listener,

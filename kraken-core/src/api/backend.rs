@@ -448,7 +448,8 @@ impl Local {
     ) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
         loop {
-            let notified = self.core.events.agents.notified();
+            let waker = self.core.events.agent_waker(agent.id);
+            let notified = waker.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let fresh = self
@@ -479,7 +480,8 @@ impl Local {
             }
             tokio::select! {
                 _ = &mut notified => {}
-                _ = tokio::time::sleep(deadline - now) => {}
+                // Re-check now and then: another server sharing the database may have given us a job.
+                _ = tokio::time::sleep((deadline - now).min(Duration::from_secs(2))) => {}
             }
         }
     }

@@ -44,6 +44,7 @@ impl Local {
             for agent in candidates {
                 if self.store().claim_job(job.id, agent.agent_id).await? {
                     tracing::info!(job = job.id, agent = agent.agent_id, "job assigned");
+                    self.core.events.wake_agent(agent.agent_id);
                     taken.insert(agent.agent_id);
                     assigned += 1;
                     if let Some(j) = self.store().job(job.id).await? {
@@ -57,9 +58,6 @@ impl Local {
                 // The agent was taken meanwhile (another server): try the next.
                 taken.insert(agent.agent_id);
             }
-        }
-        if assigned > 0 {
-            self.core.events.wake_agents();
         }
         Ok(assigned)
     }
