@@ -67,6 +67,11 @@ pub struct Args {
     #[arg(long)]
     pub smoke: bool,
 
+    /// Use only what the original Kraken server has: no SSE log stream,
+    /// no `wait` long-poll in `get-job` (compare servers on equal terms).
+    #[arg(long)]
+    pub plain_api: bool,
+
     /// Longest any single wait may take, in seconds (a flow to complete,
     /// a log line to appear, ...) [default: 300; smoke: 60].
     #[arg(long, value_name = "SECS")]
@@ -264,6 +269,8 @@ pub struct Plan {
     pub json: bool,
     /// Smoke sizes.
     pub smoke: bool,
+    /// Only the original's API (no SSE, no long-poll).
+    pub plain_api: bool,
     /// Longest single wait.
     pub timeout: Duration,
     /// Sizes.
@@ -348,6 +355,7 @@ impl Args {
             workloads,
             json: self.json,
             smoke: self.smoke,
+            plain_api: self.plain_api,
             timeout: Duration::from_secs(timeout),
             sizes,
         })

@@ -271,6 +271,17 @@ pub async fn flow_jobs(api: &Api, flow: &Value, timeout: Duration) -> Result<Vec
     }
 }
 
+/// A job's state, completion status and notes, for error messages.
+pub async fn job_summary(api: &Api, job: i64) -> String {
+    match api.get(&format!("/api/jobs/{job}")).await {
+        Ok(j) => format!(
+            "job state {}, completion status {}, notes: {}",
+            j["state"], j["completion_status"], j["notes"]
+        ),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
 /// Why a completed flow is not a success (its runs had failed jobs), if so.
 pub fn flow_failure(flow: &Value) -> Option<String> {
     let failed: i64 = flow["runs"]

@@ -132,6 +132,7 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
         spawned: spawned.is_some(),
         started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         smoke: plan.smoke,
+        plain_api: plan.plain_api,
         sizes: plan.sizes.clone(),
         workloads: plan
             .workloads
@@ -166,7 +167,7 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
         }
     };
     rss("RSS idle".into(), &mut report);
-    let ctx = Ctx::new(api, plan.sizes.clone(), plan.timeout);
+    let ctx = Ctx::new(api, plan.sizes.clone(), plan.timeout, plan.plain_api);
     let started = Instant::now();
     for w in &plan.workloads {
         progress(&format!("{}: running", w.name()));

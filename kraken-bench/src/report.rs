@@ -2,11 +2,14 @@
 //! figure was measured) and errors, printed as a table or as JSON.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, Table};
+use comfy_table::{CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::args::Sizes;
+
+/// Width the table wraps long cells at.
+const TABLE_WIDTH: u16 = 110;
 
 /// One measured figure.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -99,6 +102,8 @@ pub struct Report {
     pub started: String,
     /// Smoke sizes.
     pub smoke: bool,
+    /// Only the original's API was used (no SSE, no long-poll).
+    pub plain_api: bool,
     /// Sizes used.
     pub sizes: Sizes,
     /// Workloads run.
@@ -140,6 +145,10 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut table = Table::new();
         table.load_style(UTF8_FULL_CONDENSED);
+        // Long error messages wrap inside their cell instead of widening the table.
+        table
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(TABLE_WIDTH);
         table.set_header(vec!["workload", "metric", "value", "unit"]);
         for f in &self.figures {
             table.add_row(vec![
@@ -152,8 +161,8 @@ impl Report {
         for e in &self.errors {
             table.add_row(vec![
                 e.workload.clone(),
-                "ERROR".to_string(),
-                e.text.clone(),
+                format!("ERROR: {}", e.text),
+                "failed".to_string(),
                 String::new(),
             ]);
         }
@@ -161,7 +170,7 @@ impl Report {
             c.set_cell_alignment(CellAlignment::Right);
         }
         let mut out = format!(
-            "kraken-bench against {} (server version {}){}, {}\n{table}\n",
+            "kraken-bench against {} (server version {}){}, {}{}\n{table}\n",
             self.server,
             self.server_version
                 .get("version")
@@ -172,6 +181,11 @@ impl Report {
                 "smoke sizes"
             } else {
                 "full sizes"
+            },
+            if self.plain_api {
+                ", plain API (no SSE, no long-poll)"
+            } else {
+                ""
             },
         );
         if !self.notes.is_empty() {
@@ -212,6 +226,7 @@ mod tests {
             spawned: false,
             started: "now".into(),
             smoke: true,
+            plain_api: false,
             sizes: Sizes::smoke(),
             workloads: vec!["reads".into()],
             figures: Vec::new(),
@@ -248,8 +263,9 @@ mod tests {
         r.add("logs", Err(anyhow::anyhow!("flow 3 did not complete")));
         assert!(!r.ok);
         let text = r.to_text();
-        assert!(text.contains("ERROR") && text.contains("3 HTTP errors"));
-        assert!(text.contains("flow 3 did not complete"));
+        assert!(text.contains("ERROR: 3 HTTP errors"), "{text}");
+        assert!(text.contains("flow 3 did not complete"), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= 110), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["errors"].as_array().unwrap().len(), 2);
         assert_eq!(json["figures"][0]["unit"], "req/s");

@@ -30,6 +30,7 @@ pub struct SimAgent {
     /// Its address (its identity in the protocol).
     pub address: String,
     requests: Arc<AtomicU64>,
+    long_poll: bool,
 }
 
 /// Agents registered, authorized and put in a fresh group of the fixture.
@@ -52,13 +53,16 @@ fn host_info(address: &str) -> Value {
 /// (`PATCH /api/agents`) and move them into a fresh group of their own
 /// (`PUT /api/agents/{id}`), so that only they take that group's jobs and
 /// the server's own agents take none of them.
-pub async fn enroll(fx: &mut Fixture, n: usize) -> Result<Enrolled> {
+///
+/// With `long_poll` their `get-job` asks the server to wait for a job.
+pub async fn enroll(fx: &mut Fixture, n: usize, long_poll: bool) -> Result<Enrolled> {
     let requests = Arc::new(AtomicU64::new(0));
     let agents: Vec<SimAgent> = (0..n)
         .map(|i| SimAgent {
             api: fx.api.clone(),
             address: format!("{}-{i}", fx.name),
             requests: requests.clone(),
+            long_poll,
         })
         .collect();
     // An unknown address registers an unauthorized agent.
@@ -192,12 +196,11 @@ impl SimAgent {
     /// `get-job`, waiting up to `wait` on servers that long-poll; the job
     /// when one was handed out.
     pub async fn get_job(&self, wait: Duration) -> Result<Option<Value>> {
-        let r = self
-            .send(
-                &json!({"address": self.address, "msg": "get-job", "wait": wait.as_secs_f64()}),
-                wait + MESSAGE_TIMEOUT,
-            )
-            .await?;
+        let mut msg = json!({"address": self.address, "msg": "get-job"});
+        if self.long_poll {
+            msg["wait"] = json!(wait.as_secs_f64());
+        }
+        let r = self.send(&msg, wait + MESSAGE_TIMEOUT).await?;
         if r.get("unauthorized").is_some() {
             bail!("get-job: agent {} is not authorized", self.address);
         }

@@ -97,6 +97,34 @@ fn the_table_names_every_figure() {
 }
 
 #[test]
+fn plain_api_works_without_the_servers_extensions() {
+    let Some(server) = server_bin() else {
+        eprintln!("skipped: no kraken-server next to kraken-bench");
+        return;
+    };
+    let out = bench()
+        .args([
+            "--spawn-server",
+            "--smoke",
+            "--plain-api",
+            "--only",
+            "e2e,agents,results",
+            "--server-bin",
+        ])
+        .arg(&server)
+        .output()
+        .expect("run kraken-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("plain API"), "{stdout}");
+    assert!(
+        stdout.contains("by polling GET /api/jobs/{id}/logs"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no long-poll"), "{stdout}");
+}
+
+#[test]
 fn an_unreachable_server_exits_2_with_one_line() {
     let out = bench()
         .args(["--server", "http://127.0.0.1:1", "--smoke"])

@@ -19,6 +19,8 @@ use crate::stats::{Samples, per_sec};
 const JOBS_PER_FLOW: usize = 10;
 /// Longest long-poll an agent asks for (bounds how late it notices the end).
 const MAX_WAIT: Duration = Duration::from_secs(2);
+/// Pause after an empty answer from a server that does not long-poll.
+const POLL_AGAIN: Duration = Duration::from_millis(250);
 
 /// Run the workload.
 pub async fn run(ctx: &Ctx) -> Result<Output> {
@@ -50,7 +52,7 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     let mut out = Output::new("agents");
     let n = ctx.sizes.sim_agents;
     let enrol_start = Instant::now();
-    let enrolled = sim_agent::enroll(fx, n).await?;
+    let enrolled = sim_agent::enroll(fx, n, !ctx.plain_api).await?;
     let enrol_time = enrol_start.elapsed();
     fx.stage(
         "sim",
@@ -105,14 +107,21 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     if handed == 0 {
         out.fail("no job was handed out to the simulated agents");
     }
+    let polling = if ctx.plain_api {
+        format!(
+            "no long-poll: asks again {} ms after an empty answer",
+            POLL_AGAIN.as_millis()
+        )
+    } else {
+        format!("long-poll `wait` ≤ {} s", MAX_WAIT.as_secs())
+    };
     out.note(format!(
         "{n} agents registered with host-info, authorized with PATCH /api/agents and moved into \
-         their own group; for {:.0} s each loops get-job (long-poll `wait` ≤ {} s) → get-job-step \
+         their own group; for {:.0} s each loops get-job ({polling}) → get-job-step \
          → step-result2 done → get-job-step, through one pooled HTTP client; flows of \
          {JOBS_PER_FLOW} jobs keep about {} jobs queued; job protocol = the three requests after \
          a job is handed out",
         window.as_secs_f64(),
-        MAX_WAIT.as_secs(),
         2 * n
     ));
     Ok(out)
@@ -144,7 +153,7 @@ async fn agent_loop(agent: &SimAgent, end: Instant, tally: &Tally) {
                 // A server that does not long-poll answers at once: do not spin.
                 if now.elapsed() < wait / 2 {
                     let left = end.saturating_duration_since(Instant::now());
-                    tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+                    tokio::time::sleep(left.min(POLL_AGAIN)).await;
                 }
             }
             Err(e) => {

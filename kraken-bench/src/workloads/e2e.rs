@@ -2,6 +2,7 @@
 //! another; from creation to the first log line of the job (the first step
 //! has started) and to the flow's completion.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -11,13 +12,17 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::client::id_at;
-use crate::fixture::{Fixture, JobSpec, flow_failure, flow_jobs, stage_code, wait_flow};
+use crate::fixture::{
+    Fixture, JobSpec, flow_failure, flow_jobs, job_summary, stage_code, wait_flow,
+};
 use crate::report::Output;
 use crate::sse;
 use crate::stats::Samples;
 
 /// How often completion and (without SSE) log lines are polled.
 const POLL: Duration = Duration::from_millis(10);
+/// How long a log line may take to show up after the flow completed.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Run the workload.
 pub async fn run(ctx: &Ctx) -> Result<Output> {
@@ -48,9 +53,11 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
         let flow_id = id_at(&flow, "/id")?;
         let jobs = flow_jobs(&ctx.api, &flow, ctx.timeout).await?;
         let job_id = id_at(&jobs[0], "/id")?;
-        let (line, completed) = tokio::join!(first_line(ctx, job_id, t0), async {
-            let f = wait_flow(&ctx.api, flow_id, ctx.timeout, POLL).await?;
-            Ok::<(Duration, Value), anyhow::Error>((t0.elapsed(), f))
+        let flow_done = OnceLock::new();
+        let (line, completed) = tokio::join!(first_line(ctx, job_id, t0, &flow_done), async {
+            let f = wait_flow(&ctx.api, flow_id, ctx.timeout, POLL).await;
+            let _ = flow_done.set(Instant::now());
+            Ok::<(Duration, Value), anyhow::Error>((t0.elapsed(), f?))
         });
         let (took, f) = completed?;
         fx.mark_done(flow_id);
@@ -70,8 +77,11 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
         ));
     }
     out.note(match ctx.sse() {
-        Some(true) => "first step started = the job's first log line arrives as an SSE `log` event on GET /api/jobs/{id}/logs/stream",
-        _ => "first step started = the job's first log line is readable by polling GET /api/jobs/{id}/logs every 10 ms (the server has no SSE log stream)",
+        Some(true) => "first step started = the job's first log line arrives as an SSE `log` event on GET /api/jobs/{id}/logs/stream".to_string(),
+        _ => format!(
+            "first step started = the job's first log line is readable by polling GET /api/jobs/{{id}}/logs every 10 ms ({})",
+            if ctx.plain_api { "--plain-api" } else { "the server has no SSE log stream" }
+        ),
     });
     out.note(format!(
         "{n} one-job `echo` flows run one after another on the server's own agents (group `all`); \
@@ -80,8 +90,14 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     Ok(out)
 }
 
-/// Time from `t0` until the job's first log line is readable.
-async fn first_line(ctx: &Ctx, job: i64, t0: Instant) -> Result<Duration> {
+/// Time from `t0` until the job's first log line is readable. Gives up
+/// [`GRACE`] after the flow completed (`flow_done`) without one.
+async fn first_line(
+    ctx: &Ctx,
+    job: i64,
+    t0: Instant,
+    flow_done: &OnceLock<Instant>,
+) -> Result<Duration> {
     let end = t0 + ctx.timeout;
     if ctx.sse() != Some(false) {
         if first_line_sse(ctx, job, end).await? {
@@ -98,6 +114,13 @@ async fn first_line(ctx: &Ctx, job: i64, t0: Instant) -> Result<Duration> {
         let any = logs["items"].as_array().is_some_and(|i| !i.is_empty());
         if any {
             return Ok(t0.elapsed());
+        }
+        if flow_done.get().is_some_and(|d| d.elapsed() > GRACE) {
+            bail!(
+                "job {job} has no log line {}s after its flow completed ({})",
+                GRACE.as_secs(),
+                job_summary(&ctx.api, job).await
+            );
         }
         if Instant::now() >= end {
             bail!(
@@ -148,7 +171,10 @@ async fn first_line_sse(ctx: &Ctx, job: i64, end: Instant) -> Result<bool> {
         for ev in parser.feed(&chunk?) {
             match ev.event.as_str() {
                 "log" => return Ok(true),
-                "end" => bail!("job {job} ended without a log line ({})", ev.data),
+                "end" => bail!(
+                    "job {job} ended without a log line ({})",
+                    job_summary(&ctx.api, job).await
+                ),
                 "error" => bail!("the log stream of job {job} failed: {}", ev.data),
                 _ => {}
             }

@@ -2,13 +2,16 @@
 //! agents; lines per second, and when the last line is readable through
 //! the API compared with when the flow completes.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
 use super::Ctx;
 use crate::client::id_at;
-use crate::fixture::{Fixture, JobSpec, flow_failure, flow_jobs, stage_code, wait_flow};
+use crate::fixture::{
+    Fixture, JobSpec, flow_failure, flow_jobs, job_summary, stage_code, wait_flow,
+};
 use crate::report::Output;
 use crate::stats::per_sec;
 
@@ -16,6 +19,9 @@ use crate::stats::per_sec;
 const POLL_EARLY: Duration = Duration::from_millis(50);
 /// ... and after (each poll counts the job's lines: keep the load low).
 const POLL_LATE: Duration = Duration::from_millis(250);
+/// How long lines may keep arriving after the flow completed (a server may
+/// store logs asynchronously).
+const GRACE: Duration = Duration::from_secs(30);
 
 /// Run the workload.
 pub async fn run(ctx: &Ctx) -> Result<Output> {
@@ -42,9 +48,11 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     let flow = fx.flow().await?;
     let flow_id = id_at(&flow, "/id")?;
     let job = id_at(&flow_jobs(&ctx.api, &flow, ctx.timeout).await?[0], "/id")?;
-    let (lines, completed) = tokio::join!(watch_lines(ctx, job, n, t0), async {
-        let f = wait_flow(&ctx.api, flow_id, ctx.timeout, Duration::from_millis(100)).await?;
-        Ok::<_, anyhow::Error>((t0.elapsed(), f))
+    let flow_done = OnceLock::new();
+    let (lines, completed) = tokio::join!(watch_lines(ctx, job, n, t0, &flow_done), async {
+        let f = wait_flow(&ctx.api, flow_id, ctx.timeout, Duration::from_millis(100)).await;
+        let _ = flow_done.set(Instant::now());
+        Ok::<_, anyhow::Error>((t0.elapsed(), f?))
     });
     let (done_at, f) = completed?;
     fx.mark_done(flow_id);
@@ -74,8 +82,15 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
 }
 
 /// Poll the job's newest line until the last one is readable; returns
-/// when the first and the last line became readable (since `t0`).
-async fn watch_lines(ctx: &Ctx, job: i64, n: u64, t0: Instant) -> Result<(Duration, Duration)> {
+/// when the first and the last line became readable (since `t0`). Gives up
+/// [`GRACE`] after the flow completed (`flow_done`) without them.
+async fn watch_lines(
+    ctx: &Ctx,
+    job: i64,
+    n: u64,
+    t0: Instant,
+    flow_done: &OnceLock<Instant>,
+) -> Result<(Duration, Duration)> {
     let end = t0 + ctx.timeout;
     let last = n.to_string();
     let mut first_at = None;
@@ -92,6 +107,13 @@ async fn watch_lines(ctx: &Ctx, job: i64, n: u64, t0: Instant) -> Result<(Durati
         if total >= n && newest.trim_end() == last {
             let at = t0.elapsed();
             return Ok((first_at.unwrap_or(at), at));
+        }
+        if flow_done.get().is_some_and(|d| d.elapsed() > GRACE) {
+            bail!(
+                "job {job}: only {total} of {n} lines readable {}s after its flow completed (newest: '{newest}'; {})",
+                GRACE.as_secs(),
+                job_summary(&ctx.api, job).await
+            );
         }
         if Instant::now() >= end {
             bail!(

@@ -28,19 +28,22 @@ pub struct Ctx {
     pub timeout: Duration,
     /// Random tag of this run (part of every name it creates).
     pub tag: String,
+    /// Use only the original's API: no SSE log stream, no get-job long-poll.
+    pub plain_api: bool,
     /// Whether the server streams job logs over SSE (learned on first use).
     sse: Mutex<Option<bool>>,
 }
 
 impl Ctx {
     /// A context for a run.
-    pub fn new(api: Api, sizes: Sizes, timeout: Duration) -> Ctx {
+    pub fn new(api: Api, sizes: Sizes, timeout: Duration, plain_api: bool) -> Ctx {
         Ctx {
             api,
             sizes,
             timeout,
             tag: format!("{:08x}", rand::random::<u32>()),
-            sse: Mutex::new(None),
+            plain_api,
+            sse: Mutex::new(plain_api.then_some(false)),
         }
     }
 

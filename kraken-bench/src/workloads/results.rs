@@ -56,7 +56,7 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     let mut out = Output::new("results");
     let tests = ctx.sizes.tests;
     let history = ctx.sizes.history;
-    let enrolled = sim_agent::enroll(fx, 1).await?;
+    let enrolled = sim_agent::enroll(fx, 1, !ctx.plain_api).await?;
     let agent = &enrolled.agents[0];
     fx.stage(
         "tests",
