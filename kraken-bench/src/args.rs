@@ -33,7 +33,12 @@ pub struct Args {
     pub user: String,
 
     /// Password of --user.
-    #[arg(long, env = "KRAKEN_BENCH_PASSWORD", default_value = "admin")]
+    #[arg(
+        long,
+        env = "KRAKEN_BENCH_PASSWORD",
+        default_value = "admin",
+        hide_env_values = true
+    )]
     pub password: String,
 
     /// Start a fresh kraken-server on 127.0.0.1 with a temporary data

@@ -85,7 +85,8 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     });
     out.note(format!(
         "{n} one-job `echo` flows run one after another on the server's own agents (group `all`); \
-         completed = GET /api/flows/{{id}} polled every 10 ms shows state `completed`"
+         both timed from the POST that creates the flow; completed = GET /api/flows/{{id}} \
+         polled every 10 ms shows state `completed`"
     ));
     Ok(out)
 }
