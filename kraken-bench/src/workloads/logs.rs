@@ -60,8 +60,9 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     if let Some(why) = flow_failure(&f) {
         out.fail(why);
     }
+    // All lines seen by one poll (a small job): time them from the creation.
     let span = last_at.saturating_sub(first_at);
-    let rate = if span.is_zero() {
+    let rate = if span < POLL_EARLY {
         per_sec(n as f64, last_at)
     } else {
         per_sec(n as f64, span)
@@ -74,7 +75,8 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     out.note(format!(
         "one job runs `{cmd}` on the server's agents; GET /api/jobs/{{id}}/logs?start=0&limit=1&order=desc \
          is polled (every {} ms, then {} ms) until it counts {n} lines and the newest is `{n}`; \
-         ingestion = lines / (last line readable − first line readable)",
+         ingestion = lines / (last line readable − first line readable), or / (last line \
+         readable − created) when one poll saw them all",
         POLL_EARLY.as_millis(),
         POLL_LATE.as_millis()
     ));
