@@ -3,8 +3,8 @@
 //! step-result2 → get-job-step), while a feeder keeps their group's queue
 //! full; HTTP errors (must be 0) and jobs handed out.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -69,12 +69,22 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     let window = Duration::from_secs_f64(ctx.sizes.agents_secs);
     let start = Instant::now();
     let end = start + window;
-    let tally = Tally::default();
-    let agents = enrolled.agents.iter().map(|a| agent_loop(a, end, &tally));
-    let (_, fed) = tokio::join!(
-        futures_util::future::join_all(agents),
-        feed(fx, end, n, &tally)
-    );
+    let tally = Arc::new(Tally::default());
+    // One task per agent, all sharing the client's connection pool.
+    let agents: Vec<_> = enrolled
+        .agents
+        .iter()
+        .map(|a| {
+            let (a, tally) = (a.clone(), tally.clone());
+            tokio::spawn(async move { agent_loop(&a, end, &tally).await })
+        })
+        .collect();
+    let fed = feed(fx, end, n, &tally).await;
+    for a in agents {
+        if let Err(e) = a.await {
+            tally.error(&anyhow::anyhow!("agent task: {e}"));
+        }
+    }
     let took = start.elapsed();
     let requests = enrolled.requests.load(Ordering::Relaxed) - before;
 
