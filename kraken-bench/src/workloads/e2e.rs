@@ -1,0 +1,184 @@
+//! End to end on the server's own agents: one-job `echo` flows, one after
+//! another; from creation to the first log line of the job (the first step
+//! has started) and to the flow's completion.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::Ctx;
+use crate::client::id_at;
+use crate::fixture::{
+    Fixture, JobSpec, flow_failure, flow_jobs, job_summary, stage_code, wait_flow,
+};
+use crate::report::Output;
+use crate::sse;
+use crate::stats::Samples;
+
+/// How often completion and (without SSE) log lines are polled.
+const POLL: Duration = Duration::from_millis(10);
+/// How long a log line may take to show up after the flow completed.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Run the workload.
+pub async fn run(ctx: &Ctx) -> Result<Output> {
+    let mut fx = Fixture::create(&ctx.api, "e2e", &ctx.tag).await?;
+    let out = measure(ctx, &mut fx).await;
+    fx.cleanup(out).await
+}
+
+async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
+    let mut out = Output::new("e2e");
+    let n = ctx.sizes.e2e_flows;
+    fx.stage(
+        "echo",
+        &stage_code(&JobSpec {
+            jobs: 1,
+            cmd: "echo kraken-bench-e2e",
+            group: "all",
+            timeout: None,
+        }),
+    )
+    .await?;
+    let mut first = Samples::new();
+    let mut done = Samples::new();
+    let mut failed = Vec::new();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let flow = fx.flow().await?;
+        let flow_id = id_at(&flow, "/id")?;
+        let jobs = flow_jobs(&ctx.api, &flow, ctx.timeout).await?;
+        let job_id = id_at(&jobs[0], "/id")?;
+        let flow_done = OnceLock::new();
+        let (line, completed) = tokio::join!(first_line(ctx, job_id, t0, &flow_done), async {
+            let f = wait_flow(&ctx.api, flow_id, ctx.timeout, POLL).await;
+            let _ = flow_done.set(Instant::now());
+            Ok::<(Duration, Value), anyhow::Error>((t0.elapsed(), f?))
+        });
+        let (took, f) = completed?;
+        fx.mark_done(flow_id);
+        done.push(took);
+        first.push(line?);
+        if let Some(why) = flow_failure(&f) {
+            failed.push(why);
+        }
+    }
+    out.figure("flows", n as f64, "");
+    out.latency("created → first log line", &first);
+    out.latency("created → flow completed", &done);
+    if let Some(why) = failed.first() {
+        out.fail(format!(
+            "{} of {n} flows failed; first: {why}",
+            failed.len()
+        ));
+    }
+    out.note(match ctx.sse() {
+        Some(true) => "first step started = the job's first log line arrives as an SSE `log` event on GET /api/jobs/{id}/logs/stream".to_string(),
+        _ => format!(
+            "first step started = the job's first log line is readable by polling GET /api/jobs/{{id}}/logs every 10 ms ({})",
+            if ctx.plain_api { "--plain-api" } else { "the server has no SSE log stream" }
+        ),
+    });
+    out.note(format!(
+        "{n} one-job `echo` flows run one after another on the server's own agents (group `all`); \
+         both timed from the POST that creates the flow; completed = GET /api/flows/{{id}} \
+         polled every 10 ms shows state `completed`"
+    ));
+    Ok(out)
+}
+
+/// Time from `t0` until the job's first log line is readable. Gives up
+/// [`GRACE`] after the flow completed (`flow_done`) without one.
+async fn first_line(
+    ctx: &Ctx,
+    job: i64,
+    t0: Instant,
+    flow_done: &OnceLock<Instant>,
+) -> Result<Duration> {
+    let end = t0 + ctx.timeout;
+    if ctx.sse() != Some(false) {
+        if first_line_sse(ctx, job, end).await? {
+            ctx.set_sse(true);
+            return Ok(t0.elapsed());
+        }
+        ctx.set_sse(false);
+    }
+    loop {
+        let logs = ctx
+            .api
+            .get(&format!("/api/jobs/{job}/logs?start=0&limit=1"))
+            .await?;
+        let any = logs["items"].as_array().is_some_and(|i| !i.is_empty());
+        if any {
+            return Ok(t0.elapsed());
+        }
+        if flow_done.get().is_some_and(|d| d.elapsed() > GRACE) {
+            bail!(
+                "job {job} has no log line {}s after its flow completed ({})",
+                GRACE.as_secs(),
+                job_summary(&ctx.api, job).await
+            );
+        }
+        if Instant::now() >= end {
+            bail!(
+                "job {job} printed no log line within {}s",
+                ctx.timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Follow the job's SSE log stream until its first `log` event; `false`
+/// when the server has no such stream.
+async fn first_line_sse(ctx: &Ctx, job: i64, end: Instant) -> Result<bool> {
+    let left = end.saturating_duration_since(Instant::now());
+    let resp = ctx
+        .api
+        .request(Method::GET, &format!("/api/jobs/{job}/logs/stream"))
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .timeout(left)
+        .send()
+        .await?;
+    let is_sse = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !resp.status().is_success() || !is_sse {
+        // 404/405 or an HTML page: no log stream on this server.
+        if resp.status().is_server_error() {
+            bail!("GET /api/jobs/{job}/logs/stream: HTTP {}", resp.status());
+        }
+        return Ok(false);
+    }
+    let mut body = resp.bytes_stream();
+    let mut parser = sse::Parser::new();
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let Ok(next) = tokio::time::timeout(left, body.next()).await else {
+            bail!(
+                "job {job} printed no log line within {}s",
+                ctx.timeout.as_secs()
+            );
+        };
+        let Some(chunk) = next else {
+            bail!("the log stream of job {job} closed before its first line");
+        };
+        for ev in parser.feed(&chunk?) {
+            match ev.event.as_str() {
+                "log" => return Ok(true),
+                "end" => bail!(
+                    "job {job} ended without a log line ({})",
+                    job_summary(&ctx.api, job).await
+                ),
+                "error" => bail!("the log stream of job {job} failed: {}", ev.data),
+                _ => {}
+            }
+        }
+    }
+}
