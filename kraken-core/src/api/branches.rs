@@ -136,6 +136,8 @@ impl Local {
     pub async fn delete_branch(&self, id: i64) -> Result<Empty> {
         let row = self.branch_row(id).await?;
         self.who.require_admin(row.project_id)?;
+        self.stop_branch_work(id, "canceled: the branch was deleted")
+            .await?;
         self.store().delete_branch(id).await?;
         Ok(Empty {})
     }

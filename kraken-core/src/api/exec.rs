@@ -154,6 +154,23 @@ impl Local {
         Ok(Empty {})
     }
 
+    /// Stop everything still going on a branch (it is being deleted): its
+    /// unfinished jobs are canceled and its waiting runs completed.
+    pub(crate) async fn stop_branch_work(&self, branch_id: i64, why: &str) -> Result<()> {
+        for run in self.store().unfinished_runs_of_branch(branch_id).await? {
+            let open = self.store().open_jobs_of_run(run.id).await?;
+            if open.is_empty() {
+                self.complete_run(run.id, Some(why)).await?;
+            } else {
+                self.store().append_run_note(run.id, why).await?;
+                for job in open {
+                    self.cancel_job(&job, why, completion::USER_CANCEL).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `PUT /jobs/{id}`: run a completed job again; the old one is covered (pwrusr).
     pub async fn job_rerun(&self, job_id: i64) -> Result<Job> {
         let job = self.store().require_job(job_id).await?;

@@ -177,6 +177,10 @@ impl Local {
     pub async fn delete_project(&self, id: i64) -> Result<Empty> {
         self.project_row(id).await?;
         self.who.require_admin(id)?;
+        for b in self.store().project_branches(id).await? {
+            self.stop_branch_work(b.id, "canceled: the project was deleted")
+                .await?;
+        }
         self.store().delete_project(id).await?;
         Ok(Empty {})
     }

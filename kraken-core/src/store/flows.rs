@@ -569,6 +569,20 @@ impl Store {
         )
     }
 
+    /// Runs of a branch that have not finished (any state but completed or processed).
+    pub async fn unfinished_runs_of_branch(&self, branch_id: i64) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} JOIN flows f ON f.id = r.flow_id WHERE f.branch_id = $1 AND r.deleted IS NULL \
+             AND r.state NOT IN ({}, {})",
+            run_state::COMPLETED,
+            run_state::PROCESSED
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(branch_id).fetch_all(p).await?),
+        )
+    }
+
     /// Completed runs not yet analysed that finished between `from` and `to` (ms), oldest first.
     pub async fn unprocessed_runs(&self, from: i64, to: i64) -> Result<Vec<RunRow>> {
         let q = format!(

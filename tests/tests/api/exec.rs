@@ -706,3 +706,42 @@ async fn timed_triggers_start_flows_until_the_stage_is_disabled() {
     let core = s.core();
     assert!(core.store.stage_timers(sid).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn deleting_a_project_stops_its_work() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin
+        .stage(bid, "slow", &shell_stage("root", "sleeper", &["sleep 60"]))
+        .await;
+    let flow = admin.flow(bid).await;
+    let rid = flow["runs"][0]["id"].as_i64().unwrap();
+    let jid = admin.run_jobs(rid).await[0]["id"].as_i64().unwrap();
+    admin
+        .wait_for(&format!("/api/jobs/{jid}"), WAIT, |j| {
+            j["steps"][0]["status"] == 1
+        })
+        .await;
+    admin
+        .delete(&format!("/api/projects/{pid}"))
+        .await
+        .expect(200);
+    let job = s.core().store.job(jid).await.unwrap().unwrap();
+    assert_eq!(job.completion_status, Some(8));
+    assert_eq!(
+        job.notes.as_deref(),
+        Some("canceled: the project was deleted")
+    );
+    // The agent is free again for other work.
+    let p2 = admin.project("q").await;
+    let b2 = admin.branch(p2, "Main").await;
+    admin
+        .stage(b2, "quick", &shell_stage("root", "q", &["echo quick"]))
+        .await;
+    let f2 = admin.flow(b2).await;
+    admin
+        .wait_flow(f2["id"].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+}
