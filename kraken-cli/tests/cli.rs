@@ -35,18 +35,19 @@ impl Cli {
         }
     }
 
+    /// Runs the real `kraken` binary through `assert_cmd` (on a blocking
+    /// thread, so the in-process test server keeps serving meanwhile).
     async fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kraken"));
+        let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("kraken");
         cmd.args(args)
             .env_remove("KRAKEN_SERVER")
             .env_remove("KRAKEN_TOKEN")
-            .env_remove("KRAKEN_DB");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .env_remove("KRAKEN_DB")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .timeout(Duration::from_secs(120));
+        tokio::task::spawn_blocking(move || cmd.output())
             .await
-            .expect("kraken finished in time")
+            .expect("join kraken runner")
             .expect("run kraken")
     }
 

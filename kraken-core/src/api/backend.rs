@@ -920,11 +920,18 @@ impl Local {
         data: Value,
     ) -> Result<()> {
         let f = &step.fields.0;
+        // The step's own `value` wins over what the agent reported, as in the
+        // original; both are JSON texts (the schema types `value` a string)
+        // and are stored parsed, a text that is no JSON as a string.
+        let data = match f.get("value") {
+            None | Some(Value::Null) => data,
+            Some(Value::String(s)) if s.is_empty() => data,
+            Some(v) => v.clone(),
+        };
         let data = match data {
             Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
             other => other,
         };
-        let data = f.get("value").cloned().unwrap_or(data);
         let scope = f.get("scope").and_then(Value::as_str).unwrap_or("flow");
         let operation = f.get("operation").and_then(Value::as_str).unwrap_or("set");
         let pointer = f.get("json_pointer").and_then(Value::as_str).unwrap_or("/");

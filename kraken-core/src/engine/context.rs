@@ -46,6 +46,16 @@ pub(crate) fn secret_args(secrets: &[crate::store::projects::SecretRow]) -> Map<
     out
 }
 
+/// What `stage`, `flow`, `run`, `job` and `step` are where there is none
+/// (a schema evaluated when its stage is created or previewed): an empty
+/// object, which is falsy and whose fields are empty too, as the missing
+/// keys of the original's `addict` ctx. So a dynamic schema such as
+/// `for ts in (ctx.flow.data.tests or ["default"])` evaluates before any
+/// flow exists instead of failing on `None.data`.
+fn absent() -> Value {
+    Value::Object(Map::new())
+}
+
 impl Local {
     /// Build the context for `at` with run arguments `args`.
     pub(crate) async fn prepare_context(
@@ -106,9 +116,10 @@ impl Local {
         };
         ctx.insert(
             "stage".into(),
-            stage.map_or(Value::Null, |s| {
-                serde_json::to_value(s.to_model(false)).unwrap_or(Value::Null)
-            }),
+            match stage {
+                Some(s) => serde_json::to_value(s.to_model(false))?,
+                None => absent(),
+            },
         );
         match (flow, run) {
             (Some(f), Some(r)) => {
@@ -137,8 +148,8 @@ impl Local {
                 );
             }
             _ => {
-                ctx.insert("flow".into(), Value::Null);
-                ctx.insert("run".into(), Value::Null);
+                ctx.insert("flow".into(), absent());
+                ctx.insert("run".into(), absent());
                 ctx.insert("is_ci".into(), json!(true));
                 ctx.insert("is_dev".into(), json!(false));
                 ctx.insert("run_label".into(), Value::Null);
@@ -184,8 +195,8 @@ impl Local {
                 ctx.insert("step".into(), step_json);
             }
             _ => {
-                ctx.insert("job".into(), Value::Null);
-                ctx.insert("step".into(), Value::Null);
+                ctx.insert("job".into(), absent());
+                ctx.insert("step".into(), absent());
             }
         }
         ctx.insert("prev_ok".into(), json!(prev_ok));

@@ -745,3 +745,81 @@ async fn deleting_a_project_stops_its_work() {
         .wait_flow(f2["id"].as_i64().unwrap(), Duration::from_secs(30))
         .await;
 }
+
+/// The dynamic-schema example without its git checkout: a parent stage
+/// stores flow data with the `data` tool at JSON pointers, the child stage's
+/// code makes one job per listed suite from `ctx.flow.data`, and its steps
+/// read `#{flow.data...}` when they run (§8.2 rows 18 and 41). The schema
+/// sees exactly the ctx keys of the original and steps see the step-time
+/// values (row 24).
+#[tokio::test]
+async fn flow_data_shapes_child_stages_and_steps_see_the_ctx() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let env = r#"{"system": "any", "agents_group": "all", "config": "default"}"#;
+    let prepare = format!(
+        r#"def stage(ctx):
+    return {{"parent": "root", "triggers": {{"parent": True}}, "jobs": [{{"name": "prepare", "steps": [
+        {{"tool": "shell", "cmd": "echo '[\"unit\", \"e2e\"]' > tests.json"}},
+        {{"tool": "data", "file": "tests.json", "json_pointer": "/tests"}},
+        {{"tool": "data", "value": "{{\"abc\": 123}}", "json_pointer": "/extra"}}],
+        "environments": [{env}]}}]}}
+"#
+    );
+    let tests = format!(
+        r#"def stage(ctx):
+    jobs = []
+    for ts in (ctx.flow.data.tests or ["none"]):
+        jobs.append({{"name": "tests %s" % ts, "steps": [
+            {{"tool": "shell", "cmd": "echo 'suite %s abc=#{{flow.data.extra.abc}} keys=%s'" % (ts, " ".join(sorted(ctx.keys())))}},
+            {{"tool": "shell", "cmd": "false"}},
+            {{"tool": "shell", "when": "always", "cmd": "echo 'prev=#{{prev_ok}} anyerr=#{{was_any_error}} noerr=#{{was_no_error}} idx=#{{step.index}} job=#{{job.name}} stage=#{{stage.name}} dev=#{{is_dev}} branch=#{{branch_name}} project=#{{project.name}}'"}}],
+            "environments": [{env}]}})
+    return {{"parent": "prepare", "triggers": {{"parent": True}}, "jobs": jobs}}
+"#
+    );
+    admin.stage(bid, "prepare", &prepare).await;
+    admin.stage(bid, "tests", &tests).await;
+
+    let f = admin.flow(bid).await;
+    let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    let flow_data = admin
+        .get(&format!(
+            "/api/user_data?scope=flow&entity_id={}",
+            done["id"]
+        ))
+        .await;
+    let stored: Value = serde_json::from_str(flow_data.expect(200)["data"].as_str().unwrap())
+        .expect("user data is a JSON text");
+    assert_eq!(
+        stored,
+        json!({"tests": ["unit", "e2e"], "extra": {"abc": 123}})
+    );
+
+    let runs = done["runs"].as_array().unwrap();
+    let tests_run = runs
+        .iter()
+        .find(|r| r["stage_name"] == "tests")
+        .unwrap_or_else(|| panic!("a tests run: {done}"));
+    let jobs = admin.run_jobs(tests_run["id"].as_i64().unwrap()).await;
+    let mut names: Vec<&str> = jobs.iter().map(|j| j["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["tests e2e", "tests unit"]);
+    let unit = jobs.iter().find(|j| j["name"] == "tests unit").unwrap();
+    let log = admin.job_log(unit["id"].as_i64().unwrap()).await;
+    let keys = "always args branch branch_name env flow flow_label is_ci is_dev job never \
+                prev_ok project run run_label secrets stage step was_any_error was_no_error";
+    assert!(
+        log.contains(&format!("suite unit abc=123 keys={keys}")),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(
+            &"prev=False anyerr=True noerr=False idx=2 job=tests unit stage=tests dev=False branch=Main project=p"
+                .to_string()
+        ),
+        "{log:?}"
+    );
+}

@@ -374,25 +374,7 @@ async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
     let admin = s.admin().await;
     let anon = s.anonymous();
     let addr = "10.2.2.2";
-    anon.post(
-        "/backend",
-        json!({"address": addr, "msg": "host-info", "info": {"system": "debian-12"}}),
-    )
-    .await
-    .expect(200);
-    let aid = admin.get("/api/agents?unauthorized=true").await.body["items"][0]["id"]
-        .as_i64()
-        .unwrap();
-    admin
-        .patch("/api/agents", json!([{"id": aid, "authorized": true}]))
-        .await
-        .expect(200);
-    anon.post(
-        "/backend",
-        json!({"address": addr, "msg": "host-info", "info": {"system": "debian-12"}}),
-    )
-    .await
-    .expect(200);
+    manual_agent(&s, &admin, addr).await;
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "Main").await;
     let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"lint\", \"steps\": [{\"tool\": \"pylint\", \"modules_or_packages\": \"pkg\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
@@ -403,31 +385,15 @@ async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
         let anon = anon.clone();
         async move {
             let flow = admin.flow(bid).await;
-            let gj = anon
-                .post(
-                    "/backend",
-                    json!({"address": addr, "msg": "get-job", "wait": 20}),
-                )
-                .await
-                .body;
-            let job_id = gj["job"]["id"].as_i64().expect("a job");
-            let st = anon
-                .post("/backend", json!({"address": addr, "msg": "get-job-step"}))
-                .await
-                .body;
-            assert_eq!(st["job_step"]["tool"], "pylint");
-            anon.post(
-                "/backend",
-                json!({"address": addr, "msg": "step-result2", "job_id": job_id, "step_idx": 0,
-                "result": {"status": "done", "duration": 1, "issues": issues}}),
+            let job_id = take_job(&anon, addr).await;
+            let step = finish_job(
+                &anon,
+                addr,
+                job_id,
+                json!({"status": "done", "duration": 1, "issues": issues}),
             )
-            .await
-            .expect(200);
-            let fin = anon
-                .post("/backend", json!({"address": addr, "msg": "get-job-step"}))
-                .await
-                .body;
-            assert_eq!(fin["job_step"]["finish"], true);
+            .await;
+            assert_eq!(step["tool"], "pylint");
             admin.wait_flow(flow["id"].as_i64().unwrap(), WAIT).await
         }
     };
@@ -508,4 +474,161 @@ async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
             r["state"] == "processed"
         })
         .await;
+}
+
+/// Registers and authorizes an agent at `addr` that the test drives by hand
+/// over `/backend`, as the original Python agent would.
+async fn manual_agent(s: &TestServer, admin: &Client, addr: &str) {
+    let anon = s.anonymous();
+    let hello = json!({"address": addr, "msg": "host-info", "info": {"system": "debian-12"}});
+    anon.post("/backend", hello.clone()).await.expect(200);
+    let agents = admin.get("/api/agents?unauthorized=true").await;
+    let aid = agents.expect(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == addr)
+        .expect("the agent is listed")["id"]
+        .as_i64()
+        .unwrap();
+    admin
+        .patch("/api/agents", json!([{"id": aid, "authorized": true}]))
+        .await
+        .expect(200);
+    anon.post("/backend", hello).await.expect(200);
+}
+
+/// The agent at `addr` takes its job and reports its single step.
+async fn take_job(anon: &Client, addr: &str) -> i64 {
+    let gj = anon
+        .post(
+            "/backend",
+            json!({"address": addr, "msg": "get-job", "wait": 20}),
+        )
+        .await;
+    let job = gj.expect(200)["job"]["id"].as_i64();
+    job.unwrap_or_else(|| panic!("agent {addr} got no job: {}", gj.body))
+}
+
+/// The agent at `addr` runs the only step of `job`: reports `result` and
+/// finishes the job. Returns the step it was given.
+async fn finish_job(anon: &Client, addr: &str, job: i64, result: Value) -> Value {
+    let st = anon
+        .post("/backend", json!({"address": addr, "msg": "get-job-step"}))
+        .await;
+    let step = st.expect(200)["job_step"].clone();
+    assert_eq!(step["index"], 0, "{step}");
+    anon.post(
+        "/backend",
+        json!({"address": addr, "msg": "step-result2", "job_id": job, "step_idx": 0,
+               "result": result}),
+    )
+    .await
+    .expect(200);
+    let fin = anon
+        .post("/backend", json!({"address": addr, "msg": "get-job-step"}))
+        .await;
+    assert_eq!(fin.expect(200)["job_step"]["finish"], true);
+    step
+}
+
+/// The agent at `addr` reports test `t1` with `result` for `job`.
+async fn report_t1(anon: &Client, addr: &str, job: i64, result: i64) {
+    let tests = json!([{"test": "t1", "cmd": "pytest -k t1", "status": result}]);
+    finish_job(
+        anon,
+        addr,
+        job,
+        json!({"status": "done", "duration": 1, "test-results": tests}),
+    )
+    .await;
+}
+
+/// §8.2 rows 6 and 11: a rerun job's results are compared with the flow
+/// before (its covered job is not history, now or later), and a CI run that
+/// completes before the previous one waits for it to be analysed first.
+#[tokio::test]
+async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
+    const PASSED: i64 = 1;
+    const FAILED: i64 = 2;
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let anon = s.anonymous();
+    let (a, b) = ("10.3.3.1", "10.3.3.2");
+    manual_agent(&s, &admin, a).await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"tests\", \"steps\": [{\"tool\": \"pytest\", \"params\": \"-v\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
+    admin.stage(bid, "tests", code).await;
+    let t1_of = |run: i64| {
+        let admin = admin.clone();
+        async move {
+            let items = results_of(&admin, run).await;
+            assert_eq!(items.len(), 1, "one result in run {run}: {items:?}");
+            let (_, result, change, age, inst) = brief(&items[0]);
+            (result, change, age, inst)
+        }
+    };
+    let flow_run = |f: &Value| f["runs"][0]["id"].as_i64().unwrap();
+
+    // Flow 1 passes, flow 2 fails: a regression.
+    let f1 = admin.flow(bid).await;
+    let j = take_job(&anon, a).await;
+    report_t1(&anon, a, j, PASSED).await;
+    let f1 = admin.wait_flow(f1["id"].as_i64().unwrap(), WAIT).await;
+    assert_eq!(t1_of(flow_run(&f1)).await, (PASSED, 3, 0, 0));
+    let f2 = admin.flow(bid).await;
+    let f2_id = f2["id"].as_i64().unwrap();
+    let failed_job = take_job(&anon, a).await;
+    report_t1(&anon, a, failed_job, FAILED).await;
+    let f2 = admin.wait_flow(f2_id, WAIT).await;
+    let r2 = flow_run(&f2);
+    assert_eq!(t1_of(r2).await, (FAILED, 2, 0, 1));
+
+    // The failed job is rerun and passes: compared with flow 1, not with the
+    // covered failure in its own run, so no change and age 1.
+    admin
+        .put(&format!("/api/jobs/{failed_job}"), json!({}))
+        .await
+        .expect(200);
+    let j = take_job(&anon, a).await;
+    assert_ne!(j, failed_job);
+    report_t1(&anon, a, j, PASSED).await;
+    admin.wait_flow(f2_id, WAIT).await;
+    assert_eq!(t1_of(r2).await, (PASSED, 0, 1, 0));
+
+    // Flow 3 takes agent a and holds it; flow 4 runs on agent b and finishes first.
+    let f3 = admin.flow(bid).await;
+    let j3 = take_job(&anon, a).await;
+    manual_agent(&s, &admin, b).await;
+    let f4 = admin.flow(bid).await;
+    let j4 = take_job(&anon, b).await;
+    report_t1(&anon, b, j4, FAILED).await;
+    let r4 = admin
+        .wait_for(&format!("/api/flows/{}", f4["id"]), WAIT, |f| {
+            f["runs"][0]["state"] == "completed"
+        })
+        .await["runs"][0]["id"]
+        .as_i64()
+        .unwrap();
+    // Its analysis task ran and postponed itself: the run stays completed.
+    admin
+        .wait_for("/api/last-rq-jobs", WAIT, |t| {
+            t["items"].as_array().unwrap().iter().any(|t| {
+                t["func_name"] == "analyze_results_history"
+                    && t["args"] == json!([r4])
+                    && t["status"] == "finished"
+            })
+        })
+        .await;
+    let run4 = admin.get(&format!("/api/runs/{r4}")).await;
+    assert_eq!(run4.expect(200)["state"], "completed", "{}", run4.body);
+
+    // Flow 3 finishes: it is analysed (history: flow 2's rerun pass and
+    // flow 1, never the covered failure), then flow 4 after it.
+    report_t1(&anon, a, j3, PASSED).await;
+    let f3 = admin.wait_flow(f3["id"].as_i64().unwrap(), WAIT).await;
+    assert_eq!(t1_of(flow_run(&f3)).await, (PASSED, 0, 2, 0));
+    admin.wait_flow(f4["id"].as_i64().unwrap(), WAIT).await;
+    assert_eq!(t1_of(r4).await, (FAILED, 2, 0, 1));
 }
