@@ -189,7 +189,7 @@ impl Local {
             return Ok(());
         }
         let summary = if flow.kind == flow_kind::CI {
-            Some(self.flow_summary(flow).await?)
+            Some(self.flow_summary(flow, None).await?)
         } else {
             None
         };
@@ -221,9 +221,21 @@ impl Local {
         Ok(())
     }
 
-    /// The summary of a CI flow, kept when it completes.
-    pub(crate) async fn flow_summary(&self, flow: &FlowRow) -> Result<Value> {
-        let runs = self.store().flow_runs(flow.id).await?;
+    /// The summary of a CI flow, kept when it completes; `processed` gives
+    /// the history counters of a run about to be marked processed.
+    pub(crate) async fn flow_summary(
+        &self,
+        flow: &FlowRow,
+        processed: Option<(i64, &crate::store::flows::HistoryCounters)>,
+    ) -> Result<Value> {
+        let mut runs = self.store().flow_runs(flow.id).await?;
+        if let Some((run_id, h)) = processed
+            && let Some(r) = runs.iter_mut().find(|r| r.id == run_id)
+        {
+            r.regr_cnt = h.regr_cnt;
+            r.fix_cnt = h.fix_cnt;
+            r.issues_new = h.issues_new;
+        }
         let mut s = json!({"id": flow.id, "label": flow.label(), "errors": false, "tests_passed": 0,
                            "tests_total": 0, "tests_regr": 0, "tests_fix": 0, "issues_total": 0, "issues_new": 0});
         let errors = self.store().flow_has_errors(flow.id).await?;

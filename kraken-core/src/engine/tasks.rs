@@ -66,17 +66,20 @@ impl Local {
             return Ok(());
         }
         let counters = crate::results::analyze_run_history(self, &run, &flow).await?;
-        self.store().set_run_processed(run_id, &counters).await?;
+        // The run becomes `processed` together with its finished flow's
+        // summary, so nobody sees one without the other.
+        let summary = if flow.kind == flow_kind::CI {
+            Some(self.flow_summary(&flow, Some((run_id, &counters))).await?)
+        } else {
+            None
+        };
+        self.store()
+            .set_run_processed(run_id, &counters, summary.as_ref().map(|s| (flow.id, s)))
+            .await?;
         self.core.events.publish(Event::Run {
             run_id,
             flow_id: flow.id,
         });
-        if flow.kind == flow_kind::CI {
-            let summary = self.flow_summary(&flow).await?;
-            if flow.finished.is_some() {
-                self.store().set_flow_summary(flow.id, &summary).await?;
-            }
-        }
         if let Some(next) = self.store().next_run_of_stage(&run, &flow).await?
             && next.state == run_state::COMPLETED
         {

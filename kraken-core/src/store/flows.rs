@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
-use super::{Store, now_ms, on_read, on_write};
+use super::{Store, in_tx, now_ms, on_read, on_write};
 use crate::error::{Error, Result};
 use crate::model::{flow_state, run_state};
 
@@ -289,13 +289,6 @@ impl Store {
         Ok(())
     }
 
-    /// Store a flow's summary.
-    pub async fn set_flow_summary(&self, flow_id: i64, summary: &Value) -> Result<()> {
-        on_write!(&self.db, p => sqlx::query("UPDATE flows SET summary = $1 WHERE id = $2")
-            .bind(Json(summary)).bind(flow_id).execute(p).await?.rows_affected());
-        Ok(())
-    }
-
     /// Replace a flow's user data.
     pub async fn set_flow_data(&self, flow_id: i64, data: &Value) -> Result<()> {
         on_write!(&self.db, p => sqlx::query("UPDATE flows SET user_data = $1 WHERE id = $2")
@@ -491,12 +484,23 @@ impl Store {
     }
 
     /// Store the results of the history analysis and mark the run processed.
-    pub async fn set_run_processed(&self, run_id: i64, h: &HistoryCounters) -> Result<()> {
-        on_write!(&self.db, p => sqlx::query(
-            "UPDATE runs SET new_cnt = $1, no_change_cnt = $2, regr_cnt = $3, fix_cnt = $4, issues_new = $5, \
-             state = $6, processed_at = $7 WHERE id = $8")
-            .bind(h.new_cnt).bind(h.no_change_cnt).bind(h.regr_cnt).bind(h.fix_cnt).bind(h.issues_new)
-            .bind(run_state::PROCESSED).bind(now_ms()).bind(run_id).execute(p).await?.rows_affected());
+    pub async fn set_run_processed(
+        &self,
+        run_id: i64,
+        h: &HistoryCounters,
+        flow_summary: Option<(i64, &Value)>,
+    ) -> Result<()> {
+        in_tx!(&self.db, tx => {
+            sqlx::query(
+                "UPDATE runs SET new_cnt = $1, no_change_cnt = $2, regr_cnt = $3, fix_cnt = $4, issues_new = $5, \
+                 state = $6, processed_at = $7 WHERE id = $8")
+                .bind(h.new_cnt).bind(h.no_change_cnt).bind(h.regr_cnt).bind(h.fix_cnt).bind(h.issues_new)
+                .bind(run_state::PROCESSED).bind(now_ms()).bind(run_id).execute(&mut *tx).await?;
+            if let Some((flow_id, summary)) = flow_summary {
+                sqlx::query("UPDATE flows SET summary = $1 WHERE id = $2 AND finished IS NOT NULL")
+                    .bind(Json(summary)).bind(flow_id).execute(&mut *tx).await?;
+            }
+        });
         Ok(())
     }
 
