@@ -129,11 +129,12 @@ impl Http {
         Ok(Http { base, client })
     }
 
-    async fn answer(
-        resp: reqwest::Result<reqwest::Response>,
-        what: &str,
-    ) -> Result<reqwest::Response> {
-        let resp = resp.map_err(|e| Error::Transport(format!("{what}: {e}")))?;
+    /// Send `req`; a non-2xx answer becomes an error with the server's message.
+    async fn send(req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Error::Transport(format!("{what}: {e}")))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -148,46 +149,34 @@ impl Http {
             format!("{what}: {msg}"),
         ))
     }
+
+    /// Send `req` and parse its JSON answer. The body is parsed as text
+    /// whatever its content type: the original answers JSON as text/html.
+    async fn send_json(req: reqwest::RequestBuilder, what: &str) -> Result<Value> {
+        let text = Self::send(req, what)
+            .await?
+            .text()
+            .await
+            .map_err(|e| Error::Transport(format!("{what}: {e}")))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Transport(format!("{what}: the answer is not JSON: {e}")))
+    }
 }
 
 impl Transport for Http {
     fn call(&self, msg: Value) -> BoxFuture<'_, Result<Value>> {
-        async move {
-            let resp = Self::answer(
-                self.client
-                    .post(format!("{}/backend", self.base))
-                    .json(&msg)
-                    .send()
-                    .await,
-                "backend call",
-            )
-            .await?;
-            // The original answers JSON as text/html: parse the body ourselves.
-            let text = resp
-                .text()
-                .await
-                .map_err(|e| Error::Transport(format!("backend answer: {e}")))?;
-            serde_json::from_str(&text)
-                .map_err(|e| Error::Transport(format!("backend answer is not JSON: {e}")))
-        }
-        .boxed()
+        let req = self
+            .client
+            .post(format!("{}/backend", self.base))
+            .json(&msg);
+        Self::send_json(req, "backend call").boxed()
     }
     fn send_logs(&self, logs: AgentLogs) -> BoxFuture<'_, Result<Value>> {
-        async move {
-            let resp = Self::answer(
-                self.client
-                    .post(format!("{}/backend/logs", self.base))
-                    .json(&logs)
-                    .send()
-                    .await,
-                "sending logs",
-            )
-            .await?;
-            resp.json()
-                .await
-                .map_err(|e| Error::Transport(format!("logs answer: {e}")))
-        }
-        .boxed()
+        let req = self
+            .client
+            .post(format!("{}/backend/logs", self.base))
+            .json(&logs);
+        Self::send_json(req, "sending logs").boxed()
     }
     fn upload(
         &self,
@@ -197,25 +186,17 @@ impl Transport for Http {
         public: bool,
         bytes: Vec<u8>,
     ) -> BoxFuture<'_, Result<i64>> {
+        let req = self
+            .client
+            .put(format!("{}/backend/artifacts/{job_id}", self.base))
+            .query(&[
+                ("address", address.as_str()),
+                ("path", path.as_str()),
+                ("public", if public { "true" } else { "false" }),
+            ])
+            .body(bytes);
         async move {
-            let resp = Self::answer(
-                self.client
-                    .put(format!("{}/backend/artifacts/{job_id}", self.base))
-                    .query(&[
-                        ("address", address.as_str()),
-                        ("path", path.as_str()),
-                        ("public", if public { "true" } else { "false" }),
-                    ])
-                    .body(bytes)
-                    .send()
-                    .await,
-                "uploading an artifact",
-            )
-            .await?;
-            let v: Value = resp
-                .json()
-                .await
-                .map_err(|e| Error::Transport(format!("upload answer: {e}")))?;
+            let v = Self::send_json(req, "uploading an artifact").await?;
             Ok(v.get("size").and_then(Value::as_i64).unwrap_or(0))
         }
         .boxed()
@@ -226,21 +207,11 @@ impl Transport for Http {
         job_id: i64,
         pattern: String,
     ) -> BoxFuture<'_, Result<Value>> {
-        async move {
-            let resp = Self::answer(
-                self.client
-                    .get(format!("{}/backend/artifacts/{job_id}/list", self.base))
-                    .query(&[("address", address.as_str()), ("pattern", pattern.as_str())])
-                    .send()
-                    .await,
-                "listing artifacts",
-            )
-            .await?;
-            resp.json()
-                .await
-                .map_err(|e| Error::Transport(format!("artifact list: {e}")))
-        }
-        .boxed()
+        let req = self
+            .client
+            .get(format!("{}/backend/artifacts/{job_id}/list", self.base))
+            .query(&[("address", address.as_str()), ("pattern", pattern.as_str())]);
+        Self::send_json(req, "listing artifacts").boxed()
     }
     fn read_artifact(
         &self,
@@ -249,25 +220,21 @@ impl Transport for Http {
         run_id: i64,
         path: String,
     ) -> BoxFuture<'_, Result<Vec<u8>>> {
+        let req = self
+            .client
+            .get(format!("{}/backend/artifacts/{job_id}/file", self.base))
+            .query(&[
+                ("address", address.as_str()),
+                ("run_id", &run_id.to_string()),
+                ("path", path.as_str()),
+            ]);
         async move {
-            let resp = Self::answer(
-                self.client
-                    .get(format!("{}/backend/artifacts/{job_id}/file", self.base))
-                    .query(&[
-                        ("address", address.as_str()),
-                        ("run_id", &run_id.to_string()),
-                        ("path", path.as_str()),
-                    ])
-                    .send()
-                    .await,
-                "downloading an artifact",
-            )
-            .await?;
-            Ok(resp
+            let bytes = Self::send(req, "downloading an artifact")
+                .await?
                 .bytes()
                 .await
-                .map_err(|e| Error::Transport(format!("artifact download: {e}")))?
-                .to_vec())
+                .map_err(|e| Error::Transport(format!("downloading an artifact: {e}")))?;
+            Ok(bytes.to_vec())
         }
         .boxed()
     }
