@@ -8,26 +8,34 @@ use kraken_tests::{TestServer, shell_stage};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-#[tokio::test]
-async fn a_remote_kraken_agent_process_runs_a_job() {
-    let s = TestServer::start_with_agents(0).await;
-    let admin = s.admin().await;
-    let work = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kraken"))
+/// `kraken agent --one-job` at address `remote-1`, working in `work`.
+fn spawn_agent(server: &str, work: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kraken"))
         .args([
             "agent",
             "--server",
-            &s.url,
+            server,
             "--address",
             "remote-1",
             "--one-job",
         ])
         .arg("--work-dir")
-        .arg(work.path())
+        .arg(work)
         .env("KRAKEN_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
-        .expect("start kraken agent");
+        .expect("start kraken agent")
+}
+
+/// Two `kraken agent --one-job` processes, one after the other, run a
+/// parent stage that uploads an artifact and a child stage that downloads
+/// it: the agent's whole HTTP transport (backend calls, logs, artifacts).
+#[tokio::test]
+async fn a_remote_kraken_agent_process_runs_a_job() {
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut child = spawn_agent(&s.url, work.path());
     // It registers; an admin authorizes it.
     let agents = admin
         .wait_for("/api/agents?unauthorized=true", WAIT, |b| b["total"] == 1)
@@ -46,23 +54,47 @@ async fn a_remote_kraken_agent_process_runs_a_job() {
 
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "Main").await;
-    admin
-        .stage(
-            bid,
-            "build",
-            &shell_stage("root", "remote", &["echo on-the-remote-agent; pwd"]),
-        )
-        .await;
+    let code = shell_stage(
+        "root",
+        "remote",
+        &["echo on-the-remote-agent; pwd; mkdir -p out; echo artifact-body > out/a.txt"],
+    )
+    .replace(
+        "}], \"environments\"",
+        "}, {\"tool\": \"artifacts\", \"source\": \"out/a.txt\", \"public\": True}], \"environments\"",
+    );
+    admin.stage(bid, "build", &code).await;
+    let download = shell_stage("build", "fetch", &["find back -type f -exec cat {} +"]).replace(
+        "\"steps\": [",
+        "\"steps\": [{\"tool\": \"artifacts\", \"action\": \"download\", \"source\": \"out/a.txt\", \"destination\": \"back\"}, ",
+    );
+    admin.stage(bid, "fetch", &download).await;
     let fid = admin.flow(bid).await["id"].as_i64().unwrap();
-    let done = admin.wait_flow(fid, WAIT).await;
-    let job = admin
-        .run_jobs(done["runs"][0]["id"].as_i64().unwrap())
-        .await
-        .remove(0);
+    // The parent run completes; its child waits for an agent.
+    let runs = admin
+        .wait_for(&format!("/api/flows/{fid}"), WAIT, |f| {
+            f["runs"].as_array().is_some_and(|r| r.len() == 2)
+        })
+        .await["runs"]
+        .clone();
+    let run_of = |stage: &str| {
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["stage_name"] == stage)
+            .unwrap_or_else(|| panic!("a {stage} run: {runs}"))["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (build_run, fetch_run) = (run_of("build"), run_of("fetch"));
+    let job = admin.run_jobs(build_run).await.remove(0);
     assert_eq!(job["agent_name"], "remote-1");
     assert_eq!(job["completion_status"], 0, "{job}");
     let log = admin.job_log(job["id"].as_i64().unwrap()).await;
     assert!(log.contains(&"on-the-remote-agent".to_string()), "{log:?}");
+    let artifacts = admin.get(&format!("/api/flows/{fid}/artifacts")).await;
+    assert_eq!(artifacts.expect(200)["total"], 1, "{}", artifacts.body);
+    assert_eq!(artifacts.body["items"][0]["path"], "out/a.txt");
     assert!(
         log.iter()
             .any(|l| l.starts_with(work.path().to_str().unwrap())),
@@ -71,6 +103,23 @@ async fn a_remote_kraken_agent_process_runs_a_job() {
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("agent exits after one job")
+        .unwrap();
+    assert!(status.success());
+
+    // The next one-job agent runs the child stage.
+    let mut second = spawn_agent(&s.url, work.path());
+    let done = admin.wait_flow(fid, WAIT).await;
+    assert_eq!(done["runs"].as_array().unwrap().len(), 2);
+    let fetch = admin.run_jobs(fetch_run).await.remove(0);
+    assert_eq!(fetch["completion_status"], 0, "{fetch}");
+    let log = admin.job_log(fetch["id"].as_i64().unwrap()).await;
+    assert!(
+        log.contains(&"artifact-body".to_string()),
+        "the artifact came back: {log:?}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), second.wait())
+        .await
+        .expect("the second agent exits after its job")
         .unwrap();
     assert!(status.success());
 }
