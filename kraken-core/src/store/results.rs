@@ -3,7 +3,7 @@
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Store, on_read, on_write};
+use super::{Store, in_tx, on_read, on_write};
 use crate::error::Result;
 
 /// An artifact with its path.
@@ -65,16 +65,20 @@ impl Store {
         size: i64,
         public: bool,
     ) -> Result<()> {
-        on_write!(&self.db, p => sqlx::query("INSERT INTO files (path) VALUES ($1) ON CONFLICT (path) DO NOTHING")
-            .bind(path).execute(p).await?.rows_affected());
-        let file_id: i64 = on_read!(&self.db, p => sqlx::query_scalar("SELECT id FROM files WHERE path = $1")
-            .bind(path).fetch_one(p).await?);
-        on_write!(&self.db, p => sqlx::query("DELETE FROM artifacts WHERE run_id = $1 AND file_id = $2")
-            .bind(place.run_id).bind(file_id).execute(p).await?.rows_affected());
-        on_write!(&self.db, p => sqlx::query(
-            "INSERT INTO artifacts (file_id, flow_id, run_id, size, section) VALUES ($1, $2, $3, $4, $5)")
-            .bind(file_id).bind(place.flow_id).bind(place.run_id).bind(size).bind(i64::from(public))
-            .execute(p).await?.rows_affected());
+        // One transaction: a stored file replaces the run's earlier one at
+        // that path, never leaving the run without it.
+        in_tx!(&self.db, tx => {
+            sqlx::query("INSERT INTO files (path) VALUES ($1) ON CONFLICT (path) DO NOTHING")
+                .bind(path).execute(&mut *tx).await?;
+            let file_id: i64 = sqlx::query_scalar("SELECT id FROM files WHERE path = $1")
+                .bind(path).fetch_one(&mut *tx).await?;
+            sqlx::query("DELETE FROM artifacts WHERE run_id = $1 AND file_id = $2")
+                .bind(place.run_id).bind(file_id).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO artifacts (file_id, flow_id, run_id, size, section) VALUES ($1, $2, $3, $4, $5)")
+                .bind(file_id).bind(place.flow_id).bind(place.run_id).bind(size).bind(i64::from(public))
+                .execute(&mut *tx).await?;
+        });
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
-use super::{Store, now_ms, on_read, on_write};
+use super::{Store, in_tx, now_ms, on_read, on_write};
 use crate::error::{Error, Result};
 use crate::model::{Role, Timestamp, User};
 
@@ -169,14 +169,15 @@ impl Store {
 
     /// Grant (`Some`) or revoke (`None`) a role.
     pub async fn set_role(&self, user_id: i64, project_id: i64, role: Option<Role>) -> Result<()> {
-        on_write!(&self.db, p => sqlx::query(
-            "DELETE FROM user_roles WHERE user_id = $1 AND project_id = $2")
-            .bind(user_id).bind(project_id).execute(p).await?.rows_affected());
-        if let Some(role) = role {
-            on_write!(&self.db, p => sqlx::query(
-                "INSERT INTO user_roles (user_id, project_id, role) VALUES ($1, $2, $3)")
-                .bind(user_id).bind(project_id).bind(role.as_str()).execute(p).await?.rows_affected());
-        }
+        // One transaction: a changed role never leaves the user without one.
+        in_tx!(&self.db, tx => {
+            sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND project_id = $2")
+                .bind(user_id).bind(project_id).execute(&mut *tx).await?;
+            if let Some(role) = role {
+                sqlx::query("INSERT INTO user_roles (user_id, project_id, role) VALUES ($1, $2, $3)")
+                    .bind(user_id).bind(project_id).bind(role.as_str()).execute(&mut *tx).await?;
+            }
+        });
         Ok(())
     }
 
