@@ -17,7 +17,7 @@ use kraken_core::api::FollowEvent;
 use kraken_core::api::logs::LogPaging;
 use kraken_core::credentials::Credentials;
 use kraken_core::model::*;
-use kraken_core::store::results::{IssueFilter, TcrFilter};
+use kraken_core::model::{IssueFilter, TcrFilter};
 use kraken_core::{Error, Kraken};
 use serde_json::{Map, Value, json};
 

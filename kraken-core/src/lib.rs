@@ -18,11 +18,13 @@ pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod mask;
 pub mod model;
 pub mod results;
 pub mod schema;
 pub mod store;
 pub mod triggers;
+pub mod view;
 
 pub use api::{Config, Core, Kraken, Local};
 pub use error::{ApiError, Error, Result};

@@ -1545,3 +1545,258 @@ pub struct Issue {
     #[serde(flatten)]
     pub extra: JsonMap,
 }
+
+// ---------------------------------------------------------------- agent protocol
+
+/// One log line sent by an agent.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct AgentLogLine {
+    /// The text.
+    pub message: String,
+    /// Epoch milliseconds (now when missing).
+    #[serde(default)]
+    pub time: Option<i64>,
+    /// Level (`INFO` when missing).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// Tool that printed it (`''` for the agent's own lines).
+    #[serde(default)]
+    pub tool: Option<String>,
+}
+
+/// `POST /backend/logs`: log lines of a job step.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct AgentLogs {
+    /// Agent address.
+    pub address: String,
+    /// Job.
+    pub job_id: i64,
+    /// Step index (-1 for lines about the job as a whole).
+    pub step_idx: i64,
+    /// The lines, in order.
+    pub lines: Vec<AgentLogLine>,
+}
+
+// ---------------------------------------------------------------- query filters
+
+/// Filters of `GET /runs/{id}/results`.
+#[derive(Debug, Clone, Default)]
+pub struct TcrFilter {
+    /// Results (any of).
+    pub statuses: Vec<i64>,
+    /// Changes (any of).
+    pub changes: Vec<i64>,
+    /// Minimum age.
+    pub min_age: Option<i64>,
+    /// Maximum age.
+    pub max_age: Option<i64>,
+    /// Minimum instability.
+    pub min_instability: Option<i64>,
+    /// Maximum instability.
+    pub max_instability: Option<i64>,
+    /// Substring of the test case name.
+    pub text: Option<String>,
+    /// A job id (digits) or a substring of the job name.
+    pub job: Option<String>,
+    /// System ids (any of).
+    pub systems: Vec<i64>,
+    /// Group ids (any of).
+    pub groups: Vec<i64>,
+}
+
+/// Filters of `GET /runs/{id}/issues`.
+#[derive(Debug, Clone, Default)]
+pub struct IssueFilter {
+    /// Issue types (any of).
+    pub types: Vec<i64>,
+    /// Substring of the path.
+    pub location: Option<String>,
+    /// Substring of the message.
+    pub message: Option<String>,
+    /// Substring of the symbol.
+    pub symbol: Option<String>,
+    /// Minimum age.
+    pub min_age: Option<i64>,
+    /// Maximum age.
+    pub max_age: Option<i64>,
+    /// A job id (digits) or a substring of the job name.
+    pub job: Option<String>,
+}
+
+/// Which log lines to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Branch.
+    pub branch_id: Option<i64>,
+    /// Flow kind.
+    pub flow_kind: Option<i64>,
+    /// Flow.
+    pub flow_id: Option<i64>,
+    /// Run.
+    pub run_id: Option<i64>,
+    /// Job.
+    pub job_id: Option<i64>,
+    /// Step.
+    pub step: Option<i64>,
+    /// Agent.
+    pub agent_id: Option<i64>,
+    /// Services (any of).
+    pub services: Vec<String>,
+    /// Level (this level and more severe).
+    pub level: Option<String>,
+    /// Only lines after this id.
+    pub after: Option<i64>,
+    /// Only the output of tools (what a job log shows).
+    pub tool_output_only: bool,
+    /// Substring of the message.
+    pub text: Option<String>,
+}
+
+// ---------------------------------------------------------------- verdicts
+
+/// What a flow, run or job came to: the one meaning of "failed" that the
+/// server's summaries, the CLI's exit codes and the dashboard's colours
+/// share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not decided yet: jobs still run, or the results are still being
+    /// analysed (regressions are known only then).
+    Running,
+    /// A manual stage waiting for a person to start it.
+    Manual,
+    /// Everything passed.
+    Passed,
+    /// Failed jobs, regressions, or jobs that could not even start.
+    Failed(String),
+    /// A person (or a deleted branch) stopped it.
+    Cancelled(String),
+}
+
+impl Outcome {
+    /// Whether it is decided (neither running nor waiting for a person).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Passed | Outcome::Failed(_) | Outcome::Cancelled(_)
+        )
+    }
+
+    /// Whether it failed (cancelled is not failed).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed(_))
+    }
+
+    /// One word: `running`, `manual`, `passed`, `failed`, `cancelled`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Manual => "manual",
+            Outcome::Passed => "passed",
+            Outcome::Failed(_) => "failed",
+            Outcome::Cancelled(_) => "cancelled",
+        }
+    }
+
+    /// Why it failed or was cancelled.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Failed(why) | Outcome::Cancelled(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a run's note says it was cancelled.
+fn note_says_cancelled(note: Option<&str>) -> bool {
+    note.is_some_and(|n| {
+        let n = n.to_ascii_lowercase();
+        n.contains("canceled") || n.contains("cancelled")
+    })
+}
+
+impl Run {
+    /// The verdict on this run. Failed jobs fail it as soon as they are
+    /// known; otherwise it is decided when its results were analysed
+    /// (`processed`), since regressions fail it too.
+    pub fn outcome(&self) -> Outcome {
+        match self.state.as_str() {
+            "manual" => return Outcome::Manual,
+            "completed" | "processed" => {}
+            _ => return Outcome::Running,
+        }
+        let stage = &self.stage_name;
+        if note_says_cancelled(self.note.as_deref()) {
+            return Outcome::Cancelled(format!(
+                "stage {stage}: {}",
+                self.note.as_deref().unwrap_or("canceled")
+            ));
+        }
+        if self.jobs_error > 0 {
+            return Outcome::Failed(format!(
+                "stage {stage} has {} failed job(s)",
+                self.jobs_error
+            ));
+        }
+        if self.jobs_total == 0
+            && let Some(note) = self.note.as_deref().filter(|n| !n.is_empty())
+        {
+            return Outcome::Failed(format!("stage {stage}: {note}"));
+        }
+        if self.state != "processed" {
+            return Outcome::Running;
+        }
+        if self.regr_cnt > 0 {
+            return Outcome::Failed(format!("stage {stage} has {} regression(s)", self.regr_cnt));
+        }
+        Outcome::Passed
+    }
+}
+
+impl Flow {
+    /// The verdict on this flow: running while the flow or any of its runs
+    /// is (manual runs waiting for a person do not hold it), else failed if
+    /// any run failed, cancelled if any was cancelled, else passed.
+    pub fn outcome(&self) -> Outcome {
+        let runs: Vec<Outcome> = self.runs.iter().map(Run::outcome).collect();
+        if self.state != "completed" || runs.contains(&Outcome::Running) {
+            return Outcome::Running;
+        }
+        let id = self.id;
+        if let Some(Outcome::Failed(why)) = runs.iter().find(|o| o.is_failure()) {
+            return Outcome::Failed(format!("flow {id}: {why}"));
+        }
+        if let Some(Outcome::Cancelled(why)) =
+            runs.iter().find(|o| matches!(o, Outcome::Cancelled(_)))
+        {
+            return Outcome::Cancelled(format!("flow {id}: {why}"));
+        }
+        Outcome::Passed
+    }
+}
+
+impl Job {
+    /// The verdict on this job from its completion status.
+    pub fn outcome(&self) -> Outcome {
+        if self.state != job_state::COMPLETED {
+            return Outcome::Running;
+        }
+        match self.completion_status {
+            Some(completion::ALL_OK) | None => Outcome::Passed,
+            Some(completion::USER_CANCEL) => Outcome::Cancelled(
+                self.notes
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "canceled".into()),
+            ),
+            Some(s) => Outcome::Failed(format!(
+                "job {} ({}): {}",
+                self.id,
+                self.name,
+                self.notes
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| completion::describe(s).to_string())
+            )),
+        }
+    }
+}

@@ -14,7 +14,6 @@ use axum::Router;
 use axum::http::{Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use kraken_core::store::Store;
 use kraken_core::{ApiError, Config, Core};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -276,7 +275,7 @@ pub struct Server {
     agents_stop: tokio::sync::watch::Sender<bool>,
     agents: Vec<JoinHandle<()>>,
     udp: JoinHandle<()>,
-    engine: Option<kraken_core::engine::Engine>,
+    engine: Option<kraken_core::api::EngineLoops>,
     service_logs: Option<JoinHandle<()>>,
 }
 
@@ -307,7 +306,7 @@ impl Server {
             let _ = stop.send(());
         }
         (&mut self.task).await??;
-        self.core.store.close().await;
+        self.core.close().await;
         Ok(())
     }
 
@@ -320,12 +319,8 @@ impl Server {
 
 /// Open the database, seed it and start serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
-    let store = match &config.db_url {
-        Some(url) => Store::open(url).await?,
-        None => Store::open_data_dir(&config.data_dir).await?,
-    };
-    let core = Core::open(
-        store,
+    let core = Core::open_database(
+        config.db_url.as_deref(),
         Config {
             data_dir: config.data_dir.clone(),
             session_idle_timeout: config.session_idle_timeout,
@@ -348,12 +343,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     core.set_udp_log_addr(udp_addr.to_string());
     let udp = tokio::spawn(udp_logs(core.clone(), udp_socket));
     let service_logs = service_logs::spawn_writer(core.clone());
-    let engine = kraken_core::engine::Engine::start(core.clone());
+    let engine = core.start_engine();
     let (agents_stop, agents_rx) = tokio::sync::watch::channel(false);
     let mut agents = Vec::new();
     for i in 1..=config.agents {
         let address = format!("builtin-{i}@{}", hostname());
-        kraken_core::agent::ensure_builtin_agent(&core, &address).await?;
+        core.ensure_builtin_agent(&address).await?;
         let cfg = kraken_core::agent::AgentConfig::new(
             &address,
             &config.data_dir.join("agents").join(&address),
@@ -385,7 +380,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         })
         .await
     });
-    tracing::info!(%addr, database = %core.store.url(), "kraken server listening");
+    tracing::info!(%addr, database = %core.database_url(), "kraken server listening");
     Ok(Server {
         addr,
         udp_addr,

@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "Kraken server listening on {} (database: {})",
         server.url(),
-        server.core.store.url()
+        server.core.database_url()
     );
 
     shutdown_signal().await;

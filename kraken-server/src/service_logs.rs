@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use kraken_core::Core;
-use kraken_core::store::logs::NewLog;
+use kraken_core::api::logs::NewLog;
 use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -114,7 +114,7 @@ pub fn spawn_writer(core: Arc<Core>) -> Option<tokio::task::JoinHandle<()>> {
                     Err(_) => break,
                 }
             }
-            if core.store.insert_logs(&batch).await.is_err() {
+            if core.write_service_logs(&batch).await.is_err() {
                 // The database is going away (shutdown): stop quietly.
                 break;
             }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use kraken_core::api::FollowEvent;
 use kraken_core::events::Event;
+use kraken_core::model::TcrFilter;
 use kraken_core::model::{NewFlow, Paging};
-use kraken_core::store::results::TcrFilter;
 use kraken_core::{Error, Kraken};
 use tokio::sync::{Notify, broadcast, mpsc};
 
@@ -203,7 +203,7 @@ impl Net {
     }
 
     async fn watch_loop(self, view: ViewId, what: Watch, refresh: Arc<Notify>) {
-        let mut changes = self.kraken.as_local().map(|l| l.core().events.subscribe());
+        let mut changes = self.kraken.as_local().map(|l| l.core().subscribe());
         let mut last: Option<Loaded> = None;
         let mut failures = 0u32;
         loop {
@@ -333,12 +333,14 @@ impl Net {
 /// Whether data shows only ended things, which change no more unless a
 /// person acts (a rerun, which the actions refresh at once).
 fn settled(data: &Loaded) -> bool {
-    let processed = |state: &str| matches!(state, "processed" | "manual");
+    use kraken_core::model::{Outcome, Run};
+    // Decided, and its results analysed (counters change no more).
+    let analysed = |r: &Run| r.outcome() != Outcome::Running && r.state != "completed";
     match data {
         Loaded::Projects(_) | Loaded::Flows { .. } => false,
-        Loaded::Flow(f) => f.state == "completed" && f.runs.iter().all(|r| processed(&r.state)),
-        Loaded::Jobs { run, .. } | Loaded::Results { run, .. } => processed(&run.state),
-        Loaded::Job(j) => j.state == kraken_core::model::job_state::COMPLETED,
+        Loaded::Flow(f) => f.outcome() != Outcome::Running && f.runs.iter().all(analysed),
+        Loaded::Jobs { run, .. } | Loaded::Results { run, .. } => analysed(run),
+        Loaded::Job(j) => j.outcome() != Outcome::Running,
     }
 }
 

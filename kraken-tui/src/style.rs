@@ -5,8 +5,8 @@
 //! red, cancelled and skipped grey.
 
 use kraken_core::model::{
-    Branch, Flow, Job, Project, Run, Step, Timestamp, completion, job_state, step_status,
-    tc_change, tc_result,
+    Branch, Flow, Job, Outcome, Project, Run, Step, Timestamp, job_state, step_status, tc_change,
+    tc_result,
 };
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Span;
@@ -80,17 +80,27 @@ impl Status {
     }
 }
 
+impl Status {
+    /// The status of a decided (or manual) verdict; `live` is the status to
+    /// show while it is still running (waiting or running).
+    fn of(outcome: &Outcome, live: Status) -> Status {
+        match outcome {
+            Outcome::Running => live,
+            Outcome::Manual => Status::Manual,
+            Outcome::Passed => Status::Passed,
+            Outcome::Failed(_) => Status::Failed,
+            Outcome::Cancelled(_) => Status::Cancelled,
+        }
+    }
+}
+
 /// A job's status.
 pub fn job_status(job: &Job) -> Status {
-    match job.state {
-        job_state::COMPLETED => match job.completion_status {
-            Some(completion::ALL_OK) => Status::Passed,
-            Some(completion::USER_CANCEL) => Status::Cancelled,
-            _ => Status::Failed,
-        },
+    let live = match job.state {
         job_state::ASSIGNED | job_state::EXECUTING_FINISHED => Status::Running,
         _ => Status::Waiting,
-    }
+    };
+    Status::of(&job.outcome(), live)
 }
 
 /// A step's status within its job.
@@ -116,47 +126,30 @@ pub fn step_status_of(step: &Step, job: &Job) -> Status {
     }
 }
 
-/// A run's status.
+/// A run's status: its [`Run::outcome`], and while it runs whether any of
+/// its jobs is running or all wait.
 pub fn run_status(run: &Run) -> Status {
-    match run.state.as_str() {
-        "manual" => Status::Manual,
-        "completed" | "processed" => {
-            if run.note.as_deref().is_some_and(|n| n.contains("cancel")) {
-                Status::Cancelled
-            } else if run.jobs_error > 0 {
-                Status::Failed
-            } else {
-                Status::Passed
-            }
-        }
-        _ => {
-            if run.jobs_executing > 0 || run.jobs_processing > 0 {
-                Status::Running
-            } else if run.jobs_waiting > 0 || run.jobs_total == 0 {
-                Status::Waiting
-            } else {
-                Status::Running
-            }
-        }
-    }
+    let live = if run.jobs_executing > 0 || run.jobs_processing > 0 {
+        Status::Running
+    } else if run.jobs_waiting > 0 || run.jobs_total == 0 {
+        Status::Waiting
+    } else {
+        Status::Running
+    };
+    Status::of(&run.outcome(), live)
 }
 
-/// A flow's status: its runs' worst.
+/// A flow's status: its [`Flow::outcome`]; while it runs, waiting when all
+/// its runs wait.
 pub fn flow_status(flow: &Flow) -> Status {
-    let runs: Vec<Status> = flow.runs.iter().map(run_status).collect();
-    if flow.state != "completed" {
-        if runs.iter().all(|s| *s == Status::Waiting) && !runs.is_empty() {
-            return Status::Waiting;
-        }
-        return Status::Running;
-    }
-    if runs.contains(&Status::Failed) {
-        Status::Failed
-    } else if runs.contains(&Status::Cancelled) {
-        Status::Cancelled
+    let waiting =
+        !flow.runs.is_empty() && flow.runs.iter().all(|r| run_status(r) == Status::Waiting);
+    let live = if waiting {
+        Status::Waiting
     } else {
-        Status::Passed
-    }
+        Status::Running
+    };
+    Status::of(&flow.outcome(), live)
 }
 
 /// A branch's status: its latest CI flow's.

@@ -18,8 +18,8 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::api::backend::{AgentLogLine, AgentLogs};
 use crate::error::Result;
+use crate::model::{AgentLogLine, AgentLogs};
 
 pub mod tools;
 pub mod transport;
@@ -162,17 +162,6 @@ impl ArtifactStore for Store {
         }
         .boxed()
     }
-}
-
-/// Replace secret values in a line with `******`.
-fn mask(line: &str, secrets: &[String]) -> String {
-    let mut out = line.to_string();
-    for s in secrets.iter().filter(|s| s.len() >= 3) {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "******");
-        }
-    }
-    out
 }
 
 impl Agent {
@@ -409,7 +398,7 @@ impl Agent {
                                 line = out_rx.recv() => match line {
                                     Some(l) => {
                                         batch.push(AgentLogLine {
-                                            message: mask(&l, &secrets),
+                                            message: crate::mask::mask_secrets(&l, &secrets),
                                             time: Some(chrono::Utc::now().timestamp_millis()),
                                             level: None,
                                             tool: Some(tool.clone()),
@@ -481,40 +470,5 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => *stop.borrow(),
         r = stop.changed() => r.is_err() || *stop.borrow(),
-    }
-}
-
-/// Make sure a built-in agent exists, authorized and in group `all`.
-pub async fn ensure_builtin_agent(core: &Arc<crate::api::Core>, address: &str) -> Result<()> {
-    let store = &core.store;
-    let agent = match store.agent_by_address(address).await? {
-        Some(a) if a.deleted.is_none() => a,
-        _ => store.register_agent(address, None).await?,
-    };
-    store
-        .update_agent(agent.id, true, agent.disabled, agent.comment.as_deref())
-        .await?;
-    if let Some(all) = store.group_by_name("all", None).await? {
-        store.add_agent_to_group(agent.id, all.id).await?;
-    }
-    store.touch_agent(agent.id, None).await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask;
-
-    #[test]
-    fn secrets_are_masked_in_output() {
-        let s = vec!["s3cr3t".to_string(), "ab".to_string()];
-        assert_eq!(
-            mask("token=s3cr3t and s3cr3t", &s),
-            "token=****** and ******"
-        );
-        assert_eq!(
-            mask("ab is too short to mask", &s),
-            "ab is too short to mask"
-        );
     }
 }

@@ -9,8 +9,8 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::api::Core;
-use crate::api::backend::AgentLogs;
 use crate::error::{Error, Result};
+use crate::model::AgentLogs;
 
 /// The agent side of the protocol.
 pub trait Transport: Send + Sync {

@@ -42,7 +42,7 @@ impl Local {
             let job = match a.job_id {
                 Some(jid) => match self.store().job(jid).await? {
                     Some(j) => Some(Box::new(
-                        self.jobs_json(std::slice::from_ref(&j), true)
+                        crate::view::jobs_json(self.store(), std::slice::from_ref(&j), true)
                             .await?
                             .remove(0),
                     )),
@@ -305,5 +305,24 @@ impl Local {
     /// `GET /systems`.
     pub async fn get_systems(&self) -> Result<List<System>> {
         Ok(List::all(self.store().list_systems().await?))
+    }
+}
+
+impl super::Core {
+    /// Make sure a built-in agent exists, authorized and in group `all`.
+    pub async fn ensure_builtin_agent(&self, address: &str) -> Result<()> {
+        let store = self.store();
+        let agent = match store.agent_by_address(address).await? {
+            Some(a) if a.deleted.is_none() => a,
+            _ => store.register_agent(address, None).await?,
+        };
+        store
+            .update_agent(agent.id, true, agent.disabled, agent.comment.as_deref())
+            .await?;
+        if let Some(all) = store.group_by_name("all", None).await? {
+            store.add_agent_to_group(agent.id, all.id).await?;
+        }
+        store.touch_agent(agent.id, None).await?;
+        Ok(())
     }
 }

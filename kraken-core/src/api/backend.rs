@@ -26,34 +26,7 @@ use crate::store::results::JobPlace;
 /// Longest a `get-job` may wait for a job (our agents ask with `wait`).
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// One log line sent by an agent.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-pub struct AgentLogLine {
-    /// The text.
-    pub message: String,
-    /// Epoch milliseconds (now when missing).
-    #[serde(default)]
-    pub time: Option<i64>,
-    /// Level (`INFO` when missing).
-    #[serde(default)]
-    pub level: Option<String>,
-    /// Tool that printed it (`''` for the agent's own lines).
-    #[serde(default)]
-    pub tool: Option<String>,
-}
-
-/// `POST /backend/logs`: log lines of a job step.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-pub struct AgentLogs {
-    /// Agent address.
-    pub address: String,
-    /// Job.
-    pub job_id: i64,
-    /// Step index (-1 for lines about the job as a whole).
-    pub step_idx: i64,
-    /// The lines, in order.
-    pub lines: Vec<AgentLogLine>,
-}
+pub use crate::model::{AgentLogLine, AgentLogs};
 
 fn left_secs(job: &JobRow) -> i64 {
     let used = job.assigned.map_or(0, |a| (now_ms() - a) / 1000);
@@ -95,10 +68,10 @@ impl Core {
                 .map(str::to_string)
                 .ok_or_else(|| Error::bad_request("missing 'address' in agent request"))?,
         };
-        let agent = match self.store.agent_by_address(&address).await? {
+        let agent = match self.store().agent_by_address(&address).await? {
             Some(a) if a.deleted.is_none() => a,
             _ => {
-                self.store.register_agent(&address, remote_ip).await?;
+                self.store().register_agent(&address, remote_ip).await?;
                 tracing::info!(%address, "new agent: waiting for authorization");
                 return Ok(json!({"unauthorized": true}));
             }
@@ -109,7 +82,7 @@ impl Core {
             || agent.state != crate::model::agent_state::ACTIVE
             || (remote_ip.is_some() && agent.ip_address.as_deref() != remote_ip)
         {
-            self.store.touch_agent(agent.id, remote_ip).await?;
+            self.store().touch_agent(agent.id, remote_ip).await?;
         }
         if !agent.authorized {
             return Ok(json!({"unauthorized": true}));
@@ -158,7 +131,7 @@ impl Core {
     /// Answers `{cancel: true}` when the job was canceled meanwhile.
     pub async fn agent_logs(self: &Arc<Self>, logs: &AgentLogs) -> Result<Value> {
         let agent = self.authorized_agent(&logs.address).await?;
-        let job = self.store.require_job(logs.job_id).await?;
+        let job = self.store().require_job(logs.job_id).await?;
         if job.agent_used_id != Some(agent.id) {
             return Err(Error::forbidden(format!(
                 "job {} is not a job of agent {}",
@@ -166,7 +139,7 @@ impl Core {
             )));
         }
         let place = self
-            .store
+            .store()
             .job_place(job.id)
             .await?
             .ok_or_else(|| Error::not_found("Job not found"))?;
@@ -193,8 +166,8 @@ impl Core {
                 ..NewLog::default()
             })
             .collect();
-        if let Some(last_id) = self.store.insert_logs(&rows).await? {
-            self.events.publish(Event::Logs {
+        if let Some(last_id) = self.store().insert_logs(&rows).await? {
+            self.engine().events().publish(Event::Logs {
                 job_id: job.id,
                 last_id,
             });
@@ -212,7 +185,7 @@ impl Core {
         bytes: &[u8],
     ) -> Result<i64> {
         let agent = self.authorized_agent(address).await?;
-        let job = self.store.require_job(job_id).await?;
+        let job = self.store().require_job(job_id).await?;
         if job.agent_used_id != Some(agent.id) {
             return Err(Error::forbidden(format!(
                 "job {job_id} is not a job of agent {address}"
@@ -220,7 +193,7 @@ impl Core {
         }
         let path = safe_rel_path(path)?;
         let place = self
-            .store
+            .store()
             .job_place(job_id)
             .await?
             .ok_or_else(|| Error::not_found("Job not found"))?;
@@ -234,7 +207,7 @@ impl Core {
             Error::internal(format!("cannot store artifact {}: {e}", file.display()))
         })?;
         let size = bytes.len() as i64;
-        self.store
+        self.store()
             .insert_artifact(&place, &path, size, public)
             .await?;
         self.local_admin().update_artifact_counters(&place).await?;
@@ -250,14 +223,14 @@ impl Core {
         pattern: &str,
     ) -> Result<Value> {
         let agent = self.authorized_agent(address).await?;
-        let job = self.store.require_job(job_id).await?;
+        let job = self.store().require_job(job_id).await?;
         if job.agent_used_id != Some(agent.id) {
             return Err(Error::forbidden(format!(
                 "job {job_id} is not a job of agent {address}"
             )));
         }
         let place = self
-            .store
+            .store()
             .job_place(job_id)
             .await?
             .ok_or_else(|| Error::not_found("Job not found"))?;
@@ -270,7 +243,7 @@ impl Core {
         };
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
-        for a in self.store.flow_artifacts(place.flow_id).await? {
+        for a in self.store().flow_artifacts(place.flow_id).await? {
             if a.run_id == place.run_id {
                 continue;
             }
@@ -293,19 +266,19 @@ impl Core {
         path: &str,
     ) -> Result<Vec<u8>> {
         let agent = self.authorized_agent(address).await?;
-        let job = self.store.require_job(job_id).await?;
+        let job = self.store().require_job(job_id).await?;
         if job.agent_used_id != Some(agent.id) {
             return Err(Error::forbidden(format!(
                 "job {job_id} is not a job of agent {address}"
             )));
         }
         let place = self
-            .store
+            .store()
             .job_place(job_id)
             .await?
             .ok_or_else(|| Error::not_found("Job not found"))?;
         let run = self
-            .store
+            .store()
             .run(run_id)
             .await?
             .ok_or_else(|| Error::not_found("Run not found"))?;
@@ -391,18 +364,20 @@ impl Core {
             }
         }
         let n = rows.len();
-        if let Some(last_id) = self.store.insert_logs(&rows).await? {
+        if let Some(last_id) = self.store().insert_logs(&rows).await? {
             let mut jobs: Vec<i64> = rows.iter().map(|r| r.job_id).filter(|j| *j != 0).collect();
             jobs.dedup();
             for job_id in jobs {
-                self.events.publish(Event::Logs { job_id, last_id });
+                self.engine()
+                    .events()
+                    .publish(Event::Logs { job_id, last_id });
             }
         }
         Ok(n)
     }
 
     async fn authorized_agent(&self, address: &str) -> Result<AgentRow> {
-        match self.store.agent_by_address(address).await? {
+        match self.store().agent_by_address(address).await? {
             Some(a) if a.deleted.is_none() && a.authorized => Ok(a),
             _ => Err(Error::forbidden(format!(
                 "agent {address} is unknown or not authorized"
@@ -436,7 +411,7 @@ impl Local {
             o.insert("system".into(), json!(name));
         }
         self.store().set_agent_host_info(agent.id, &info).await?;
-        self.core.events.wake_scheduler();
+        self.events().wake_scheduler();
         Ok(json!({"agent_id": agent.id}))
     }
 
@@ -448,7 +423,7 @@ impl Local {
     ) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
         loop {
-            let waker = self.core.events.agent_waker(agent.id);
+            let waker = self.events().agent_waker(agent.id);
             let notified = waker.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -463,11 +438,11 @@ impl Local {
                 if job.state == job_state::COMPLETED {
                     // Canceled (or finished) while it waited: let the agent go.
                     self.store().unassign_agent(agent.id, job_id).await?;
-                    self.core.events.wake_scheduler();
+                    self.events().wake_scheduler();
                 } else {
                     self.store().mark_job_started(job_id).await?;
                     let job = self.store().require_job(job_id).await?;
-                    self.core.events.publish(Event::Job {
+                    self.events().publish(Event::Job {
                         job_id,
                         run_id: job.run_id,
                     });
@@ -494,7 +469,7 @@ impl Local {
             .ok_or_else(|| Error::not_found("Job not found"))?;
         let secrets = self.secret_values(place.project_id).await?;
         let mut j = serde_json::to_value(
-            self.jobs_json(std::slice::from_ref(job), false)
+            crate::view::jobs_json(self.store(), std::slice::from_ref(job), false)
                 .await?
                 .remove(0),
         )?;
@@ -547,8 +522,8 @@ impl Local {
             .job_place(job.id)
             .await?
             .ok_or_else(|| Error::not_found("Job not found"))?;
-        let run = self.run_row(place.run_id).await?;
-        let flow = self.flow_row(place.flow_id).await?;
+        let run = self.store().require_run(place.run_id).await?;
+        let flow = self.store().require_flow(place.flow_id).await?;
         let stage = self
             .store()
             .stage_any(place.stage_id)
@@ -571,6 +546,7 @@ impl Local {
                 continue;
             }
             let ctx = self
+                .engine()
                 .prepare_context(
                     CtxFor::Step {
                         run: &run,
@@ -600,7 +576,7 @@ impl Local {
                     self.store()
                         .set_step_result(step.id, Some(step_status::SKIPPED), None)
                         .await?;
-                    self.core.events.publish(Event::Job {
+                    self.events().publish(Event::Job {
                         job_id: job.id,
                         run_id: job.run_id,
                     });
@@ -616,7 +592,7 @@ impl Local {
                             Some(&json!({"status": "error", "reason": "when", "msg": msg})),
                         )
                         .await?;
-                    self.core.events.publish(Event::Job {
+                    self.events().publish(Event::Job {
                         job_id: job.id,
                         run_id: job.run_id,
                     });
@@ -628,7 +604,7 @@ impl Local {
                 .step(job.id, step.idx)
                 .await?
                 .ok_or_else(|| Error::not_found("Step not found"))?;
-            let mut js = serde_json::to_value(Self::step_json(&step, false))?;
+            let mut js = serde_json::to_value(crate::view::step_json(&step, false))?;
             let o = js
                 .as_object_mut()
                 .ok_or_else(|| Error::internal("step JSON"))?;
@@ -650,8 +626,8 @@ impl Local {
         // No step left: the agent is done with this job.
         self.store().mark_job_finished(job.id).await?;
         self.store().unassign_agent(agent.id, job.id).await?;
-        self.job_completed(job.id).await?;
-        self.core.events.wake_scheduler();
+        self.engine().job_completed(job.id).await?;
+        self.events().wake_scheduler();
         Ok(finish("no steps to execute"))
     }
 
@@ -724,10 +700,10 @@ impl Local {
         let mut stored = result.clone();
         if let Some(o) = stored.as_object_mut() {
             if let Some(tests) = o.remove("test-results") {
-                crate::results::store_test_results(self, &job, &step, &tests).await?;
+                crate::results::store_test_results(self.store(), &job, &step, &tests).await?;
             }
             if let Some(issues) = o.remove("issues") {
-                crate::results::store_issues(self, &job, &issues).await?;
+                crate::results::store_issues(self.store(), &job, &issues).await?;
             }
             if let Some(arts) = o.remove("artifacts") {
                 self.record_reported_artifacts(&place, &step, &arts).await?;
@@ -758,7 +734,7 @@ impl Local {
         self.store()
             .set_step_result(step.id, status, Some(&merged))
             .await?;
-        self.core.events.publish(Event::Job {
+        self.events().publish(Event::Job {
             job_id,
             run_id: job.run_id,
         });
@@ -771,7 +747,7 @@ impl Local {
             if any_error || all_done {
                 self.store().mark_job_finished(job_id).await?;
                 self.store().unassign_agent(agent.id, job_id).await?;
-                self.job_completed(job_id).await?;
+                self.engine().job_completed(job_id).await?;
             }
         }
         Ok(json!({"timeout": left_secs(&job)}))
@@ -825,7 +801,7 @@ impl Local {
         if tests.is_empty() {
             return Ok(json!({"tests": []}));
         }
-        crate::results::precreate_test_results(self, &job, &step, &tests).await?;
+        crate::results::precreate_test_results(self.store(), &job, &step, &tests).await?;
         Ok(json!({"tests": tests}))
     }
 
@@ -877,8 +853,8 @@ impl Local {
         for (run, target) in [(Some(place.run_id), "run"), (None, "flow")] {
             let (pc, ps, vc, vs) = self.store().artifact_counters(place.flow_id, run).await?;
             let current = match target {
-                "run" => self.run_row(place.run_id).await?.artifacts.0,
-                _ => self.flow_row(place.flow_id).await?.artifacts.0,
+                "run" => self.store().require_run(place.run_id).await?.artifacts.0,
+                _ => self.store().require_flow(place.flow_id).await?.artifacts.0,
             };
             let entries = current
                 .pointer("/public/entries")
@@ -894,8 +870,8 @@ impl Local {
     }
 
     async fn add_report_entries(&self, place: &JobPlace, entries: &[String]) -> Result<()> {
-        let mut run = self.run_row(place.run_id).await?.artifacts.0;
-        let mut flow = self.flow_row(place.flow_id).await?.artifacts.0;
+        let mut run = self.store().require_run(place.run_id).await?.artifacts.0;
+        let mut flow = self.store().require_flow(place.flow_id).await?.artifacts.0;
         for target in [&mut run, &mut flow] {
             if let Some(list) = target
                 .pointer_mut("/public/entries")
@@ -943,11 +919,15 @@ impl Local {
         let (entity, current) = match scope {
             "flow" | "" => (
                 place.flow_id,
-                self.flow_row(place.flow_id).await?.user_data.0,
+                self.store().require_flow(place.flow_id).await?.user_data.0,
             ),
             "project" => (
                 place.project_id,
-                self.project_row(place.project_id).await?.user_data.0,
+                self.store()
+                    .require_project(place.project_id)
+                    .await?
+                    .user_data
+                    .0,
             ),
             "branch" | "branch-ci" | "branch-dev" => {
                 let b = self

@@ -30,7 +30,8 @@ impl Local {
 
     /// `POST /projects/{id}/branches`: a new branch, or a fork of branch `id`.
     pub async fn create_branch(&self, project_id: i64, input: &NewBranch) -> Result<Branch> {
-        self.project_row(project_id)
+        self.store()
+            .require_project(project_id)
             .await
             .map_err(|_| Error::not_found("Project not found"))?;
         self.who.require_pwrusr(project_id)?;
@@ -194,7 +195,7 @@ impl Local {
         let target = input
             .project_id
             .ok_or_else(|| Error::bad_request("Missing project_id"))?;
-        self.project_row(target).await?;
+        self.store().require_project(target).await?;
         self.who.require_admin(row.project_id)?;
         self.who.require_admin(target)?;
         if target != row.project_id

@@ -12,13 +12,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::exec::Artifact;
-use super::logs::{LogChunk, LogLine, LogPaging, Logs};
+use super::logs::{LogLine, LogPaging, Logs};
 use super::{Config, Core, Local};
 use crate::error::{Error, Result};
+use crate::model::LogFilter;
 use crate::model::*;
+use crate::model::{IssueFilter, TcrFilter};
 use crate::store::Store;
-use crate::store::logs::LogFilter;
-use crate::store::results::{IssueFilter, TcrFilter};
 
 /// A handle on Kraken: in process, or over HTTP.
 #[derive(Clone)]
@@ -36,7 +36,7 @@ enum Backend {
 impl std::fmt::Debug for Kraken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.backend {
-            Backend::Local(k, _) => write!(f, "Kraken(local, {})", k.core().store.url()),
+            Backend::Local(k, _) => write!(f, "Kraken(local, {})", k.core().database_url()),
             Backend::Remote(r) => write!(f, "Kraken(remote, {})", r.base),
         }
     }
@@ -44,7 +44,7 @@ impl std::fmt::Debug for Kraken {
 
 /// The engine and agent of an in-process Kraken, running while a handle lives.
 struct LocalRuntime {
-    _engine: crate::engine::Engine,
+    _engine: crate::engine::EngineLoops,
     stop: tokio::sync::watch::Sender<bool>,
     agent: tokio::task::JoinHandle<()>,
 }
@@ -529,9 +529,9 @@ impl Kraken {
     /// `run_engine`, the engine and one built-in agent run while it lives.
     pub async fn local(core: Arc<Core>, run_engine: bool) -> Result<Kraken> {
         let runtime = if run_engine {
-            let engine = crate::engine::Engine::start(core.clone());
+            let engine = core.start_engine();
             let address = format!("in-process@{}", std::process::id());
-            crate::agent::ensure_builtin_agent(&core, &address).await?;
+            core.ensure_builtin_agent(&address).await?;
             let cfg = crate::agent::AgentConfig::new(
                 &address,
                 &core.config.data_dir.join("agents").join(&address),
@@ -615,7 +615,7 @@ impl Kraken {
     /// Where this handle points: a database URL or a server URL.
     pub fn target(&self) -> String {
         match &self.backend {
-            Backend::Local(k, _) => k.core().store.url(),
+            Backend::Local(k, _) => k.core().database_url(),
             Backend::Remote(r) => r.base.clone(),
         }
     }
@@ -709,113 +709,18 @@ impl Kraken {
     /// and reconnect after a dropped connection without gaps or duplicates.
     pub fn follow_job(&self, job_id: i64, after: i64) -> BoxStream<'static, Result<FollowEvent>> {
         match &self.backend {
-            Backend::Local(k, _) => follow_local(k.clone(), job_id, after),
+            Backend::Local(k, _) => {
+                let k = k.clone();
+                futures_util::stream::once(async move { k.follow_job_stream(job_id, after).await })
+                    .flat_map(|r| match r {
+                        Ok(s) => s,
+                        Err(e) => futures_util::stream::iter(vec![Err(e)]).boxed(),
+                    })
+                    .boxed()
+            }
             Backend::Remote(r) => follow_remote(r.clone(), job_id, after),
         }
     }
-}
-
-struct LocalFollow {
-    k: Local,
-    job_id: i64,
-    cursor: i64,
-    rx: tokio::sync::broadcast::Receiver<crate::events::Event>,
-    last_state: Option<(i64, Option<i64>)>,
-    done: bool,
-}
-
-fn chunk_events(
-    f: &mut (impl FollowCursor + ?Sized),
-    chunk: LogChunk,
-) -> (Vec<Result<FollowEvent>>, bool) {
-    let mut out = Vec::new();
-    let state = (chunk.job_state, chunk.completion_status);
-    if f.last_state() != Some(state) {
-        f.set_last_state(state);
-        out.push(Ok(FollowEvent::State {
-            state: state.0,
-            completion_status: state.1,
-        }));
-    }
-    let empty = chunk.lines.is_empty();
-    for l in chunk.lines {
-        f.set_cursor(l.id);
-        out.push(Ok(FollowEvent::Line(l)));
-    }
-    let end = empty && chunk.job_completed;
-    if end {
-        out.push(Ok(FollowEvent::End {
-            completion_status: state.1,
-        }));
-    }
-    (out, end)
-}
-
-trait FollowCursor {
-    fn last_state(&self) -> Option<(i64, Option<i64>)>;
-    fn set_last_state(&mut self, s: (i64, Option<i64>));
-    fn set_cursor(&mut self, id: i64);
-}
-
-impl FollowCursor for LocalFollow {
-    fn last_state(&self) -> Option<(i64, Option<i64>)> {
-        self.last_state
-    }
-    fn set_last_state(&mut self, s: (i64, Option<i64>)) {
-        self.last_state = Some(s);
-    }
-    fn set_cursor(&mut self, id: i64) {
-        self.cursor = id;
-    }
-}
-
-fn follow_local(k: Local, job_id: i64, after: i64) -> BoxStream<'static, Result<FollowEvent>> {
-    let rx = k.core().events.subscribe();
-    let state = LocalFollow {
-        k,
-        job_id,
-        cursor: after,
-        rx,
-        last_state: None,
-        done: false,
-    };
-    futures_util::stream::unfold(state, |mut f| async move {
-        if f.done {
-            return None;
-        }
-        loop {
-            match f.k.follow_job_log(f.job_id, f.cursor, 1000).await {
-                Err(e) => {
-                    f.done = true;
-                    return Some((vec![Err(e)], f));
-                }
-                Ok(chunk) => {
-                    let (events, end) = chunk_events(&mut f, chunk);
-                    f.done = end;
-                    if !events.is_empty() {
-                        return Some((events, f));
-                    }
-                }
-            }
-            let job_id = f.job_id;
-            let rx = &mut f.rx;
-            let wait = async {
-                loop {
-                    match rx.recv().await {
-                        Ok(
-                            crate::events::Event::Logs { job_id: j, .. }
-                            | crate::events::Event::Job { job_id: j, .. },
-                        ) if j == job_id => return,
-                        Ok(_) => {}
-                        Err(_) => return,
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
-        }
-    })
-    .flat_map(futures_util::stream::iter)
-    .boxed()
 }
 
 struct RemoteFollow {

@@ -45,10 +45,11 @@ impl Local {
             })
             .unwrap_or_default();
         let flow = self
+            .engine()
             .start_flow(&branch, flow_kind::parse(kind), &args, "manual", None)
             .await?;
-        let flow = self.flow_row(flow.id).await?;
-        self.flows_json(std::slice::from_ref(&flow), true)
+        let flow = self.store().require_flow(flow.id).await?;
+        crate::view::flows_json(self.store(), std::slice::from_ref(&flow), true)
             .await?
             .pop()
             .ok_or_else(|| Error::internal("flow disappeared"))
@@ -56,7 +57,7 @@ impl Local {
 
     /// `POST /flows/{id}/runs`: start (or replay) a stage in a flow (pwrusr).
     pub async fn create_run(&self, flow_id: i64, input: &NewRun) -> Result<Run> {
-        let flow = self.flow_row(flow_id).await?;
+        let flow = self.store().require_flow(flow_id).await?;
         let branch = self
             .store()
             .branch_any(flow.branch_id)
@@ -78,6 +79,7 @@ impl Local {
         }
         let args = crate::engine::string_args(&input.args.clone().unwrap_or_default())?;
         let run = self
+            .engine()
             .start_run(&stage, &flow, json!({"reason": "manual"}), &args)
             .await?;
         self.get_run(run.id).await
@@ -85,8 +87,8 @@ impl Local {
 
     /// `PUT /runs/{id}`: start a manual run, or replay every job of a run (pwrusr).
     pub async fn run_run_jobs(&self, run_id: i64) -> Result<Run> {
-        let run = self.run_row(run_id).await?;
-        let flow = self.flow_row(run.flow_id).await?;
+        let run = self.store().require_run(run_id).await?;
+        let flow = self.store().require_flow(run.flow_id).await?;
         self.who
             .require_pwrusr(self.branch_project(flow.branch_id).await?)?;
         let replay = run.state != run_state::MANUAL;
@@ -106,16 +108,16 @@ impl Local {
             )
             .await?;
         self.store().reopen_flow(flow.id).await?;
-        let run = self.run_row(run_id).await?;
-        self.trigger_jobs(&run, replay).await?;
+        let run = self.store().require_run(run_id).await?;
+        self.engine().trigger_jobs(&run, replay).await?;
         self.get_run(run_id).await
     }
 
     /// `POST /runs/{id}`: recompute the run's counters and queue its
     /// results-history analysis again (pwrusr).
     pub async fn force_run_analysis(&self, run_id: i64) -> Result<Run> {
-        let run = self.run_row(run_id).await?;
-        let flow = self.flow_row(run.flow_id).await?;
+        let run = self.store().require_run(run_id).await?;
+        let flow = self.store().require_flow(run.flow_id).await?;
         self.who
             .require_pwrusr(self.branch_project(flow.branch_id).await?)?;
         if matches!(run.state, run_state::COMPLETED | run_state::PROCESSED) {
@@ -126,15 +128,15 @@ impl Local {
                     .set_run_state(run_id, run_state::COMPLETED)
                     .await?;
             }
-            self.enqueue_history_analysis(run_id).await?;
+            self.engine().enqueue_history_analysis(run_id).await?;
         }
         self.get_run(run_id).await
     }
 
     /// `DELETE /runs/{id}`: cancel every unfinished job (pwrusr).
     pub async fn cancel_run(&self, run_id: i64) -> Result<Empty> {
-        let run = self.run_row(run_id).await?;
-        let flow = self.flow_row(run.flow_id).await?;
+        let run = self.store().require_run(run_id).await?;
+        let flow = self.store().require_flow(run.flow_id).await?;
         self.who
             .require_pwrusr(self.branch_project(flow.branch_id).await?)?;
         if matches!(run.state, run_state::COMPLETED | run_state::PROCESSED) {
@@ -143,11 +145,12 @@ impl Local {
         let note = format!("run {run_id} canceled by user");
         let open = self.store().open_jobs_of_run(run_id).await?;
         if open.is_empty() {
-            self.complete_run(run_id, Some(&note)).await?;
+            self.engine().complete_run(run_id, Some(&note)).await?;
         } else {
             self.store().append_run_note(run_id, &note).await?;
             for job in open {
-                self.cancel_job(&job, "canceled by user", completion::USER_CANCEL)
+                self.engine()
+                    .cancel_job(&job, "canceled by user", completion::USER_CANCEL)
                     .await?;
             }
         }
@@ -160,11 +163,13 @@ impl Local {
         for run in self.store().unfinished_runs_of_branch(branch_id).await? {
             let open = self.store().open_jobs_of_run(run.id).await?;
             if open.is_empty() {
-                self.complete_run(run.id, Some(why)).await?;
+                self.engine().complete_run(run.id, Some(why)).await?;
             } else {
                 self.store().append_run_note(run.id, why).await?;
                 for job in open {
-                    self.cancel_job(&job, why, completion::USER_CANCEL).await?;
+                    self.engine()
+                        .cancel_job(&job, why, completion::USER_CANCEL)
+                        .await?;
                 }
             }
         }
@@ -208,26 +213,28 @@ impl Local {
                 .await?;
         }
         self.store().cover_job(job_id).await?;
-        let run = self.run_row(job.run_id).await?;
+        let run = self.store().require_run(job.run_id).await?;
         self.store().resume_run(run.id).await?;
         self.store().reopen_flow(run.flow_id).await?;
-        self.core.events.publish(crate::events::Event::Run {
+        self.events().publish(crate::events::Event::Run {
             run_id: run.id,
             flow_id: run.flow_id,
         });
-        self.core.events.wake_scheduler();
+        self.events().wake_scheduler();
         let new_job = self.store().require_job(new_id).await?;
-        Ok(self
-            .jobs_json(std::slice::from_ref(&new_job), true)
-            .await?
-            .remove(0))
+        Ok(
+            crate::view::jobs_json(self.store(), std::slice::from_ref(&new_job), true)
+                .await?
+                .remove(0),
+        )
     }
 
     /// `DELETE /jobs/{id}`: cancel a job (pwrusr).
     pub async fn delete_job(&self, job_id: i64) -> Result<Empty> {
         let job = self.store().require_job(job_id).await?;
         self.who.require_pwrusr(self.job_project(&job).await?)?;
-        self.cancel_job(&job, "canceled by user", completion::USER_CANCEL)
+        self.engine()
+            .cancel_job(&job, "canceled by user", completion::USER_CANCEL)
             .await?;
         Ok(Empty {})
     }
@@ -263,7 +270,7 @@ impl Local {
 
     /// `GET /flows/{id}/artifacts`: public artifacts of a flow.
     pub async fn get_flow_artifacts(&self, flow_id: i64) -> Result<List<Artifact>> {
-        let flow = self.flow_row(flow_id).await?;
+        let flow = self.store().require_flow(flow_id).await?;
         self.who
             .require_view(self.branch_project(flow.branch_id).await?)?;
         let rows = self.store().flow_artifacts(flow_id).await?;
@@ -272,8 +279,8 @@ impl Local {
 
     /// `GET /runs/{id}/artifacts`: public artifacts of a run.
     pub async fn get_run_artifacts(&self, run_id: i64, paging: &Paging) -> Result<List<Artifact>> {
-        let run = self.run_row(run_id).await?;
-        let flow = self.flow_row(run.flow_id).await?;
+        let run = self.store().require_run(run_id).await?;
+        let flow = self.store().require_flow(run.flow_id).await?;
         self.who
             .require_view(self.branch_project(flow.branch_id).await?)?;
         let rows = self.store().run_artifacts(run_id).await?;

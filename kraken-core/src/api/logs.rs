@@ -1,12 +1,20 @@
 //! Reading logs: job and step logs, filtered logs, services logs, plain
 //! text downloads, and following a job's log from a cursor.
 
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use super::Local;
+use super::client::FollowEvent;
 use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::model::LogFilter;
 use crate::model::{Job, Timestamp, job_state};
-use crate::store::logs::{LogFilter, LogRow};
+use crate::store::logs::LogRow;
+pub use crate::store::logs::NewLog;
 
 /// A log line as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -145,8 +153,7 @@ impl Local {
             ..Default::default()
         };
         let (rows, total) = self.store().query_logs(&f, start, limit, desc).await?;
-        let job_json = self
-            .jobs_json(std::slice::from_ref(&job), true)
+        let job_json = crate::view::jobs_json(self.store(), std::slice::from_ref(&job), true)
             .await?
             .pop();
         Ok(Logs {
@@ -192,12 +199,12 @@ impl Local {
         if let Some(j) = f.job_id {
             self.viewable_job(j).await?;
         } else if let Some(r) = f.run_id {
-            let run = self.run_row(r).await?;
-            let flow = self.flow_row(run.flow_id).await?;
+            let run = self.store().require_run(r).await?;
+            let flow = self.store().require_flow(run.flow_id).await?;
             self.who
                 .require_view(self.branch_project(flow.branch_id).await?)?;
         } else if let Some(fl) = f.flow_id {
-            let flow = self.flow_row(fl).await?;
+            let flow = self.store().require_flow(fl).await?;
             self.who
                 .require_view(self.branch_project(flow.branch_id).await?)?;
         } else if let Some(b) = f.branch_id {
@@ -306,5 +313,114 @@ impl Local {
             job_state: job.state,
             completion_status: job.completion_status,
         })
+    }
+
+    /// Follow a job's log from cursor `after`: lines as they come, state
+    /// changes, then [`FollowEvent::End`] once the job is completed and every
+    /// line was delivered (the one follower: the server's SSE stream and
+    /// in-process handles both use it). Access is checked before the stream
+    /// starts; an error later ends the stream with it.
+    pub async fn follow_job_stream(
+        &self,
+        job_id: i64,
+        after: i64,
+    ) -> Result<BoxStream<'static, Result<FollowEvent>>> {
+        let first = self.follow_job_log(job_id, after, FOLLOW_CHUNK).await?;
+        let state = Follow {
+            rx: self.core.subscribe(),
+            k: self.clone(),
+            job_id,
+            cursor: after,
+            pending: Some(first),
+            last_state: None,
+            done: false,
+        };
+        Ok(futures_util::stream::unfold(state, Follow::next)
+            .flat_map(futures_util::stream::iter)
+            .boxed())
+    }
+}
+
+/// Lines read per step of a follower.
+const FOLLOW_CHUNK: i64 = 1000;
+
+struct Follow {
+    k: Local,
+    job_id: i64,
+    cursor: i64,
+    rx: tokio::sync::broadcast::Receiver<Event>,
+    pending: Option<LogChunk>,
+    last_state: Option<(i64, Option<i64>)>,
+    done: bool,
+}
+
+impl Follow {
+    /// The events of the next chunk with something in it (waiting for a
+    /// change of the job, or a second, between empty ones).
+    async fn next(mut self) -> Option<(Vec<Result<FollowEvent>>, Follow)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let chunk = match self.pending.take() {
+                Some(c) => Ok(c),
+                None => {
+                    self.k
+                        .follow_job_log(self.job_id, self.cursor, FOLLOW_CHUNK)
+                        .await
+                }
+            };
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    self.done = true;
+                    return Some((vec![Err(e)], self));
+                }
+            };
+            let mut out = Vec::new();
+            let state = (chunk.job_state, chunk.completion_status);
+            if self.last_state != Some(state) {
+                self.last_state = Some(state);
+                out.push(Ok(FollowEvent::State {
+                    state: state.0,
+                    completion_status: state.1,
+                }));
+            }
+            let empty = chunk.lines.is_empty();
+            for l in chunk.lines {
+                self.cursor = l.id;
+                out.push(Ok(FollowEvent::Line(l)));
+            }
+            if empty && chunk.job_completed {
+                out.push(Ok(FollowEvent::End {
+                    completion_status: state.1,
+                }));
+                self.done = true;
+                return Some((out, self));
+            }
+            if !out.is_empty() {
+                return Some((out, self));
+            }
+            let job_id = self.job_id;
+            let rx = &mut self.rx;
+            let wait = async {
+                loop {
+                    match rx.recv().await {
+                        Ok(Event::Logs { job_id: j, .. } | Event::Job { job_id: j, .. })
+                            if j == job_id =>
+                        {
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            return;
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+        }
     }
 }

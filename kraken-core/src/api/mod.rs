@@ -11,8 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Principal;
+use crate::engine::Engine;
+pub use crate::engine::EngineLoops;
+// The workflow schema lives in `schema`; kept here for callers of the old path.
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
+pub use crate::schema::WORKFLOW_SCHEMA;
 use crate::store::Store;
 
 pub(crate) mod agents;
@@ -30,11 +34,6 @@ pub(crate) mod settings;
 pub(crate) mod stages;
 pub(crate) mod tools;
 pub(crate) mod users;
-
-pub use seed::{WORKFLOW_SCHEMA, tool_step_schema};
-pub use settings::public_settings;
-pub use tools::workflow_schema;
-pub use users::login;
 
 pub use client::{FollowEvent, Kraken};
 pub use seed::builtin_tools;
@@ -60,21 +59,18 @@ impl Default for Config {
     }
 }
 
-/// The shared state of one Kraken instance: its store and configuration.
+/// The shared state of one Kraken instance: its engine (store and events)
+/// and configuration.
 #[derive(Debug)]
 pub struct Core {
-    /// The database.
-    pub store: Store,
+    /// The engine: flows, runs, jobs over the store.
+    engine: Arc<Engine>,
     /// The configuration.
     pub config: Config,
     /// Id of the `admin` user (the in-process operator acts as it).
     admin_id: i64,
     /// `host:port` of the UDP log listener announced to agents.
     pub(crate) udp_addr: std::sync::Mutex<String>,
-    /// The compiled workflow validator.
-    pub(crate) validator: stages::ValidatorCache,
-    /// Change notifications of this process.
-    pub events: crate::events::Events,
 }
 
 /// How long a session may go without a touch of its `last_used` time;
@@ -91,18 +87,71 @@ impl Core {
     pub async fn open(store: Store, config: Config) -> Result<Arc<Core>> {
         let admin_id = seed::seed(&store, &config).await?;
         Ok(Arc::new(Core {
-            store,
+            engine: Engine::new(store),
             config,
             admin_id,
-            events: crate::events::Events::default(),
             udp_addr: std::sync::Mutex::new(String::new()),
-            validator: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// Open a database (`db_url`, or the SQLite file in the data dir when
+    /// `None`), apply migrations and seed it.
+    pub async fn open_database(db_url: Option<&str>, config: Config) -> Result<Arc<Core>> {
+        let store = match db_url {
+            Some(url) => Store::open(url).await?,
+            None => Store::open_data_dir(&config.data_dir).await?,
+        };
+        Core::open(store, config).await
+    }
+
+    /// The engine under this API.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        self.engine.store()
+    }
+
+    /// Change notifications of this process (for live streams).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::Event> {
+        self.engine.events().subscribe()
+    }
+
+    /// Spawn the engine's loops (scheduler, watchdog, background tasks);
+    /// they stop when the returned value is dropped.
+    pub fn start_engine(&self) -> EngineLoops {
+        self.engine.start_loops()
+    }
+
+    /// The database's URL, its password hidden.
+    pub fn database_url(&self) -> String {
+        self.store().url()
+    }
+
+    /// Close the database (at shutdown).
+    pub async fn close(&self) {
+        self.store().close().await;
+    }
+
+    /// `POST /sessions`: log in with a user name and password.
+    pub async fn login(&self, input: &crate::model::Login) -> Result<crate::model::Session> {
+        users::login(self.store(), input).await
+    }
+
+    /// `GET /settings` without a session: the settings the login page needs.
+    pub async fn public_settings(&self) -> Result<serde_json::Value> {
+        settings::public_settings(self.store()).await
+    }
+
+    /// Keep log lines of this server's own services (engine, scheduler, ...).
+    pub async fn write_service_logs(&self, lines: &[logs::NewLog]) -> Result<()> {
+        self.store().insert_logs(lines).await.map(|_| ())
     }
 
     /// Wake the scheduler: agents or their groups changed.
     pub(crate) fn notify_agents_changed(&self) {
-        self.events.wake_scheduler();
+        self.engine.events().wake_scheduler();
     }
 
     /// A handle acting as `who`.
@@ -121,22 +170,22 @@ impl Core {
     /// Resolve a bearer token to the principal it stands for.
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let invalid = || Error::Unauthorized(INVALID_TOKEN.to_string());
-        let Some(session) = self.store.session_by_token(token).await? else {
+        let Some(session) = self.store().session_by_token(token).await? else {
             return Err(invalid());
         };
         let now = Timestamp::now().millis();
         let idle = self.config.session_idle_timeout.as_millis() as i64;
         if now - session.last_used > idle {
-            self.store.end_session(session.id).await?;
+            self.store().end_session(session.id).await?;
             return Err(Error::Unauthorized(
                 "the session has expired: log in again".to_string(),
             ));
         }
-        let Some(user) = self.store.user(session.user_id).await? else {
+        let Some(user) = self.store().user(session.user_id).await? else {
             return Err(invalid());
         };
         if now - session.last_used > SESSION_TOUCH_INTERVAL_MS {
-            self.store.touch_session(session.id).await?;
+            self.store().touch_session(session.id).await?;
         }
         Ok(Principal {
             user_id: user.id,
@@ -145,7 +194,7 @@ impl Core {
             enabled: user.enabled(),
             session_id: Some(session.id),
             token: Some(session.token),
-            roles: self.store.roles_of(user.id).await?,
+            roles: self.store().roles_of(user.id).await?,
         })
     }
 }
@@ -184,7 +233,17 @@ impl Local {
     }
 
     pub(crate) fn store(&self) -> &Store {
-        &self.core.store
+        self.core.store()
+    }
+
+    /// The engine (no permission checks: callers check first).
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.core.engine
+    }
+
+    /// Change notifications of this process.
+    pub(crate) fn events(&self) -> &crate::events::Events {
+        self.core.engine.events()
     }
 }
 

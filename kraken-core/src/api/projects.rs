@@ -5,106 +5,27 @@ use serde_json::{Value, json};
 use super::{Local, required};
 use crate::error::{Error, Result};
 use crate::model::{
-    Empty, FlowBrief, List, NewProject, Project, ProjectChanges, Secret, SecretInput, secret_kind,
+    Empty, List, NewProject, Project, ProjectChanges, Secret, SecretInput, secret_kind,
 };
-use crate::store::projects::ProjectRow;
-use crate::store::users::{ots, ts};
-
-/// What `GET /projects/{id}` and list answers include per branch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BranchDetail {
-    /// `last_completed_flow` / `last_incomplete_flow`.
-    LastResults,
-    /// `ci_flows` / `dev_flows` (10 latest each).
-    Results,
-    /// Nothing more.
-    Plain,
-}
 
 fn secret_name_ok(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl Local {
-    pub(crate) async fn project_row(&self, id: i64) -> Result<ProjectRow> {
-        self.store()
-            .project(id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("Project with id {id} does not exist")))
-    }
-
-    pub(crate) async fn project_json(
-        &self,
-        row: &ProjectRow,
-        detail: BranchDetail,
-    ) -> Result<Project> {
-        let secrets = self.store().project_secrets(row.id).await?;
-        let mut branches = Vec::new();
-        for b in self.store().project_branches(row.id).await? {
-            let mut bj = b.to_model();
-            match detail {
-                BranchDetail::LastResults => {
-                    bj.last_completed_flow =
-                        Some(self.flow_brief(b.ci_last_completed_flow_id, true).await?);
-                    bj.last_incomplete_flow =
-                        Some(self.flow_brief(b.ci_last_incomplete_flow_id, false).await?);
-                }
-                BranchDetail::Results => {
-                    bj.ci_flows = Some(
-                        self.latest_flows(b.id, crate::model::flow_kind::CI, 10)
-                            .await?,
-                    );
-                    bj.dev_flows = Some(
-                        self.latest_flows(b.id, crate::model::flow_kind::DEV, 10)
-                            .await?,
-                    );
-                }
-                BranchDetail::Plain => {}
-            }
-            branches.push(bj);
-        }
-        Ok(Project {
-            id: row.id,
-            created: ts(row.created),
-            deleted: ots(row.deleted),
-            name: row.name.clone(),
-            description: row.description.clone(),
-            secrets: secrets.iter().map(|s| s.to_model()).collect(),
-            webhooks: row
-                .webhooks
-                .as_ref()
-                .map(|w| w.0.clone())
-                .unwrap_or_else(|| json!({})),
-            branches,
-            data: None,
-        })
-    }
-
-    async fn flow_brief(&self, flow_id: Option<i64>, completed: bool) -> Result<Option<FlowBrief>> {
-        let Some(id) = flow_id else { return Ok(None) };
-        let Some(flow) = self.store().flow(id).await? else {
-            return Ok(None);
-        };
-        let errors = self.store().flow_has_errors(id).await?;
-        Ok(Some(FlowBrief {
-            id,
-            label: flow.label(),
-            finished: if completed { ots(flow.finished) } else { None },
-            created: if completed {
-                None
-            } else {
-                Some(ts(flow.created))
-            },
-            errors,
-        }))
-    }
-
     /// `GET /projects`: the projects the caller has a role in (all for superadmins).
     pub async fn get_projects(&self) -> Result<List<Project>> {
         let mut items = Vec::new();
         for row in self.store().list_projects().await? {
             if self.who.can(row.id, crate::model::Role::Viewer) {
-                items.push(self.project_json(&row, BranchDetail::LastResults).await?);
+                items.push(
+                    crate::view::project_json(
+                        self.store(),
+                        &row,
+                        crate::view::BranchDetail::LastResults,
+                    )
+                    .await?,
+                );
             }
         }
         Ok(List::all(items))
@@ -119,24 +40,24 @@ impl Local {
             .store()
             .create_project(name, input.description.as_deref())
             .await?;
-        self.project_json(&row, BranchDetail::Plain).await
+        crate::view::project_json(self.store(), &row, crate::view::BranchDetail::Plain).await
     }
 
     /// `GET /projects/{id}` (`with_results` adds each branch's latest flows).
     pub async fn get_project(&self, id: i64, with_results: bool) -> Result<Project> {
-        let row = self.project_row(id).await?;
+        let row = self.store().require_project(id).await?;
         self.who.require_view(id)?;
         let detail = if with_results {
-            BranchDetail::Results
+            crate::view::BranchDetail::Results
         } else {
-            BranchDetail::Plain
+            crate::view::BranchDetail::Plain
         };
-        self.project_json(&row, detail).await
+        crate::view::project_json(self.store(), &row, detail).await
     }
 
     /// `PUT /projects/{id}`: name, description, webhooks (pwrusr).
     pub async fn update_project(&self, id: i64, input: &ProjectChanges) -> Result<Project> {
-        let row = self.project_row(id).await?;
+        let row = self.store().require_project(id).await?;
         self.who.require_pwrusr(id)?;
         let name = match &input.name {
             Some(n) if n.trim().is_empty() => {
@@ -169,13 +90,13 @@ impl Local {
         self.store()
             .update_project(id, &name, description.as_deref(), &webhooks)
             .await?;
-        let row = self.project_row(id).await?;
-        self.project_json(&row, BranchDetail::Plain).await
+        let row = self.store().require_project(id).await?;
+        crate::view::project_json(self.store(), &row, crate::view::BranchDetail::Plain).await
     }
 
     /// `DELETE /projects/{id}`: soft delete (admin).
     pub async fn delete_project(&self, id: i64) -> Result<Empty> {
-        self.project_row(id).await?;
+        self.store().require_project(id).await?;
         self.who.require_admin(id)?;
         for b in self.store().project_branches(id).await? {
             self.stop_branch_work(b.id, "canceled: the project was deleted")
@@ -187,7 +108,7 @@ impl Local {
 
     /// `POST /projects/{id}/secrets` (admin).
     pub async fn create_secret(&self, project_id: i64, input: &SecretInput) -> Result<Secret> {
-        self.project_row(project_id).await?;
+        self.store().require_project(project_id).await?;
         self.who.require_admin(project_id)?;
         let name = required(&input.name, "Missing name in secret")?;
         if !secret_name_ok(name) {

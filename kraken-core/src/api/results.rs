@@ -11,7 +11,8 @@ use crate::model::{
     CommentInput, Issue, List, Paging, ResultPlace, TestCaseComment, TestCaseResult, Timestamp,
     flow_kind, tc_result,
 };
-use crate::store::results::{IssueFilter, TcrFilter, TcrFull};
+use crate::model::{IssueFilter, TcrFilter};
+use crate::store::results::TcrFull;
 
 /// `GET /flows/{id}/history` item.
 pub type HistoryItem = Value;
@@ -86,8 +87,8 @@ impl Local {
     }
 
     async fn viewable_run(&self, run_id: i64) -> Result<crate::store::flows::RunRow> {
-        let run = self.run_row(run_id).await?;
-        let flow = self.flow_row(run.flow_id).await?;
+        let run = self.store().require_run(run_id).await?;
+        let flow = self.store().require_flow(run.flow_id).await?;
         self.who
             .require_view(self.branch_project(flow.branch_id).await?)?;
         Ok(run)
@@ -276,7 +277,7 @@ impl Local {
 
     /// `GET /flows/{id}/analysis`: test results per stage, group and system.
     pub async fn get_flow_analysis(&self, flow_id: i64) -> Result<Value> {
-        let flow = self.flow_row(flow_id).await?;
+        let flow = self.store().require_flow(flow_id).await?;
         self.who
             .require_view(self.branch_project(flow.branch_id).await?)?;
         let mut systems = Map::new();
@@ -321,7 +322,7 @@ impl Local {
         flow_id: i64,
         limit: Option<i64>,
     ) -> Result<List<HistoryItem>> {
-        let flow = self.flow_row(flow_id).await?;
+        let flow = self.store().require_flow(flow_id).await?;
         self.who
             .require_view(self.branch_project(flow.branch_id).await?)?;
         if flow.kind != flow_kind::CI {
@@ -365,7 +366,7 @@ impl Local {
         let path = super::backend::safe_rel_path(path)?;
         let (flow_id, runs) = match scope {
             "f" => {
-                let flow = self.flow_row(id).await?;
+                let flow = self.store().require_flow(id).await?;
                 self.who
                     .require_view(self.branch_project(flow.branch_id).await?)?;
                 (id, self.store().flow_artifacts(id).await?)
@@ -386,7 +387,7 @@ impl Local {
         if a.section != 1 {
             return Err(Error::not_found(format!("artifact {path} is not public")));
         }
-        let flow = self.flow_row(flow_id).await?;
+        let flow = self.store().require_flow(flow_id).await?;
         let place = crate::store::results::JobPlace {
             job_id: 0,
             run_id: a.run_id,
@@ -426,8 +427,8 @@ impl Local {
                 [Value::Number(n)],
             ) => {
                 let run_id = n.as_i64().unwrap_or(0);
-                self.run_row(run_id).await?;
-                self.enqueue_task(func, json!([run_id])).await?;
+                self.store().require_run(run_id).await?;
+                self.engine().enqueue_task(func, json!([run_id])).await?;
                 Ok(json!({"func_name": func, "args": parsed}))
             }
             (

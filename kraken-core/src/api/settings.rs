@@ -118,7 +118,7 @@ impl Local {
     pub async fn get_user_data(&self, scope: &str, entity_id: i64) -> Result<UserData> {
         let data = match scope {
             "project" => {
-                let p = self.project_row(entity_id).await?;
+                let p = self.store().require_project(entity_id).await?;
                 self.who.require_view(p.id)?;
                 p.user_data.0
             }
@@ -132,7 +132,7 @@ impl Local {
                 }
             }
             "flow" => {
-                let f = self.flow_row(entity_id).await?;
+                let f = self.store().require_flow(entity_id).await?;
                 self.who
                     .require_view(self.branch_project(f.branch_id).await?)?;
                 f.user_data.0

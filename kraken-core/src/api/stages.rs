@@ -1,50 +1,24 @@
 //! Stages: create, read, update, delete, schema preview and schedule.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::{Map, Value};
 
 use super::Local;
 use crate::engine::context::CtxFor;
+use crate::engine::stage_schema::Prepare;
 use crate::error::{Error, Result};
 use crate::model::{
     Empty, Schedule, Stage, StageInput, StageSchedule, StageSchemaCode, StageSchemaPreview,
     Timestamp,
 };
-use crate::schema::{self, Limits, SchemaEnv, WorkflowValidator};
+use crate::schema::SchemaEnv;
 use crate::store::branches::BranchRow;
 use crate::store::stages::{StageFields, StageRow};
 use crate::triggers::timers_of;
 
-/// A compiled workflow validator and the state of the tools it was built from.
-pub(crate) type ValidatorCache =
-    std::sync::Mutex<Option<((i64, i64, i64), Arc<WorkflowValidator>)>>;
-
 impl Local {
-    /// The workflow validator for the current tools (rebuilt when they change).
-    pub(crate) async fn validator(&self) -> Result<Arc<WorkflowValidator>> {
-        let tools = self.store().all_tools().await?;
-        let fingerprint = (
-            tools.len() as i64,
-            tools.iter().map(|t| t.id).max().unwrap_or(0),
-            tools.iter().map(|t| t.created).max().unwrap_or(0),
-        );
-        if let Ok(cache) = self.core.validator.lock()
-            && let Some((fp, v)) = cache.as_ref()
-            && *fp == fingerprint
-        {
-            return Ok(v.clone());
-        }
-        let full = super::workflow_schema(self.store()).await?;
-        let v = Arc::new(WorkflowValidator::new(&full).map_err(Error::internal)?);
-        if let Ok(mut cache) = self.core.validator.lock() {
-            *cache = Some((fingerprint, v.clone()));
-        }
-        Ok(v)
-    }
-
     async fn schema_env(&self, branch: &BranchRow, stage_name: &str) -> Result<SchemaEnv> {
         let other_stages = self
             .store()
@@ -78,14 +52,10 @@ impl Local {
         ctx: Value,
         env: SchemaEnv,
     ) -> Result<(String, Value)> {
-        let validator = self.validator().await?;
-        let code = code.to_string();
-        let (code, schema) = tokio::task::spawn_blocking(move || {
-            schema::prepare_stage_schema(&code, &ctx, &Limits::default(), &validator, &env)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?
-        .map_err(Error::BadRequest)?;
+        let (code, schema) = self
+            .engine()
+            .prepare_stage_schema(code, ctx, Prepare::Store(env))
+            .await?;
         // Timed triggers must parse too.
         timers_of(schema.get("triggers")).map_err(Error::BadRequest)?;
         Ok((code, schema))
@@ -143,6 +113,7 @@ impl Local {
             )));
         }
         let ctx = self
+            .engine()
             .prepare_context(CtxFor::Branch(&branch), &Map::new())
             .await?;
         let env = self.schema_env(&branch, &name).await?;
@@ -203,6 +174,7 @@ impl Local {
         if let Some(code) = &input.schema_code {
             let args = crate::engine::planner::stage_default_args(&stage.schema.0);
             let ctx = self
+                .engine()
                 .prepare_context(CtxFor::Stage(&stage, &branch), &args)
                 .await?;
             let mut env = self.schema_env(&branch, &name).await?;
@@ -256,21 +228,18 @@ impl Local {
         self.who.require_view(branch.project_id)?;
         let code = input.schema_code.clone().unwrap_or_default();
         let ctx = self
+            .engine()
             .prepare_context(CtxFor::Branch(&branch), &Map::new())
             .await?;
-        let validator = self.validator().await?;
-        let outcome = tokio::task::spawn_blocking(move || {
-            let code = if code.trim().is_empty() {
-                schema::DEFAULT_STAGE_CODE.to_string()
-            } else {
-                code
-            };
-            let s = schema::evaluate(&code, &ctx, &Limits::default()).map_err(|e| e.to_string())?;
-            validator.validate(&s)?;
-            Ok::<_, String>(s)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?;
+        let outcome = match self
+            .engine()
+            .prepare_stage_schema(&code, ctx, Prepare::Preview)
+            .await
+        {
+            Ok((_, s)) => Ok(s),
+            Err(Error::BadRequest(e)) => Err(e),
+            Err(e) => return Err(e),
+        };
         Ok(match outcome {
             Ok(s) => StageSchemaPreview {
                 stage_id: id,

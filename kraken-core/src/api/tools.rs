@@ -3,12 +3,11 @@
 
 use serde_json::Value;
 
-use super::seed::{WORKFLOW_SCHEMA, tool_step_schema};
 use super::{Local, required};
 use crate::error::{Error, Result};
 use crate::model::{Empty, List, Paging, Tool, ToolInput};
 use crate::store::tools::{NewToolRow, ToolRow};
-use crate::store::{Store, page, sort_dir};
+use crate::store::{page, sort_dir};
 
 const ADMIN_ONLY: &str = "only superadmin can manage tools";
 
@@ -24,36 +23,6 @@ fn bump_version(v: &str) -> String {
         Ok(n) => format!("{head}{}", n + 1),
         Err(_) => format!("{v}.1"),
     }
-}
-
-/// The workflow JSON schema with a step schema for every tool version
-/// (`name` meaning the latest, and `name@version`).
-pub async fn workflow_schema(store: &Store) -> Result<Value> {
-    let mut schema: Value = serde_json::from_str(WORKFLOW_SCHEMA)
-        .map_err(|e| Error::internal(format!("embedded workflow schema is not JSON: {e}")))?;
-    let tools = store.all_tools().await?;
-    let mut one_of = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for t in store.latest_tools().await? {
-        seen.insert(t.name.clone());
-    }
-    // Creation order, as the original lists them: `name` (latest) then `name@version`.
-    let mut named = std::collections::HashSet::new();
-    for t in &tools {
-        if seen.contains(&t.name)
-            && named.insert(t.name.clone())
-            && let Some(latest) = store.tool_by_ref(&t.name).await?
-        {
-            one_of.push(tool_step_schema(&t.name, &latest.fields.0));
-        }
-        if let Some(v) = &t.version {
-            one_of.push(tool_step_schema(&format!("{}@{}", t.name, v), &t.fields.0));
-        }
-    }
-    if let Some(steps) = schema.pointer_mut("/properties/jobs/items/properties/steps/items") {
-        steps["oneOf"] = Value::Array(one_of);
-    }
-    Ok(schema)
 }
 
 fn validate_parameters(p: &Value) -> Result<()> {
@@ -242,7 +211,7 @@ impl Local {
 
     /// `GET /workflow-schema`.
     pub async fn get_workflow_schema(&self) -> Result<Value> {
-        workflow_schema(self.store()).await
+        crate::engine::workflow_schema(self.store()).await
     }
 }
 

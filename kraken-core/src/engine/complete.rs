@@ -3,10 +3,10 @@
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use crate::api::Local;
+use super::Engine;
 use crate::error::Result;
 use crate::events::Event;
-use crate::model::{completion, flow_kind, run_state, step_status};
+use crate::model::{Outcome, completion, flow_kind, run_state, step_status};
 use crate::store::flows::FlowRow;
 use crate::store::jobs::JobRow;
 
@@ -30,22 +30,22 @@ fn status_from_steps(steps: &[crate::store::jobs::StepRow]) -> i64 {
     completion::ALL_OK
 }
 
-impl Local {
+impl Engine {
     /// A job's agent finished its steps (or it was ended otherwise): complete
     /// it from its steps' results, then the run when all its jobs are done.
-    pub(crate) async fn job_completed(&self, job_id: i64) -> Result<()> {
-        let Some(job) = self.store().job(job_id).await? else {
+    pub async fn job_completed(&self, job_id: i64) -> Result<()> {
+        let Some(job) = self.store.job(job_id).await? else {
             return Ok(());
         };
-        let steps = self.store().steps_of(&[job_id]).await?;
+        let steps = self.store.steps_of(&[job_id]).await?;
         let status = status_from_steps(&steps);
-        if self.store().complete_job(job_id, status, None).await? {
+        if self.store.complete_job(job_id, status, None).await? {
             tracing::info!(job = job_id, run = job.run_id, status, "job completed");
             if let Some(agent) = job.agent_used_id {
-                self.store().unassign_agent(agent, job_id).await?;
-                self.core.events.wake_scheduler();
+                self.store.unassign_agent(agent, job_id).await?;
+                self.events.wake_scheduler();
             }
-            self.core.events.publish(Event::Job {
+            self.events.publish(Event::Job {
                 job_id,
                 run_id: job.run_id,
             });
@@ -58,8 +58,8 @@ impl Local {
 
     /// Complete the run when all its jobs are completed.
     pub(crate) async fn complete_run_if_done(&self, run_id: i64) -> Result<()> {
-        if self.store().run_jobs_all_completed(run_id).await? {
-            let run = self.run_row(run_id).await?;
+        if self.store.run_jobs_all_completed(run_id).await? {
+            let run = self.store.require_run(run_id).await?;
             if matches!(run.state, run_state::IN_PROGRESS | run_state::REPLAY) {
                 self.complete_run(run_id, None).await?;
             }
@@ -71,17 +71,12 @@ impl Local {
     /// original: at least 4 of the last 10 runs; 1.7 × the longest, at least 60 s
     /// and the schema's timeout; doubled after a timeout; at most 3 days).
     async fn estimate_timeout(&self, job: &JobRow) -> Result<()> {
-        let run = self.run_row(job.run_id).await?;
+        let run = self.store.require_run(job.run_id).await?;
         let history = self
             .store()
             .similar_completed_jobs(job, run.stage_id, 9)
             .await?;
-        let mut all = vec![
-            self.store()
-                .job(job.id)
-                .await?
-                .unwrap_or_else(|| job.clone()),
-        ];
+        let mut all = vec![self.store.job(job.id).await?.unwrap_or_else(|| job.clone())];
         all.extend(history);
         let durations: Vec<i64> = all
             .iter()
@@ -105,7 +100,7 @@ impl Local {
             timeout = timeout.max(job.timeout * 2);
         }
         timeout = timeout.max(job.timeout).min(259_200);
-        let Some(stage) = self.store().stage_any(run.stage_id).await? else {
+        let Some(stage) = self.store.stage_any(run.stage_id).await? else {
             return Ok(());
         };
         let mut timeouts = stage
@@ -119,7 +114,7 @@ impl Local {
                 json!(timeout),
             );
         }
-        self.store().set_stage_timeouts(stage.id, &timeouts).await
+        self.store.set_stage_timeouts(stage.id, &timeouts).await
     }
 
     /// Complete a run (once): counters, child stages, flow completion.
@@ -130,14 +125,14 @@ impl Local {
         note: Option<&'a str>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            if !self.store().complete_run_row(run_id, note).await? {
+            if !self.store.complete_run_row(run_id, note).await? {
                 if let Some(n) = note {
-                    self.store().append_run_note(run_id, n).await?;
+                    self.store.append_run_note(run_id, n).await?;
                 }
                 return Ok(());
             }
-            let run = self.run_row(run_id).await?;
-            self.core.events.publish(Event::Run {
+            let run = self.store.require_run(run_id).await?;
+            self.events.publish(Event::Run {
                 run_id,
                 flow_id: run.flow_id,
             });
@@ -150,10 +145,10 @@ impl Local {
     /// failed job, complete its flow when nothing else runs, and queue the
     /// results-history analysis.
     pub(crate) async fn analyze_run(&self, run_id: i64) -> Result<()> {
-        let run = self.run_row(run_id).await?;
-        let counters = self.store().run_counters(run_id).await?;
-        self.store().set_run_counters(run_id, &counters).await?;
-        let flow = self.flow_row(run.flow_id).await?;
+        let run = self.store.require_run(run_id).await?;
+        let counters = self.store.run_counters(run_id).await?;
+        self.store.set_run_counters(run_id, &counters).await?;
+        let flow = self.store.require_flow(run.flow_id).await?;
         if counters.jobs_error == 0 && counters.jobs_total > 0 {
             self.trigger_child_stages(&run.stage_name, run_id, &flow)
                 .await?;
@@ -163,7 +158,7 @@ impl Local {
     }
 
     async fn trigger_child_stages(&self, parent: &str, run_id: i64, flow: &FlowRow) -> Result<()> {
-        for stage in self.store().branch_stages(flow.branch_id).await? {
+        for stage in self.store.branch_stages(flow.branch_id).await? {
             if stage.parent() != parent || !stage.enabled {
                 continue;
             }
@@ -185,7 +180,7 @@ impl Local {
 
     /// Complete a flow when none of its runs is in progress.
     pub(crate) async fn check_flow_completion(&self, flow: &FlowRow) -> Result<()> {
-        if self.store().flow_has_running_runs(flow.id).await? {
+        if self.store.flow_has_running_runs(flow.id).await? {
             return Ok(());
         }
         let summary = if flow.kind == flow_kind::CI {
@@ -199,7 +194,7 @@ impl Local {
             .await?
         {
             if flow.kind == flow_kind::CI
-                && let Some(branch) = self.store().branch_any(flow.branch_id).await?
+                && let Some(branch) = self.store.branch_any(flow.branch_id).await?
             {
                 let completed = match branch.ci_last_completed_flow_id {
                     Some(id) if id > flow.id => Some(id),
@@ -208,11 +203,11 @@ impl Local {
                 let incomplete = branch
                     .ci_last_incomplete_flow_id
                     .filter(|id| *id != flow.id);
-                self.store()
+                self.store
                     .set_branch_ci_flows(branch.id, completed, incomplete)
                     .await?;
             }
-            self.core.events.publish(Event::Flow {
+            self.events.publish(Event::Flow {
                 flow_id: flow.id,
                 branch_id: flow.branch_id,
             });
@@ -228,39 +223,32 @@ impl Local {
         flow: &FlowRow,
         processed: Option<(i64, &crate::store::flows::HistoryCounters)>,
     ) -> Result<Value> {
-        let mut runs = self.store().flow_runs(flow.id).await?;
-        if let Some((run_id, h)) = processed
-            && let Some(r) = runs.iter_mut().find(|r| r.id == run_id)
-        {
-            r.regr_cnt = h.regr_cnt;
-            r.fix_cnt = h.fix_cnt;
-            r.issues_new = h.issues_new;
-        }
-        let mut s = json!({"id": flow.id, "label": flow.label(), "errors": false, "tests_passed": 0,
-                           "tests_total": 0, "tests_regr": 0, "tests_fix": 0, "issues_total": 0, "issues_new": 0});
-        let errors = self.store().flow_has_errors(flow.id).await?;
-        let sum = |f: fn(&crate::store::flows::RunRow) -> i64| runs.iter().map(f).sum::<i64>();
-        s["errors"] = json!(errors);
-        s["tests_passed"] = json!(sum(|r| r.tests_passed));
-        s["tests_total"] = json!(sum(|r| r.tests_total));
-        s["tests_regr"] = json!(sum(|r| r.regr_cnt));
-        s["tests_fix"] = json!(sum(|r| r.fix_cnt));
-        s["issues_total"] = json!(sum(|r| r.issues_total));
-        s["issues_new"] = json!(sum(|r| r.issues_new));
+        let runs = crate::view::flow_runs_json(&self.store, flow, processed).await?;
+        let errors = runs
+            .iter()
+            .any(|r| matches!(r.outcome(), Outcome::Failed(_) | Outcome::Cancelled(_)));
+        let sum = |f: fn(&crate::model::Run) -> i64| runs.iter().map(f).sum::<i64>();
+        let s = json!({"id": flow.id, "label": flow.label(), "errors": errors,
+                       "tests_passed": sum(|r| r.tests_passed),
+                       "tests_total": sum(|r| r.tests_total),
+                       "tests_regr": sum(|r| r.regr_cnt),
+                       "tests_fix": sum(|r| r.fix_cnt),
+                       "issues_total": sum(|r| r.issues_total),
+                       "issues_new": sum(|r| r.issues_new)});
         Ok(s)
     }
 
     /// Cancel a job (once): completed with `status` and `note`; its steps in
     /// progress become errors and untouched ones skipped. The agent learns it
     /// at its next call. Then the run completes if it was the last job.
-    pub(crate) async fn cancel_job(&self, job: &JobRow, note: &str, status: i64) -> Result<()> {
+    pub async fn cancel_job(&self, job: &JobRow, note: &str, status: i64) -> Result<()> {
         if self
             .store()
             .complete_job(job.id, status, Some(note))
             .await?
         {
-            self.store().close_steps_of_canceled_job(job.id).await?;
-            self.core.events.publish(Event::Job {
+            self.store.close_steps_of_canceled_job(job.id).await?;
+            self.events.publish(Event::Job {
                 job_id: job.id,
                 run_id: job.run_id,
             });

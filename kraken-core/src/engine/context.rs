@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::api::Local;
+use super::Engine;
 use crate::error::Result;
 use crate::model::{flow_kind, secret_kind, step_status};
 use crate::store::branches::BranchRow;
@@ -56,7 +56,7 @@ fn absent() -> Value {
     Value::Object(Map::new())
 }
 
-impl Local {
+impl Engine {
     /// Build the context for `at` with run arguments `args`.
     pub(crate) async fn prepare_context(
         &self,
@@ -67,11 +67,11 @@ impl Local {
             CtxFor::Branch(b) | CtxFor::Stage(_, b) | CtxFor::Run(_, _, _, b) => *b,
             CtxFor::Step { branch, .. } => *branch,
         };
-        let project = self.project_row(branch.project_id).await?;
-        let secrets = self.store().project_secrets(project.id).await?;
+        let project = self.store.require_project(branch.project_id).await?;
+        let secrets = self.store.project_secrets(project.id).await?;
 
         let mut project_json = serde_json::to_value(
-            self.project_json(&project, crate::api::projects::BranchDetail::Plain)
+            crate::view::project_json(self.store(), &project, crate::view::BranchDetail::Plain)
                 .await?,
         )?;
         if let Some(o) = project_json.as_object_mut() {
@@ -124,15 +124,17 @@ impl Local {
         match (flow, run) {
             (Some(f), Some(r)) => {
                 let mut fj = serde_json::to_value(
-                    self.flows_json(std::slice::from_ref(f), false).await?.pop(),
+                    crate::view::flows_json(self.store(), std::slice::from_ref(f), false)
+                        .await?
+                        .pop(),
                 )?;
                 if let Some(o) = fj.as_object_mut() {
                     o.remove("stages");
                     o.insert("data".into(), f.user_data.0.clone());
                     o.insert("seq".into(), f.seq.0.clone());
                 }
-                let counts = self.store().job_counts(&[r.id]).await?;
-                let rj = serde_json::to_value(self.run_json(r, f, counts.first(), None))?;
+                let counts = self.store.job_counts(&[r.id]).await?;
+                let rj = serde_json::to_value(crate::view::run_json(r, f, counts.first(), None))?;
                 let is_ci = f.kind == flow_kind::CI;
                 ctx.insert("flow".into(), fj);
                 ctx.insert("run".into(), rj);
@@ -160,10 +162,10 @@ impl Local {
         let (mut prev_ok, mut any_error) = (true, false);
         match &at {
             CtxFor::Step { job, step_idx, .. } => {
-                let job_json = self
-                    .jobs_json(std::slice::from_ref(*job), true)
-                    .await?
-                    .remove(0);
+                let job_json =
+                    crate::view::jobs_json(self.store(), std::slice::from_ref(*job), true)
+                        .await?
+                        .remove(0);
                 let step = job_json
                     .steps
                     .iter()

@@ -11,24 +11,63 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::api::Core;
+use crate::events::Events;
+use crate::store::Store;
 
 pub(crate) mod complete;
 pub(crate) mod context;
 pub(crate) mod planner;
 pub(crate) mod scheduler;
+pub(crate) mod stage_schema;
 pub(crate) mod tasks;
 pub(crate) mod watchdog;
 
 pub use planner::string_args;
+pub use stage_schema::workflow_schema;
+
+/// The engine's context: the store and the event bus of one process. It acts
+/// for nobody (permission checks belong to the API above it); every state
+/// change of flows, runs and jobs goes through its methods.
+#[derive(Debug)]
+pub struct Engine {
+    store: Store,
+    events: Events,
+    validator: stage_schema::ValidatorCache,
+}
+
+impl Engine {
+    /// An engine over `store` (no loop runs until [`Engine::start_loops`]).
+    pub fn new(store: Store) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            events: Events::default(),
+            validator: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Change notifications of this process.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Spawn the scheduler, watchdog and task worker of this engine.
+    pub fn start_loops(self: &Arc<Self>) -> EngineLoops {
+        EngineLoops::start(self.clone())
+    }
+}
 
 /// The running loops of an engine; stopped when dropped.
 #[derive(Debug)]
-pub struct Engine {
+pub struct EngineLoops {
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Drop for Engine {
+impl Drop for EngineLoops {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
@@ -36,28 +75,26 @@ impl Drop for Engine {
     }
 }
 
-impl Engine {
-    /// Spawn the scheduler, watchdog and task worker for `core`.
-    pub fn start(core: Arc<Core>) -> Engine {
+impl EngineLoops {
+    /// Spawn the scheduler, watchdog and task worker for `engine`.
+    fn start(engine: Arc<Engine>) -> EngineLoops {
         let mut tasks = Vec::new();
 
-        let c = core.clone();
+        let k = engine.clone();
         tasks.push(tokio::spawn(async move {
-            let k = c.local_admin();
             loop {
                 if let Err(e) = k.assign_jobs().await {
                     tracing::warn!(error = %e, "scheduler");
                 }
                 // Woken by new jobs or freed agents; every second anyway.
-                let _ = tokio::time::timeout(Duration::from_secs(1), c.events.scheduler.notified())
+                let _ = tokio::time::timeout(Duration::from_secs(1), k.events.scheduler.notified())
                     .await;
             }
         }));
 
-        let c = core.clone();
+        let k = engine.clone();
         tasks.push(tokio::spawn(async move {
-            let k = c.local_admin();
-            if let Err(e) = c.store.requeue_stale_tasks(30 * 60_000).await {
+            if let Err(e) = k.store.requeue_stale_tasks(30 * 60_000).await {
                 tracing::warn!(error = %e, "requeue tasks");
             }
             loop {
@@ -65,13 +102,12 @@ impl Engine {
                     tracing::warn!(error = %e, "task worker");
                 }
                 let _ =
-                    tokio::time::timeout(Duration::from_secs(2), c.events.tasks.notified()).await;
+                    tokio::time::timeout(Duration::from_secs(2), k.events.tasks.notified()).await;
             }
         }));
 
-        let c = core;
+        let k = engine;
         tasks.push(tokio::spawn(async move {
-            let k = c.local_admin();
             let mut tick: u64 = 0;
             loop {
                 if let Err(e) = k.check_job_timeouts().await {
@@ -100,6 +136,6 @@ impl Engine {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }));
-        Engine { tasks }
+        EngineLoops { tasks }
     }
 }

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
+use super::Engine;
 use super::context::{CtxFor, secret_args};
-use crate::api::Local;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::model::{completion, flow_kind, run_state, seq_kind};
@@ -74,10 +74,10 @@ fn starts_with_flow(stage: &StageRow) -> bool {
             != Some(false)
 }
 
-impl Local {
+impl Engine {
     /// Create a flow of `kind` on a branch and start its root stages (or only
     /// `only_stage`, for timed triggers). Internal: no permission check.
-    pub(crate) async fn start_flow(
+    pub async fn start_flow(
         &self,
         branch: &BranchRow,
         kind: i64,
@@ -142,7 +142,7 @@ impl Local {
                 trigger_data_id: None,
             })
             .await?;
-        self.core.events.publish(Event::Flow {
+        self.events.publish(Event::Flow {
             flow_id: flow.id,
             branch_id: branch.id,
         });
@@ -183,15 +183,13 @@ impl Local {
         reason: Value,
         args: &Map<String, Value>,
     ) -> Result<RunRow> {
-        if let Some(run) = self.store().run_of_stage_in_flow(flow.id, stage.id).await? {
-            self.store()
-                .set_run_state(run.id, run_state::REPLAY)
-                .await?;
-            self.store().reopen_flow(flow.id).await?;
-            self.store().mark_run_started(run.id).await?;
-            let run = self.run_row(run.id).await?;
+        if let Some(run) = self.store.run_of_stage_in_flow(flow.id, stage.id).await? {
+            self.store.set_run_state(run.id, run_state::REPLAY).await?;
+            self.store.reopen_flow(flow.id).await?;
+            self.store.mark_run_started(run.id).await?;
+            let run = self.store.require_run(run.id).await?;
             self.trigger_jobs(&run, true).await?;
-            return self.run_row(run.id).await;
+            return self.store.require_run(run.id).await;
         }
         let run = self
             .store()
@@ -258,7 +256,7 @@ impl Local {
             run_state::IN_PROGRESS
         };
         // Labels are rendered with the run's context (sequences known).
-        self.store()
+        self.store
             .start_run_row(
                 run.id,
                 &Value::Object(run_args.clone()),
@@ -267,13 +265,13 @@ impl Local {
                 run_state::CREATING,
             )
             .await?;
-        let run = self.run_row(run.id).await?;
+        let run = self.store.require_run(run.id).await?;
         let ctx = self
             .prepare_context(CtxFor::Run(&run, flow, stage, &branch), &run_args)
             .await?;
         let mut label_args = run_args.clone();
         label_args.extend(secret_args(
-            &self.store().project_secrets(branch.project_id).await?,
+            &self.store.project_secrets(branch.project_id).await?,
         ));
         let render = |key: &str| {
             stage
@@ -284,10 +282,10 @@ impl Local {
                 .map(|t| schema::render(t, &label_args, &ctx).0)
         };
         if let Some(fl) = render("flow_label") {
-            self.store().set_flow_label_if_unset(flow.id, &fl).await?;
+            self.store.set_flow_label_if_unset(flow.id, &fl).await?;
         }
         let run_label = render("run_label");
-        self.store()
+        self.store
             .start_run_row(
                 run.id,
                 &Value::Object(run_args),
@@ -296,8 +294,8 @@ impl Local {
                 state,
             )
             .await?;
-        let run = self.run_row(run.id).await?;
-        self.core.events.publish(Event::Run {
+        let run = self.store.require_run(run.id).await?;
+        self.events.publish(Event::Run {
             run_id: run.id,
             flow_id: flow.id,
         });
@@ -309,13 +307,13 @@ impl Local {
                 .ci_last_incomplete_flow_id
                 .is_none_or(|id| id < flow.id);
             if newer {
-                self.store()
+                self.store
                     .set_branch_ci_flows(branch.id, branch.ci_last_completed_flow_id, Some(flow.id))
                     .await?;
             }
         }
         self.trigger_jobs(&run, false).await?;
-        self.run_row(run.id).await
+        self.store.require_run(run.id).await
     }
 
     /// Create the jobs of a run from its stage's schema, re-evaluated with the
@@ -330,7 +328,7 @@ impl Local {
     }
 
     async fn try_trigger_jobs(&self, run: &RunRow, replay: bool) -> Result<()> {
-        let flow = self.flow_row(run.flow_id).await?;
+        let flow = self.store.require_flow(run.flow_id).await?;
         let stage = self
             .store()
             .stage_any(run.stage_id)
@@ -347,27 +345,19 @@ impl Local {
             .await?;
 
         // Re-evaluate the schema for this run and keep it in the stage.
-        let code = match stage.schema_code.as_deref() {
-            Some(c) if !c.trim().is_empty() => c.to_string(),
-            _ => schema::DEFAULT_STAGE_CODE.to_string(),
-        };
-        let limits = schema::Limits::default();
-        let ctx_for_eval = ctx.clone();
-        let mut evaluated =
-            tokio::task::spawn_blocking(move || schema::evaluate(&code, &ctx_for_eval, &limits))
-                .await
-                .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?
-                .map_err(|e| Error::bad_request(e.to_string()))?;
-        schema::apply_defaults(&mut evaluated);
-        self.store().set_stage_schema(stage.id, &evaluated).await?;
+        let code = stage.schema_code.clone().unwrap_or_default();
+        let (_, evaluated) = self
+            .prepare_stage_schema(&code, ctx.clone(), super::stage_schema::Prepare::Run)
+            .await?;
+        self.store.set_stage_schema(stage.id, &evaluated).await?;
 
         let mut arg_values = args.clone();
-        let secrets = self.store().project_secrets(branch.project_id).await?;
+        let secrets = self.store.project_secrets(branch.project_id).await?;
         arg_values.extend(secret_args(&secrets));
 
         let mut old_jobs: HashMap<String, Vec<i64>> = HashMap::new();
         if replay {
-            for j in self.store().run_jobs(run.id, false).await? {
+            for j in self.store.run_jobs(run.id, false).await? {
                 old_jobs
                     .entry(format!("{}-{}", j.name, j.agents_group_id))
                     .or_default()
@@ -402,7 +392,7 @@ impl Local {
             let mut missing_tool = None;
             for step in &steps {
                 let tool_ref = step.get("tool").and_then(Value::as_str).unwrap_or("");
-                match self.store().tool_by_ref(tool_ref).await? {
+                match self.store.tool_by_ref(tool_ref).await? {
                     Some(t) => tools.push(Some(t)),
                     None => {
                         missing_tool.get_or_insert_with(|| tool_ref.to_string());
@@ -442,12 +432,12 @@ impl Local {
                     .await?;
                 for system_name in systems {
                     let system_name = schema::render(&system_name, &arg_values, &ctx).0;
-                    let system = self.store().ensure_system(&system_name, &executor).await?;
+                    let system = self.store.ensure_system(&system_name, &executor).await?;
                     let (group_id, completed_with) = match &group {
                         None => {
-                            let missing = match self.store().group_by_name("missing", None).await? {
+                            let missing = match self.store.group_by_name("missing", None).await? {
                                 Some(g) => g,
-                                None => self.store().create_group("missing", None, None).await?,
+                                None => self.store.create_group("missing", None, None).await?,
                             };
                             (
                                 missing.id,
@@ -467,7 +457,7 @@ impl Local {
                                     )),
                                 )
                             } else if g.deployment_method() == 0
-                                && self.store().usable_agents_in_group(g.id).await? == 0
+                                && self.store.usable_agents_in_group(g.id).await? == 0
                             {
                                 (
                                     g.id,
@@ -520,7 +510,7 @@ impl Local {
                             fields.remove("tool");
                             let (value, masked) =
                                 schema::substitute(&Value::Object(fields), &arg_values, &ctx);
-                            self.store()
+                            self.store
                                 .insert_step(
                                     job_id,
                                     idx as i64,
@@ -534,19 +524,19 @@ impl Local {
                     }
                     if let Some(old) = old_jobs.remove(&format!("{job_name}-{group_id}")) {
                         for id in old {
-                            self.store().cover_job(id).await?;
+                            self.store.cover_job(id).await?;
                         }
                     }
-                    self.core.events.publish(Event::Job {
+                    self.events.publish(Event::Job {
                         job_id,
                         run_id: run.id,
                     });
                 }
             }
         }
-        self.store().mark_run_started(run.id).await?;
-        self.store().reopen_flow(flow.id).await?;
-        self.core.events.publish(Event::Run {
+        self.store.mark_run_started(run.id).await?;
+        self.store.reopen_flow(flow.id).await?;
+        self.events.publish(Event::Run {
             run_id: run.id,
             flow_id: flow.id,
         });
@@ -555,7 +545,7 @@ impl Local {
             // No job can run: the run is over.
             self.complete_run(run.id, None).await?;
         } else {
-            self.core.events.wake_scheduler();
+            self.events.wake_scheduler();
         }
         Ok(())
     }

@@ -8,19 +8,19 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::api::Local;
+use super::Engine;
 use crate::error::Result;
 use crate::events::Event;
 
-impl Local {
+impl Engine {
     /// Assign as many waiting jobs as there are idle agents; returns how many.
-    pub(crate) async fn assign_jobs(&self) -> Result<usize> {
-        let idle = self.store().idle_agents().await?;
+    pub async fn assign_jobs(&self) -> Result<usize> {
+        let idle = self.store.idle_agents().await?;
         if idle.is_empty() {
             return Ok(0);
         }
         let distinct: HashSet<i64> = idle.iter().map(|a| a.agent_id).collect();
-        let jobs = self.store().waiting_jobs(1000).await?;
+        let jobs = self.store.waiting_jobs(1000).await?;
         let mut taken: HashSet<i64> = HashSet::new();
         let mut assigned = 0;
         for job in jobs {
@@ -42,13 +42,13 @@ impl Local {
                 })
                 .collect();
             for agent in candidates {
-                if self.store().claim_job(job.id, agent.agent_id).await? {
+                if self.store.claim_job(job.id, agent.agent_id).await? {
                     tracing::info!(job = job.id, agent = agent.agent_id, "job assigned");
-                    self.core.events.wake_agent(agent.agent_id);
+                    self.events.wake_agent(agent.agent_id);
                     taken.insert(agent.agent_id);
                     assigned += 1;
-                    if let Some(j) = self.store().job(job.id).await? {
-                        self.core.events.publish(Event::Job {
+                    if let Some(j) = self.store.job(job.id).await? {
+                        self.events.publish(Event::Job {
                             job_id: j.id,
                             run_id: j.run_id,
                         });

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::api::Local;
+use super::Engine;
 use crate::error::Result;
 use crate::events::Event;
 use crate::model::{flow_kind, run_state};
@@ -13,7 +13,7 @@ pub const ANALYZE_RESULTS_HISTORY: &str = "analyze_results_history";
 /// Recompute a run's counters and children (what `POST /runs/{id}` asks for).
 pub const ANALYZE_RUN: &str = "analyze_run";
 
-impl Local {
+impl Engine {
     /// Queue the results-history analysis of a run.
     pub(crate) async fn enqueue_history_analysis(&self, run_id: i64) -> Result<()> {
         self.enqueue_task(ANALYZE_RESULTS_HISTORY, json!([run_id]))
@@ -22,14 +22,14 @@ impl Local {
 
     /// Queue a task and wake the worker.
     pub(crate) async fn enqueue_task(&self, func: &str, args: Value) -> Result<()> {
-        self.store().enqueue_task(func, &args).await?;
-        self.core.events.tasks.notify_one();
+        self.store.enqueue_task(func, &args).await?;
+        self.events.tasks.notify_one();
         Ok(())
     }
 
     /// Run queued tasks until none is left.
-    pub(crate) async fn run_queued_tasks(&self) -> Result<()> {
-        while let Some(task) = self.store().claim_task().await? {
+    pub async fn run_queued_tasks(&self) -> Result<()> {
+        while let Some(task) = self.store.claim_task().await? {
             let run_id = task.args.0.get(0).and_then(Value::as_i64);
             let outcome = match (task.func.as_str(), run_id) {
                 (ANALYZE_RESULTS_HISTORY, Some(id)) => self.analyze_results_history(id).await,
@@ -43,7 +43,7 @@ impl Local {
             if let Some(e) = &err {
                 tracing::warn!(task = task.id, func = %task.func, error = %e, "background task failed");
             }
-            self.store().finish_task(task.id, err.as_deref()).await?;
+            self.store.finish_task(task.id, err.as_deref()).await?;
         }
         Ok(())
     }
@@ -52,20 +52,20 @@ impl Local {
     /// mark it processed. A CI run waits until the previous CI run of its
     /// stage is processed; the next one is analysed after it.
     pub(crate) async fn analyze_results_history(&self, run_id: i64) -> Result<()> {
-        let run = self.run_row(run_id).await?;
+        let run = self.store.require_run(run_id).await?;
         if run.state != run_state::COMPLETED && run.state != run_state::PROCESSED {
             return Ok(());
         }
-        let flow = self.flow_row(run.flow_id).await?;
+        let flow = self.store.require_flow(run.flow_id).await?;
         if flow.kind == flow_kind::CI
-            && let Some(prev) = self.store().previous_ci_run(&run, &flow).await?
+            && let Some(prev) = self.store.previous_ci_run(&run, &flow).await?
             && prev.state != run_state::PROCESSED
             && prev.state != run_state::MANUAL
         {
             // Postponed: the previous run's analysis queues this one.
             return Ok(());
         }
-        let counters = crate::results::analyze_run_history(self, &run, &flow).await?;
+        let counters = crate::results::analyze_run_history(&self.store, &run, &flow).await?;
         // The run becomes `processed` together with its finished flow's
         // summary, so nobody sees one without the other.
         let summary = if flow.kind == flow_kind::CI {
@@ -73,14 +73,14 @@ impl Local {
         } else {
             None
         };
-        self.store()
+        self.store
             .set_run_processed(run_id, &counters, summary.as_ref().map(|s| (flow.id, s)))
             .await?;
-        self.core.events.publish(Event::Run {
+        self.events.publish(Event::Run {
             run_id,
             flow_id: flow.id,
         });
-        if let Some(next) = self.store().next_run_of_stage(&run, &flow).await?
+        if let Some(next) = self.store.next_run_of_stage(&run, &flow).await?
             && next.state == run_state::COMPLETED
         {
             self.enqueue_history_analysis(next.id).await?;

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use serde_json::json;
 
-use crate::api::Local;
+use super::Engine;
 use crate::error::Result;
 use crate::model::{completion, flow_kind};
 use crate::store::now_ms;
@@ -15,10 +15,10 @@ pub const AGENT_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 /// Runs time out after this long (the original's DEFAULT_RUN_TIMEOUT).
 pub const RUN_TIMEOUT_MS: i64 = 10_800 * 1000;
 
-impl Local {
+impl Engine {
     /// Cancel jobs whose agent has held them longer than their timeout.
-    pub(crate) async fn check_job_timeouts(&self) -> Result<()> {
-        for job in self.store().expired_jobs(now_ms()).await? {
+    pub async fn check_job_timeouts(&self) -> Result<()> {
+        for job in self.store.expired_jobs(now_ms()).await? {
             let note = format!("job expired after {}s", job.timeout);
             tracing::info!(job = job.id, %note);
             self.cancel_job(&job, &note, completion::SERVER_TIMEOUT)
@@ -28,17 +28,17 @@ impl Local {
     }
 
     /// Time out runs older than the run timeout.
-    pub(crate) async fn check_run_timeouts(&self) -> Result<()> {
+    pub async fn check_run_timeouts(&self) -> Result<()> {
         let now = now_ms();
-        for run in self.store().unfinished_runs().await? {
+        for run in self.store.unfinished_runs().await? {
             let start = run.started.unwrap_or(run.created);
             if start + RUN_TIMEOUT_MS >= now {
                 continue;
             }
             let deadline = crate::model::Timestamp(start + RUN_TIMEOUT_MS);
             let note = format!("run {} timed out, deadline was: {deadline}", run.id);
-            self.store().append_run_note(run.id, &note).await?;
-            let open = self.store().open_jobs_of_run(run.id).await?;
+            self.store.append_run_note(run.id, &note).await?;
+            let open = self.store.open_jobs_of_run(run.id).await?;
             if open.is_empty() {
                 self.complete_run(run.id, None).await?;
             }
@@ -51,21 +51,21 @@ impl Local {
     }
 
     /// Agents not seen for 5 minutes become inactive; their job fails.
-    pub(crate) async fn check_dead_agents(&self) -> Result<()> {
+    pub async fn check_dead_agents(&self) -> Result<()> {
         let limit = now_ms() - AGENT_TIMEOUT_MS;
-        for agent in self.store().silent_agents(limit).await? {
+        for agent in self.store.silent_agents(limit).await? {
             tracing::info!(
                 agent = agent.id,
                 "agent was not seen for 5 minutes: inactivated"
             );
-            self.store()
+            self.store
                 .deactivate_agent(
                     agent.id,
                     "agent was not seen for last 5 minutes, inactivated",
                 )
                 .await?;
             if let Some(job_id) = agent.job_id
-                && let Some(job) = self.store().job(job_id).await?
+                && let Some(job) = self.store.job(job_id).await?
             {
                 self.cancel_job(
                     &job,
@@ -79,25 +79,25 @@ impl Local {
     }
 
     /// Fire due timed triggers (interval, date, cron) of enabled, existing stages.
-    pub(crate) async fn fire_timers(&self) -> Result<()> {
+    pub async fn fire_timers(&self) -> Result<()> {
         let now = Utc::now();
-        for t in self.store().due_timers(now.timestamp_millis()).await? {
+        for t in self.store.due_timers(now.timestamp_millis()).await? {
             let Some(expected) = t.next_run_time else {
                 continue;
             };
             let next = timer_from_stored(&t.kind, &t.spec)
                 .and_then(|tm| tm.next_after(now))
                 .map(|n| n.timestamp_millis());
-            if !self.store().advance_timer(t.id, expected, next).await? {
+            if !self.store.advance_timer(t.id, expected, next).await? {
                 continue; // another server fired it
             }
-            let Some(stage) = self.store().stage(t.stage_id).await? else {
+            let Some(stage) = self.store.stage(t.stage_id).await? else {
                 continue;
             };
             if !stage.enabled {
                 continue;
             }
-            let Some(branch) = self.store().branch(stage.branch_id).await? else {
+            let Some(branch) = self.store.branch(stage.branch_id).await? else {
                 continue;
             };
             let reason = t.kind.clone();
@@ -152,7 +152,7 @@ impl Local {
         {
             return Ok(());
         }
-        let flow = self.flow_row(parent_run.flow_id).await?;
+        let flow = self.store.require_flow(parent_run.flow_id).await?;
         self.start_run(stage, &flow, json!({"reason": reason}), &Default::default())
             .await?;
         Ok(())
@@ -175,14 +175,14 @@ impl Local {
     /// Delete job logs older than each branch's retention policy.
     pub(crate) async fn apply_log_retention(&self) -> Result<()> {
         let month_ms: i64 = 30 * 86_400_000;
-        for project in self.store().list_projects().await? {
-            for branch in self.store().project_branches(project.id).await? {
+        for project in self.store.list_projects().await? {
+            for branch in self.store.project_branches(project.id).await? {
                 let rp = branch.retention();
                 let now = now_ms();
-                self.store()
+                self.store
                     .delete_old_logs(branch.id, flow_kind::CI, now - rp.ci_logs * month_ms)
                     .await?;
-                self.store()
+                self.store
                     .delete_old_logs(branch.id, flow_kind::DEV, now - rp.dev_logs * month_ms)
                     .await?;
             }

@@ -20,9 +20,9 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::api::Local;
 use crate::error::Result;
 use crate::model::{flow_kind, tc_change, tc_result};
+use crate::store::Store;
 use crate::store::flows::{FlowRow, HistoryCounters, RunRow};
 use crate::store::jobs::{JobRow, StepRow};
 use crate::store::results::{HistRow, NewIssue, NewTcr, TcrAnalysis, TcrRow};
@@ -40,7 +40,7 @@ pub fn issue_type(name: &str) -> i64 {
 /// Store test results reported by a step. Results pre-created by
 /// `dispatch-tests` are updated; the others are added.
 pub(crate) async fn store_test_results(
-    k: &Local,
+    store: &Store,
     job: &JobRow,
     step: &StepRow,
     tests: &Value,
@@ -51,9 +51,7 @@ pub(crate) async fn store_test_results(
     if list.is_empty() {
         return Ok(());
     }
-    let existing: HashMap<String, TcrRow> = k
-        .core()
-        .store
+    let existing: HashMap<String, TcrRow> = store
         .job_tcrs(job.id)
         .await?
         .into_iter()
@@ -76,8 +74,7 @@ pub(crate) async fn store_test_results(
         let vals = t.get("values").cloned();
         match existing.get(name) {
             Some(row) => {
-                k.core()
-                    .store
+                store
                     .update_tcr_result(row.id, result, &cmd, vals.as_ref())
                     .await?;
             }
@@ -88,11 +85,7 @@ pub(crate) async fn store_test_results(
         return Ok(());
     }
     let names: Vec<String> = fresh.iter().map(|f| f.0.clone()).collect();
-    let ids = k
-        .core()
-        .store
-        .upsert_test_cases(step.tool_id, &names)
-        .await?;
+    let ids = store.upsert_test_cases(step.tool_id, &names).await?;
     let rows: Vec<NewTcr> = fresh
         .into_iter()
         .filter_map(|(name, result, cmd_line, vals)| {
@@ -104,19 +97,17 @@ pub(crate) async fn store_test_results(
             })
         })
         .collect();
-    k.core().store.insert_tcrs(job.id, &rows).await
+    store.insert_tcrs(job.id, &rows).await
 }
 
 /// Pre-create results (not run) for tests an agent is about to run.
 pub(crate) async fn precreate_test_results(
-    k: &Local,
+    store: &Store,
     job: &JobRow,
     step: &StepRow,
     tests: &[String],
 ) -> Result<()> {
-    let existing: std::collections::HashSet<String> = k
-        .core()
-        .store
+    let existing: std::collections::HashSet<String> = store
         .job_tcrs(job.id)
         .await?
         .into_iter()
@@ -127,11 +118,7 @@ pub(crate) async fn precreate_test_results(
         .filter(|t| !existing.contains(*t))
         .cloned()
         .collect();
-    let ids = k
-        .core()
-        .store
-        .upsert_test_cases(step.tool_id, &names)
-        .await?;
+    let ids = store.upsert_test_cases(step.tool_id, &names).await?;
     let rows: Vec<NewTcr> = names
         .iter()
         .filter_map(|n| {
@@ -143,11 +130,11 @@ pub(crate) async fn precreate_test_results(
             })
         })
         .collect();
-    k.core().store.insert_tcrs(job.id, &rows).await
+    store.insert_tcrs(job.id, &rows).await
 }
 
 /// Store issues (pylint-like dicts) reported by a step.
-pub(crate) async fn store_issues(k: &Local, job: &JobRow, issues: &Value) -> Result<()> {
+pub(crate) async fn store_issues(store: &Store, job: &JobRow, issues: &Value) -> Result<()> {
     let Some(list) = issues.as_array() else {
         return Ok(());
     };
@@ -176,7 +163,7 @@ pub(crate) async fn store_issues(k: &Local, job: &JobRow, issues: &Value) -> Res
             extra: Value::Object(extra),
         });
     }
-    k.core().store.insert_issues(job.id, &rows).await
+    store.insert_issues(job.id, &rows).await
 }
 
 /// Relevancy of a result (the original's score).
@@ -256,11 +243,10 @@ pub fn analyze_dev(result: i64, reference: Option<(i64, i64, i64)>) -> (i64, i64
 
 /// Run the results-history analysis of a run; returns its counters.
 pub(crate) async fn analyze_run_history(
-    k: &Local,
+    store: &Store,
     run: &RunRow,
     flow: &FlowRow,
 ) -> Result<HistoryCounters> {
-    let store = &k.core().store;
     let tcrs = store.run_tcrs(run.id).await?;
     let mut counters = HistoryCounters::default();
     let comments: HashMap<i64, crate::store::results::CommentRow> = store
@@ -369,13 +355,12 @@ pub(crate) async fn analyze_run_history(
         }
     }
 
-    counters.issues_new = analyze_issues(k, run, flow).await?;
+    counters.issues_new = analyze_issues(store, run, flow).await?;
     Ok(counters)
 }
 
 /// Age issues against the previous successful job; returns how many are new.
-async fn analyze_issues(k: &Local, run: &RunRow, flow: &FlowRow) -> Result<i64> {
-    let store = &k.core().store;
+async fn analyze_issues(store: &Store, run: &RunRow, flow: &FlowRow) -> Result<i64> {
     let mut new = 0;
     for job in store.run_jobs(run.id, false).await? {
         let issues = store.job_issues(job.id).await?;

@@ -29,10 +29,12 @@ pub mod pyrepr;
 mod rewrite;
 mod subst;
 mod validate;
+mod workflow;
 
 pub use eval::{Limits, SchemaError, SchemaErrorKind, evaluate};
 pub use subst::{ERROR_TEXT, MASK, normalize_when, render, substitute, when_decision};
 pub use validate::{SchemaEnv, WorkflowValidator, apply_defaults, check_stage, ordinal};
+pub use workflow::{WORKFLOW_SCHEMA, tool_step_schema};
 
 use serde_json::Value;
 
@@ -60,28 +62,46 @@ pub const DEFAULT_STAGE_CODE: &str = r#"def stage(ctx):
         }]
     }"#;
 
+/// How far [`prepare_stage_schema`] goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Pipeline<'a> {
+    /// Evaluate and validate (the schema preview: shows what the code returns).
+    Preview,
+    /// Evaluate, validate and fill in defaults (a run's re-evaluation).
+    Run,
+    /// All of that and the branch-level checks (stage create and update).
+    Store(&'a SchemaEnv),
+}
+
 /// Turn a stage's `schema_code` into its schema, as the original does when
-/// a stage is created or updated and before jobs are triggered: empty code
-/// becomes [`DEFAULT_STAGE_CODE`], the code is evaluated with `ctx`
-/// (failure: `compilation error: ...`), the result is validated, defaults
-/// are filled in, and the branch-level checks run. Returns the code
-/// actually used and the schema; the error is the HTTP 400 message.
+/// a stage is created or updated, previewed, and before jobs are triggered:
+/// blank code becomes [`DEFAULT_STAGE_CODE`], the code is evaluated with
+/// `ctx` (failure: `compilation error: ...`), the result is validated, and
+/// (per `pipeline`) defaults are filled in and the branch-level checks run.
+/// Returns the code actually used and the schema; the error is the HTTP 400
+/// message. The only place the stage-schema pipeline is written.
 pub fn prepare_stage_schema(
     code: &str,
     ctx: &Value,
     limits: &Limits,
     validator: &WorkflowValidator,
-    env: &SchemaEnv,
+    pipeline: Pipeline<'_>,
 ) -> Result<(String, Value), String> {
-    let code = if code.is_empty() {
+    let code = if code.trim().is_empty() {
         DEFAULT_STAGE_CODE
     } else {
         code
     };
     let mut schema = evaluate(code, ctx, limits).map_err(|e| e.to_string())?;
     validator.validate(&schema)?;
-    apply_defaults(&mut schema);
-    check_stage(&schema, env)?;
+    match pipeline {
+        Pipeline::Preview => {}
+        Pipeline::Run => apply_defaults(&mut schema),
+        Pipeline::Store(env) => {
+            apply_defaults(&mut schema);
+            check_stage(&schema, env)?;
+        }
+    }
     Ok((code.to_string(), schema))
 }
 

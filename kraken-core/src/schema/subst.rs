@@ -23,7 +23,7 @@ use super::pyrepr::py_str;
 pub const ERROR_TEXT: &str = "<ERROR>";
 
 /// What a secret becomes in the masked copy.
-pub const MASK: &str = "******";
+pub use crate::mask::MASK;
 
 /// The Jinja environment: strict undefined, no templates, only expressions.
 static JINJA: LazyLock<Environment<'static>> = LazyLock::new(|| {

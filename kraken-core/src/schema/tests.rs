@@ -871,11 +871,11 @@ fn validation_messages_for_the_top_level() {
 
 #[test]
 fn a_validator_from_a_custom_tool_list() {
-    let mut schema: Value = serde_json::from_str(crate::api::WORKFLOW_SCHEMA).unwrap();
+    let mut schema: Value = serde_json::from_str(crate::schema::WORKFLOW_SCHEMA).unwrap();
     let fields = json!({"properties": {"pkgs": {"type": "string"}}, "required": ["pkgs"]});
     schema["properties"]["jobs"]["items"]["properties"]["steps"]["items"]["oneOf"] = json!([
-        crate::api::tool_step_schema("pkg", &fields),
-        crate::api::tool_step_schema("pkg@3", &fields),
+        crate::schema::tool_step_schema("pkg", &fields),
+        crate::schema::tool_step_schema("pkg@3", &fields),
     ]);
     let v = WorkflowValidator::new(&schema).unwrap();
     assert_eq!(
@@ -1063,7 +1063,8 @@ fn prepare_stage_schema_follows_the_originals_order() {
     let v = validator();
     let env = env();
     let limits = Limits::default();
-    let (code, schema) = prepare_stage_schema("", &json!({}), &limits, &v, &env).unwrap();
+    let (code, schema) =
+        prepare_stage_schema("", &json!({}), &limits, &v, Pipeline::Store(&env)).unwrap();
     assert_eq!(code, DEFAULT_STAGE_CODE);
     assert_eq!(schema["jobs"][0]["name"], "hello world");
     assert_eq!(schema["triggers"], json!({"parent": true}));
@@ -1075,7 +1076,7 @@ fn prepare_stage_schema_follows_the_originals_order() {
             &json!({}),
             &limits,
             &v,
-            &env
+            Pipeline::Store(&env)
         ),
         Err("'parent' is a required property (and 1 more problem)".to_string())
     );
@@ -1085,7 +1086,7 @@ fn prepare_stage_schema_follows_the_originals_order() {
         &json!({}),
         &limits,
         &v,
-        &env,
+        Pipeline::Store(&env),
     )
     .unwrap();
     assert_eq!(
@@ -1093,8 +1094,14 @@ fn prepare_stage_schema_follows_the_originals_order() {
         json!({"parent": "root", "triggers": {"parent": true}, "jobs": [], "configs": [],
                "parameters": []})
     );
-    let err =
-        prepare_stage_schema("this is not python", &json!({}), &limits, &v, &env).unwrap_err();
+    let err = prepare_stage_schema(
+        "this is not python",
+        &json!({}),
+        &limits,
+        &v,
+        Pipeline::Store(&env),
+    )
+    .unwrap_err();
     assert!(err.starts_with("compilation error: "), "{err}");
     assert_eq!(
         prepare_stage_schema(
@@ -1102,7 +1109,7 @@ fn prepare_stage_schema_follows_the_originals_order() {
             &json!({}),
             &limits,
             &v,
-            &env
+            Pipeline::Store(&env)
         ),
         Err("Cannot find parent stage nope".to_string())
     );

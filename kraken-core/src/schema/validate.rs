@@ -37,7 +37,7 @@ impl fmt::Debug for WorkflowValidator {
 
 impl WorkflowValidator {
     /// Compile `schema`, the full workflow schema as
-    /// [`workflow_schema`](crate::api::workflow_schema) returns it: the
+    /// [`workflow_schema`](crate::engine::workflow_schema) returns it: the
     /// steps' `items.oneOf` holds one `{if: {properties: {tool: {const: REF}}},
     /// then: STEP_SCHEMA, else: ...}` entry per tool reference.
     pub fn new(schema: &Value) -> Result<Self, String> {
@@ -69,9 +69,9 @@ impl WorkflowValidator {
     }
 
     /// The validator for the embedded workflow schema with the 14 built-in
-    /// tools ([`WORKFLOW_SCHEMA`](crate::api::WORKFLOW_SCHEMA)).
+    /// tools ([`WORKFLOW_SCHEMA`](crate::schema::WORKFLOW_SCHEMA)).
     pub fn builtin() -> Result<Self, String> {
-        let schema: Value = serde_json::from_str(crate::api::WORKFLOW_SCHEMA)
+        let schema: Value = serde_json::from_str(crate::schema::WORKFLOW_SCHEMA)
             .map_err(|e| format!("the embedded workflow schema is not JSON: {e}"))?;
         Self::new(&schema)
     }

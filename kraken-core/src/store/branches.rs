@@ -364,3 +364,12 @@ pub enum BranchData {
     /// `branch-dev` scope.
     Dev,
 }
+
+impl Store {
+    /// A branch (not deleted), or "Branch not found".
+    pub async fn require_branch(&self, id: i64) -> Result<BranchRow> {
+        self.branch(id)
+            .await?
+            .ok_or_else(|| crate::error::Error::not_found("Branch not found"))
+    }
+}

@@ -253,16 +253,6 @@ impl Store {
         )
     }
 
-    /// Whether any run of the flow has a failed non-covered job.
-    pub async fn flow_has_errors(&self, flow_id: i64) -> Result<bool> {
-        let n: i64 = on_read!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs j JOIN runs r ON r.id = j.run_id \
-             WHERE r.flow_id = $1 AND j.covered = FALSE AND j.completion_status IS NOT NULL \
-             AND j.completion_status <> 0")
-            .bind(flow_id).fetch_one(p).await?);
-        Ok(n > 0)
-    }
-
     /// Set a flow's label if it has none yet.
     pub async fn set_flow_label_if_unset(&self, flow_id: i64, label: &str) -> Result<()> {
         on_write!(&self.db, p => sqlx::query("UPDATE flows SET label = $1 WHERE id = $2 AND label IS NULL")
@@ -638,4 +628,20 @@ pub struct HistoryCounters {
     pub fix_cnt: i64,
     /// New issues.
     pub issues_new: i64,
+}
+
+impl Store {
+    /// A flow, or "Flow not found".
+    pub async fn require_flow(&self, id: i64) -> Result<FlowRow> {
+        self.flow(id)
+            .await?
+            .ok_or_else(|| crate::error::Error::not_found("Flow not found"))
+    }
+
+    /// A run, or "Run not found".
+    pub async fn require_run(&self, id: i64) -> Result<RunRow> {
+        self.run(id)
+            .await?
+            .ok_or_else(|| crate::error::Error::not_found("Run not found"))
+    }
 }

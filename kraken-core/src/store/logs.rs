@@ -2,6 +2,7 @@
 
 use super::{Store, in_tx, on_read};
 use crate::error::Result;
+use crate::model::LogFilter;
 
 /// A `logs` row.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -80,35 +81,6 @@ pub struct NewLog {
     pub tool: String,
     /// Agent.
     pub agent_id: i64,
-}
-
-/// Which log lines to read.
-#[derive(Debug, Clone, Default)]
-pub struct LogFilter {
-    /// Branch.
-    pub branch_id: Option<i64>,
-    /// Flow kind.
-    pub flow_kind: Option<i64>,
-    /// Flow.
-    pub flow_id: Option<i64>,
-    /// Run.
-    pub run_id: Option<i64>,
-    /// Job.
-    pub job_id: Option<i64>,
-    /// Step.
-    pub step: Option<i64>,
-    /// Agent.
-    pub agent_id: Option<i64>,
-    /// Services (any of).
-    pub services: Vec<String>,
-    /// Level (this level and more severe).
-    pub level: Option<String>,
-    /// Only lines after this id.
-    pub after: Option<i64>,
-    /// Only the output of tools (what a job log shows).
-    pub tool_output_only: bool,
-    /// Substring of the message.
-    pub text: Option<String>,
 }
 
 enum Param {

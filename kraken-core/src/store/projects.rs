@@ -222,3 +222,12 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// A project, or "Project with id N does not exist".
+    pub async fn require_project(&self, id: i64) -> Result<ProjectRow> {
+        self.project(id).await?.ok_or_else(|| {
+            crate::error::Error::not_found(format!("Project with id {id} does not exist"))
+        })
+    }
+}

@@ -1,5 +1,6 @@
 //! Artifacts, test cases and their results, issues, test case comments.
 
+use crate::model::{IssueFilter, TcrFilter};
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -604,50 +605,6 @@ const TCR_FULL_SELECT: &str = "SELECT t.id, t.test_case_id, c.name AS test_case_
     FROM test_case_results t JOIN test_cases c ON c.id = t.test_case_id JOIN jobs j ON j.id = t.job_id \
     JOIN agents_groups g ON g.id = j.agents_group_id JOIN systems s ON s.id = j.system_id \
     LEFT JOIN agents a ON a.id = j.agent_used_id JOIN runs r ON r.id = j.run_id JOIN flows f ON f.id = r.flow_id";
-
-/// Filters of `GET /runs/{id}/results`.
-#[derive(Debug, Clone, Default)]
-pub struct TcrFilter {
-    /// Results (any of).
-    pub statuses: Vec<i64>,
-    /// Changes (any of).
-    pub changes: Vec<i64>,
-    /// Minimum age.
-    pub min_age: Option<i64>,
-    /// Maximum age.
-    pub max_age: Option<i64>,
-    /// Minimum instability.
-    pub min_instability: Option<i64>,
-    /// Maximum instability.
-    pub max_instability: Option<i64>,
-    /// Substring of the test case name.
-    pub text: Option<String>,
-    /// A job id (digits) or a substring of the job name.
-    pub job: Option<String>,
-    /// System ids (any of).
-    pub systems: Vec<i64>,
-    /// Group ids (any of).
-    pub groups: Vec<i64>,
-}
-
-/// Filters of `GET /runs/{id}/issues`.
-#[derive(Debug, Clone, Default)]
-pub struct IssueFilter {
-    /// Issue types (any of).
-    pub types: Vec<i64>,
-    /// Substring of the path.
-    pub location: Option<String>,
-    /// Substring of the message.
-    pub message: Option<String>,
-    /// Substring of the symbol.
-    pub symbol: Option<String>,
-    /// Minimum age.
-    pub min_age: Option<i64>,
-    /// Maximum age.
-    pub max_age: Option<i64>,
-    /// A job id (digits) or a substring of the job name.
-    pub job: Option<String>,
-}
 
 /// An issue with its job's names.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -331,3 +331,12 @@ impl Store {
         Ok(r == 1)
     }
 }
+
+impl Store {
+    /// A stage (not deleted), or "Stage not found".
+    pub async fn require_stage(&self, id: i64) -> Result<StageRow> {
+        self.stage(id)
+            .await?
+            .ok_or_else(|| crate::error::Error::not_found("Stage not found"))
+    }
+}

@@ -8,11 +8,10 @@ use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, Stream, StreamExt};
-use kraken_core::Local;
+use futures_util::stream::{Stream, StreamExt};
+use kraken_core::api::FollowEvent;
 use kraken_core::api::logs::{LogPaging, Logs};
-use kraken_core::events::Event as CoreEvent;
-use kraken_core::store::logs::LogFilter;
+use kraken_core::model::LogFilter;
 
 use crate::extract::{Caller, P, Q, R};
 
@@ -110,94 +109,28 @@ pub async fn stream_job_log(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
     let after = header_cursor.or(q.int("after")?).unwrap_or(0).max(0);
-    // Check access (and existence) before starting the stream.
-    let first = k.follow_job_log(id, after, 1000).await?;
-    let rx = k.core().events.subscribe();
-    let state = Follow {
-        k,
-        job_id: id,
-        cursor: after,
-        rx,
-        pending: Some(first),
-        last_state: None,
-        done: false,
-    };
-    let s = stream::unfold(state, next_events).flat_map(stream::iter);
-    Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-struct Follow {
-    k: Local,
-    job_id: i64,
-    cursor: i64,
-    rx: tokio::sync::broadcast::Receiver<CoreEvent>,
-    pending: Option<kraken_core::api::logs::LogChunk>,
-    last_state: Option<(i64, Option<i64>)>,
-    done: bool,
-}
-
-async fn next_events(mut f: Follow) -> Option<(Vec<Result<Event, Infallible>>, Follow)> {
-    if f.done {
-        return None;
-    }
-    loop {
-        let chunk = match f.pending.take() {
-            Some(c) => c,
-            None => match f.k.follow_job_log(f.job_id, f.cursor, 1000).await {
-                Ok(c) => c,
-                Err(e) => {
-                    f.done = true;
-                    let ev = Event::default().event("error").data(e.to_string());
-                    return Some((vec![Ok(ev)], f));
-                }
-            },
-        };
-        let mut out = Vec::new();
-        let state = (chunk.job_state, chunk.completion_status);
-        if f.last_state != Some(state) {
-            f.last_state = Some(state);
-            let data =
-                serde_json::json!({"state": state.0, "completion_status": state.1}).to_string();
-            out.push(Ok(Event::default().event("state").data(data)));
-        }
-        for line in &chunk.lines {
-            f.cursor = line.id;
-            let data = serde_json::to_string(line).unwrap_or_default();
-            out.push(Ok(Event::default()
+    // Access (and existence) is checked before the stream starts.
+    let events = k.follow_job_stream(id, after).await?;
+    let s = events.map(|e| {
+        Ok::<_, Infallible>(match e {
+            Ok(FollowEvent::Line(line)) => Event::default()
                 .event("log")
                 .id(line.id.to_string())
-                .data(data)));
-        }
-        if chunk.lines.is_empty() && chunk.job_completed {
-            let data =
-                serde_json::json!({"state": state.0, "completion_status": state.1}).to_string();
-            out.push(Ok(Event::default().event("end").data(data)));
-            f.done = true;
-            return Some((out, f));
-        }
-        if !out.is_empty() {
-            return Some((out, f));
-        }
-        // Nothing new: wait for a change of this job, or poll after a second.
-        let job_id = f.job_id;
-        let wait = async {
-            loop {
-                match f.rx.recv().await {
-                    Ok(CoreEvent::Logs { job_id: j, .. })
-                    | Ok(CoreEvent::Job { job_id: j, .. })
-                        if j == job_id =>
-                    {
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        return;
-                    }
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
-    }
+                .data(serde_json::to_string(&line).unwrap_or_default()),
+            Ok(FollowEvent::State {
+                state,
+                completion_status,
+            }) => Event::default().event("state").data(
+                serde_json::json!({"state": state, "completion_status": completion_status})
+                    .to_string(),
+            ),
+            Ok(FollowEvent::End { completion_status }) => Event::default().event("end").data(
+                serde_json::json!({"state": kraken_core::model::job_state::COMPLETED,
+                                   "completion_status": completion_status})
+                .to_string(),
+            ),
+            Err(e) => Event::default().event("error").data(e.to_string()),
+        })
+    });
+    Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

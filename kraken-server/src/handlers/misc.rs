@@ -18,7 +18,7 @@ pub async fn get_settings(
 ) -> R<Json<Value>> {
     Ok(Json(match k {
         Some(k) => k.get_settings().await?,
-        None => kraken_core::api::public_settings(&st.core.store).await?,
+        None => st.core.public_settings().await?,
     }))
 }
 

@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kraken_core::Error;
 use kraken_core::model::{CommentInput, Issue, List, TestCaseResult};
-use kraken_core::store::results::{IssueFilter, TcrFilter};
+use kraken_core::model::{IssueFilter, TcrFilter};
 use serde_json::Value;
 
 use crate::extract::{AppError, Caller, J, P, Q, R};

@@ -11,10 +11,7 @@ pub async fn login(
     State(st): State<AppState>,
     J(body): J<Login>,
 ) -> R<(StatusCode, Json<Session>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(kraken_core::api::login(&st.core.store, &body).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(st.core.login(&body).await?)))
 }
 
 pub async fn get_session(Caller(k): Caller, P(token): P<String>) -> R<Json<Session>> {

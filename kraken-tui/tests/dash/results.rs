@@ -35,8 +35,9 @@ async fn results_show_failures_first_with_change_age_and_instability() {
     let mut d = Dash::new(k);
     d.open("tested", "Branches of tested").await;
     let s = d.open("Main", &label).await;
-    // The flow passed (its job did) but a test failed.
-    assert!(s.line_with(&label).contains("passed"), "{s}");
+    // Its job passed but a test regressed: the flow failed, the one verdict
+    // the CLI's exit code gives too (Flow::outcome).
+    assert!(s.line_with(&label).contains("failed"), "{s}");
     assert_eq!(s.fg_of("2/3 ok", &label), Color::Red, "{s}");
     let s = d.open(&label, "unit").await;
     assert!(s.line_with("unit").contains("2/3 ok"), "{s}");

@@ -92,11 +92,16 @@ async fn agents_authorize_update_delete() {
     // Agents register themselves through the agent backend; do it through the store here.
     let core = s.server.as_ref().unwrap().core.clone();
     let a1 = core
-        .store
+        .engine()
+        .store()
         .register_agent("10.0.0.5", Some("10.0.0.5"))
         .await
         .unwrap();
-    core.store.register_agent("10.0.0.6", None).await.unwrap();
+    core.engine()
+        .store()
+        .register_agent("10.0.0.6", None)
+        .await
+        .unwrap();
 
     assert_eq!(admin.get("/api/agents").await.body["total"], 0);
     let un = admin.get("/api/agents?unauthorized=true").await;

@@ -328,14 +328,12 @@ async fn a_job_over_its_timeout_is_killed_and_marked() {
         .await;
     // An agent that can take the job.
     let address = "test-agent";
-    kraken_core::agent::ensure_builtin_agent(&core, address)
-        .await
-        .unwrap();
+    core.ensure_builtin_agent(address).await.unwrap();
     let flow = admin.flow(bid).await;
     let rid = flow["runs"][0]["id"].as_i64().unwrap();
     let jid = admin.run_jobs(rid).await[0]["id"].as_i64().unwrap();
     // Shorten the job's timeout (the schema allows 30 s at least) before the agent fetches it.
-    core.store.set_job_timeout(jid, 3).await.unwrap();
+    core.engine().store().set_job_timeout(jid, 3).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let agent = kraken_core::agent::Agent::new(
         Arc::new(kraken_core::agent::InProcess::new(core.clone())),
@@ -361,7 +359,7 @@ async fn a_job_over_its_timeout_is_killed_and_marked() {
     let flow = admin.flow(bid).await;
     let rid = flow["runs"][0]["id"].as_i64().unwrap();
     let jid = admin.run_jobs(rid).await[0]["id"].as_i64().unwrap();
-    core.store.set_job_timeout(jid, 1).await.unwrap();
+    core.engine().store().set_job_timeout(jid, 1).await.unwrap();
     let job = admin
         .wait_for(&format!("/api/jobs/{jid}"), WAIT, |j| j["state"] == 5)
         .await;
@@ -704,7 +702,14 @@ async fn timed_triggers_start_flows_until_the_stage_is_disabled() {
         .await
         .expect(200);
     let core = s.core();
-    assert!(core.store.stage_timers(sid).await.unwrap().is_empty());
+    assert!(
+        core.engine()
+            .store()
+            .stage_timers(sid)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -728,7 +733,7 @@ async fn deleting_a_project_stops_its_work() {
         .delete(&format!("/api/projects/{pid}"))
         .await
         .expect(200);
-    let job = s.core().store.job(jid).await.unwrap().unwrap();
+    let job = s.core().engine().store().job(jid).await.unwrap().unwrap();
     assert_eq!(job.completion_status, Some(8));
     assert_eq!(
         job.notes.as_deref(),

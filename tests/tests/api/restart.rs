@@ -7,7 +7,7 @@ use kraken_tests::{Client, TestServer};
 #[tokio::test]
 async fn data_survives_restart() {
     let mut s = TestServer::start().await;
-    let backend = s.server.as_ref().unwrap().core.store.backend();
+    let backend = s.server.as_ref().unwrap().core.engine().store().backend();
     match std::env::var("KRAKEN_TEST_DB_URL") {
         Ok(url) if url.starts_with("postgres") => assert_eq!(backend, "postgres"),
         _ => assert_eq!(backend, "sqlite"),

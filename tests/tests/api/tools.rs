@@ -207,7 +207,8 @@ async fn settings_version_user_data() {
         .expect(200);
     let core = s.server.as_ref().unwrap().core.clone();
     assert_eq!(
-        core.store
+        core.engine()
+            .store()
             .setting("notification", "smtp_password")
             .await
             .unwrap()

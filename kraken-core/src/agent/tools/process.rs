@@ -51,7 +51,7 @@ const MAX_DRAIN: Duration = Duration::from_secs(5);
 /// Lines read ahead of a slow output consumer.
 const MAX_PENDING: usize = 1024;
 /// The replacement of secrets in logged command lines and output.
-pub const MASK: &str = "******";
+pub use crate::mask::MASK;
 
 /// A command to run.
 #[derive(Debug, Clone, Default)]
@@ -194,16 +194,7 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Replace every non-empty secret of `mask` in `s` by [`MASK`].
-pub fn mask_secrets(s: &str, mask: &[String]) -> String {
-    let mut out = s.to_string();
-    for m in mask.iter().filter(|m| !m.is_empty()) {
-        if out.contains(m.as_str()) {
-            out = out.replace(m.as_str(), MASK);
-        }
-    }
-    out
-}
+pub use crate::mask::mask_secrets;
 
 /// Send a signal to a whole process group; a group that is gone is fine.
 pub fn kill_group(pgid: i32, sig: Signal) {

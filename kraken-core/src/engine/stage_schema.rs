@@ -1,0 +1,106 @@
+//! The stage-schema pipeline of the engine: the workflow validator for the
+//! current tools, and evaluation off the async threads.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::schema::{self, Limits, Pipeline, SchemaEnv, WorkflowValidator};
+use crate::store::Store;
+
+/// A compiled workflow validator and the state of the tools it was built from.
+pub(crate) type ValidatorCache =
+    std::sync::Mutex<Option<((i64, i64, i64), Arc<WorkflowValidator>)>>;
+
+/// The workflow JSON schema with a step schema for every tool version
+/// (`name` meaning the latest, and `name@version`).
+pub async fn workflow_schema(store: &Store) -> Result<Value> {
+    let mut schema: Value = serde_json::from_str(schema::WORKFLOW_SCHEMA)
+        .map_err(|e| Error::internal(format!("embedded workflow schema is not JSON: {e}")))?;
+    let tools = store.all_tools().await?;
+    let mut one_of = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for t in store.latest_tools().await? {
+        seen.insert(t.name.clone());
+    }
+    // Creation order, as the original lists them: `name` (latest) then `name@version`.
+    let mut named = std::collections::HashSet::new();
+    for t in &tools {
+        if seen.contains(&t.name)
+            && named.insert(t.name.clone())
+            && let Some(latest) = store.tool_by_ref(&t.name).await?
+        {
+            one_of.push(schema::tool_step_schema(&t.name, &latest.fields.0));
+        }
+        if let Some(v) = &t.version {
+            one_of.push(schema::tool_step_schema(
+                &format!("{}@{}", t.name, v),
+                &t.fields.0,
+            ));
+        }
+    }
+    if let Some(steps) = schema.pointer_mut("/properties/jobs/items/properties/steps/items") {
+        steps["oneOf"] = Value::Array(one_of);
+    }
+    Ok(schema)
+}
+
+/// What a stage's schema code is prepared for.
+#[derive(Debug, Clone)]
+pub(crate) enum Prepare {
+    /// [`Pipeline::Preview`].
+    Preview,
+    /// [`Pipeline::Run`].
+    Run,
+    /// [`Pipeline::Store`] with the branch's environment.
+    Store(SchemaEnv),
+}
+
+impl Engine {
+    /// The workflow validator for the current tools (rebuilt when they change).
+    pub(crate) async fn validator(&self) -> Result<Arc<WorkflowValidator>> {
+        let tools = self.store.all_tools().await?;
+        let fingerprint = (
+            tools.len() as i64,
+            tools.iter().map(|t| t.id).max().unwrap_or(0),
+            tools.iter().map(|t| t.created).max().unwrap_or(0),
+        );
+        if let Ok(cache) = self.validator.lock()
+            && let Some((fp, v)) = cache.as_ref()
+            && *fp == fingerprint
+        {
+            return Ok(v.clone());
+        }
+        let full = workflow_schema(&self.store).await?;
+        let v = Arc::new(WorkflowValidator::new(&full).map_err(Error::internal)?);
+        if let Ok(mut cache) = self.validator.lock() {
+            *cache = Some((fingerprint, v.clone()));
+        }
+        Ok(v)
+    }
+
+    /// Run [`schema::prepare_stage_schema`] on a blocking thread. A schema
+    /// error is [`Error::BadRequest`] with the original's message.
+    pub(crate) async fn prepare_stage_schema(
+        &self,
+        code: &str,
+        ctx: Value,
+        what: Prepare,
+    ) -> Result<(String, Value)> {
+        let validator = self.validator().await?;
+        let code = code.to_string();
+        tokio::task::spawn_blocking(move || {
+            let pipeline = match &what {
+                Prepare::Preview => Pipeline::Preview,
+                Prepare::Run => Pipeline::Run,
+                Prepare::Store(env) => Pipeline::Store(env),
+            };
+            schema::prepare_stage_schema(&code, &ctx, &Limits::default(), &validator, pipeline)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?
+        .map_err(Error::BadRequest)
+    }
+}

@@ -1,0 +1,315 @@
+//! The engine on its own: planning, scheduling, completion, the task worker
+//! and the watchdog over a real store, with no API service and no HTTP
+//! server. SQLite by default; PostgreSQL when `KRAKEN_TEST_DB_URL` names one.
+
+use std::sync::Arc;
+
+use kraken_core::api::{Config, Core};
+use kraken_core::engine::Engine;
+use kraken_core::model::{Outcome, completion, flow_kind, job_state, step_status};
+use kraken_core::store::Store;
+use kraken_core::store::branches::{BranchInit, BranchRow};
+use kraken_core::store::stages::StageFields;
+use serde_json::json;
+
+struct Fixture {
+    core: Arc<Core>,
+    branch: BranchRow,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn engine(&self) -> &Arc<Engine> {
+        self.core.engine()
+    }
+    fn store(&self) -> &Store {
+        self.core.engine().store()
+    }
+}
+
+/// A fresh database (a file, or a new PostgreSQL database), seeded, with one
+/// project, one branch and a stage per `(name, code)`.
+async fn fixture(stages: &[(&str, &str)]) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match std::env::var("KRAKEN_TEST_DB_URL") {
+        Ok(base) if base.starts_with("postgres") => {
+            let name = format!("kraken_engine_{:016x}", rand_u64());
+            let pool = sqlx::PgPool::connect(&base).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            let (head, _) = base.rsplit_once('/').unwrap();
+            Some(format!("{head}/{name}"))
+        }
+        _ => None,
+    };
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let core = Core::open_database(url.as_deref(), config).await.unwrap();
+    let store = core.engine().store();
+    let project = store.create_project("demo", None).await.unwrap();
+    let branch = store
+        .create_branch(
+            project.id,
+            "main",
+            "main",
+            BranchInit {
+                sequences: [0, 0, 0],
+                retention_policy: None,
+                user_data: [json!({}), json!({}), json!({})],
+                env_vars: json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    for (name, code) in stages {
+        store
+            .create_stage(
+                branch.id,
+                &StageFields {
+                    name: (*name).to_string(),
+                    description: None,
+                    enabled: true,
+                    schema: json!({"parent": "root", "triggers": {"parent": true}}),
+                    schema_code: Some((*code).to_string()),
+                    schema_from_repo_enabled: false,
+                    repo_url: None,
+                    repo_branch: None,
+                    repo_access_token: None,
+                    repo_refresh_interval: None,
+                    schema_file: None,
+                    git_clone_params: None,
+                },
+                [0, 0, 0],
+            )
+            .await
+            .unwrap();
+    }
+    Fixture {
+        core,
+        branch,
+        _dir: dir,
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .elapsed()
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A root stage with `jobs` shell jobs on group `all`.
+fn stage_code(jobs: usize) -> String {
+    let jobs: Vec<String> = (0..jobs)
+        .map(|i| {
+            format!(
+                r#"{{"name": "job{i}", "steps": [{{"tool": "shell", "cmd": "true"}}],
+                     "environments": [{{"system": "any", "agents_group": "all", "config": "c"}}]}}"#
+            )
+        })
+        .collect();
+    format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \
+         \"parameters\": [], \"configs\": [], \"jobs\": [{}]}}",
+        jobs.join(", ")
+    )
+}
+
+/// An authorized agent in group `all`.
+async fn agent(f: &Fixture, address: &str) -> i64 {
+    f.core.ensure_builtin_agent(address).await.unwrap();
+    f.store()
+        .agent_by_address(address)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+/// Mark every step of a job with `status`, as an agent reports them, and
+/// tell the engine the job is done.
+async fn finish_job(f: &Fixture, job_id: i64, status: i64) {
+    for s in f.store().steps_of(&[job_id]).await.unwrap() {
+        f.store()
+            .set_step_result(s.id, Some(status), Some(&json!({"status": "done"})))
+            .await
+            .unwrap();
+    }
+    f.engine().job_completed(job_id).await.unwrap();
+}
+
+async fn flow_json(f: &Fixture, flow_id: i64) -> kraken_core::model::Flow {
+    let row = f.store().require_flow(flow_id).await.unwrap();
+    kraken_core::view::flows_json(f.store(), std::slice::from_ref(&row), true)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test]
+async fn a_flow_is_planned_scheduled_completed_and_analysed() {
+    let f = fixture(&[("build", &stage_code(2))]).await;
+    // Jobs of a group without agents fail at once ("no agents"): one first.
+    let a = agent(&f, "engine-test-1").await;
+    let flow = f
+        .engine()
+        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
+        .await
+        .unwrap();
+
+    // Planning: one run of the root stage, its two jobs waiting with their steps.
+    let runs = f.store().flow_runs(flow.id).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    let jobs = f.store().run_jobs(runs[0].id, false).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j.agent_used_id.is_none()));
+    let steps = f.store().steps_of(&[jobs[0].id]).await.unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].tool_name, "shell");
+    assert_eq!(flow_json(&f, flow.id).await.outcome(), Outcome::Running);
+
+    // Scheduling: one agent takes one job; the other waits.
+    assert_eq!(f.engine().assign_jobs().await.unwrap(), 1);
+    assert_eq!(
+        f.engine().assign_jobs().await.unwrap(),
+        0,
+        "the agent is busy"
+    );
+    let held: Vec<_> = f.store().run_jobs(runs[0].id, false).await.unwrap();
+    let first = held.iter().find(|j| j.agent_used_id == Some(a)).unwrap().id;
+
+    // Completion: the run stays in progress until both jobs are done.
+    finish_job(&f, first, step_status::DONE).await;
+    assert_eq!(f.store().require_run(runs[0].id).await.unwrap().state, 1);
+    assert_eq!(
+        f.engine().assign_jobs().await.unwrap(),
+        1,
+        "the freed agent takes the next"
+    );
+    let second = held.iter().find(|j| j.id != first).unwrap().id;
+    finish_job(&f, second, step_status::DONE).await;
+    let flow_now = flow_json(&f, flow.id).await;
+    assert_eq!(flow_now.state, "completed");
+    assert_eq!(flow_now.runs[0].state, "completed");
+    assert_eq!(flow_now.outcome(), Outcome::Running, "not analysed yet");
+
+    // The task worker analyses the run: processed, and the flow passed.
+    f.engine().run_queued_tasks().await.unwrap();
+    let done = flow_json(&f, flow.id).await;
+    assert_eq!(done.runs[0].state, "processed");
+    assert_eq!(done.outcome(), Outcome::Passed);
+    assert_eq!(done.summary.as_ref().unwrap()["errors"], json!(false));
+}
+
+#[tokio::test]
+async fn a_failed_step_fails_the_run_and_the_flow_summary() {
+    let f = fixture(&[("build", &stage_code(1))]).await;
+    agent(&f, "engine-test-2").await;
+    let flow = f
+        .engine()
+        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
+        .await
+        .unwrap();
+    assert_eq!(f.engine().assign_jobs().await.unwrap(), 1);
+    let run = f.store().flow_runs(flow.id).await.unwrap().remove(0);
+    let job = f.store().run_jobs(run.id, false).await.unwrap().remove(0);
+    finish_job(&f, job.id, step_status::ERROR).await;
+    let job = f.store().require_job(job.id).await.unwrap();
+    assert_eq!(job.state, job_state::COMPLETED);
+    assert_eq!(
+        job.completion_status,
+        Some(completion::AGENT_ERROR_RETURNED)
+    );
+    f.engine().run_queued_tasks().await.unwrap();
+    let done = flow_json(&f, flow.id).await;
+    match done.outcome() {
+        Outcome::Failed(why) => assert!(why.contains("1 failed job"), "{why}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(done.summary.as_ref().unwrap()["errors"], json!(true));
+}
+
+#[tokio::test]
+async fn a_stage_whose_code_fails_ends_its_run_with_a_note() {
+    let f = fixture(&[(
+        "broken",
+        "def stage(ctx):\n    return {\"jobs\": 1 + \"x\"}",
+    )])
+    .await;
+    let flow = f
+        .engine()
+        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
+        .await
+        .unwrap();
+    f.engine().run_queued_tasks().await.unwrap();
+    let done = flow_json(&f, flow.id).await;
+    assert_eq!(done.state, "completed");
+    let note = done.runs[0].note.clone().unwrap_or_default();
+    assert!(note.starts_with("Triggering run's jobs failed"), "{note}");
+    assert!(done.outcome().is_failure(), "{:?}", done.outcome());
+}
+
+#[tokio::test]
+async fn the_watchdog_ends_a_job_held_past_its_timeout() {
+    let f = fixture(&[("build", &stage_code(1))]).await;
+    let a = agent(&f, "engine-test-3").await;
+    let flow = f
+        .engine()
+        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
+        .await
+        .unwrap();
+    assert_eq!(f.engine().assign_jobs().await.unwrap(), 1);
+    let run = f.store().flow_runs(flow.id).await.unwrap().remove(0);
+    let job = f.store().run_jobs(run.id, false).await.unwrap().remove(0);
+    f.store().set_job_timeout(job.id, 0).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    f.engine().check_job_timeouts().await.unwrap();
+    let job = f.store().require_job(job.id).await.unwrap();
+    assert_eq!(job.completion_status, Some(completion::SERVER_TIMEOUT));
+    assert!(job.notes.unwrap_or_default().contains("expired"));
+    // The agent learns it at its next call (it still holds the job until
+    // then); the run is over.
+    let agent_row = f.store().agent(a).await.unwrap().unwrap();
+    assert_eq!(agent_row.job_id, Some(job.id));
+    f.engine().run_queued_tasks().await.unwrap();
+    let done = flow_json(&f, flow.id).await;
+    assert_eq!(done.state, "completed");
+    assert!(done.outcome().is_failure());
+}
+
+#[tokio::test]
+async fn the_stage_pipeline_validates_at_run_time() {
+    // Valid Starlark, but not a valid workflow: a step of an unknown tool.
+    let code = stage_code(1).replace("\"shell\"", "\"no-such-tool\"");
+    let f = fixture(&[("invalid", &code)]).await;
+    agent(&f, "engine-test-4").await;
+    let flow = f
+        .engine()
+        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
+        .await
+        .unwrap();
+    let run = f.store().flow_runs(flow.id).await.unwrap().remove(0);
+    assert!(f.store().run_jobs(run.id, false).await.unwrap().is_empty());
+    let note = f
+        .store()
+        .require_run(run.id)
+        .await
+        .unwrap()
+        .note
+        .unwrap_or_default();
+    assert!(
+        note.starts_with("Triggering run's jobs failed") && note.contains("no-such-tool"),
+        "{note}"
+    );
+}
