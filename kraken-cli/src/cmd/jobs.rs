@@ -1,0 +1,84 @@
+//! `kraken jobs`.
+
+use kraken_core::Kraken;
+use kraken_core::model::*;
+
+use crate::args::JobsCmd;
+use crate::out::{Out, opt};
+
+pub(crate) fn job_state_word(j: &Job) -> String {
+    match j.state {
+        job_state::COMPLETED => match j.completion_status {
+            Some(completion::ALL_OK) => "passed".into(),
+            Some(s) => format!("failed ({})", completion::describe(s)),
+            None => "completed".into(),
+        },
+        job_state::ASSIGNED => "running".into(),
+        job_state::EXECUTING_FINISHED => "finishing".into(),
+        _ => "queued".into(),
+    }
+}
+
+pub(crate) fn job_row(j: &Job) -> Vec<String> {
+    vec![
+        j.id.to_string(),
+        j.name.clone(),
+        job_state_word(j),
+        opt(&j.completion_status),
+        j.agent_name.clone(),
+        j.duration.clone(),
+    ]
+}
+
+/// Runs one `kraken jobs` verb.
+pub async fn run(k: &Kraken, out: &Out, c: &JobsCmd) -> anyhow::Result<()> {
+    match c {
+        JobsCmd::Show { job } => {
+            let j = k.get_job(*job).await?;
+            if out.json {
+                return out.json(&j);
+            }
+            out.table(
+                &["JOB", "NAME", "STATE", "STATUS", "AGENT", "DURATION"],
+                vec![job_row(&j)],
+            )?;
+            let status = |s: Option<i64>| match s {
+                Some(step_status::DONE) => "done",
+                Some(step_status::ERROR) => "error",
+                Some(step_status::SKIPPED) => "skipped",
+                Some(step_status::IN_PROGRESS) => "running",
+                _ => "",
+            };
+            out.table(
+                &["STEP", "TOOL", "NAME", "STATUS"],
+                j.steps
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.index.to_string(),
+                            s.tool.clone(),
+                            s.name.clone(),
+                            status(s.status).into(),
+                        ]
+                    })
+                    .collect(),
+            )?;
+            if let Some(n) = &j.notes {
+                out.line(format!("notes: {n}"))?;
+            }
+            Ok(())
+        }
+        JobsCmd::Rerun { job } => {
+            let j = k.job_rerun(*job).await?;
+            if out.json {
+                out.json(&j)
+            } else {
+                out.line(j.id)
+            }
+        }
+        JobsCmd::Cancel { job } => {
+            k.delete_job(*job).await?;
+            Ok(())
+        }
+    }
+}
