@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
         .with_target(false)
         .init();
     match run(cli).await {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let (code, msg) = exit_of(&e);
             if let Some(m) = msg {
@@ -94,7 +94,8 @@ fn same_server(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs the command; `Ok` is exit code 0, an error carries its own (`exit_of`).
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Out::new(cli.json);
     match &cli.command {
         Command::Login { user, password } => {
@@ -107,27 +108,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let k = connect(&cli).await?;
     match &cli.command {
-        Command::Logout => cmd::login::logout(&cli, &k).await?,
-        Command::Version => cmd::version::run(&k, &out).await?,
-        Command::Projects(c) => cmd::projects::run(&k, &out, c).await?,
-        Command::Branches(c) => cmd::branches::run(&k, &out, c).await?,
-        Command::Stages(c) => cmd::stages::run(&k, &out, c).await?,
-        Command::Flows(c) => return cmd::flows::run(&k, &out, c).await,
-        Command::Runs(c) => return cmd::runs::run(&k, &out, c).await,
-        Command::Jobs(c) => cmd::jobs::run(&k, &out, c).await?,
-        Command::Logs(a) => return cmd::logs::run(&k, &out, a).await,
-        Command::Results(c) => cmd::results::run(&k, &out, c).await?,
-        Command::Agents(c) => cmd::agents::run(&k, &out, c).await?,
-        Command::Groups(c) => cmd::groups::run(&k, &out, c).await?,
-        Command::Secrets(c) => cmd::secrets::run(&k, &out, c).await?,
-        Command::Users(c) => cmd::users::run(&k, &out, c).await?,
-        Command::Tools(c) => cmd::tools::run(&k, &out, c).await?,
-        Command::Settings(c) => cmd::settings::run(&k, &out, c).await?,
-        Command::Systems(c) => cmd::systems::run(&k, &out, c).await?,
+        Command::Logout => cmd::login::logout(&cli, &k).await,
+        Command::Version => cmd::version::run(&k, &out).await,
+        Command::Projects(c) => cmd::projects::run(&k, &out, c).await,
+        Command::Branches(c) => cmd::branches::run(&k, &out, c).await,
+        Command::Stages(c) => cmd::stages::run(&k, &out, c).await,
+        Command::Flows(c) => cmd::flows::run(&k, &out, c).await,
+        Command::Runs(c) => cmd::runs::run(&k, &out, c).await,
+        Command::Jobs(c) => cmd::jobs::run(&k, &out, c).await,
+        Command::Logs(a) => cmd::logs::run(&k, &out, a).await,
+        Command::Results(c) => cmd::results::run(&k, &out, c).await,
+        Command::Agents(c) => cmd::agents::run(&k, &out, c).await,
+        Command::Groups(c) => cmd::groups::run(&k, &out, c).await,
+        Command::Secrets(c) => cmd::secrets::run(&k, &out, c).await,
+        Command::Users(c) => cmd::users::run(&k, &out, c).await,
+        Command::Tools(c) => cmd::tools::run(&k, &out, c).await,
+        Command::Settings(c) => cmd::settings::run(&k, &out, c).await,
+        Command::Systems(c) => cmd::systems::run(&k, &out, c).await,
         Command::Login { .. }
         | Command::Completions { .. }
         | Command::Agent(_)
-        | Command::Schema(_) => {}
+        | Command::Schema(_) => Ok(()),
     }
-    Ok(ExitCode::SUCCESS)
 }

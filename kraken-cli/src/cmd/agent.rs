@@ -1,6 +1,5 @@
 //! `kraken agent`: a remote agent that takes jobs from a server over HTTP.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use kraken_core::credentials::Credentials;
@@ -17,7 +16,7 @@ fn hostname() -> String {
 }
 
 /// Runs the agent until Ctrl-C (or after one job with --one-job).
-pub async fn run(cli: &Cli, a: &AgentArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: &Cli, a: &AgentArgs) -> anyhow::Result<()> {
     let server = cli
         .server
         .clone()
@@ -38,5 +37,5 @@ pub async fn run(cli: &Cli, a: &AgentArgs) -> anyhow::Result<ExitCode> {
     });
     eprintln!("kraken agent '{address}' working for {server}");
     agent.run(stop).await;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

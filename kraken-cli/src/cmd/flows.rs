@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -62,12 +61,7 @@ fn state_word(f: &Flow) -> String {
     }
 }
 
-async fn wait_flow(
-    k: &Kraken,
-    out: &Out,
-    id: i64,
-    timeout: Option<u64>,
-) -> anyhow::Result<ExitCode> {
+async fn wait_flow(k: &Kraken, out: &Out, id: i64, timeout: Option<u64>) -> anyhow::Result<()> {
     let start = Instant::now();
     let progress = std::io::stderr().is_terminal() && !out.json;
     let bar = progress.then(|| {
@@ -118,13 +112,13 @@ async fn wait_flow(
             if progress {
                 eprintln!("flow {id} ({}) passed in {}", f.label, f.duration);
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(())
         }
     }
 }
 
 /// Runs one `kraken flows` verb.
-pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<ExitCode> {
+pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
     match c {
         FlowsCmd::List {
             branch,
@@ -265,5 +259,5 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<ExitCode
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -1,7 +1,6 @@
 //! `kraken login` and `kraken logout`.
 
 use std::io::IsTerminal;
-use std::process::ExitCode;
 
 use kraken_core::Kraken;
 use kraken_core::credentials::Credentials;
@@ -16,7 +15,7 @@ pub async fn login(
     out: &Out,
     user: &str,
     password: Option<String>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<()> {
     let stored = Credentials::load().ok().flatten();
     let server = cli
         .server
@@ -50,7 +49,7 @@ pub async fn login(
             path.display()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Ends the session (when it is a server's) and forgets it.

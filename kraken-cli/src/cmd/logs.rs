@@ -1,7 +1,5 @@
 //! `kraken logs`: a job's log, followed or not, or the failed steps' logs of a flow.
 
-use std::process::ExitCode;
-
 use futures_util::StreamExt;
 use kraken_core::Kraken;
 use kraken_core::api::FollowEvent;
@@ -39,7 +37,7 @@ async fn print_lines(k: &Kraken, out: &Out, job: i64, step: Option<i64>) -> anyh
 }
 
 /// Prints a job's log (or the failed steps' logs of a flow).
-pub async fn run(k: &Kraken, out: &Out, a: &LogsArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(k: &Kraken, out: &Out, a: &LogsArgs) -> anyhow::Result<()> {
     if let Some(flow) = a.flow {
         let f = k.get_flow(flow).await?;
         let mut any = false;
@@ -77,14 +75,14 @@ pub async fn run(k: &Kraken, out: &Out, a: &LogsArgs) -> anyhow::Result<ExitCode
         if !any && !out.json {
             eprintln!("flow {flow} has no failed job");
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     let job = a
         .job
         .ok_or_else(|| usage("name a job (or --flow ID --failed)"))?;
     if !a.follow {
         print_lines(k, out, job, a.step).await?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     let mut stream = k.follow_job(job, 0);
     let mut status = None;
@@ -109,11 +107,11 @@ pub async fn run(k: &Kraken, out: &Out, a: &LogsArgs) -> anyhow::Result<ExitCode
         }
     }
     match status {
-        Some(completion::ALL_OK) => Ok(ExitCode::SUCCESS),
+        Some(completion::ALL_OK) => Ok(()),
         Some(s) => Err(failed(format!(
             "job {job} failed: {}",
             completion::describe(s)
         ))),
-        None => Ok(ExitCode::SUCCESS),
+        None => Ok(()),
     }
 }

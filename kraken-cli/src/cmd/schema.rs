@@ -1,7 +1,5 @@
 //! `kraken schema`: workflow schemas offline.
 
-use std::process::ExitCode;
-
 use serde_json::{Value, json};
 
 use crate::args::SchemaCmd;
@@ -34,7 +32,7 @@ fn default_ctx() -> Value {
 }
 
 /// Runs one `kraken schema` verb.
-pub fn run(out: &Out, c: &SchemaCmd) -> anyhow::Result<ExitCode> {
+pub fn run(out: &Out, c: &SchemaCmd) -> anyhow::Result<()> {
     use kraken_core::schema;
     match c {
         SchemaCmd::Dump => {
@@ -121,5 +119,5 @@ pub fn run(out: &Out, c: &SchemaCmd) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
