@@ -20,10 +20,8 @@ pub async fn run(k: &Kraken, out: &Out, c: &AgentsCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json {
-                return out.json(&l);
-            }
-            out.table(
+            out.list(
+                &l,
                 &[
                     "ID",
                     "NAME",
@@ -34,31 +32,28 @@ pub async fn run(k: &Kraken, out: &Out, c: &AgentsCmd) -> anyhow::Result<()> {
                     "JOB",
                     "LAST SEEN",
                 ],
-                l.items
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a.id.to_string(),
-                            a.name.clone(),
-                            a.address.clone(),
-                            a.authorized.to_string(),
-                            if a.disabled {
-                                "disabled".into()
-                            } else if a.state == agent_state::ACTIVE {
-                                "active".into()
-                            } else {
-                                "inactive".into()
-                            },
-                            a.groups
-                                .iter()
-                                .map(|g| g.name.clone())
-                                .collect::<Vec<_>>()
-                                .join(","),
-                            a.job.as_ref().map(|j| j.id.to_string()).unwrap_or_default(),
-                            opt(&a.last_seen),
-                        ]
-                    })
-                    .collect(),
+                |a| {
+                    vec![
+                        a.id.to_string(),
+                        a.name.clone(),
+                        a.address.clone(),
+                        a.authorized.to_string(),
+                        if a.disabled {
+                            "disabled".into()
+                        } else if a.state == agent_state::ACTIVE {
+                            "active".into()
+                        } else {
+                            "inactive".into()
+                        },
+                        a.groups
+                            .iter()
+                            .map(|g| g.name.clone())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        a.job.as_ref().map(|j| j.id.to_string()).unwrap_or_default(),
+                        opt(&a.last_seen),
+                    ]
+                },
             )
         }
         AgentsCmd::Show { agent } => {
@@ -104,7 +99,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &AgentsCmd) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let a = k.update_agent(*agent, &input).await?;
-            if out.json { out.json(&a) } else { Ok(()) }
+            out.json_only(&a)
         }
         AgentsCmd::Delete { agent } => {
             k.delete_agent(*agent).await?;

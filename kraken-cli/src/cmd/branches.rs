@@ -7,18 +7,13 @@ use crate::args::BranchesCmd;
 use crate::out::{Out, opt};
 use crate::resolve::{branch_id, project_id};
 
-fn branch_rows(items: &[Branch]) -> Vec<Vec<String>> {
-    items
-        .iter()
-        .map(|b| {
-            vec![
-                b.id.to_string(),
-                b.name.clone(),
-                opt(&b.branch_name),
-                b.project_name.clone(),
-            ]
-        })
-        .collect()
+fn branch_row(b: &Branch) -> Vec<String> {
+    vec![
+        b.id.to_string(),
+        b.name.clone(),
+        opt(&b.branch_name),
+        b.project_name.clone(),
+    ]
 }
 
 /// Runs one `kraken branches` verb.
@@ -26,42 +21,39 @@ pub async fn run(k: &Kraken, out: &Out, c: &BranchesCmd) -> anyhow::Result<()> {
     match c {
         BranchesCmd::List { project } => {
             let p = k.get_project(project_id(k, project).await?, false).await?;
-            if out.json {
-                return out.json(&List::all(p.branches));
-            }
-            out.table(
+            out.list(
+                &List::all(p.branches),
                 &["ID", "NAME", "GIT BRANCH", "PROJECT"],
-                branch_rows(&p.branches),
+                branch_row,
             )
         }
         BranchesCmd::Show { branch } => {
             let b = k.get_branch(branch_id(k, branch).await?).await?;
-            if out.json {
-                return out.json(&b);
-            }
-            out.fields(&[
-                ("id", b.id.to_string()),
-                ("name", b.name.clone()),
-                ("git branch", opt(&b.branch_name)),
-                ("project", format!("{} ({})", b.project_name, b.project_id)),
-                (
-                    "env",
-                    b.env_vars
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                ),
-                (
-                    "stages",
-                    b.stages
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|s| format!("{} ({})", s.name, s.id))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-            ])
+            out.show(&b, || {
+                out.fields(&[
+                    ("id", b.id.to_string()),
+                    ("name", b.name.clone()),
+                    ("git branch", opt(&b.branch_name)),
+                    ("project", format!("{} ({})", b.project_name, b.project_id)),
+                    (
+                        "env",
+                        b.env_vars
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    (
+                        "stages",
+                        b.stages
+                            .iter()
+                            .flatten()
+                            .map(|s| format!("{} ({})", s.name, s.id))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                ])
+            })
         }
         BranchesCmd::Create {
             project,
@@ -86,11 +78,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &BranchesCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json {
-                out.json(&b)
-            } else {
-                out.line(b.id)
-            }
+            out.value(&b, b.id)
         }
         BranchesCmd::Update {
             branch,
@@ -106,11 +94,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &BranchesCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json {
-                out.json(&b)
-            } else {
-                out.line(b.id)
-            }
+            out.value(&b, b.id)
         }
         BranchesCmd::Delete { branch } => {
             k.delete_branch(branch_id(k, branch).await?).await?;
@@ -118,29 +102,20 @@ pub async fn run(k: &Kraken, out: &Out, c: &BranchesCmd) -> anyhow::Result<()> {
         }
         BranchesCmd::Sequences { branch } => {
             let l = k.get_branch_sequences(branch_id(k, branch).await?).await?;
-            if out.json {
-                return out.json(&l);
-            }
             let kind = |x: i64| {
                 ["flow", "ci flow", "dev flow", "run", "ci run", "dev run"]
                     .get(x as usize)
                     .copied()
                     .unwrap_or("?")
             };
-            out.table(
-                &["ID", "KIND", "STAGE", "VALUE"],
-                l.items
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.id.to_string(),
-                            kind(s.kind).into(),
-                            opt(&s.stage_name),
-                            s.value.to_string(),
-                        ]
-                    })
-                    .collect(),
-            )
+            out.list(&l, &["ID", "KIND", "STAGE", "VALUE"], |s| {
+                vec![
+                    s.id.to_string(),
+                    kind(s.kind).into(),
+                    opt(&s.stage_name),
+                    s.value.to_string(),
+                ]
+            })
         }
         BranchesCmd::SetEnv {
             branch,
@@ -164,9 +139,6 @@ pub async fn run(k: &Kraken, out: &Out, c: &BranchesCmd) -> anyhow::Result<()> {
         }
         BranchesCmd::Stats { branch } => {
             let s = k.get_branch_stats(branch_id(k, branch).await?).await?;
-            if out.json {
-                return out.json(&s);
-            }
             let row = |kind: &str, x: &BranchStatsByKind| {
                 vec![
                     kind.to_string(),
@@ -177,17 +149,19 @@ pub async fn run(k: &Kraken, out: &Out, c: &BranchesCmd) -> anyhow::Result<()> {
                     opt(&x.avg_duration_last_week),
                 ]
             };
-            out.table(
-                &[
-                    "KIND",
-                    "FLOWS",
-                    "LAST MONTH",
-                    "LAST WEEK",
-                    "AVG MONTH",
-                    "AVG WEEK",
-                ],
-                vec![row("ci", &s.ci), row("dev", &s.dev)],
-            )
+            out.show(&s, || {
+                out.table(
+                    &[
+                        "KIND",
+                        "FLOWS",
+                        "LAST MONTH",
+                        "LAST WEEK",
+                        "AVG MONTH",
+                        "AVG WEEK",
+                    ],
+                    vec![row("ci", &s.ci), row("dev", &s.dev)],
+                )
+            })
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::args::FlowsCmd;
 use crate::cmd::key_values;
-use crate::cmd::runs::{RUN_HEADERS, run_rows};
+use crate::cmd::runs::{RUN_HEADERS, run_row};
 use crate::out::{Out, failed, opt, timed_out, usage};
 use crate::resolve::branch_id;
 
@@ -103,9 +103,8 @@ async fn wait_flow(k: &Kraken, out: &Out, id: i64, timeout: Option<u64>) -> anyh
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    if out.json {
-        out.json(&f)?;
-    }
+    // Without --json the verdict goes to stderr (and the exit code) only.
+    out.json_only(&f)?;
     match flow_failed(&f) {
         Some(why) => Err(failed(why)),
         None => {
@@ -128,32 +127,24 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
             let l = k
                 .get_flows(branch_id(k, branch).await?, kind, None, Some(*limit), None)
                 .await?;
-            if out.json {
-                out.json(&l)?;
-            } else {
-                out.table(
-                    &["ID", "LABEL", "KIND", "STATE", "CREATED", "DURATION"],
-                    l.items
-                        .iter()
-                        .map(|f| {
-                            vec![
-                                f.id.to_string(),
-                                f.label.clone(),
-                                f.kind.clone(),
-                                state_word(f),
-                                f.created.to_string(),
-                                f.duration.clone(),
-                            ]
-                        })
-                        .collect(),
-                )?;
-            }
+            out.list(
+                &l,
+                &["ID", "LABEL", "KIND", "STATE", "CREATED", "DURATION"],
+                |f| {
+                    vec![
+                        f.id.to_string(),
+                        f.label.clone(),
+                        f.kind.clone(),
+                        state_word(f),
+                        f.created.to_string(),
+                        f.duration.clone(),
+                    ]
+                },
+            )?;
         }
         FlowsCmd::Show { flow } => {
             let f = k.get_flow(*flow).await?;
-            if out.json {
-                out.json(&f)?;
-            } else {
+            out.show(&f, || {
                 out.fields(&[
                     ("id", f.id.to_string()),
                     ("label", f.label.clone()),
@@ -166,8 +157,8 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
                     ("created", f.created.to_string()),
                     ("duration", f.duration.clone()),
                 ])?;
-                out.table(RUN_HEADERS, run_rows(&f.runs))?;
-            }
+                out.table(RUN_HEADERS, f.runs.iter().map(run_row).collect())
+            })?;
         }
         FlowsCmd::Create {
             branch,
@@ -208,35 +199,21 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
                 }
                 return wait_flow(k, out, f.id, wait_args.timeout).await;
             }
-            if out.json {
-                out.json(&f)?;
-            } else {
-                out.line(f.id)?;
-            }
+            out.value(&f, f.id)?;
         }
         FlowsCmd::Wait { flow, wait_args } => {
             return wait_flow(k, out, *flow, wait_args.timeout).await;
         }
         FlowsCmd::Artifacts { flow } => {
             let l = k.get_flow_artifacts(*flow).await?;
-            if out.json {
-                out.json(&l)?;
-            } else {
-                out.table(
-                    &["PATH", "SIZE", "STAGE", "RUN"],
-                    l.items
-                        .iter()
-                        .map(|a| {
-                            vec![
-                                a.path.clone(),
-                                a.size.to_string(),
-                                a.stage.clone(),
-                                a.run_id.to_string(),
-                            ]
-                        })
-                        .collect(),
-                )?;
-            }
+            out.list(&l, &["PATH", "SIZE", "STAGE", "RUN"], |a| {
+                vec![
+                    a.path.clone(),
+                    a.size.to_string(),
+                    a.stage.clone(),
+                    a.run_id.to_string(),
+                ]
+            })?;
         }
         FlowsCmd::Download { flow, path, output } => {
             let (bytes, name) = k.read_artifact("f", *flow, path).await?;

@@ -12,23 +12,14 @@ pub async fn run(k: &Kraken, out: &Out, c: &GroupsCmd) -> anyhow::Result<()> {
     match c {
         GroupsCmd::List => {
             let l = k.get_groups(&Paging::default()).await?;
-            if out.json {
-                return out.json(&l);
-            }
-            out.table(
-                &["ID", "NAME", "PROJECT", "AGENTS"],
-                l.items
-                    .iter()
-                    .map(|g| {
-                        vec![
-                            g.id.to_string(),
-                            g.name.clone(),
-                            opt(&g.project_name),
-                            g.agents_count.to_string(),
-                        ]
-                    })
-                    .collect(),
-            )
+            out.list(&l, &["ID", "NAME", "PROJECT", "AGENTS"], |g| {
+                vec![
+                    g.id.to_string(),
+                    g.name.clone(),
+                    opt(&g.project_name),
+                    g.agents_count.to_string(),
+                ]
+            })
         }
         GroupsCmd::Create { name, project } => {
             let pid = match project {
@@ -42,11 +33,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &GroupsCmd) -> anyhow::Result<()> {
                     deployment: None,
                 })
                 .await?;
-            if out.json {
-                out.json(&g)
-            } else {
-                out.line(g.id)
-            }
+            out.value(&g, g.id)
         }
         GroupsCmd::Update { group, name } => {
             let g = k
@@ -58,7 +45,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &GroupsCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json { out.json(&g) } else { Ok(()) }
+            out.json_only(&g)
         }
         GroupsCmd::Delete { group } => {
             k.delete_group(group_id(k, group).await?).await?;

@@ -6,6 +6,7 @@ use kraken_core::model::*;
 use crate::args::JobsCmd;
 use crate::out::{Out, opt};
 
+/// A job's state in one word: queued, running, finishing, passed, failed (why).
 pub(crate) fn job_state_word(j: &Job) -> String {
     match j.state {
         job_state::COMPLETED => match j.completion_status {
@@ -19,6 +20,10 @@ pub(crate) fn job_state_word(j: &Job) -> String {
     }
 }
 
+/// The columns of a job's row.
+pub(crate) const JOB_HEADERS: &[&str] = &["JOB", "NAME", "STATE", "STATUS", "AGENT", "DURATION"];
+
+/// A job's row under `JOB_HEADERS`.
 pub(crate) fn job_row(j: &Job) -> Vec<String> {
     vec![
         j.id.to_string(),
@@ -35,46 +40,38 @@ pub async fn run(k: &Kraken, out: &Out, c: &JobsCmd) -> anyhow::Result<()> {
     match c {
         JobsCmd::Show { job } => {
             let j = k.get_job(*job).await?;
-            if out.json {
-                return out.json(&j);
-            }
-            out.table(
-                &["JOB", "NAME", "STATE", "STATUS", "AGENT", "DURATION"],
-                vec![job_row(&j)],
-            )?;
-            let status = |s: Option<i64>| match s {
-                Some(step_status::DONE) => "done",
-                Some(step_status::ERROR) => "error",
-                Some(step_status::SKIPPED) => "skipped",
-                Some(step_status::IN_PROGRESS) => "running",
-                _ => "",
-            };
-            out.table(
-                &["STEP", "TOOL", "NAME", "STATUS"],
-                j.steps
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.index.to_string(),
-                            s.tool.clone(),
-                            s.name.clone(),
-                            status(s.status).into(),
-                        ]
-                    })
-                    .collect(),
-            )?;
-            if let Some(n) = &j.notes {
-                out.line(format!("notes: {n}"))?;
-            }
-            Ok(())
+            out.show(&j, || {
+                out.table(JOB_HEADERS, vec![job_row(&j)])?;
+                let status = |s: Option<i64>| match s {
+                    Some(step_status::DONE) => "done",
+                    Some(step_status::ERROR) => "error",
+                    Some(step_status::SKIPPED) => "skipped",
+                    Some(step_status::IN_PROGRESS) => "running",
+                    _ => "",
+                };
+                out.table(
+                    &["STEP", "TOOL", "NAME", "STATUS"],
+                    j.steps
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.index.to_string(),
+                                s.tool.clone(),
+                                s.name.clone(),
+                                status(s.status).into(),
+                            ]
+                        })
+                        .collect(),
+                )?;
+                if let Some(n) = &j.notes {
+                    out.line(format!("notes: {n}"))?;
+                }
+                Ok(())
+            })
         }
         JobsCmd::Rerun { job } => {
             let j = k.job_rerun(*job).await?;
-            if out.json {
-                out.json(&j)
-            } else {
-                out.line(j.id)
-            }
+            out.value(&j, j.id)
         }
         JobsCmd::Cancel { job } => {
             k.delete_job(*job).await?;

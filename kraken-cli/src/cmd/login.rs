@@ -41,14 +41,16 @@ pub async fn login(
         user: user.to_string(),
     }
     .save()?;
-    if out.json {
-        out.json(&json!({"server": server, "user": user, "credentials": path}))?;
-    } else {
-        eprintln!(
-            "logged in to {server} as {user} (session stored in {})",
-            path.display()
-        );
-    }
+    out.show(
+        &json!({"server": server, "user": user, "credentials": path}),
+        || {
+            eprintln!(
+                "logged in to {server} as {user} (session stored in {})",
+                path.display()
+            );
+            Ok(())
+        },
+    )?;
     Ok(())
 }
 

@@ -23,11 +23,7 @@ async fn print_lines(k: &Kraken, out: &Out, job: i64, step: Option<i64>) -> anyh
             None => k.get_job_logs(job, &paging, false, None).await?,
         };
         for l in &page.items {
-            if out.json {
-                out.json_line(l)?;
-            } else {
-                out.line(&l.message)?;
-            }
+            out.entry(l, &l.message)?;
         }
         start += page.items.len() as i64;
         if page.items.is_empty() || start >= page.total {
@@ -93,11 +89,7 @@ pub async fn run(k: &Kraken, out: &Out, a: &LogsArgs) -> anyhow::Result<()> {
                 if l.tool.is_empty() || a.step.is_some_and(|s| s != l.step) {
                     continue;
                 }
-                if out.json {
-                    out.json_line(&l)?;
-                } else {
-                    out.line(&l.message)?;
-                }
+                out.entry(&l, &l.message)?;
             }
             FollowEvent::State { .. } => {}
             FollowEvent::End { completion_status } => {

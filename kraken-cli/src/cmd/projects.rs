@@ -12,55 +12,45 @@ pub async fn run(k: &Kraken, out: &Out, c: &ProjectsCmd) -> anyhow::Result<()> {
     match c {
         ProjectsCmd::List => {
             let l = k.get_projects().await?;
-            if out.json {
-                return out.json(&l);
-            }
-            out.table(
-                &["ID", "NAME", "BRANCHES", "DESCRIPTION"],
-                l.items
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            p.id.to_string(),
-                            p.name.clone(),
-                            p.branches
-                                .iter()
-                                .map(|b| b.name.clone())
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            opt(&p.description),
-                        ]
-                    })
-                    .collect(),
-            )
+            out.list(&l, &["ID", "NAME", "BRANCHES", "DESCRIPTION"], |p| {
+                vec![
+                    p.id.to_string(),
+                    p.name.clone(),
+                    p.branches
+                        .iter()
+                        .map(|b| b.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    opt(&p.description),
+                ]
+            })
         }
         ProjectsCmd::Show { project } => {
             let p = k.get_project(project_id(k, project).await?, false).await?;
-            if out.json {
-                return out.json(&p);
-            }
-            out.fields(&[
-                ("id", p.id.to_string()),
-                ("name", p.name.clone()),
-                ("description", opt(&p.description)),
-                ("created", p.created.to_string()),
-                (
-                    "branches",
-                    p.branches
-                        .iter()
-                        .map(|b| format!("{} ({})", b.name, b.id))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-                (
-                    "secrets",
-                    p.secrets
-                        .iter()
-                        .map(|s| s.name.clone())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-            ])
+            out.show(&p, || {
+                out.fields(&[
+                    ("id", p.id.to_string()),
+                    ("name", p.name.clone()),
+                    ("description", opt(&p.description)),
+                    ("created", p.created.to_string()),
+                    (
+                        "branches",
+                        p.branches
+                            .iter()
+                            .map(|b| format!("{} ({})", b.name, b.id))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    (
+                        "secrets",
+                        p.secrets
+                            .iter()
+                            .map(|s| s.name.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                ])
+            })
         }
         ProjectsCmd::Create { name, description } => {
             let p = k
@@ -69,11 +59,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &ProjectsCmd) -> anyhow::Result<()> {
                     description: description.clone(),
                 })
                 .await?;
-            if out.json {
-                out.json(&p)
-            } else {
-                out.line(p.id)
-            }
+            out.value(&p, p.id)
         }
         ProjectsCmd::Update {
             project,
@@ -91,11 +77,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &ProjectsCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json {
-                out.json(&p)
-            } else {
-                out.line(p.id)
-            }
+            out.value(&p, p.id)
         }
         ProjectsCmd::Delete { project } => {
             k.delete_project(project_id(k, project).await?).await?;

@@ -11,54 +11,44 @@ pub async fn run(k: &Kraken, out: &Out, c: &ResultsCmd) -> anyhow::Result<()> {
     match c {
         ResultsCmd::Show { result } => {
             let t = k.get_result(*result).await?;
-            if out.json {
-                return out.json(&t);
-            }
-            out.fields(&[
-                ("test", t.test_case_name.clone()),
-                ("result", tc_result::name(t.result).into()),
-                ("change", tc_change::name(t.change).into()),
-                ("age", t.age.to_string()),
-                ("instability", t.instability.to_string()),
-                ("relevancy", t.relevancy.to_string()),
-                ("job", format!("{} ({})", t.job_name, t.job_id)),
-            ])?;
-            if let Some(c) = &t.comment {
-                for e in &c.data {
-                    out.line(format!(
-                        "comment by {}: {}",
-                        e["author"].as_str().unwrap_or(""),
-                        e["text"].as_str().unwrap_or("")
-                    ))?;
+            out.show(&t, || {
+                out.fields(&[
+                    ("test", t.test_case_name.clone()),
+                    ("result", tc_result::name(t.result).into()),
+                    ("change", tc_change::name(t.change).into()),
+                    ("age", t.age.to_string()),
+                    ("instability", t.instability.to_string()),
+                    ("relevancy", t.relevancy.to_string()),
+                    ("job", format!("{} ({})", t.job_name, t.job_id)),
+                ])?;
+                if let Some(c) = &t.comment {
+                    for e in &c.data {
+                        out.line(format!(
+                            "comment by {}: {}",
+                            e["author"].as_str().unwrap_or(""),
+                            e["text"].as_str().unwrap_or("")
+                        ))?;
+                    }
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         }
         ResultsCmd::History { result } => {
             let l = k.get_result_history(*result, &Paging::default()).await?;
-            if out.json {
-                return out.json(&l);
-            }
-            out.table(
-                &["ID", "FLOW", "RESULT", "CHANGE", "AGE"],
-                l.items
-                    .iter()
-                    .map(|t| {
-                        let flow = t
-                            .place
-                            .as_ref()
-                            .map(|p| p.flow_label.clone())
-                            .unwrap_or_default();
-                        vec![
-                            t.id.to_string(),
-                            flow,
-                            tc_result::name(t.result).into(),
-                            tc_change::name(t.change).into(),
-                            t.age.to_string(),
-                        ]
-                    })
-                    .collect(),
-            )
+            out.list(&l, &["ID", "FLOW", "RESULT", "CHANGE", "AGE"], |t| {
+                let flow = t
+                    .place
+                    .as_ref()
+                    .map(|p| p.flow_label.clone())
+                    .unwrap_or_default();
+                vec![
+                    t.id.to_string(),
+                    flow,
+                    tc_result::name(t.result).into(),
+                    tc_change::name(t.change).into(),
+                    t.age.to_string(),
+                ]
+            })
         }
         ResultsCmd::Comment {
             result,
@@ -87,7 +77,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &ResultsCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json { out.json(&t) } else { Ok(()) }
+            out.json_only(&t)
         }
     }
 }

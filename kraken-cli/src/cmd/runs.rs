@@ -5,27 +5,25 @@ use kraken_core::model::*;
 use kraken_core::store::results::{IssueFilter, TcrFilter};
 
 use crate::args::RunsCmd;
-use crate::cmd::jobs::job_row;
+use crate::cmd::jobs::{JOB_HEADERS, job_row};
 use crate::cmd::key_values;
 use crate::out::{Out, opt, usage};
 use crate::resolve::stage_in_flow;
 
-pub(crate) fn run_rows(runs: &[Run]) -> Vec<Vec<String>> {
-    runs.iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.stage_name.clone(),
-                r.state.clone(),
-                format!("{}/{}", r.jobs_error, r.jobs_total),
-                format!("{}/{}", r.tests_passed, r.tests_total),
-                format!("{}/{}/{}", r.new_cnt, r.regr_cnt, r.fix_cnt),
-                r.duration.clone(),
-            ]
-        })
-        .collect()
+/// A run's row under `RUN_HEADERS`.
+pub(crate) fn run_row(r: &Run) -> Vec<String> {
+    vec![
+        r.id.to_string(),
+        r.stage_name.clone(),
+        r.state.clone(),
+        format!("{}/{}", r.jobs_error, r.jobs_total),
+        format!("{}/{}", r.tests_passed, r.tests_total),
+        format!("{}/{}/{}", r.new_cnt, r.regr_cnt, r.fix_cnt),
+        r.duration.clone(),
+    ]
 }
 
+/// The columns of a run's row.
 pub(crate) const RUN_HEADERS: &[&str] = &[
     "RUN",
     "STAGE",
@@ -71,14 +69,13 @@ pub async fn run(k: &Kraken, out: &Out, c: &RunsCmd) -> anyhow::Result<()> {
     match c {
         RunsCmd::Show { run } => {
             let r = k.get_run(*run).await?;
-            if out.json {
-                out.json(&r)?;
-            } else {
-                out.table(RUN_HEADERS, run_rows(std::slice::from_ref(&r)))?;
+            out.show(&r, || {
+                out.table(RUN_HEADERS, vec![run_row(&r)])?;
                 if let Some(n) = &r.note {
                     out.line(format!("note: {n}"))?;
                 }
-            }
+                Ok(())
+            })?;
         }
         RunsCmd::Create { flow, stage, args } => {
             let f = k.get_flow(*flow).await?;
@@ -92,33 +89,18 @@ pub async fn run(k: &Kraken, out: &Out, c: &RunsCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json {
-                out.json(&r)?;
-            } else {
-                out.line(r.id)?;
-            }
+            out.value(&r, r.id)?;
         }
         RunsCmd::Start { run } => {
             let r = k.run_run_jobs(*run).await?;
-            if out.json {
-                out.json(&r)?;
-            } else {
-                out.line(r.id)?;
-            }
+            out.value(&r, r.id)?;
         }
         RunsCmd::Cancel { run } => {
             k.cancel_run(*run).await?;
         }
         RunsCmd::Jobs { run, all } => {
             let l = k.get_run_jobs(*run, &Paging::default(), *all).await?;
-            if out.json {
-                out.json(&l)?;
-            } else {
-                out.table(
-                    &["JOB", "NAME", "STATE", "STATUS", "AGENT", "DURATION"],
-                    l.items.iter().map(job_row).collect(),
-                )?;
-            }
+            out.list(&l, JOB_HEADERS, job_row)?;
         }
         RunsCmd::Results {
             run,
@@ -146,65 +128,49 @@ pub async fn run(k: &Kraken, out: &Out, c: &RunsCmd) -> anyhow::Result<()> {
                 sort_dir: Some("desc".into()),
             };
             let l = k.get_run_results(*run, &filter, &paging).await?;
-            if out.json {
-                out.json(&l)?;
-            } else {
-                out.table(
-                    &[
-                        "ID",
-                        "TEST",
-                        "RESULT",
-                        "CHANGE",
-                        "AGE",
-                        "INSTABILITY",
-                        "JOB",
-                    ],
-                    l.items
-                        .iter()
-                        .map(|t| {
-                            vec![
-                                t.id.to_string(),
-                                t.test_case_name.clone(),
-                                tc_result::name(t.result).to_string(),
-                                tc_change::name(t.change).to_string(),
-                                t.age.to_string(),
-                                t.instability.to_string(),
-                                t.job_name.clone(),
-                            ]
-                        })
-                        .collect(),
-                )?;
-            }
+            out.list(
+                &l,
+                &[
+                    "ID",
+                    "TEST",
+                    "RESULT",
+                    "CHANGE",
+                    "AGE",
+                    "INSTABILITY",
+                    "JOB",
+                ],
+                |t| {
+                    vec![
+                        t.id.to_string(),
+                        t.test_case_name.clone(),
+                        tc_result::name(t.result).to_string(),
+                        tc_change::name(t.change).to_string(),
+                        t.age.to_string(),
+                        t.instability.to_string(),
+                        t.job_name.clone(),
+                    ]
+                },
+            )?;
         }
         RunsCmd::Issues { run } => {
             let l = k
                 .get_run_issues(*run, &IssueFilter::default(), &Paging::default())
                 .await?;
-            if out.json {
-                out.json(&l)?;
-            } else {
-                let t = |x: i64| {
-                    ["error", "warning", "convention", "refactor"]
-                        .get(x as usize)
-                        .copied()
-                        .unwrap_or("?")
-                };
-                out.table(
-                    &["TYPE", "LOCATION", "SYMBOL", "MESSAGE", "AGE"],
-                    l.items
-                        .iter()
-                        .map(|i| {
-                            vec![
-                                t(i.issue_type).into(),
-                                format!("{}:{}", opt(&i.path), opt(&i.line)),
-                                opt(&i.symbol),
-                                opt(&i.message),
-                                i.age.to_string(),
-                            ]
-                        })
-                        .collect(),
-                )?;
-            }
+            let t = |x: i64| {
+                ["error", "warning", "convention", "refactor"]
+                    .get(x as usize)
+                    .copied()
+                    .unwrap_or("?")
+            };
+            out.list(&l, &["TYPE", "LOCATION", "SYMBOL", "MESSAGE", "AGE"], |i| {
+                vec![
+                    t(i.issue_type).into(),
+                    format!("{}:{}", opt(&i.path), opt(&i.line)),
+                    opt(&i.symbol),
+                    opt(&i.message),
+                    i.age.to_string(),
+                ]
+            })?;
         }
     }
     Ok(())

@@ -54,9 +54,7 @@ pub fn run(out: &Out, c: &SchemaCmd) -> anyhow::Result<()> {
                 .validate(&s)
                 .map_err(|e| usage(format!("{}: {e}", file.display())))?;
             schema::apply_defaults(&mut s);
-            if out.json {
-                out.json(&s)?;
-            } else {
+            out.show(&s, || {
                 let mut rows = Vec::new();
                 for job in s
                     .get("jobs")
@@ -115,8 +113,8 @@ pub fn run(out: &Out, c: &SchemaCmd) -> anyhow::Result<()> {
                     "parent: {}",
                     s.get("parent").and_then(Value::as_str).unwrap_or("root")
                 ))?;
-                out.table(&["JOB", "ENVIRONMENTS", "STEPS"], rows)?;
-            }
+                out.table(&["JOB", "ENVIRONMENTS", "STEPS"], rows)
+            })?;
         }
     }
     Ok(())

@@ -15,16 +15,9 @@ pub async fn run(k: &Kraken, out: &Out, c: &SecretsCmd) -> anyhow::Result<()> {
     match c {
         SecretsCmd::List { project } => {
             let p = k.get_project(project_id(k, project).await?, false).await?;
-            if out.json {
-                return out.json(&List::all(p.secrets));
-            }
-            out.table(
-                &["ID", "NAME", "KIND"],
-                p.secrets
-                    .iter()
-                    .map(|s| vec![s.id.to_string(), s.name.clone(), s.kind.clone()])
-                    .collect(),
-            )
+            out.list(&List::all(p.secrets), &["ID", "NAME", "KIND"], |s| {
+                vec![s.id.to_string(), s.name.clone(), s.kind.clone()]
+            })
         }
         SecretsCmd::Create {
             project,
@@ -62,11 +55,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &SecretsCmd) -> anyhow::Result<()> {
                 }
             };
             let s = k.create_secret(pid, &input).await?;
-            if out.json {
-                out.json(&s)
-            } else {
-                out.line(s.id)
-            }
+            out.value(&s, s.id)
         }
         SecretsCmd::Delete { secret } => {
             k.delete_secret(*secret).await?;

@@ -11,21 +11,20 @@ pub async fn run(k: &Kraken, out: &Out, c: &SettingsCmd) -> anyhow::Result<()> {
     match c {
         SettingsCmd::Show => {
             let s = k.get_settings().await?;
-            if out.json {
-                return out.json(&s);
-            }
-            let mut rows = Vec::new();
-            for (g, vals) in s.as_object().into_iter().flatten() {
-                for (n, v) in vals.as_object().into_iter().flatten() {
-                    rows.push(vec![
-                        format!("{g}.{n}"),
-                        v.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string()),
-                    ]);
+            out.show(&s, || {
+                let mut rows = Vec::new();
+                for (g, vals) in s.as_object().into_iter().flatten() {
+                    for (n, v) in vals.as_object().into_iter().flatten() {
+                        rows.push(vec![
+                            format!("{g}.{n}"),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string()),
+                        ]);
+                    }
                 }
-            }
-            out.table(&["SETTING", "VALUE"], rows)
+                out.table(&["SETTING", "VALUE"], rows)
+            })
         }
         SettingsCmd::Set { values } => {
             let mut changes = Map::new();
@@ -50,7 +49,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &SettingsCmd) -> anyhow::Result<()> {
                 }
             }
             let s = k.update_settings(&Value::Object(changes)).await?;
-            if out.json { out.json(&s) } else { Ok(()) }
+            out.json_only(&s)
         }
     }
 }

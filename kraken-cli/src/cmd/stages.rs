@@ -14,47 +14,37 @@ pub async fn run(k: &Kraken, out: &Out, c: &StagesCmd) -> anyhow::Result<()> {
     match c {
         StagesCmd::List { branch } => {
             let b = k.get_branch(branch_id(k, branch).await?).await?;
-            let stages = b.stages.unwrap_or_default();
-            if out.json {
-                return out.json(&List::all(stages));
-            }
-            out.table(
-                &["ID", "NAME", "PARENT", "ENABLED", "JOBS"],
-                stages
-                    .iter()
-                    .map(|s| {
-                        let sc = s.schema.clone().unwrap_or(Value::Null);
-                        vec![
-                            s.id.to_string(),
-                            s.name.clone(),
-                            sc.get("parent")
-                                .and_then(Value::as_str)
-                                .unwrap_or("root")
-                                .to_string(),
-                            s.enabled.to_string(),
-                            sc.get("jobs")
-                                .and_then(Value::as_array)
-                                .map_or(0, Vec::len)
-                                .to_string(),
-                        ]
-                    })
-                    .collect(),
-            )
+            let stages = List::all(b.stages.unwrap_or_default());
+            out.list(&stages, &["ID", "NAME", "PARENT", "ENABLED", "JOBS"], |s| {
+                let sc = s.schema.clone().unwrap_or(Value::Null);
+                vec![
+                    s.id.to_string(),
+                    s.name.clone(),
+                    sc.get("parent")
+                        .and_then(Value::as_str)
+                        .unwrap_or("root")
+                        .to_string(),
+                    s.enabled.to_string(),
+                    sc.get("jobs")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                        .to_string(),
+                ]
+            })
         }
         StagesCmd::Show { stage } => {
             let s = k.get_stage(stage_id(k, stage).await?).await?;
-            if out.json {
-                return out.json(&s);
-            }
-            out.fields(&[
-                ("id", s.id.to_string()),
-                ("name", s.name.clone()),
-                ("enabled", s.enabled.to_string()),
-            ])?;
-            out.line("schema:")?;
-            out.line(serde_json::to_string_pretty(
-                &s.schema.unwrap_or(Value::Null),
-            )?)
+            out.show(&s, || {
+                out.fields(&[
+                    ("id", s.id.to_string()),
+                    ("name", s.name.clone()),
+                    ("enabled", s.enabled.to_string()),
+                ])?;
+                out.line("schema:")?;
+                out.line(serde_json::to_string_pretty(
+                    s.schema.as_ref().unwrap_or(&Value::Null),
+                )?)
+            })
         }
         StagesCmd::Create { branch, name, file } => {
             let code = match file {
@@ -71,11 +61,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &StagesCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json {
-                out.json(&s)
-            } else {
-                out.line(s.id)
-            }
+            out.value(&s, s.id)
         }
         StagesCmd::Update {
             stage,
@@ -102,11 +88,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &StagesCmd) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let s = k.update_stage(id, &input).await?;
-            if out.json {
-                out.json(&s)
-            } else {
-                out.line(s.id)
-            }
+            out.value(&s, s.id)
         }
         StagesCmd::Delete { stage } => {
             k.delete_stage(stage_id(k, stage).await?).await?;
@@ -121,27 +103,23 @@ pub async fn run(k: &Kraken, out: &Out, c: &StagesCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json {
-                return out.json(&p);
-            }
-            match (p.schema, p.error) {
+            out.show(&p, || match (&p.schema, &p.error) {
                 (Some(s), _) => out.line(s),
-                (None, Some(e)) => Err(usage(e)),
+                (None, Some(e)) => Err(usage(e.clone())),
                 (None, None) => Ok(()),
-            }
+            })
         }
         StagesCmd::Schedule { stage } => {
             let s = k.get_stage_schedule(stage_id(k, stage).await?).await?;
-            if out.json {
-                return out.json(&s);
-            }
-            out.table(
-                &["TRIGGER", "NEXT RUN"],
-                s.schedules
-                    .iter()
-                    .map(|x| vec![x.name.clone(), opt(&x.next_run_time)])
-                    .collect(),
-            )
+            out.show(&s, || {
+                out.table(
+                    &["TRIGGER", "NEXT RUN"],
+                    s.schedules
+                        .iter()
+                        .map(|x| vec![x.name.clone(), opt(&x.next_run_time)])
+                        .collect(),
+                )
+            })
         }
     }
 }

@@ -15,23 +15,14 @@ pub async fn run(k: &Kraken, out: &Out, c: &UsersCmd) -> anyhow::Result<()> {
     match c {
         UsersCmd::List => {
             let l = k.get_users(&Paging::default()).await?;
-            if out.json {
-                return out.json(&l);
-            }
-            out.table(
-                &["ID", "NAME", "ENABLED", "SUPERADMIN"],
-                l.items
-                    .iter()
-                    .map(|u| {
-                        vec![
-                            u.id.to_string(),
-                            u.name.clone(),
-                            u.enabled.to_string(),
-                            u.superadmin.to_string(),
-                        ]
-                    })
-                    .collect(),
-            )
+            out.list(&l, &["ID", "NAME", "ENABLED", "SUPERADMIN"], |u| {
+                vec![
+                    u.id.to_string(),
+                    u.name.clone(),
+                    u.enabled.to_string(),
+                    u.superadmin.to_string(),
+                ]
+            })
         }
         UsersCmd::Create { name, password } => {
             let password = match password {
@@ -53,11 +44,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &UsersCmd) -> anyhow::Result<()> {
                     password: Some(password),
                 })
                 .await?;
-            if out.json {
-                out.json(&u)
-            } else {
-                out.line(u.id)
-            }
+            out.value(&u, u.id)
         }
         UsersCmd::Show { user } => {
             let u = k.get_user(*user).await?;
@@ -94,7 +81,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &UsersCmd) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            if out.json { out.json(&u) } else { Ok(()) }
+            out.json_only(&u)
         }
     }
 }

@@ -7,10 +7,5 @@ use crate::out::Out;
 /// Prints the server's version.
 pub async fn run(k: &Kraken, out: &Out) -> anyhow::Result<()> {
     let v = k.get_server_version().await?;
-    if out.json {
-        out.json(&v)?;
-    } else {
-        out.line(&v.version)?;
-    }
-    Ok(())
+    out.value(&v, &v.version)
 }
