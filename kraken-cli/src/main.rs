@@ -59,6 +59,7 @@ fn exit_of(e: &anyhow::Error) -> (u8, Option<String>) {
     (2, Some(format!("{e:#}")))
 }
 
+/// The backend: `--db` in process, else a server with a token (given or stored).
 async fn connect(cli: &Cli) -> anyhow::Result<Kraken> {
     if let Some(db) = &cli.db {
         return Ok(Kraken::open(db).await?);

@@ -7,6 +7,7 @@ use kraken_core::{Error, Kraken};
 
 use crate::out::usage;
 
+/// A project by id or name.
 pub(crate) async fn project_id(k: &Kraken, name: &str) -> anyhow::Result<i64> {
     if let Ok(id) = name.parse::<i64>() {
         return Ok(id);
@@ -82,6 +83,7 @@ pub(crate) fn stage_in_flow(flow: &Flow, name: &str) -> anyhow::Result<i64> {
         })
 }
 
+/// An agents group by id or name.
 pub(crate) async fn group_id(k: &Kraken, name: &str) -> anyhow::Result<i64> {
     if let Ok(id) = name.parse::<i64>() {
         return Ok(id);

@@ -25,6 +25,7 @@ pub mod tools;
 pub mod users;
 pub mod version;
 
+/// `K=V` arguments as a JSON object of strings.
 pub(crate) fn key_values(items: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut m = Map::new();
     for kv in items {
@@ -39,6 +40,7 @@ pub(crate) fn key_values(items: &[String]) -> anyhow::Result<Map<String, Value>>
     Ok(m)
 }
 
+/// A file the user named, or a usage error (exit 2).
 pub(crate) fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))
 }
