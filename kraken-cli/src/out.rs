@@ -5,6 +5,7 @@ use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 
 use comfy_table::{ContentArrangement, Table};
+use kraken_core::model::List;
 use serde::Serialize;
 
 /// Why the program stops, and with which exit code.
@@ -87,6 +88,59 @@ impl Out {
         let mut s = serde_json::to_string_pretty(v)?;
         s.push('\n');
         write_out(&s)
+    }
+
+    /// The table-or-JSON choice, made here only: with `--json` the value as
+    /// pretty JSON, else whatever `text` prints (a table, fields, a line or
+    /// nothing).
+    pub fn show<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        text: impl FnOnce() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        if self.json { self.json(value) } else { text() }
+    }
+
+    /// Print a list: with `--json` the whole list as the API answers it
+    /// (`{"items": [...], "total": N}`), else a table of one row per item.
+    pub fn list<T: Serialize>(
+        &self,
+        list: &List<T>,
+        headers: &[&str],
+        row: impl FnMut(&T) -> Vec<String>,
+    ) -> anyhow::Result<()> {
+        self.show(list, || {
+            self.table(headers, list.items.iter().map(row).collect())
+        })
+    }
+
+    /// Print what a command created or changed: its JSON with `--json`, else
+    /// one line (usually its id).
+    pub fn value<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        line: impl Display,
+    ) -> anyhow::Result<()> {
+        self.show(value, || self.line(line))
+    }
+
+    /// Print a value with `--json` only; without it the command is quiet.
+    pub fn json_only<T: Serialize + ?Sized>(&self, value: &T) -> anyhow::Result<()> {
+        self.show(value, || Ok(()))
+    }
+
+    /// Print one entry of a stream: a JSON line with `--json` (JSON Lines),
+    /// else its text.
+    pub fn entry<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        text: impl Display,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            self.json_line(value)
+        } else {
+            self.line(text)
+        }
     }
 
     /// Print a value as one JSON line (streams).

@@ -344,6 +344,61 @@ async fn in_process_flows_need_no_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_columns_in_pipes_and_the_api_json_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("ci.db").display());
+    let cli = Cli::new(None, None);
+    let ok = |extra: &[&str]| {
+        let mut a = vec!["--db", db.as_str()];
+        a.extend_from_slice(extra);
+        let a: Vec<String> = a.into_iter().map(str::to_string).collect();
+        let cli = &cli;
+        async move {
+            cli.ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+                .await
+        }
+    };
+    // Created things: the id alone, or the whole object with --json.
+    assert_eq!(
+        ok(&["projects", "create", "p", "--description", "d"]).await,
+        "1"
+    );
+    let q: Value = serde_json::from_str(&ok(&["--json", "projects", "create", "q"]).await).unwrap();
+    assert_eq!((q["id"].as_i64(), q["name"].as_str()), (Some(2), Some("q")));
+    assert_eq!(ok(&["branches", "create", "p", "main"]).await, "1");
+    // A list in a pipe: plain columns, a header and a line per item.
+    assert_eq!(
+        ok(&["projects", "list"]).await,
+        "ID  NAME  BRANCHES  DESCRIPTION\n1   p     main      d\n2   q"
+    );
+    // With --json: the list as the API answers it, also for lists the CLI
+    // takes out of another object (a project's branches).
+    let l: Value = serde_json::from_str(&ok(&["--json", "branches", "list", "p"]).await).unwrap();
+    assert_eq!(l["total"], 1);
+    assert_eq!(l["items"][0]["name"], "main");
+    // A record: aligned fields, or its JSON.
+    let show = ok(&["projects", "show", "p"]).await;
+    assert!(show.contains("description  d\nc"), "{show}");
+    let p: Value = serde_json::from_str(&ok(&["--json", "projects", "show", "p"]).await).unwrap();
+    assert_eq!(p["branches"][0]["name"], "main");
+    // A table made of one object's fields: with --json the object.
+    assert_eq!(
+        ok(&["branches", "stats", "p/main"]).await,
+        "KIND  FLOWS  LAST MONTH  LAST WEEK  AVG MONTH  AVG WEEK\nci    0      0           0\ndev   0      0           0"
+    );
+    let st: Value =
+        serde_json::from_str(&ok(&["--json", "branches", "stats", "p/main"]).await).unwrap();
+    assert!(st["ci"].is_object(), "{st}");
+    // Quiet changes print nothing, with --json their answer.
+    assert_eq!(ok(&["branches", "set-env", "p/main", "A", "1"]).await, "");
+    assert_eq!(ok(&["groups", "update", "all", "--name", "all"]).await, "");
+    let g: Value =
+        serde_json::from_str(&ok(&["--json", "groups", "update", "all", "--name", "all"]).await)
+            .unwrap();
+    assert_eq!(g["name"], "all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_check_works_offline() {
     let dir = tempfile::tempdir().unwrap();
     let cli = Cli::new(None, None);
