@@ -47,13 +47,15 @@ pub fn run(out: &Out, c: &SchemaCmd) -> anyhow::Result<()> {
                     .map_err(|e| usage(format!("--ctx is not JSON: {e}")))?;
                 merge(&mut context, over);
             }
-            let mut s = schema::evaluate(&code, &context, &schema::Limits::default())
-                .map_err(|e| usage(format!("{}: {e}", file.display())))?;
             let validator = schema::WorkflowValidator::builtin().map_err(usage)?;
-            validator
-                .validate(&s)
-                .map_err(|e| usage(format!("{}: {e}", file.display())))?;
-            schema::apply_defaults(&mut s);
+            let (_, s) = schema::prepare_stage_schema(
+                &code,
+                &context,
+                &schema::Limits::default(),
+                &validator,
+                schema::Pipeline::Run,
+            )
+            .map_err(|e| usage(format!("{}: {e}", file.display())))?;
             out.show(&s, || {
                 let mut rows = Vec::new();
                 for job in s
