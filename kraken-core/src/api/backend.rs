@@ -144,7 +144,7 @@ impl Core {
             .await?
             .ok_or_else(|| Error::not_found("Job not found"))?;
         let now = now_ms();
-        let rows: Vec<NewLog> = logs
+        let mut rows: Vec<NewLog> = logs
             .lines
             .iter()
             .enumerate()
@@ -166,6 +166,7 @@ impl Core {
                 ..NewLog::default()
             })
             .collect();
+        self.mask_job_logs(&mut rows).await?;
         if let Some(last_id) = self.store().insert_logs(&rows).await? {
             self.engine().events().publish(Event::Logs {
                 job_id: job.id,
@@ -364,6 +365,7 @@ impl Core {
             }
         }
         let n = rows.len();
+        self.mask_job_logs(&mut rows).await?;
         if let Some(last_id) = self.store().insert_logs(&rows).await? {
             let mut jobs: Vec<i64> = rows.iter().map(|r| r.job_id).filter(|j| *j != 0).collect();
             jobs.dedup();
@@ -488,17 +490,9 @@ impl Local {
     }
 
     async fn secret_values(&self, project_id: i64) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for s in self.store().project_secrets(project_id).await? {
-            for k in ["secret", "key"] {
-                if let Some(v) = s.data.0.get(k).and_then(Value::as_str)
-                    && !v.is_empty()
-                {
-                    out.push(v.to_string());
-                }
-            }
-        }
-        Ok(out)
+        Ok(super::secrets::secret_values(
+            &self.store().project_secrets(project_id).await?,
+        ))
     }
 
     async fn agent_job(&self, agent: &AgentRow) -> Result<Option<JobRow>> {

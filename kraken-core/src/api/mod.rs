@@ -29,6 +29,7 @@ pub(crate) mod jobs;
 pub mod logs;
 pub(crate) mod projects;
 pub mod results;
+pub(crate) mod secrets;
 pub(crate) mod seed;
 pub(crate) mod settings;
 pub(crate) mod stages;

@@ -279,7 +279,8 @@ impl Engine {
                 .0
                 .get(key)
                 .and_then(Value::as_str)
-                .map(|t| schema::render(t, &label_args, &ctx).0)
+                // The masked text: a label is shown to every viewer.
+                .map(|t| schema::render(t, &label_args, &ctx).1)
         };
         if let Some(fl) = render("flow_label") {
             self.store.set_flow_label_if_unset(flow.id, &fl).await?;

@@ -86,9 +86,15 @@ impl Engine {
     pub(crate) async fn prepare_stage_schema(
         &self,
         code: &str,
-        ctx: Value,
+        mut ctx: Value,
         what: Prepare,
     ) -> Result<(String, Value)> {
+        // Schema code never sees a raw secret: whatever it does with one
+        // (a job name, a label, str(ctx.secrets)) stores a placeholder,
+        // which only step fields turn into the value, for the agent alone.
+        if let Some(secrets) = ctx.get_mut("secrets") {
+            *secrets = secret_placeholders(secrets);
+        }
         let validator = self.validator().await?;
         let code = code.to_string();
         tokio::task::spawn_blocking(move || {
@@ -103,4 +109,27 @@ impl Engine {
         .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?
         .map_err(Error::BadRequest)
     }
+}
+
+/// `ctx.secrets` as schema code sees it: each value replaced by the
+/// `#{KK_SECRET_...}` argument that yields it where substitution happens
+/// (step fields, for the agent); everywhere else it stays this text.
+pub(crate) fn secret_placeholders(secrets: &Value) -> Value {
+    let Some(map) = secrets.as_object() else {
+        return Value::Object(serde_json::Map::new());
+    };
+    let mut out = serde_json::Map::new();
+    for (name, v) in map {
+        let placeholder = if v.is_object() {
+            serde_json::json!({
+                "user": format!("#{{KK_SECRET_USER_{name}}}"),
+                "key": format!("#{{KK_SECRET_KEY_{name}}}"),
+                "password": format!("#{{KK_SECRET_KEY_{name}}}"),
+            })
+        } else {
+            Value::String(format!("#{{KK_SECRET_SIMPLE_{name}}}"))
+        };
+        out.insert(name.clone(), placeholder);
+    }
+    Value::Object(out)
 }
