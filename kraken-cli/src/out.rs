@@ -34,6 +34,15 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
+/// Something named does not exist (exit 3).
+pub fn not_found(msg: impl Into<String>) -> anyhow::Error {
+    Exit {
+        code: 3,
+        message: Some(msg.into()),
+    }
+    .into()
+}
+
 /// The flow or run failed (exit 1).
 pub fn failed(msg: impl Into<String>) -> anyhow::Error {
     Exit {

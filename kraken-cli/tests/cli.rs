@@ -444,3 +444,65 @@ async fn schema_check_works_offline() {
     let o = cli.run(&["no-such-command"]).await;
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Issue 16's small bugs: a server without a scheme, a bad token's message,
+/// a step that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn friendly_server_urls_tokens_and_missing_steps() {
+    let s = TestServer::start_with_agents(1).await;
+    let files = tempfile::tempdir().unwrap();
+    let cli = Cli::new(None, None);
+    // `kraken login --server 127.0.0.1:PORT`: http:// is assumed.
+    let bare = s.url.trim_start_matches("http://").to_string();
+    let o = cli
+        .run(&[
+            "--server",
+            &bare,
+            "login",
+            "--user",
+            "admin",
+            "--password",
+            "admin",
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    cli.ok(&["projects", "create", "demo"]).await;
+
+    // A bad token says what to do, in one line.
+    let bad = Cli::new(Some(&s.url), Some("not-a-token"));
+    let o = bad.run(&["projects", "list"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the session is invalid or expired: run `kraken login`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("browser"), "{}", stderr(&o));
+
+    // A step that does not exist is "not found" (exit 3), not an empty log.
+    let one = write_stage(files.path(), "one", &["echo only-step"]).await;
+    cli.ok(&["branches", "create", "demo", "main"]).await;
+    cli.ok(&["stages", "create", "demo/main", "one", "--file", &one])
+        .await;
+    let fid = cli.ok(&["flows", "create", "demo/main", "--wait"]).await;
+    let f: Value = serde_json::from_str(
+        &cli.ok(&["--json", "flows", "show", fid.lines().next().unwrap()])
+            .await,
+    )
+    .unwrap();
+    let jobs: Value = serde_json::from_str(
+        &cli.ok(&["--json", "runs", "jobs", &f["runs"][0]["id"].to_string()])
+            .await,
+    )
+    .unwrap();
+    let job = jobs["items"][0]["id"].to_string();
+    assert!(
+        cli.ok(&["logs", &job, "--step", "0"])
+            .await
+            .contains("only-step")
+    );
+    let o = cli.run(&["logs", &job, "--step", "7"]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("has no step 7"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}

@@ -22,6 +22,8 @@ pub async fn login(
         .clone()
         .or_else(|| stored.map(|c| c.server))
         .ok_or_else(|| usage("which server? run `kraken login --server URL`"))?;
+    let server =
+        kraken_core::api::client::server_base(&server).map_err(|e| usage(e.to_string()))?;
     let password = match password {
         Some(p) => p,
         None if std::io::stdin().is_terminal() => dialoguer::Password::new()

@@ -8,7 +8,7 @@ use kraken_core::model::*;
 
 use crate::args::LogsArgs;
 use crate::cmd::jobs::job_state_word;
-use crate::out::{Out, failed, usage};
+use crate::out::{Out, failed, not_found, usage};
 
 async fn print_lines(k: &Kraken, out: &Out, job: i64, step: Option<i64>) -> anyhow::Result<()> {
     let mut start = 0;
@@ -76,6 +76,16 @@ pub async fn run(k: &Kraken, out: &Out, a: &LogsArgs) -> anyhow::Result<()> {
     let job = a
         .job
         .ok_or_else(|| usage("name a job (or --flow ID --failed)"))?;
+    if let Some(step) = a.step {
+        let j = k.get_job(job).await?;
+        if !j.steps.iter().any(|s| s.index == step) {
+            let have = match j.steps.len() {
+                0 => "it has no steps".to_string(),
+                n => format!("its steps are 0 to {}", n - 1),
+            };
+            return Err(not_found(format!("job {job} has no step {step}: {have}")));
+        }
+    }
     if !a.follow {
         print_lines(k, out, job, a.step).await?;
         return Ok(());

@@ -251,6 +251,17 @@ impl Remote {
                     body
                 }
             });
+        // The original's long Flask text for a bad token says nothing a
+        // person can act on.
+        let msg = if status.as_u16() == 401 && msg == super::INVALID_TOKEN {
+            if self.token.is_some() {
+                "the session is invalid or expired: run `kraken login`".to_string()
+            } else {
+                "not logged in: run `kraken login` (or pass a token)".to_string()
+            }
+        } else {
+            msg
+        };
         Err(Error::from_status(status.as_u16(), msg))
     }
 
@@ -555,15 +566,7 @@ impl Kraken {
 
     /// A handle on a remote server (`http://host:8080`) with a bearer token.
     pub fn connect(base: &str, token: Option<String>) -> Result<Kraken> {
-        let base = base
-            .trim_end_matches('/')
-            .trim_end_matches("/api")
-            .to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::bad_request(format!(
-                "server URL '{base}' must start with http:// or https://"
-            )));
-        }
+        let base = server_base(base)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -575,7 +578,8 @@ impl Kraken {
 
     /// Log in to a remote server: the session (its token) and a handle using it.
     pub async fn login(base: &str, user: &str, password: &str) -> Result<(Kraken, Session)> {
-        let base = base.trim_end_matches('/').trim_end_matches("/api");
+        let base = server_base(base)?;
+        let base = base.as_str();
         let r = Remote {
             base: base.to_string(),
             token: None,
@@ -721,6 +725,30 @@ impl Kraken {
             Backend::Remote(r) => follow_remote(r.clone(), job_id, after),
         }
     }
+}
+
+/// A server URL as the handle uses it: `http://` added when no scheme is
+/// given (`127.0.0.1:8080`), no trailing `/` or `/api`; other schemes are
+/// refused.
+pub fn server_base(url: &str) -> Result<String> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(Error::bad_request("the server URL is empty"));
+    }
+    let full = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    if !(full.starts_with("http://") || full.starts_with("https://")) {
+        return Err(Error::bad_request(format!(
+            "server URL '{url}' must start with http:// or https://"
+        )));
+    }
+    let base = full.trim_end_matches('/').trim_end_matches("/api");
+    reqwest::Url::parse(base)
+        .map_err(|e| Error::bad_request(format!("server URL '{url}' is not a URL: {e}")))?;
+    Ok(base.to_string())
 }
 
 struct RemoteFollow {
