@@ -1437,6 +1437,18 @@ pub struct TestCaseResult {
     pub values: Option<Value>,
     /// Command line that ran it.
     pub cmd_line: Option<String>,
+    /// What a failed test said (JUnit `<failure message=...>`).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The failure's type, e.g. an exception class (JUnit `type=`).
+    #[serde(default)]
+    pub failure_type: Option<String>,
+    /// The failure's text and the test's captured output.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// How long it took, in seconds.
+    #[serde(default)]
+    pub duration: Option<f64>,
     /// Flips within the last 10 results.
     pub instability: i64,
     /// Flows in a row with this result.

@@ -20,7 +20,19 @@ pub async fn run(k: &Kraken, out: &Out, c: &ResultsCmd) -> anyhow::Result<()> {
                     ("instability", t.instability.to_string()),
                     ("relevancy", t.relevancy.to_string()),
                     ("job", format!("{} ({})", t.job_name, t.job_id)),
+                    (
+                        "duration",
+                        t.duration.map(|d| format!("{d:.3}s")).unwrap_or_default(),
+                    ),
+                    ("type", t.failure_type.clone().unwrap_or_default()),
+                    ("message", t.message.clone().unwrap_or_default()),
                 ])?;
+                if let Some(o) = &t.output {
+                    out.line("output:")?;
+                    for l in o.lines() {
+                        out.line(format!("  {l}"))?;
+                    }
+                }
                 if let Some(c) = &t.comment {
                     for e in &c.data {
                         out.line(format!(

@@ -25,7 +25,7 @@ use crate::model::{flow_kind, tc_change, tc_result};
 use crate::store::Store;
 use crate::store::flows::{FlowRow, HistoryCounters, RunRow};
 use crate::store::jobs::{JobRow, StepRow};
-use crate::store::results::{HistRow, NewIssue, NewTcr, TcrAnalysis, TcrRow};
+use crate::store::results::{HistRow, NewIssue, NewTcr, TcrAnalysis, TcrRow, TestDetails};
 
 /// Issue types by name (unknown names are errors, as in the original).
 pub fn issue_type(name: &str) -> i64 {
@@ -57,7 +57,7 @@ pub(crate) async fn store_test_results(
         .into_iter()
         .map(|t| (t.test_case_name.clone(), t))
         .collect();
-    let mut fresh: Vec<(String, i64, String, Option<Value>)> = Vec::new();
+    let mut fresh: Vec<(String, i64, String, Option<Value>, TestDetails)> = Vec::new();
     for t in list {
         let Some(name) = t.get("test").and_then(Value::as_str) else {
             continue;
@@ -72,13 +72,14 @@ pub(crate) async fn store_test_results(
             .unwrap_or("")
             .to_string();
         let vals = t.get("values").cloned();
+        let details = test_details(t);
         match existing.get(name) {
             Some(row) => {
                 store
-                    .update_tcr_result(row.id, result, &cmd, vals.as_ref())
+                    .update_tcr_result(row.id, result, &cmd, vals.as_ref(), &details)
                     .await?;
             }
-            None => fresh.push((name.to_string(), result, cmd, vals)),
+            None => fresh.push((name.to_string(), result, cmd, vals, details)),
         }
     }
     if fresh.is_empty() {
@@ -88,16 +89,52 @@ pub(crate) async fn store_test_results(
     let ids = store.upsert_test_cases(step.tool_id, &names).await?;
     let rows: Vec<NewTcr> = fresh
         .into_iter()
-        .filter_map(|(name, result, cmd_line, vals)| {
+        .filter_map(|(name, result, cmd_line, vals, details)| {
             ids.get(&name).map(|id| NewTcr {
                 test_case_id: *id,
                 result,
                 cmd_line,
                 vals,
+                details,
             })
         })
         .collect();
     store.insert_tcrs(job.id, &rows).await
+}
+
+/// Longest text kept of a test's message or output.
+const MAX_TEST_TEXT: usize = 64 * 1024;
+
+/// The details a reported test may carry (this project's agent sends them;
+/// the original's agent does not): `message`, `type`, `output` (texts, cut
+/// to 64 KiB) and `duration` (seconds).
+fn test_details(t: &Value) -> TestDetails {
+    let text = |k: &str| {
+        t.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                if s.len() <= MAX_TEST_TEXT {
+                    s.to_string()
+                } else {
+                    let mut end = MAX_TEST_TEXT;
+                    while !s.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    format!("{}\n[... cut at 64 KiB]", &s[..end])
+                }
+            })
+    };
+    TestDetails {
+        message: text("message"),
+        failure_type: text("type"),
+        output: text("output"),
+        duration_ms: t
+            .get("duration")
+            .and_then(Value::as_f64)
+            .filter(|d| d.is_finite() && *d >= 0.0)
+            .map(|d| (d * 1000.0).round() as i64),
+    }
 }
 
 /// Pre-create results (not run) for tests an agent is about to run.
@@ -127,6 +164,7 @@ pub(crate) async fn precreate_test_results(
                 result: tc_result::NOT_RUN,
                 cmd_line: String::new(),
                 vals: None,
+                details: TestDetails::default(),
             })
         })
         .collect();

@@ -202,6 +202,22 @@ pub struct NewTcr {
     pub cmd_line: String,
     /// Values.
     pub vals: Option<Value>,
+    /// What a failed test said, its output and duration.
+    pub details: TestDetails,
+}
+
+/// What a test reported beyond its result: the failure's message and type,
+/// its captured output, its duration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TestDetails {
+    /// The failure's or error's message.
+    pub message: Option<String>,
+    /// The failure's or error's type (an exception class).
+    pub failure_type: Option<String>,
+    /// The failure's text and the test's captured output.
+    pub output: Option<String>,
+    /// Duration (ms).
+    pub duration_ms: Option<i64>,
 }
 
 /// Analysis outcome of one result.
@@ -344,11 +360,14 @@ impl Store {
         for chunk in rows.chunks(400) {
             on_write!(&self.db, p => {
                 let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO test_case_results (test_case_id, job_id, result, vals, cmd_line, instability, age, change, relevancy) ");
+                    "INSERT INTO test_case_results (test_case_id, job_id, result, vals, cmd_line, instability, age, change, relevancy, \
+                     message, failure_type, output, duration_ms) ");
                 qb.push_values(chunk, |mut b, r| {
                     b.push_bind(r.test_case_id).push_bind(job_id).push_bind(r.result)
                         .push_bind(r.vals.as_ref().map(Json)).push_bind(r.cmd_line.as_str())
-                        .push_bind(0i64).push_bind(0i64).push_bind(0i64).push_bind(0i64);
+                        .push_bind(0i64).push_bind(0i64).push_bind(0i64).push_bind(0i64)
+                        .push_bind(r.details.message.as_deref()).push_bind(r.details.failure_type.as_deref())
+                        .push_bind(r.details.output.as_deref()).push_bind(r.details.duration_ms);
                 });
                 qb.build().execute(p).await?.rows_affected()
             });
@@ -363,10 +382,15 @@ impl Store {
         result: i64,
         cmd_line: &str,
         vals: Option<&Value>,
+        details: &TestDetails,
     ) -> Result<()> {
         on_write!(&self.db, p => sqlx::query(
-            "UPDATE test_case_results SET result = $1, cmd_line = $2, vals = $3 WHERE id = $4")
-            .bind(result).bind(cmd_line).bind(vals.map(Json)).bind(id).execute(p).await?.rows_affected());
+            "UPDATE test_case_results SET result = $1, cmd_line = $2, vals = $3, message = $4, \
+             failure_type = $5, output = $6, duration_ms = $7 WHERE id = $8")
+            .bind(result).bind(cmd_line).bind(vals.map(Json))
+            .bind(details.message.as_deref()).bind(details.failure_type.as_deref())
+            .bind(details.output.as_deref()).bind(details.duration_ms)
+            .bind(id).execute(p).await?.rows_affected());
         Ok(())
     }
 
@@ -595,9 +619,18 @@ pub struct TcrFull {
     pub branch_id: i64,
     /// Stage.
     pub stage_id: i64,
+    /// Failure message.
+    pub message: Option<String>,
+    /// Failure type.
+    pub failure_type: Option<String>,
+    /// Output.
+    pub output: Option<String>,
+    /// Duration (ms).
+    pub duration_ms: Option<i64>,
 }
 
 const TCR_FULL_SELECT: &str = "SELECT t.id, t.test_case_id, c.name AS test_case_name, t.result, t.vals, t.cmd_line, \
+    t.message, t.failure_type, t.output, t.duration_ms, \
     t.instability, t.age, t.change, t.relevancy, t.comment_id, j.id AS job_id, j.name AS job_name, \
     j.agents_group_id, g.name AS agents_group_name, j.system_id, s.name AS system_name, j.agent_used_id AS agent_id, \
     a.name AS agent_name, r.id AS run_id, f.id AS flow_id, f.kind AS flow_kind, f.label AS flow_label, \

@@ -6,9 +6,9 @@ use std::cmp::Reverse;
 use kraken_core::model::{Run, TestCaseResult, tc_change, tc_result};
 use ratatui::Frame;
 use ratatui::crossterm::event::KeyEvent;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Row};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Wrap};
 
 use super::{Component, FilterList, Item, Outcome};
 use crate::event::{DashEvent, Loaded, ViewId};
@@ -60,6 +60,40 @@ pub fn sort_results(results: &mut [TestCaseResult]) {
     });
 }
 
+/// What a test said: its result, message, type, duration and output.
+fn detail_pane(t: &TestCaseResult) -> Paragraph<'static> {
+    let mut lines = vec![Line::from(vec![
+        result_span(t.result),
+        Span::raw("  "),
+        Span::raw(t.test_case_name.clone()),
+    ])];
+    let mut field = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            lines.push(Line::from(vec![
+                Span::styled(format!("{k:<9}"), style::dim()),
+                Span::raw(v),
+            ]));
+        }
+    };
+    field("message", t.message.clone());
+    field("type", t.failure_type.clone());
+    field("duration", t.duration.map(|d| format!("{d:.3}s")));
+    field("job", Some(format!("{} ({})", t.job_name, t.job_id)));
+    match &t.output {
+        Some(o) => {
+            lines.push(Line::from(Span::styled("output", style::dim())));
+            lines.extend(o.lines().map(|l| Line::from(l.to_string())));
+        }
+        None if t.message.is_none() && result_failed(t.result) => lines.push(Line::from(
+            Span::styled("the agent reported no message or output", style::dim()),
+        )),
+        None => {}
+    }
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(Block::bordered().title(" Details "))
+}
+
 /// The test results of one run.
 #[derive(Debug)]
 pub struct ResultsView {
@@ -68,6 +102,8 @@ pub struct ResultsView {
     run: Option<Run>,
     total: i64,
     list: FilterList<TestCaseResult>,
+    /// Whether the selected test's details (message, output) are shown.
+    detail: bool,
 }
 
 impl ResultsView {
@@ -79,6 +115,7 @@ impl ResultsView {
             run: None,
             total: 0,
             list: FilterList::new(),
+            detail: false,
         }
     }
 }
@@ -113,6 +150,10 @@ impl Component for ResultsView {
     }
 
     fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {
+        if !self.list.editing && keys.open.matches(key) && self.list.selected().is_some() {
+            self.detail = !self.detail;
+            return Outcome::Changed;
+        }
         self.list.handle_key(key, keys)
     }
 
@@ -120,12 +161,31 @@ impl Component for ResultsView {
         if self.list.editing {
             return self.list.hints(keys);
         }
-        let mut h = vec![KeyHint::new(&keys.back, "back")];
+        let mut h = vec![
+            KeyHint::new(&keys.back, "back"),
+            KeyHint::new(
+                &keys.open,
+                if self.detail {
+                    "hide details"
+                } else {
+                    "details"
+                },
+            ),
+        ];
         h.extend(self.list.hints(keys));
         h
     }
 
     fn draw(&mut self, frame: &mut Frame<'_>, area: Rect) {
+        let area = match (self.detail, self.list.selected()) {
+            (true, Some(t)) => {
+                let [top, bottom] =
+                    Layout::vertical([Constraint::Min(6), Constraint::Percentage(45)]).areas(area);
+                frame.render_widget(detail_pane(t), bottom);
+                top
+            }
+            _ => area,
+        };
         let mut title = vec![Span::raw(format!(
             " Tests of run {} {} ",
             self.run_id, self.stage

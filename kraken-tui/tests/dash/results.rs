@@ -76,6 +76,16 @@ async fn results_show_failures_first_with_change_age_and_instability() {
         "{s}"
     );
 
+    // Enter shows what the failed test said (its JUnit message and text).
+    d.select("suite::z_flaky");
+    d.key(KeyCode::Enter);
+    let s = d.screen();
+    assert!(s.contains("Details"), "{s}");
+    assert!(s.line_with("message").contains("boom"), "{s}");
+    assert!(s.contains("trace"), "{s}");
+    d.key(KeyCode::Enter);
+    assert!(!d.screen().contains("Details"));
+
     // Filter on the change word.
     d.key(KeyCode::Char('/'));
     d.typed("regr");

@@ -6,6 +6,9 @@
 //! (just `name` without a classname), status error (3) when it has an
 //! `<error>`, failure (2) with a `<failure>`, disabled (4) with a
 //! `<skipped>`, else passed (1), and `cmd` empty, as in the original.
+//! Beyond the original, a result carries what the test said: the
+//! failure's (or error's, or skip's) `message` and `type`, its text and the
+//! test's `<system-out>`/`<system-err>` as `output`, and `time` as `duration`.
 //! No matching file, or a file that is not well-formed XML, is an error
 //! that names the file.
 
@@ -18,19 +21,53 @@ use super::{Fields, StepOutcome, StepRun, log, step_cwd};
 use crate::model::tc_result;
 
 /// One test case of a JUnit file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct TestCase {
     /// `classname::name`, or `name`.
     pub test: String,
     /// A [`tc_result`] value.
     pub status: i64,
+    /// The failure's, error's or skip's `message`.
+    pub message: Option<String>,
+    /// Its `type`.
+    pub failure_type: Option<String>,
+    /// Its text, then the test's captured output.
+    pub output: Option<String>,
+    /// `time`, in seconds.
+    pub duration: Option<f64>,
 }
 
 impl TestCase {
     /// The `test-results` entry.
     pub fn to_result(&self, cmd: &str) -> Value {
-        json!({"cmd": cmd, "test": self.test, "status": self.status})
+        let mut v = json!({"cmd": cmd, "test": self.test, "status": self.status});
+        if let Some(o) = v.as_object_mut() {
+            for (k, val) in [
+                ("message", &self.message),
+                ("type", &self.failure_type),
+                ("output", &self.output),
+            ] {
+                if let Some(t) = val {
+                    o.insert(k.into(), json!(t));
+                }
+            }
+            if let Some(d) = self.duration {
+                o.insert("duration".into(), json!(d));
+            }
+        }
+        v
     }
+}
+
+/// The trimmed text of the children of `node` (CDATA included), if any.
+fn text_of(node: roxmltree::Node<'_, '_>) -> Option<String> {
+    let t: String = node
+        .descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect();
+    let t = t.trim();
+    (!t.is_empty()).then(|| t.to_string())
 }
 
 /// Parse the text of a JUnit XML file.
@@ -47,17 +84,42 @@ pub(crate) fn parse(text: &str) -> Result<Vec<TestCase>, String> {
             Some(c) if !c.is_empty() => format!("{c}::{name}"),
             _ => name.to_string(),
         };
-        let has = |tag: &str| tc.children().any(|c| c.has_tag_name(tag));
-        let status = if has("error") {
-            tc_result::ERROR
-        } else if has("failure") {
-            tc_result::FAILED
-        } else if has("skipped") {
-            tc_result::DISABLED
+        let child = |tag: &str| tc.children().find(|c| c.has_tag_name(tag));
+        let (status, why) = if let Some(e) = child("error") {
+            (tc_result::ERROR, Some(e))
+        } else if let Some(f) = child("failure") {
+            (tc_result::FAILED, Some(f))
+        } else if let Some(s) = child("skipped") {
+            (tc_result::DISABLED, Some(s))
         } else {
-            tc_result::PASSED
+            (tc_result::PASSED, None)
         };
-        out.push(TestCase { test, status });
+        let mut output: Vec<String> = Vec::new();
+        if let Some(t) = why.and_then(text_of) {
+            output.push(t);
+        }
+        for tag in ["system-out", "system-err"] {
+            if let Some(t) = child(tag).and_then(text_of) {
+                output.push(t);
+            }
+        }
+        out.push(TestCase {
+            test,
+            status,
+            message: why
+                .and_then(|w| w.attribute("message"))
+                .filter(|m| !m.trim().is_empty())
+                .map(str::to_string),
+            failure_type: why
+                .and_then(|w| w.attribute("type"))
+                .filter(|m| !m.trim().is_empty())
+                .map(str::to_string),
+            output: (!output.is_empty()).then(|| output.join("\n")),
+            duration: tc
+                .attribute("time")
+                .and_then(|t| t.trim().parse::<f64>().ok())
+                .filter(|d| d.is_finite() && *d >= 0.0),
+        });
     }
     Ok(out)
 }
@@ -114,6 +176,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn failures_keep_their_message_type_output_and_time() {
+        let cases = parse(
+            r#"<testsuite><testcase classname="t" name="f" time="0.25"><failure message="assert 1 == 2" type="AssertionError"><![CDATA[def test_f():
+>   assert 1 == 2]]></failure><system-out>printed</system-out></testcase></testsuite>"#,
+        )
+        .unwrap();
+        assert_eq!(cases[0].status, tc_result::FAILED);
+        assert_eq!(cases[0].message.as_deref(), Some("assert 1 == 2"));
+        assert_eq!(cases[0].failure_type.as_deref(), Some("AssertionError"));
+        assert_eq!(
+            cases[0].output.as_deref(),
+            Some("def test_f():\n>   assert 1 == 2\nprinted")
+        );
+        assert_eq!(cases[0].duration, Some(0.25));
+        let r = cases[0].to_result("");
+        assert_eq!(r["message"], "assert 1 == 2");
+        assert_eq!(r["type"], "AssertionError");
+        assert_eq!(r["duration"], 0.25);
+    }
+
+    #[test]
     fn bare_testsuite_and_missing_classname() {
         let cases = parse(
             r#"<?xml version="1.0"?>
@@ -125,11 +208,13 @@ mod tests {
             vec![
                 TestCase {
                     test: "lonely".into(),
-                    status: tc_result::PASSED
+                    status: tc_result::PASSED,
+                    ..TestCase::default()
                 },
                 TestCase {
                     test: "e".into(),
-                    status: tc_result::ERROR
+                    status: tc_result::ERROR,
+                    ..TestCase::default()
                 },
             ]
         );
