@@ -275,10 +275,13 @@ impl App {
                     self.dirty = true;
                 }
             }
-            DashEvent::ActionDone { result } => {
+            DashEvent::ActionDone { result, created } => {
                 match result {
                     Ok(m) => self.say(m, false),
                     Err(e) => self.say(e, true),
+                }
+                if let (Some(id), Some(top)) = (created, self.stack.last_mut()) {
+                    top.view.select_new(id);
                 }
                 if let Some(top) = self.stack.last() {
                     for t in &top.tasks {

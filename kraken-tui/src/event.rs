@@ -75,6 +75,9 @@ pub enum DashEvent {
     ActionDone {
         /// What happened, or what went wrong.
         result: Result<String, String>,
+        /// The id of what the action made (a new flow, a rerun job): the
+        /// view's cursor goes to it.
+        created: Option<i64>,
     },
     /// A message for the status line from outside the app (e.g. a
     /// background task that crashed).

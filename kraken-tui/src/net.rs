@@ -324,8 +324,11 @@ impl Net {
         let k = self.kraken.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let result = perform(&k, &cmd).await.map_err(|e| describe(&e));
-            let _ = tx.send(DashEvent::ActionDone { result }).await;
+            let (result, created) = match perform(&k, &cmd).await {
+                Ok((m, id)) => (Ok(m), id),
+                Err(e) => (Err(describe(&e)), None),
+            };
+            let _ = tx.send(DashEvent::ActionDone { result, created }).await;
         });
     }
 }
@@ -430,8 +433,9 @@ pub async fn fetch(k: &Kraken, what: &Watch) -> kraken_core::Result<Loaded> {
     })
 }
 
-/// Do an action; the message says what was done.
-pub async fn perform(k: &Kraken, cmd: &Command) -> kraken_core::Result<String> {
+/// Do an action; the message says what was done, with the id of what it
+/// made (a flow, a job).
+pub async fn perform(k: &Kraken, cmd: &Command) -> kraken_core::Result<(String, Option<i64>)> {
     match cmd {
         Command::CreateFlow {
             branch_id,
@@ -439,20 +443,23 @@ pub async fn perform(k: &Kraken, cmd: &Command) -> kraken_core::Result<String> {
             kind,
         } => {
             let f = k.create_flow(*branch_id, kind, &NewFlow::default()).await?;
-            Ok(format!(
-                "created {} flow {} (id {}) on {branch_name}",
-                kind.to_uppercase(),
-                f.label,
-                f.id
+            Ok((
+                format!(
+                    "created {} flow {} (id {}) on {branch_name}",
+                    kind.to_uppercase(),
+                    f.label,
+                    f.id
+                ),
+                Some(f.id),
             ))
         }
         Command::CancelRun { run_id, .. } => {
             k.cancel_run(*run_id).await?;
-            Ok(format!("run {run_id} cancelled"))
+            Ok((format!("run {run_id} cancelled"), None))
         }
         Command::RerunJob { job_id, .. } => {
             let j = k.job_rerun(*job_id).await?;
-            Ok(format!("job {job_id} rerun as job {}", j.id))
+            Ok((format!("job {job_id} rerun as job {}", j.id), Some(j.id)))
         }
     }
 }

@@ -127,6 +127,10 @@ impl Component for FlowsView {
         self.lists[i].set_items(flows) || total_changed
     }
 
+    fn select_new(&mut self, key: i64) {
+        self.list_mut().want(key);
+    }
+
     fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {
         match self.list_mut().handle_key(key, keys) {
             Outcome::Ignored => {}

@@ -78,6 +78,10 @@ impl Component for JobsView {
         changed || head_changed
     }
 
+    fn select_new(&mut self, key: i64) {
+        self.list.want(key);
+    }
+
     fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {
         match self.list.handle_key(key, keys) {
             Outcome::Ignored => {}

@@ -36,6 +36,8 @@ pub struct FilterList<T> {
     page: usize,
     /// Whether any data arrived yet.
     pub loaded: bool,
+    /// An item to select once it arrives (a flow just created).
+    wanted: Option<i64>,
 }
 
 impl<T: Item> Default for FilterList<T> {
@@ -46,6 +48,7 @@ impl<T: Item> Default for FilterList<T> {
             filter: String::new(),
             editing: false,
             selected: None,
+            wanted: None,
             offset: 0,
             page: 10,
             loaded: false,
@@ -69,7 +72,22 @@ impl<T: Item> FilterList<T> {
         self.items = items;
         self.loaded = true;
         self.refilter(keep);
+        if let Some(want) = self.wanted
+            && self.items.iter().any(|i| i.key() == want)
+        {
+            self.wanted = None;
+            self.select_key(want);
+        }
         true
+    }
+
+    /// Select the item with `key` now, or as soon as it is loaded.
+    pub fn want(&mut self, key: i64) {
+        if self.items.iter().any(|i| i.key() == key) {
+            self.select_key(key);
+        } else {
+            self.wanted = Some(key);
+        }
     }
 
     fn refilter(&mut self, keep: Option<i64>) {

@@ -93,6 +93,10 @@ pub trait Component: Send {
         false
     }
 
+    /// Put the cursor on a new item (a flow just created, a job just
+    /// rerun) once it shows up.
+    fn select_new(&mut self, _key: i64) {}
+
     /// Whether a text input (filter, search) has the keys.
     fn is_editing(&self) -> bool {
         false

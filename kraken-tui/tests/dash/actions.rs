@@ -155,6 +155,20 @@ async fn in_process_create_a_flow_then_rerun_its_job() {
         .find(|l| l.contains("passed"))
         .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
         .unwrap_or_else(|| panic!("no flow row: {s}"));
+    // `c` in the flows view: the cursor goes to the new flow once it shows.
+    d.select(&label);
+    d.key(KeyCode::Char('c'));
+    d.key(KeyCode::Char('y'));
+    let s = d
+        .until("the second flow", |s| {
+            s.selected().is_some_and(|r| r.contains(" 2. "))
+        })
+        .await;
+    assert!(s.status().contains("created CI flow"), "{s}");
+    d.until("the second flow to end", |s| {
+        s.line_with(" 2. ").contains("passed")
+    })
+    .await;
     d.open(&label, "build").await;
     d.open("build", "hello").await;
     d.select("hello");
