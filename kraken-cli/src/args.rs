@@ -246,8 +246,29 @@ pub enum FlowsCmd {
         #[arg(long, default_value_t = 10)]
         limit: i64,
     },
-    /// Show a flow with its runs.
-    Show { flow: i64 },
+    /// Show a flow with its runs (ID, or PROJECT/BRANCH for its latest CI flow).
+    Show { flow: String },
+    /// Watch a flow live: its runs, jobs and steps with states and
+    /// durations, until it ends; exits with its verdict (0 passed, 1 failed
+    /// or cancelled). ID, or PROJECT/BRANCH for its latest CI flow.
+    Watch {
+        flow: String,
+        /// Also follow the log of the running job(s) under the tree.
+        #[arg(long)]
+        log: bool,
+        #[command(flatten)]
+        wait_args: WaitArgs,
+    },
+    /// Cancel every unfinished run of a flow.
+    Cancel { flow: String },
+    /// Run a flow's jobs again: all its runs, or with --failed only the
+    /// failed jobs (each rerun as a new job).
+    Rerun {
+        flow: String,
+        /// Only the jobs that failed.
+        #[arg(long)]
+        failed: bool,
+    },
     /// Create a flow; prints its id (with --json the flow).
     Create {
         branch: String,
@@ -268,7 +289,7 @@ pub enum FlowsCmd {
     },
     /// Wait until a flow is done (also one already done); exit 1 if it failed.
     Wait {
-        flow: i64,
+        flow: String,
         #[command(flatten)]
         wait_args: WaitArgs,
     },

@@ -40,6 +40,26 @@ pub(crate) async fn branch_id(k: &Kraken, name: &str) -> anyhow::Result<i64> {
         .ok_or_else(|| Error::NotFound(format!("no branch named '{b}' in project '{p}'")).into())
 }
 
+/// A flow by id, or `PROJECT/BRANCH` (or a branch id with a `/`-less
+/// name, never) for the branch's latest CI flow.
+pub(crate) async fn flow_id(k: &Kraken, name: &str) -> anyhow::Result<i64> {
+    if let Ok(id) = name.parse::<i64>() {
+        return Ok(id);
+    }
+    if !name.contains('/') {
+        return Err(usage(format!(
+            "name a flow by id or PROJECT/BRANCH (its latest CI flow), not '{name}'"
+        )));
+    }
+    let bid = branch_id(k, name).await?;
+    let flows = k.get_flows(bid, "ci", None, Some(1), None).await?;
+    flows
+        .items
+        .first()
+        .map(|f| f.id)
+        .ok_or_else(|| Error::NotFound(format!("branch '{name}' has no CI flow yet")).into())
+}
+
 /// A stage by id or `PROJECT/BRANCH/STAGE`.
 pub(crate) async fn stage_id(k: &Kraken, name: &str) -> anyhow::Result<i64> {
     if let Ok(id) = name.parse::<i64>() {

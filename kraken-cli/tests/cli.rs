@@ -506,3 +506,79 @@ async fn friendly_server_urls_tokens_and_missing_steps() {
     assert!(stderr(&o).contains("has no step 7"), "{}", stderr(&o));
     assert!(o.stdout.is_empty());
 }
+
+/// `kraken flows watch`, `flows cancel` and `flows rerun --failed`, with a
+/// branch name standing for its latest flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_cancel_and_rerun_whole_flows() {
+    let s = TestServer::start_with_agents(1).await;
+    let files = tempfile::tempdir().unwrap();
+    let cli = Cli::new(Some(&s.url), None);
+    let mut env = cli.env.clone();
+    env.push(("KRAKEN_PASSWORD".into(), "admin".into()));
+    let li = Cli {
+        env,
+        _config: tempfile::tempdir().unwrap(),
+    };
+    li.ok(&["login", "--user", "admin"]).await;
+    let cli = Cli {
+        env: li.env.clone(),
+        _config: li._config,
+    };
+    cli.ok(&["projects", "create", "demo"]).await;
+    cli.ok(&["branches", "create", "demo", "main"]).await;
+    let marker = files.path().join("failed-once");
+    let fail_once = format!(
+        "test -e '{m}' || {{ touch '{m}'; exit 3; }}",
+        m = marker.display()
+    );
+    let stage = write_stage(files.path(), "build", &["echo compiling-now", &fail_once]).await;
+    cli.ok(&["stages", "create", "demo/main", "build", "--file", &stage])
+        .await;
+    let fid = cli.ok(&["flows", "create", "demo/main"]).await;
+
+    // Watching in a pipe: one line per change, the job's log, verdict 1.
+    let o = cli.run(&["flows", "watch", "demo/main", "--log"]).await;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(1), "{text}{}", stderr(&o));
+    assert!(text.contains(&format!("flow {fid} (")), "{text}");
+    assert!(text.contains("| compiling-now"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("job ") && l.contains("failed")),
+        "{text}"
+    );
+    assert!(stderr(&o).contains("failed job"), "{}", stderr(&o));
+
+    // Rerun only the failed job: the flow passes now.
+    let o = cli
+        .run(&["--json", "flows", "rerun", &fid, "--failed"])
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rerun_jobs"].as_array().map(Vec::len), Some(1), "{v}");
+    let o = cli.run(&["--json", "flows", "watch", &fid]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let last = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["what"] == format!("flow {fid}"))
+        .last()
+        .unwrap();
+    assert_eq!(last["state"], "passed");
+    let o = cli.run(&["flows", "rerun", &fid, "--failed"]).await;
+    assert_eq!(o.status.code(), Some(2), "nothing failed: {}", stderr(&o));
+
+    // Cancel a running flow: it reads "cancelled" and waiting on it fails.
+    let slow = write_stage(files.path(), "slow", &["sleep 30"]).await;
+    cli.ok(&["branches", "create", "demo", "slow"]).await;
+    cli.ok(&["stages", "create", "demo/slow", "slow", "--file", &slow])
+        .await;
+    let sid = cli.ok(&["flows", "create", "demo/slow"]).await;
+    cli.ok(&["flows", "cancel", "demo/slow"]).await;
+    let o = cli.run(&["flows", "wait", &sid, "--timeout", "60"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cancel"), "{}", stderr(&o));
+    let list = cli.ok(&["flows", "list", "demo/slow"]).await;
+    assert!(list.contains("cancelled"), "{list}");
+}

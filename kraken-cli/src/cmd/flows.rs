@@ -13,7 +13,7 @@ use crate::args::FlowsCmd;
 use crate::cmd::key_values;
 use crate::cmd::runs::{RUN_HEADERS, run_row};
 use crate::out::{Out, failed, opt, timed_out, usage};
-use crate::resolve::branch_id;
+use crate::resolve::{branch_id, flow_id};
 
 /// A flow's state in one word: its verdict once decided
 /// ([`Flow::outcome`]: passed, failed, cancelled), else its state.
@@ -106,7 +106,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
             )?;
         }
         FlowsCmd::Show { flow } => {
-            let f = k.get_flow(*flow).await?;
+            let f = k.get_flow(flow_id(k, flow).await?).await?;
             out.show(&f, || {
                 out.fields(&[
                     ("id", f.id.to_string()),
@@ -165,7 +165,64 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
             out.value(&f, f.id)?;
         }
         FlowsCmd::Wait { flow, wait_args } => {
-            return wait_flow(k, out, *flow, wait_args.timeout).await;
+            return wait_flow(k, out, flow_id(k, flow).await?, wait_args.timeout).await;
+        }
+        FlowsCmd::Watch {
+            flow,
+            log,
+            wait_args,
+        } => {
+            let id = flow_id(k, flow).await?;
+            return super::watch::watch(k, out, id, *log, wait_args.timeout).await;
+        }
+        FlowsCmd::Cancel { flow } => {
+            let id = flow_id(k, flow).await?;
+            let f = k.get_flow(id).await?;
+            let mut cancelled = Vec::new();
+            for r in &f.runs {
+                if matches!(r.state.as_str(), "completed" | "processed") {
+                    continue;
+                }
+                k.cancel_run(r.id).await?;
+                cancelled.push(r.id);
+            }
+            let msg = if cancelled.is_empty() {
+                format!("flow {id} has nothing left to cancel")
+            } else {
+                format!("flow {id}: cancelled {} run(s)", cancelled.len())
+            };
+            out.value(
+                &serde_json::json!({"flow": id, "cancelled_runs": cancelled}),
+                msg,
+            )?;
+        }
+        FlowsCmd::Rerun { flow, failed } => {
+            let id = flow_id(k, flow).await?;
+            let f = k.get_flow(id).await?;
+            let mut jobs = Vec::new();
+            let mut runs = Vec::new();
+            for r in &f.runs {
+                if *failed {
+                    for j in k.get_run_jobs(r.id, &Paging::default(), false).await?.items {
+                        if j.outcome().is_failure() {
+                            jobs.push(k.job_rerun(j.id).await?.id);
+                        }
+                    }
+                } else if r.state != "manual" {
+                    runs.push(k.run_run_jobs(r.id).await?.id);
+                }
+            }
+            if *failed && jobs.is_empty() {
+                return Err(usage(format!("flow {id} has no failed job to rerun")));
+            }
+            out.value(
+                &serde_json::json!({"flow": id, "rerun_jobs": jobs, "replayed_runs": runs}),
+                if *failed {
+                    format!("flow {id}: {} failed job(s) rerun", jobs.len())
+                } else {
+                    format!("flow {id}: {} run(s) replayed", runs.len())
+                },
+            )?;
         }
         FlowsCmd::Artifacts { flow } => {
             let l = k.get_flow_artifacts(*flow).await?;

@@ -24,6 +24,7 @@ pub mod systems;
 pub mod tools;
 pub mod users;
 pub mod version;
+pub mod watch;
 
 /// `K=V` arguments as a JSON object of strings.
 pub(crate) fn key_values(items: &[String]) -> anyhow::Result<Map<String, Value>> {
