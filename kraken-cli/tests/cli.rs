@@ -562,8 +562,7 @@ async fn watch_cancel_and_rerun_whole_flows() {
     let last = String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["what"] == format!("flow {fid}"))
-        .last()
+        .rfind(|v| v["what"] == format!("flow {fid}"))
         .unwrap();
     assert_eq!(last["state"], "passed");
     let o = cli.run(&["flows", "rerun", &fid, "--failed"]).await;
