@@ -29,6 +29,10 @@ pub struct Cli {
     /// Print JSON (JSON Lines for streams) instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Filter the JSON output with a jq expression (implies --json); strings
+    /// print raw, other values as compact JSON, one per line (as `gh --jq`).
+    #[arg(long, global = true, value_name = "EXPR")]
+    pub jq: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -97,7 +97,10 @@ fn same_server(a: &str, b: &str) -> bool {
 
 /// Runs the command; `Ok` is exit code 0, an error carries its own (`exit_of`).
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = Out::new(cli.json);
+    if let Some(f) = &cli.jq {
+        let _ = out::JQ.set(f.clone());
+    }
+    let out = Out::new(cli.json || cli.jq.is_some());
     match &cli.command {
         Command::Login { user, password } => {
             return cmd::login::login(&cli, &out, user, password.clone()).await;

@@ -74,6 +74,25 @@ fn write_out(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The `--jq` filter of this command, if any (set once by `main`).
+pub static JQ: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Print what jq filter `filter` makes of `v`: strings raw, other values as
+/// compact JSON, one per line. A bad filter is a usage error (exit 2).
+fn write_jq<T: Serialize + ?Sized>(filter: &str, v: &T) -> anyhow::Result<()> {
+    let value = serde_json::to_value(v)?;
+    let outputs = kraken_core::jq::run(filter, &value).map_err(usage)?;
+    let mut s = String::new();
+    for o in outputs {
+        match o {
+            serde_json::Value::String(t) => s.push_str(&t),
+            other => s.push_str(&serde_json::to_string(&other)?),
+        }
+        s.push('\n');
+    }
+    write_out(&s)
+}
+
 /// How results are printed.
 #[derive(Debug, Clone, Copy)]
 pub struct Out {
@@ -92,8 +111,11 @@ impl Out {
         }
     }
 
-    /// Print a value as pretty JSON.
+    /// Print a value as pretty JSON (or what `--jq` makes of it).
     pub fn json<T: Serialize + ?Sized>(&self, v: &T) -> anyhow::Result<()> {
+        if let Some(filter) = JQ.get() {
+            return write_jq(filter, v);
+        }
         let mut s = serde_json::to_string_pretty(v)?;
         s.push('\n');
         write_out(&s)
@@ -154,6 +176,9 @@ impl Out {
 
     /// Print a value as one JSON line (streams).
     pub fn json_line<T: Serialize + ?Sized>(&self, v: &T) -> anyhow::Result<()> {
+        if let Some(filter) = JQ.get() {
+            return write_jq(filter, v);
+        }
         let mut s = serde_json::to_string(v)?;
         s.push('\n');
         write_out(&s)

@@ -567,6 +567,14 @@ async fn watch_cancel_and_rerun_whole_flows() {
     assert_eq!(last["state"], "passed");
     let o = cli.run(&["flows", "rerun", &fid, "--failed"]).await;
     assert_eq!(o.status.code(), Some(2), "nothing failed: {}", stderr(&o));
+    // --jq filters any JSON answer; strings print raw.
+    let state = cli
+        .ok(&["flows", "show", "demo/main", "--jq", ".runs[0].stage_name"])
+        .await;
+    assert_eq!(state, "build");
+    let o = cli.run(&["flows", "show", &fid, "--jq", ".runs["]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not parse"), "{}", stderr(&o));
 
     // Cancel a running flow: it reads "cancelled" and waiting on it fails.
     let slow = write_stage(files.path(), "slow", &["sleep 30"]).await;
