@@ -829,10 +829,11 @@ async fn junit_collect_reports_every_test_case() {
     assert_eq!(
         o.test_results,
         vec![
-            json!({"cmd": "", "test": "tests.test_x::test_ok", "status": tc_result::PASSED}),
-            json!({"cmd": "", "test": "tests.test_x::test_bad", "status": tc_result::FAILED}),
-            json!({"cmd": "", "test": "tests.test_x::test_broken", "status": tc_result::ERROR}),
-            json!({"cmd": "", "test": "tests.test_x::test_later", "status": tc_result::DISABLED}),
+            json!({"cmd": "", "test": "tests.test_x::test_ok", "status": tc_result::PASSED, "duration": 0.01}),
+            json!({"cmd": "", "test": "tests.test_x::test_bad", "status": tc_result::FAILED,
+                   "message": "assert 1 == 2", "output": "trace"}),
+            json!({"cmd": "", "test": "tests.test_x::test_broken", "status": tc_result::ERROR, "message": "boom"}),
+            json!({"cmd": "", "test": "tests.test_x::test_later", "status": tc_result::DISABLED, "message": "todo"}),
             json!({"cmd": "", "test": "plain", "status": tc_result::PASSED}),
         ]
     );
