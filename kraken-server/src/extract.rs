@@ -8,6 +8,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use kraken_core::model::limits;
 use kraken_core::{ApiError, Core, Error, Local};
 use serde::de::DeserializeOwned;
 
@@ -126,25 +127,53 @@ pub fn bearer_token(parts: &Parts) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// A JSON body; an empty body counts as `{}`. Bad JSON and wrong types are
-/// 400s naming the field.
+/// A JSON object body; an empty body counts as `{}`. Bad JSON, wrong types
+/// and arrays (which serde would read as a struct's fields in order) are 400s
+/// naming the field.
 pub struct J<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for J<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError(Error::BadRequest("request body is too large".into()))
-                } else {
-                    bad(format!("cannot read request body: {e}"))
-                }
-            })?;
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(bad("request body must be a JSON object, not an array"));
+        }
         parse_json(&bytes).map(J)
     }
+}
+
+/// A JSON array body (`PATCH /agents`).
+pub struct JList<T>(pub Vec<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JList<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => parse_json(&bytes).map(JList),
+            _ => Err(bad("request body must be a JSON array")),
+        }
+    }
+}
+
+/// The body, within the route's limit ([`limits::REQUEST_BODY`] for the
+/// REST API).
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> R<axum::body::Bytes> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                bad(format!(
+                    "request body is too large: the limit is {} KiB",
+                    limits::REQUEST_BODY / 1024
+                ))
+            } else {
+                bad(format!("cannot read request body: {e}"))
+            }
+        })
 }
 
 /// Parse a JSON document into `T` with a message that names the bad field.

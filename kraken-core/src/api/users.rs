@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::{Local, required};
 use crate::auth::{hash_password, new_token, verify_password};
 use crate::error::{Error, Result};
+use crate::model::limits::Bounded;
 use crate::model::{
     Empty, List, Login, NewUser, Paging, PasswordChange, Role, Roles, Session, User, UserChanges,
 };
@@ -117,6 +118,7 @@ impl Local {
 
     /// `POST /users`: superadmins only.
     pub async fn create_user(&self, input: &NewUser) -> Result<User> {
+        input.check_limits()?;
         self.who
             .require_superadmin("only superadmin can create users")?;
         let name = required(&input.name, "Missing name in user")?;
@@ -198,6 +200,7 @@ impl Local {
 
     /// `PUT /users/{id}/password`: the user themself or a superadmin, with the old password.
     pub async fn change_password(&self, id: i64, input: &PasswordChange) -> Result<Empty> {
+        input.check_limits()?;
         if id != self.who.user_id {
             self.who
                 .require_superadmin("only the user or a superadmin can change a password")?;
