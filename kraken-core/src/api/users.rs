@@ -11,6 +11,7 @@ use crate::model::limits::Bounded;
 use crate::model::{
     Empty, List, Login, NewUser, Paging, PasswordChange, Role, Roles, Session, User, UserChanges,
 };
+use crate::store::users::UserRow;
 use crate::store::{Store, page, sort_dir};
 
 async fn session_json(
@@ -67,8 +68,7 @@ pub(crate) async fn login(
         });
     }
     let user = store.user_by_name(name).await?;
-    // One verification whatever the user: the real hash or the dummy one.
-    let hash = user.as_ref().map_or(DUMMY_HASH, |u| u.password.as_str());
+    let hash = hash_to_verify(user.as_ref());
     let password_ok = verify_password(password, hash) && user.is_some();
     let imported_hash = !hash.starts_with("$argon2");
     let user = match user {
@@ -95,6 +95,13 @@ pub(crate) async fn login(
     let token = new_token();
     let session = store.create_session(user.id, &token).await?;
     session_json(store, session.id, &token, user.id).await
+}
+
+/// The hash a login verifies the password against: the user's, or for a
+/// user that does not exist [`DUMMY_HASH`], so that both cost one Argon2
+/// verification.
+fn hash_to_verify(user: Option<&UserRow>) -> &str {
+    user.map_or(DUMMY_HASH, |u| u.password.as_str())
 }
 
 impl Local {
@@ -259,5 +266,16 @@ impl Local {
             .set_password(user.id, &hash_password(new)?)
             .await?;
         Ok(Empty {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_user_is_verified_against_the_dummy_hash() {
+        assert_eq!(hash_to_verify(None), DUMMY_HASH);
+        assert!(DUMMY_HASH.starts_with("$argon2id$"));
     }
 }
