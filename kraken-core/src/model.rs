@@ -1009,8 +1009,8 @@ pub struct ReportEntry {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewFlow {
-    /// `{"Common": {...}, "<stage name>": {...}}`.
-    #[serde(default, deserialize_with = "non_null")]
+    /// `{"Common": {...}, "<stage name>": {...}}` (`null`: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<BTreeMap<String, JsonMap>>,
 }
 
