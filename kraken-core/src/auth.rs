@@ -14,6 +14,14 @@ use base64::Engine;
 use crate::error::{Error, Result};
 use crate::model::Role;
 
+pub mod limiter;
+
+/// An Argon2id hash with the parameters of [`hash_password`], of a random
+/// password nobody knows. A login for a user that does not exist is checked
+/// against it, so it costs as much as one for a real user and its time says
+/// nothing about which user names exist.
+pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$RSxN1rBeQDL+ljjq7U9xog$lnHANpk3JI1ZivGvDoXsqmKQXB3GSUGEb6eem8waYWw";
+
 /// Hash a password with Argon2id (PHC string).
 pub fn hash_password(password: &str) -> Result<String> {
     Argon2::default()
@@ -170,6 +178,15 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("s3cret", &h));
         assert!(!verify_password("s3creT", &h));
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_parameters_of_new_hashes() {
+        let h = hash_password("x").unwrap();
+        let params = |h: &str| h.rsplitn(3, '$').nth(2).map(str::to_string);
+        assert_eq!(params(DUMMY_HASH), params(&h));
+        assert!(!verify_password("", DUMMY_HASH));
+        assert!(!verify_password("admin", DUMMY_HASH));
     }
 
     #[test]

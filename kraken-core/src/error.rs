@@ -26,6 +26,14 @@ pub enum Error {
     /// The request conflicts with the current state, e.g. a duplicate name (HTTP 409).
     #[error("{0}")]
     Conflict(String),
+    /// Too many attempts: try again after `retry_after` seconds (HTTP 429).
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was refused.
+        message: String,
+        /// Seconds to wait (the `Retry-After` header).
+        retry_after: u64,
+    },
     /// A storage failure (HTTP 500); the message names the operation.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -76,6 +84,7 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::Conflict(_) => 409,
+            Error::TooManyRequests { .. } => 429,
             Error::Transport(_) => 502,
             Error::Database(sqlx::Error::RowNotFound) => 404,
             Error::Database(_) | Error::Migrate(_) | Error::Json(_) | Error::Internal(_) => 500,
@@ -95,6 +104,10 @@ impl Error {
             403 => Error::Forbidden(message),
             404 => Error::NotFound(message),
             409 => Error::Conflict(message),
+            429 => Error::TooManyRequests {
+                message,
+                retry_after: 0,
+            },
             _ => Error::Internal(format!("server answered {status}: {message}")),
         }
     }
@@ -148,6 +161,7 @@ fn reason_phrase(code: u16) -> &'static str {
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Internal Server Error",

@@ -17,6 +17,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+pub mod limits;
+
 /// A JSON object.
 pub type JsonMap = serde_json::Map<String, Value>;
 
@@ -462,14 +464,24 @@ pub struct NewUser {
     pub password: Option<String>,
 }
 
-/// `PATCH /users/{id}`.
+/// `PATCH /users/{id}`: unknown fields (e.g. `password`, which has its own
+/// endpoint) and nulls are refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserChanges {
-    /// Enable or disable the account.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Enable or disable the account (disabling ends its sessions).
+    #[serde(
+        default,
+        deserialize_with = "non_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enabled: Option<bool>,
     /// Grant or revoke superadmin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "non_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub superadmin: Option<bool>,
     /// Project id → role, or null to revoke.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -538,7 +550,37 @@ pub struct ProjectChanges {
     pub description: Option<String>,
     /// New webhook settings (merged into the current ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhooks: Option<JsonMap>,
+    pub webhooks: Option<Webhooks>,
+}
+
+/// The webhook settings of a project (`PUT /projects/{id}`); other keys are refused.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Webhooks {
+    /// Take GitHub webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_enabled: Option<bool>,
+    /// HMAC secret of GitHub webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_secret: Option<String>,
+    /// Take Gitea webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitea_enabled: Option<bool>,
+    /// HMAC secret of Gitea webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitea_secret: Option<String>,
+    /// Take GitLab webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab_enabled: Option<bool>,
+    /// Token of GitLab webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab_secret: Option<String>,
+    /// Take Radicle webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radicle_enabled: Option<bool>,
+    /// HMAC secret of Radicle webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radicle_secret: Option<String>,
 }
 
 /// A project secret; `key` and `secret` are always `******` in answers.
@@ -963,12 +1005,37 @@ pub struct ReportEntry {
     pub url: String,
 }
 
-/// `POST /branches/{id}/flows/{kind}`.
+/// `POST /branches/{id}/flows/{kind}`: unknown fields are refused.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewFlow {
-    /// `{"Common": {...}, "<stage name>": {...}}`.
-    #[serde(default)]
+    /// `{"Common": {...}, "<stage name>": {...}}` (`null`: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<BTreeMap<String, JsonMap>>,
+}
+
+/// For `Option` fields that may be left out but not sent as `null`
+/// (with `#[serde(default)]`).
+fn non_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Read an optional field of a JSON object as `T` (`null` counts as absent);
+/// the error names the field.
+fn object_field<T: serde::de::DeserializeOwned>(
+    map: &JsonMap,
+    key: &str,
+) -> Result<Option<T>, String> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => T::deserialize(v)
+            .map(Some)
+            .map_err(|e| format!("{key}: {e}")),
+    }
 }
 
 /// A run.
@@ -1211,8 +1278,9 @@ pub struct Agent {
     pub job: Option<Box<Job>>,
 }
 
-/// `PATCH /agents` item.
+/// `PATCH /agents` item (a JSON object; see [`GroupId`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(try_from = "JsonMap")]
 pub struct AgentAuthorization {
     /// Agent id.
     #[serde(default)]
@@ -1239,11 +1307,33 @@ pub struct AgentChanges {
     pub comment: Option<String>,
 }
 
-/// A group named by id.
+impl TryFrom<JsonMap> for AgentAuthorization {
+    type Error = String;
+    fn try_from(map: JsonMap) -> Result<Self, String> {
+        Ok(AgentAuthorization {
+            id: object_field(&map, "id")?,
+            authorized: object_field(&map, "authorized")?,
+        })
+    }
+}
+
+/// A group named by id: a JSON object `{"id": 1}` (serde's derive would also
+/// take the array `[1]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(try_from = "JsonMap")]
 pub struct GroupId {
     /// Group id.
     pub id: i64,
+}
+
+impl TryFrom<JsonMap> for GroupId {
+    type Error = String;
+    fn try_from(map: JsonMap) -> Result<Self, String> {
+        match object_field(&map, "id")? {
+            Some(id) => Ok(GroupId { id }),
+            None => Err("missing field `id`".to_string()),
+        }
+    }
 }
 
 /// An agents group.
@@ -1278,7 +1368,30 @@ pub struct GroupInput {
     pub project_id: Option<i64>,
     /// Deployment settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment: Option<JsonMap>,
+    pub deployment: Option<Deployment>,
+}
+
+/// The deployment settings of an agents group; other keys are refused.
+/// This server runs method 0 (agents register themselves) only; the cloud
+/// settings are kept for the original's clients.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// 0 manual; 2 AWS EC2, 3 AWS ECS Fargate, 4 Azure VM, 5 Kubernetes (unsupported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<i64>,
+    /// AWS EC2 settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<JsonMap>,
+    /// AWS ECS Fargate settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_ecs_fargate: Option<JsonMap>,
+    /// Azure VM settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_vm: Option<JsonMap>,
+    /// Kubernetes settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<JsonMap>,
 }
 
 /// A system (OS or image) jobs run on.

@@ -8,6 +8,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use kraken_core::model::limits;
 use kraken_core::{ApiError, Core, Error, Local};
 use serde::de::DeserializeOwned;
 
@@ -34,7 +35,12 @@ impl IntoResponse for AppError {
         if body.code >= 500 {
             tracing::error!(error = %self.0, "request failed");
         }
-        error_response(&body)
+        let mut resp = error_response(&body);
+        if let Error::TooManyRequests { retry_after, .. } = &self.0 {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+        }
+        resp
     }
 }
 
@@ -57,8 +63,8 @@ fn bad(msg: impl Into<String>) -> AppError {
     AppError(Error::BadRequest(msg.into()))
 }
 
-/// The caller, authenticated by `Authorization: Bearer <token>`: a Kraken
-/// handle acting for them.
+/// The caller, authenticated by `Authorization: Bearer <token>` (or the
+/// session cookie, see [`bearer_token`]): a Kraken handle acting for them.
 pub struct Caller(pub Local);
 
 impl FromRequestParts<AppState> for Caller {
@@ -69,13 +75,58 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or_else(|| {
-            AppError(Error::Unauthorized(
-                "No authorization token provided".into(),
-            ))
+            cookie_write_refusal(parts).unwrap_or_else(|| {
+                AppError(Error::Unauthorized(
+                    "No authorization token provided".into(),
+                ))
+            })
         })?;
         let who = state.core.authenticate(&token).await?;
         Ok(Caller(state.core.kraken_for(who)))
     }
+}
+
+/// The name of the session cookie (the original's).
+pub const SESSION_COOKIE: &str = "kk_session_token";
+
+/// The `Set-Cookie` value of a new session: for the browser's download links
+/// (artifacts, job logs); scripts cannot read it and other sites cannot send it.
+pub fn session_cookie(token: &str) -> String {
+    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")
+}
+
+/// The `Set-Cookie` value that removes the session cookie (logout).
+pub fn cleared_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+}
+
+/// The client's address (from the connection).
+pub struct Source(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Whether a `Content-Type` is JSON (`application/json`, `application/*+json`).
+fn is_json_content_type(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
 }
 
 /// A caller who may be anonymous (e.g. `GET /settings`).
@@ -89,7 +140,10 @@ impl FromRequestParts<AppState> for MaybeCaller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match bearer_token(parts) {
-            None => Ok(MaybeCaller(None)),
+            None => match cookie_write_refusal(parts) {
+                Some(e) => Err(e),
+                None => Ok(MaybeCaller(None)),
+            },
             Some(token) => {
                 let who = state.core.authenticate(&token).await?;
                 Ok(MaybeCaller(Some(state.core.kraken_for(who))))
@@ -100,7 +154,43 @@ impl FromRequestParts<AppState> for MaybeCaller {
 
 /// The bearer token of a request, or the `kk_session_token` cookie (which
 /// the original's download links use).
+///
+/// Against cross-site request forgery, a request authenticated by the cookie
+/// alone that is not a read (GET, HEAD, OPTIONS) counts only with a JSON
+/// `Content-Type`, which a page of another site cannot send without the
+/// server's consent (CORS); otherwise it carries no token.
 pub fn bearer_token(parts: &Parts) -> Option<String> {
+    if let Some(t) = header_token(parts) {
+        return Some(t);
+    }
+    let token = cookie_token(parts)?;
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if safe || is_json_content_type(parts) {
+        Some(token)
+    } else {
+        tracing::warn!(method = %parts.method, path = %parts.uri.path(), "session cookie without a JSON content type ignored for a write");
+        None
+    }
+}
+
+/// The 400 for a write that only the session cookie would authenticate and
+/// that is not JSON (see [`bearer_token`]).
+fn cookie_write_refusal(parts: &Parts) -> Option<AppError> {
+    (header_token(parts).is_none() && cookie_token(parts).is_some()).then(|| {
+        bad(format!(
+            "{} {} is authenticated by the session cookie only, so it must have \
+             Content-Type: application/json (protection against cross-site requests); \
+             or send Authorization: Bearer <token>",
+            parts.method,
+            parts.uri.path()
+        ))
+    })
+}
+
+fn header_token(parts: &Parts) -> Option<String> {
     if let Some(v) = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -115,6 +205,10 @@ pub fn bearer_token(parts: &Parts) -> Option<String> {
             return Some(token.trim().to_string());
         }
     }
+    None
+}
+
+fn cookie_token(parts: &Parts) -> Option<String> {
     parts
         .headers
         .get_all(header::COOKIE)
@@ -122,29 +216,58 @@ pub fn bearer_token(parts: &Parts) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == "kk_session_token")
-        .map(|(_, v)| v.to_string())
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
-/// A JSON body; an empty body counts as `{}`. Bad JSON and wrong types are
-/// 400s naming the field.
+/// A JSON object body; an empty body counts as `{}`. Bad JSON, wrong types
+/// and arrays (which serde would read as a struct's fields in order) are 400s
+/// naming the field.
 pub struct J<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for J<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError(Error::BadRequest("request body is too large".into()))
-                } else {
-                    bad(format!("cannot read request body: {e}"))
-                }
-            })?;
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(bad("request body must be a JSON object, not an array"));
+        }
         parse_json(&bytes).map(J)
     }
+}
+
+/// A JSON array body (`PATCH /agents`).
+pub struct JList<T>(pub Vec<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JList<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => parse_json(&bytes).map(JList),
+            _ => Err(bad("request body must be a JSON array")),
+        }
+    }
+}
+
+/// The body, within the route's limit ([`limits::REQUEST_BODY`] for the
+/// REST API).
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> R<axum::body::Bytes> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                bad(format!(
+                    "request body is too large: the limit is {} KiB",
+                    limits::REQUEST_BODY / 1024
+                ))
+            } else {
+                bad(format!("cannot read request body: {e}"))
+            }
+        })
 }
 
 /// Parse a JSON document into `T` with a message that names the bad field.

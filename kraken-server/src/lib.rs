@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post, put};
+use kraken_core::model::limits;
 use kraken_core::{ApiError, Config, Core};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -204,9 +206,14 @@ fn api_routes() -> Router<AppState> {
             "/tools/{name}",
             get(tools::get_tool_versions).delete(tools::delete_tool),
         )
-        .route("/tools/{name}/zip", post(tools::upload_tool))
+        .route(
+            "/tools/{name}/zip",
+            post(tools::upload_tool).layer(DefaultBodyLimit::max(limits::UPLOAD_BODY)),
+        )
         .route("/user_data", get(misc::get_user_data))
         .route("/live-data", get(misc::get_live_data))
+        // JSON bodies of the REST API; uploads have their own limit above.
+        .layer(DefaultBodyLimit::max(limits::REQUEST_BODY))
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -257,7 +264,7 @@ pub fn app(core: Arc<Core>) -> Router {
         .nest("/bk", outside)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(DefaultBodyLimit::max(limits::UPLOAD_BODY))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(AppState { core })
 }

@@ -6,8 +6,10 @@ use serde_json::Value;
 
 use super::{Local, required};
 use crate::error::{Error, Result};
+use crate::model::limits::Bounded;
 use crate::model::{
-    Agent, AgentAuthorization, AgentChanges, Empty, Group, GroupInput, List, Paging, System,
+    Agent, AgentAuthorization, AgentChanges, Deployment, Empty, Group, GroupInput, List, Paging,
+    System,
 };
 use crate::store::agents::{AgentRow, GroupRow};
 use crate::store::users::{ots, ts};
@@ -17,12 +19,20 @@ const ADMIN_ONLY: &str = "only superadmin can manage agents";
 
 /// Cloud deployments (AWS, Azure, Kubernetes) spawn agents on demand in the
 /// original; this server has only agents that register themselves.
-fn check_deployment(d: Option<&serde_json::Map<String, Value>>) -> Result<()> {
-    match d.and_then(|d| d.get("method")).and_then(Value::as_i64) {
+fn check_deployment(d: Option<&Deployment>) -> Result<()> {
+    match d.and_then(|d| d.method) {
         None | Some(0) => Ok(()),
         Some(m) => Err(Error::bad_request(format!(
             "deployment method {m} (cloud agents) is not supported by this server: use method 0 and start agents with `kraken agent`"
         ))),
+    }
+}
+
+/// The deployment settings given, as the JSON object stored.
+fn deployment_map(d: &Deployment) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(d) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
     }
 }
 
@@ -148,6 +158,7 @@ impl Local {
 
     /// `PUT /agents/{id}`: groups, disabled, authorized, comment (superadmins).
     pub async fn update_agent(&self, id: i64, input: &AgentChanges) -> Result<Agent> {
+        input.check_limits()?;
         self.who.require_superadmin(ADMIN_ONLY)?;
         let row = self.agent_row(id).await?;
         if let Some(groups) = &input.groups {
@@ -209,6 +220,7 @@ impl Local {
     /// `POST /groups` (superadmins).
     pub async fn create_group(&self, input: &GroupInput) -> Result<Group> {
         self.who.require_superadmin(ADMIN_ONLY)?;
+        input.check_limits()?;
         let name = required(&input.name, "Missing name in group")?;
         if let Some(pid) = input.project_id
             && self.store().project(pid).await?.is_none()
@@ -228,7 +240,10 @@ impl Local {
             )));
         }
         check_deployment(input.deployment.as_ref())?;
-        let deployment = input.deployment.clone().map(Value::Object);
+        let deployment = input
+            .deployment
+            .as_ref()
+            .map(|d| Value::Object(deployment_map(d)));
         Ok(self
             .store()
             .create_group(name, input.project_id, deployment.as_ref())
@@ -244,6 +259,7 @@ impl Local {
 
     /// `PUT /groups/{id}`: name and deployment (superadmins).
     pub async fn update_group(&self, id: i64, input: &GroupInput) -> Result<Group> {
+        input.check_limits()?;
         self.who.require_superadmin(ADMIN_ONLY)?;
         let row = self.group_row(id).await?;
         let name = match &input.name {
@@ -277,8 +293,8 @@ impl Local {
                     .map(|j| j.0.clone())
                     .unwrap_or_else(|| Value::Object(Default::default()));
                 if let Some(obj) = current.as_object_mut() {
-                    for (k, v) in d {
-                        obj.insert(k.clone(), v.clone());
+                    for (k, v) in deployment_map(d) {
+                        obj.insert(k, v);
                     }
                 }
                 Some(current)

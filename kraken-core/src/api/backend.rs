@@ -68,6 +68,7 @@ impl Core {
                 .map(str::to_string)
                 .ok_or_else(|| Error::bad_request("missing 'address' in agent request"))?,
         };
+        crate::model::limits::check("address", &address, crate::model::limits::ADDRESS)?;
         let agent = match self.store().agent_by_address(&address).await? {
             Some(a) if a.deleted.is_none() => a,
             _ => {

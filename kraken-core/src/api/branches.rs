@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::{Local, required};
 use crate::error::{Error, Result};
+use crate::model::limits::Bounded;
 use crate::model::{
     Branch, BranchChanges, BranchSequence, BranchStats, BranchStatsByKind, Empty, EnvVar,
     FlowDuration, List, MoveBranch, NewBranch, RetentionPolicy, SequenceValue, duration_to_txt,
@@ -30,6 +31,7 @@ impl Local {
 
     /// `POST /projects/{id}/branches`: a new branch, or a fork of branch `id`.
     pub async fn create_branch(&self, project_id: i64, input: &NewBranch) -> Result<Branch> {
+        input.check_limits()?;
         self.store()
             .require_project(project_id)
             .await
@@ -102,6 +104,7 @@ impl Local {
 
     /// `PUT /branches/{id}`: rename (pwrusr).
     pub async fn update_branch(&self, id: i64, input: &BranchChanges) -> Result<Branch> {
+        input.check_limits()?;
         let row = self.branch_row(id).await?;
         self.who.require_pwrusr(row.project_id)?;
         let name = match &input.name {
@@ -238,6 +241,7 @@ impl Local {
 
     /// `POST /branches/{id}/env_vars` (pwrusr).
     pub async fn create_branch_env_var(&self, id: i64, input: &EnvVar) -> Result<Empty> {
+        input.check_limits()?;
         let row = self.branch_row(id).await?;
         self.who.require_pwrusr(row.project_id)?;
         let name = input

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::Local;
 use crate::error::{Error, Result};
+use crate::model::limits::Bounded;
 use crate::model::{
     Empty, Flow, Job, List, NewFlow, NewJob, NewRun, Paging, Run, completion, flow_kind, job_state,
     run_state,
@@ -33,6 +34,7 @@ pub struct Artifact {
 impl Local {
     /// `POST /branches/{id}/flows/{kind}`: create a flow and start its root stages (pwrusr).
     pub async fn create_flow(&self, branch_id: i64, kind: &str, input: &NewFlow) -> Result<Flow> {
+        input.check_limits()?;
         let branch = self.branch_row(branch_id).await?;
         self.who.require_pwrusr(branch.project_id)?;
         let args: serde_json::Map<String, Value> = input
@@ -57,6 +59,7 @@ impl Local {
 
     /// `POST /flows/{id}/runs`: start (or replay) a stage in a flow (pwrusr).
     pub async fn create_run(&self, flow_id: i64, input: &NewRun) -> Result<Run> {
+        input.check_limits()?;
         let flow = self.store().require_flow(flow_id).await?;
         let branch = self
             .store()

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Principal;
+use crate::auth::limiter::LoginLimiter;
 use crate::engine::Engine;
 pub use crate::engine::EngineLoops;
 // The workflow schema lives in `schema`; kept here for callers of the old path.
@@ -72,6 +73,8 @@ pub struct Core {
     admin_id: i64,
     /// `host:port` of the UDP log listener announced to agents.
     pub(crate) udp_addr: std::sync::Mutex<String>,
+    /// Failed-login counts.
+    login_limiter: LoginLimiter,
 }
 
 /// How long a session may go without a touch of its `last_used` time;
@@ -92,6 +95,7 @@ impl Core {
             config,
             admin_id,
             udp_addr: std::sync::Mutex::new(String::new()),
+            login_limiter: LoginLimiter::default(),
         }))
     }
 
@@ -137,7 +141,17 @@ impl Core {
 
     /// `POST /sessions`: log in with a user name and password.
     pub async fn login(&self, input: &crate::model::Login) -> Result<crate::model::Session> {
-        users::login(self.store(), input).await
+        self.login_from(input, None).await
+    }
+
+    /// `POST /sessions` from a source address (failed logins are throttled
+    /// per user name and per address).
+    pub async fn login_from(
+        &self,
+        input: &crate::model::Login,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<crate::model::Session> {
+        users::login(self.store(), &self.login_limiter, input, source).await
     }
 
     /// `GET /settings` without a session: the settings the login page needs.
@@ -185,6 +199,11 @@ impl Core {
         let Some(user) = self.store().user(session.user_id).await? else {
             return Err(invalid());
         };
+        if !user.enabled() {
+            // Disabling ends the sessions; this catches any left over.
+            self.store().end_session(session.id).await?;
+            return Err(invalid());
+        }
         if now - session.last_used > SESSION_TOUCH_INTERVAL_MS {
             self.store().touch_session(session.id).await?;
         }

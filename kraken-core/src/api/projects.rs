@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::{Local, required};
 use crate::error::{Error, Result};
+use crate::model::limits::Bounded;
 use crate::model::{
     Empty, List, NewProject, Project, ProjectChanges, Secret, SecretInput, secret_kind,
 };
@@ -33,6 +34,7 @@ impl Local {
 
     /// `POST /projects`: superadmins only.
     pub async fn create_project(&self, input: &NewProject) -> Result<Project> {
+        input.check_limits()?;
         self.who
             .require_superadmin("only superadmin role can create projects")?;
         let name = required(&input.name, "Missing name in project")?;
@@ -57,6 +59,7 @@ impl Local {
 
     /// `PUT /projects/{id}`: name, description, webhooks (pwrusr).
     pub async fn update_project(&self, id: i64, input: &ProjectChanges) -> Result<Project> {
+        input.check_limits()?;
         let row = self.store().require_project(id).await?;
         self.who.require_pwrusr(id)?;
         let name = match &input.name {
@@ -82,9 +85,11 @@ impl Local {
             .as_ref()
             .map(|w| w.0.clone())
             .unwrap_or_else(|| json!({}));
-        if let (Some(changes), Some(obj)) = (&input.webhooks, webhooks.as_object_mut()) {
+        if let (Some(changes), Some(obj)) = (&input.webhooks, webhooks.as_object_mut())
+            && let Value::Object(changes) = serde_json::to_value(changes)?
+        {
             for (k, v) in changes {
-                obj.insert(k.clone(), v.clone());
+                obj.insert(k, v);
             }
         }
         self.store()
@@ -108,6 +113,7 @@ impl Local {
 
     /// `POST /projects/{id}/secrets` (admin).
     pub async fn create_secret(&self, project_id: i64, input: &SecretInput) -> Result<Secret> {
+        input.check_limits()?;
         self.store().require_project(project_id).await?;
         self.who.require_admin(project_id)?;
         let name = required(&input.name, "Missing name in secret")?;
@@ -153,6 +159,7 @@ impl Local {
 
     /// `PUT /secrets/{id}` (admin); `******` leaves a value unchanged.
     pub async fn update_secret(&self, id: i64, input: &SecretInput) -> Result<Secret> {
+        input.check_limits()?;
         let row = self
             .store()
             .secret(id)

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::Local;
 use crate::error::{Error, Result};
+use crate::model::limits::Bounded;
 use crate::model::{
     CommentInput, Issue, List, Paging, ResultPlace, TestCaseComment, TestCaseResult, Timestamp,
     flow_kind, tc_result,
@@ -182,6 +183,7 @@ impl Local {
         id: i64,
         input: &CommentInput,
     ) -> Result<TestCaseResult> {
+        input.check_limits()?;
         let t = self.viewable_tcr(id).await?;
         self.who
             .require_pwrusr(self.branch_project(t.branch_id).await?)?;

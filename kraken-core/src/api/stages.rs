@@ -9,6 +9,7 @@ use super::Local;
 use crate::engine::context::CtxFor;
 use crate::engine::stage_schema::Prepare;
 use crate::error::{Error, Result};
+use crate::model::limits::Bounded;
 use crate::model::{
     Empty, Schedule, Stage, StageInput, StageSchedule, StageSchemaCode, StageSchemaPreview,
     Timestamp,
@@ -98,6 +99,7 @@ impl Local {
     /// `POST /branches/{id}/stages`: evaluate the schema code with the branch's
     /// context and store the stage (pwrusr). Nothing is stored on error.
     pub async fn create_stage(&self, branch_id: i64, input: &StageInput) -> Result<Stage> {
+        input.check_limits()?;
         let branch = self.branch_row(branch_id).await?;
         self.who.require_pwrusr(branch.project_id)?;
         let name = super::required(&input.name, "'name' is a required property")?.to_string();
@@ -153,6 +155,7 @@ impl Local {
     /// `PUT /stages/{id}`: change fields; new schema code is re-evaluated
     /// with the stage's context (pwrusr). `name` is required, as in the original.
     pub async fn update_stage(&self, id: i64, input: &StageInput) -> Result<Stage> {
+        input.check_limits()?;
         let stage = self.stage_row(id).await?;
         let branch = self.branch_row(stage.branch_id).await?;
         self.who.require_pwrusr(branch.project_id)?;
@@ -223,6 +226,7 @@ impl Local {
         id: i64,
         input: &StageSchemaCode,
     ) -> Result<StageSchemaPreview> {
+        input.check_limits()?;
         let stage = self.stage_row(id).await?;
         let branch = self.branch_row(stage.branch_id).await?;
         self.who.require_view(branch.project_id)?;

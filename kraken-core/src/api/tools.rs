@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::{Local, required};
 use crate::error::{Error, Result};
+use crate::model::limits::Bounded;
 use crate::model::{Empty, List, Paging, Tool, ToolInput};
 use crate::store::tools::{NewToolRow, ToolRow};
 use crate::store::{page, sort_dir};
@@ -95,6 +96,7 @@ impl Local {
     /// `POST /tools`: register a tool from its `tool.json` (a new version, or
     /// an overwrite of the version given); superadmins.
     pub async fn create_or_update_tool(&self, input: &ToolInput) -> Result<Tool> {
+        input.check_limits()?;
         self.who.require_superadmin(ADMIN_ONLY)?;
         Ok(self.register_tool(input).await?.to_model())
     }
@@ -155,6 +157,7 @@ impl Local {
 
     /// `POST /tools/{name}/zip`: register a tool version and store its package.
     pub async fn upload_tool(&self, name: &str, meta: &ToolInput, zip: &[u8]) -> Result<Tool> {
+        meta.check_limits()?;
         self.who.require_superadmin(ADMIN_ONLY)?;
         if meta.name.as_deref().is_some_and(|n| n != name) {
             return Err(Error::bad_request(format!(

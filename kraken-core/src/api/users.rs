@@ -1,13 +1,17 @@
 //! Sessions and users.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use super::{Local, required};
-use crate::auth::{hash_password, new_token, verify_password};
+use crate::auth::limiter::LoginLimiter;
+use crate::auth::{DUMMY_HASH, hash_password, new_token, verify_password};
 use crate::error::{Error, Result};
+use crate::model::limits::Bounded;
 use crate::model::{
     Empty, List, Login, NewUser, Paging, PasswordChange, Role, Roles, Session, User, UserChanges,
 };
+use crate::store::users::UserRow;
 use crate::store::{Store, page, sort_dir};
 
 async fn session_json(
@@ -33,7 +37,19 @@ async fn session_json(
 }
 
 /// Log in with a user name and password: a new session (no principal needed).
-pub async fn login(store: &Store, input: &Login) -> Result<Session> {
+///
+/// Failed logins are throttled per user name and per source address
+/// ([`LoginLimiter`]). A user name that does not exist is checked against
+/// [`DUMMY_HASH`], so it takes as long as a wrong password and gets the same
+/// answer. A disabled user is told so only with the right password (as the
+/// original does), which costs the same as a wrong one.
+pub(crate) async fn login(
+    store: &Store,
+    limiter: &LoginLimiter,
+    input: &Login,
+    source: Option<IpAddr>,
+) -> Result<Session> {
+    input.check_limits()?;
     let (Some(name), Some(password)) = (&input.user, &input.password) else {
         return Err(Error::bad_request("bad credentials"));
     };
@@ -44,26 +60,54 @@ pub async fn login(store: &Store, input: &Login) -> Result<Session> {
             "login method '{method}' is not supported by this server: use 'local'"
         )));
     }
-    let user = match store.user_by_name(name).await? {
-        Some(u) if verify_password(password, &u.password) => u,
+    if let Err(wait) = limiter.check(name, source) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(Error::TooManyRequests {
+            message: format!("too many failed logins: try again in {secs} s"),
+            retry_after: secs.max(1),
+        });
+    }
+    let user = store.user_by_name(name).await?;
+    let hash = hash_to_verify(user.as_ref());
+    let password_ok = verify_password(password, hash) && user.is_some();
+    let imported_hash = !hash.starts_with("$argon2");
+    let user = match user {
+        Some(u) if password_ok => u,
         _ => {
+            limiter.failed(name, source);
             return Err(Error::Unauthorized(
                 "missing user or incorrect password".into(),
             ));
         }
     };
     if !user.enabled() {
+        limiter.failed(name, source);
         return Err(Error::Unauthorized("user account is disabled".into()));
+    }
+    limiter.succeeded(name);
+    if imported_hash {
+        // An imported (passlib) hash: store an Argon2 one from now on, so
+        // every login costs the same.
+        store
+            .set_password(user.id, &hash_password(password)?)
+            .await?;
     }
     let token = new_token();
     let session = store.create_session(user.id, &token).await?;
     session_json(store, session.id, &token, user.id).await
 }
 
+/// The hash a login verifies the password against: the user's, or for a
+/// user that does not exist [`DUMMY_HASH`], so that both cost one Argon2
+/// verification.
+fn hash_to_verify(user: Option<&UserRow>) -> &str {
+    user.map_or(DUMMY_HASH, |u| u.password.as_str())
+}
+
 impl Local {
     /// `POST /sessions`.
     pub async fn login(&self, input: &Login) -> Result<Session> {
-        login(self.store(), input).await
+        self.core.login(input).await
     }
 
     /// `GET /sessions/{token}`: only the caller's own session.
@@ -117,6 +161,7 @@ impl Local {
 
     /// `POST /users`: superadmins only.
     pub async fn create_user(&self, input: &NewUser) -> Result<User> {
+        input.check_limits()?;
         self.who
             .require_superadmin("only superadmin can create users")?;
         let name = required(&input.name, "Missing name in user")?;
@@ -192,12 +237,17 @@ impl Local {
             self.store()
                 .update_user(&user, input.enabled, input.superadmin)
                 .await?;
+            if input.enabled == Some(false) {
+                let ended = self.store().end_user_sessions(user.id).await?;
+                tracing::info!(user = %user.name, sessions = ended, "user disabled: sessions ended");
+            }
         }
         self.user_with_roles(id).await
     }
 
     /// `PUT /users/{id}/password`: the user themself or a superadmin, with the old password.
     pub async fn change_password(&self, id: i64, input: &PasswordChange) -> Result<Empty> {
+        input.check_limits()?;
         if id != self.who.user_id {
             self.who
                 .require_superadmin("only the user or a superadmin can change a password")?;
@@ -216,5 +266,16 @@ impl Local {
             .set_password(user.id, &hash_password(new)?)
             .await?;
         Ok(Empty {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_user_is_verified_against_the_dummy_hash() {
+        assert_eq!(hash_to_verify(None), DUMMY_HASH);
+        assert!(DUMMY_HASH.starts_with("$argon2id$"));
     }
 }

@@ -214,6 +214,14 @@ impl Store {
         Ok(())
     }
 
+    /// End every live session of a user (disabled); the number ended.
+    pub async fn end_user_sessions(&self, user_id: i64) -> Result<u64> {
+        let now = now_ms();
+        Ok(on_write!(&self.db, p => sqlx::query(
+            "UPDATE user_sessions SET deleted = $1, updated = $1 WHERE user_id = $2 AND deleted IS NULL")
+            .bind(now).bind(user_id).execute(p).await?.rows_affected()))
+    }
+
     /// End a session (logout or expiry).
     pub async fn end_session(&self, id: i64) -> Result<()> {
         let now = now_ms();

@@ -6,7 +6,7 @@ use kraken_core::model::{
     Agent, AgentAuthorization, AgentChanges, Empty, Group, GroupInput, Job, List, System,
 };
 
-use crate::extract::{Caller, J, P, Q, R};
+use crate::extract::{Caller, J, JList, P, Q, R};
 
 pub async fn get_agents(Caller(k): Caller, q: Q) -> R<Json<List<Agent>>> {
     Ok(Json(
@@ -17,7 +17,7 @@ pub async fn get_agents(Caller(k): Caller, q: Q) -> R<Json<List<Agent>>> {
 
 pub async fn update_agents(
     Caller(k): Caller,
-    J(body): J<Vec<AgentAuthorization>>,
+    JList(body): JList<AgentAuthorization>,
 ) -> R<Json<Empty>> {
     Ok(Json(k.update_agents(&body).await?))
 }

@@ -2,25 +2,41 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 use kraken_core::model::{Empty, List, Login, NewUser, PasswordChange, Session, User, UserChanges};
 
-use crate::extract::{AppState, Caller, J, P, Q, R};
+use crate::extract::{
+    AppState, Caller, J, P, Q, R, Source, cleared_session_cookie, session_cookie,
+};
 
+/// `POST /sessions`: the session, and the session cookie for the browser's
+/// download links (`HttpOnly; SameSite=Strict`).
 pub async fn login(
     State(st): State<AppState>,
+    Source(source): Source,
     J(body): J<Login>,
-) -> R<(StatusCode, Json<Session>)> {
-    Ok((StatusCode::CREATED, Json(st.core.login(&body).await?)))
+) -> R<(StatusCode, [(HeaderName, String); 1], Json<Session>)> {
+    let session = st.core.login_from(&body, source).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::SET_COOKIE, session_cookie(&session.token))],
+        Json(session),
+    ))
 }
 
 pub async fn get_session(Caller(k): Caller, P(token): P<String>) -> R<Json<Session>> {
     Ok(Json(k.get_session(&token).await?))
 }
 
-pub async fn logout(Caller(k): Caller, P(token): P<String>) -> R<StatusCode> {
+pub async fn logout(
+    Caller(k): Caller,
+    P(token): P<String>,
+) -> R<(StatusCode, [(HeaderName, String); 1])> {
     k.logout(&token).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, cleared_session_cookie())],
+    ))
 }
 
 pub async fn get_users(Caller(k): Caller, q: Q) -> R<Json<List<User>>> {

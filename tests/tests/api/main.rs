@@ -10,5 +10,6 @@ mod projects;
 mod restart;
 mod results;
 mod secrets;
+mod security;
 mod stages;
 mod tools;
