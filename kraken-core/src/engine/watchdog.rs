@@ -134,7 +134,8 @@ impl Engine {
         let line = NewLog {
             time: now_ms(),
             message: STEP_RESTART_MARKER.to_string(),
-            service: "server".into(),
+            // Shown with the step's output (job logs are the agent's lines).
+            service: "agent".into(),
             level: "WARNING".into(),
             branch_id: place.branch_id,
             flow_kind: place.flow_kind,
