@@ -288,7 +288,11 @@ async fn a_dead_agents_job_is_retried_on_another_agent() {
         async move { admin.post("/backend", msg).await.body }
     };
     agent("doomed").await;
-    let b = setup(&admin, &[("build", shell_stage("root", "work", &["echo hi"]))]).await;
+    let b = setup(
+        &admin,
+        &[("build", shell_stage("root", "work", &["echo hi"]))],
+    )
+    .await;
     admin.flow(b).await;
     // The doomed agent takes the job, starts its step, and goes silent.
     let first = loop {
@@ -298,8 +302,10 @@ async fn a_dead_agents_job_is_retried_on_another_agent() {
         }
     };
     call(json!({"address": "doomed", "msg": "get-job-step"})).await;
-    call(json!({"address": "doomed", "msg": "step-result2", "job_id": first, "step_idx": 0,
-                "result": {"status": "in-progress"}}))
+    call(
+        json!({"address": "doomed", "msg": "step-result2", "job_id": first, "step_idx": 0,
+                "result": {"status": "in-progress"}}),
+    )
     .await;
     // Another agent of the group gets the retry and runs it.
     agent("survivor").await;
@@ -316,8 +322,10 @@ async fn a_dead_agents_job_is_retried_on_another_agent() {
             break;
         }
         let idx = s["job_step"]["index"].as_i64().expect("step index");
-        call(json!({"address": "survivor", "msg": "step-result2", "job_id": second,
-                    "step_idx": idx, "result": {"status": "done", "duration": 0}}))
+        call(
+            json!({"address": "survivor", "msg": "step-result2", "job_id": second,
+                    "step_idx": idx, "result": {"status": "done", "duration": 0}}),
+        )
         .await;
     }
     let flows = all_flows_finish(&admin, b).await;

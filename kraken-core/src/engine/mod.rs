@@ -45,11 +45,7 @@ impl Engine {
             store,
             events: Events::default(),
             validator: std::sync::Mutex::new(None),
-            instance: format!(
-                "{}-{}",
-                std::process::id(),
-                crate::store::now_ms()
-            ),
+            instance: format!("{}-{}", std::process::id(), crate::store::now_ms()),
         })
     }
 

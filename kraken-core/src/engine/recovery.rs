@@ -136,14 +136,20 @@ impl Engine {
     /// Plan a run again whose planner stopped (we hold its lease `lease`).
     async fn replan(&self, run: RunRow, lease: i64) {
         let run_id = run.id;
-        tracing::info!(run = run.id, state = run.state, "recovery: the run's planner stopped: planning it again");
+        tracing::info!(
+            run = run.id,
+            state = run.state,
+            "recovery: the run's planner stopped: planning it again"
+        );
         let outcome = async {
             match run.state {
                 run_state::CREATING => {
                     let flow = self.store.require_flow(run.flow_id).await?;
-                    let stage = self.store.stage_any(run.stage_id).await?.ok_or_else(|| {
-                        crate::error::Error::not_found("Stage not found")
-                    })?;
+                    let stage = self
+                        .store
+                        .stage_any(run.stage_id)
+                        .await?
+                        .ok_or_else(|| crate::error::Error::not_found("Stage not found"))?;
                     self.complete_starting_run(run, &stage, &flow, lease)
                         .await
                         .map(|_| ())
