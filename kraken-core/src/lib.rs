@@ -18,6 +18,7 @@ pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod jq;
 pub mod mask;
 pub mod model;

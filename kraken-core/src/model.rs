@@ -1165,6 +1165,11 @@ pub struct Step {
     pub result: Option<Value>,
     /// Display name.
     pub name: String,
+    /// Times the step was handed to an agent: more than 1 when it was
+    /// restarted (its agent or server stopped while it ran), which is why its
+    /// log then repeats lines after a `--- step restarted ... ---` marker.
+    #[serde(default)]
+    pub attempts: i64,
     /// The step's fields (`cmd`, `cwd`, ...).
     #[serde(flatten)]
     pub fields: JsonMap,

@@ -397,6 +397,7 @@ pub fn step_json(s: &StepRow, masked: bool) -> Step {
         "job_id",
         "status",
         "result",
+        "attempts",
     ] {
         fields.remove(k);
     }
@@ -420,6 +421,7 @@ pub fn step_json(s: &StepRow, masked: bool) -> Step {
         status: s.status,
         result,
         name,
+        attempts: s.attempts,
         fields,
     }
 }

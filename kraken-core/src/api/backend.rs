@@ -599,6 +599,7 @@ impl Local {
                 .step(job.id, step.idx)
                 .await?
                 .ok_or_else(|| Error::not_found("Step not found"))?;
+            self.engine().step_handed_out(&job, &step).await?;
             let mut js = serde_json::to_value(crate::view::step_json(&step, false))?;
             let o = js
                 .as_object_mut()

@@ -100,19 +100,7 @@ impl Local {
                 "run {run_id} still has running jobs: cancel it first (DELETE /runs/{run_id})"
             )));
         }
-        self.store()
-            .set_run_state(
-                run_id,
-                if replay {
-                    run_state::REPLAY
-                } else {
-                    run_state::IN_PROGRESS
-                },
-            )
-            .await?;
-        self.store().reopen_flow(flow.id).await?;
-        let run = self.store().require_run(run_id).await?;
-        self.engine().trigger_jobs(&run, replay).await?;
+        self.engine().restart_run(&run, replay).await?;
         self.get_run(run_id).await
     }
 

@@ -7,7 +7,10 @@ use super::Engine;
 use crate::error::Result;
 use crate::events::Event;
 use crate::model::{Outcome, completion, flow_kind, run_state, step_status};
-use crate::store::flows::FlowRow;
+use crate::store::flows::{FlowRow, RunRow};
+use crate::store::now_ms;
+
+use super::recovery::COMPLETE_LEASE_MS;
 use crate::store::jobs::JobRow;
 
 /// The completion status a finished job gets from its steps.
@@ -40,6 +43,7 @@ impl Engine {
         let steps = self.store.steps_of(&[job_id]).await?;
         let status = status_from_steps(&steps);
         if self.store.complete_job(job_id, status, None).await? {
+            crate::fault::point("after-job-complete");
             tracing::info!(job = job_id, run = job.run_id, status, "job completed");
             if let Some(agent) = job.agent_used_id {
                 self.store.unassign_agent(agent, job_id).await?;
@@ -125,42 +129,58 @@ impl Engine {
         note: Option<&'a str>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            if !self.store.complete_run_row(run_id, note).await? {
+            let lease = now_ms() + COMPLETE_LEASE_MS;
+            if !self.store.complete_run_row(run_id, note, lease).await? {
                 if let Some(n) = note {
                     self.store.append_run_note(run_id, n).await?;
                 }
                 return Ok(());
             }
+            crate::fault::point("after-run-complete");
             let run = self.store.require_run(run_id).await?;
             self.events.publish(Event::Run {
                 run_id,
                 flow_id: run.flow_id,
             });
             tracing::info!(run = run_id, flow = run.flow_id, stage = %run.stage_name, note = note.unwrap_or(""), "run completed");
-            self.analyze_run(run_id).await
+            self.follow_up_completed_run(run_id, lease).await
         })
     }
 
     /// Recompute a run's counters, start its child stages when it had no
     /// failed job, complete its flow when nothing else runs, and queue the
-    /// results-history analysis.
+    /// results-history analysis. Idempotent, so it can be done again after
+    /// a server stopped in the middle: a child stage whose run was started
+    /// (or touched) since this run finished is not started again, and a
+    /// processed run is not queued again.
     pub(crate) async fn analyze_run(&self, run_id: i64) -> Result<()> {
         let run = self.store.require_run(run_id).await?;
         let counters = self.store.run_counters(run_id).await?;
         self.store.set_run_counters(run_id, &counters).await?;
         let flow = self.store.require_flow(run.flow_id).await?;
         if counters.jobs_error == 0 && counters.jobs_total > 0 {
-            self.trigger_child_stages(&run.stage_name, run_id, &flow)
-                .await?;
+            self.trigger_child_stages(&run, &flow).await?;
         }
         self.check_flow_completion(&flow).await?;
+        if run.state == run_state::PROCESSED && run.completing_until.is_some() {
+            return Ok(());
+        }
         self.enqueue_history_analysis(run_id).await
     }
 
-    async fn trigger_child_stages(&self, parent: &str, run_id: i64, flow: &FlowRow) -> Result<()> {
+    async fn trigger_child_stages(&self, run: &RunRow, flow: &FlowRow) -> Result<()> {
+        let (parent, run_id) = (run.stage_name.as_str(), run.id);
         for stage in self.store.branch_stages(flow.branch_id).await? {
             if stage.parent() != parent || !stage.enabled {
                 continue;
+            }
+            if let Some(finished) = run.finished
+                && self
+                    .store
+                    .stage_run_touched_since(flow.id, stage.id, finished)
+                    .await?
+            {
+                continue; // already started for this completion
             }
             let t = stage.triggers();
             let by_parent = t.and_then(|t| t.get("parent")).and_then(Value::as_bool) == Some(true);

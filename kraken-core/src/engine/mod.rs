@@ -17,6 +17,7 @@ use crate::store::Store;
 pub(crate) mod complete;
 pub(crate) mod context;
 pub(crate) mod planner;
+pub mod recovery;
 pub(crate) mod scheduler;
 pub(crate) mod stage_schema;
 pub(crate) mod tasks;
@@ -33,6 +34,8 @@ pub struct Engine {
     store: Store,
     events: Events,
     validator: stage_schema::ValidatorCache,
+    /// This engine's name in leases it holds (process id and start time).
+    instance: String,
 }
 
 impl Engine {
@@ -42,6 +45,7 @@ impl Engine {
             store,
             events: Events::default(),
             validator: std::sync::Mutex::new(None),
+            instance: format!("{}-{}", std::process::id(), crate::store::now_ms()),
         })
     }
 
@@ -94,15 +98,23 @@ impl EngineLoops {
 
         let k = engine.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = k.store.requeue_stale_tasks(30 * 60_000).await {
-                tracing::warn!(error = %e, "requeue tasks");
-            }
             loop {
                 if let Err(e) = k.run_queued_tasks().await {
                     tracing::warn!(error = %e, "task worker");
                 }
                 let _ =
                     tokio::time::timeout(Duration::from_secs(2), k.events.tasks.notified()).await;
+            }
+        }));
+
+        // Recovery: at start, then every few seconds (see recovery.rs).
+        let k = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = k.recover().await {
+                    tracing::warn!(error = %e, "recovery");
+                }
+                tokio::time::sleep(recovery::RECOVERY_EVERY).await;
             }
         }));
 
@@ -116,16 +128,15 @@ impl EngineLoops {
                 if let Err(e) = k.fire_timers().await {
                     tracing::warn!(error = %e, "watchdog: timers");
                 }
-                if tick.is_multiple_of(30) {
-                    for (what, r) in [
-                        ("run timeouts", k.check_run_timeouts().await),
-                        ("dead agents", k.check_dead_agents().await),
-                        ("unprocessed runs", k.requeue_unprocessed_runs().await),
-                    ] {
-                        if let Err(e) = r {
-                            tracing::warn!(error = %e, "watchdog: {what}");
-                        }
-                    }
+                if tick.is_multiple_of(2)
+                    && let Err(e) = k.check_dead_agents().await
+                {
+                    tracing::warn!(error = %e, "watchdog: dead agents");
+                }
+                if tick.is_multiple_of(30)
+                    && let Err(e) = k.check_run_timeouts().await
+                {
+                    tracing::warn!(error = %e, "watchdog: run timeouts");
                 }
                 if tick % 86_400 == 3600
                     && let Err(e) = k.apply_log_retention().await

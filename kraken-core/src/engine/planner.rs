@@ -12,7 +12,10 @@ use crate::model::{completion, flow_kind, run_state, seq_kind};
 use crate::schema;
 use crate::store::branches::BranchRow;
 use crate::store::flows::{FlowRow, NewFlowRow, NewRunRow, RunRow};
-use crate::store::jobs::NewJobRow;
+use crate::store::jobs::{NewJobRow, NewStepRow, PlannedJob};
+use crate::store::now_ms;
+
+use super::recovery::PLAN_LEASE_MS;
 use crate::store::stages::StageRow;
 
 /// Stringify argument values the way they reach `#{NAME}`: strings stay,
@@ -131,17 +134,45 @@ impl Engine {
         };
         flow_args.insert("KK_BRANCH".into(), json!(kk_branch));
         flow_args.insert("branch".into(), json!(kk_branch));
-        let flow = self
-            .store()
-            .insert_flow(&NewFlowRow {
-                branch_id: branch.id,
-                kind,
-                branch_name: Some(branch_name),
-                args: Value::Object(flow_args),
-                seq: json!({"shared": shared, "own": own}),
-                trigger_data_id: None,
+        let stages = match only_stage {
+            Some(s) => vec![s.clone()],
+            None => self
+                .store()
+                .branch_stages(branch.id)
+                .await?
+                .into_iter()
+                .filter(starts_with_flow)
+                .collect(),
+        };
+        // The flow and its runs in one transaction, each run held for planning.
+        let lease = now_ms() + PLAN_LEASE_MS;
+        let new_runs: Vec<NewRunRow> = stages
+            .iter()
+            .map(|stage| NewRunRow {
+                stage_id: stage.id,
+                flow_id: 0,
+                args: Value::Object(per_stage.remove(&stage.name).unwrap_or_default()),
+                reason: json!({"reason": reason}),
+                repo_data_id: None,
+                state: run_state::CREATING,
+                planning_until: Some(lease),
             })
+            .collect();
+        let (flow, run_ids) = self
+            .store()
+            .insert_flow_with_runs(
+                &NewFlowRow {
+                    branch_id: branch.id,
+                    kind,
+                    branch_name: Some(branch_name),
+                    args: Value::Object(flow_args),
+                    seq: json!({"shared": shared, "own": own}),
+                    trigger_data_id: None,
+                },
+                &new_runs,
+            )
             .await?;
+        crate::fault::point("after-flow-insert");
         self.events.publish(Event::Flow {
             flow_id: flow.id,
             branch_id: branch.id,
@@ -153,20 +184,9 @@ impl Engine {
             reason,
             "flow created"
         );
-        let stages = match only_stage {
-            Some(s) => vec![s.clone()],
-            None => self
-                .store()
-                .branch_stages(branch.id)
-                .await?
-                .into_iter()
-                .filter(starts_with_flow)
-                .collect(),
-        };
-        for stage in &stages {
-            let stage_args = per_stage.remove(&stage.name).unwrap_or_default();
-            self.start_run(stage, &flow, json!({"reason": reason}), &stage_args)
-                .await?;
+        for (stage, run_id) in stages.iter().zip(run_ids) {
+            let run = self.store.require_run(run_id).await?;
+            self.complete_starting_run(run, stage, &flow, lease).await?;
         }
         if stages.is_empty() {
             // Nothing to run: the flow is done at once.
@@ -184,13 +204,10 @@ impl Engine {
         args: &Map<String, Value>,
     ) -> Result<RunRow> {
         if let Some(run) = self.store.run_of_stage_in_flow(flow.id, stage.id).await? {
-            self.store.set_run_state(run.id, run_state::REPLAY).await?;
-            self.store.reopen_flow(flow.id).await?;
-            self.store.mark_run_started(run.id).await?;
-            let run = self.store.require_run(run.id).await?;
-            self.trigger_jobs(&run, true).await?;
+            self.restart_run(&run, true).await?;
             return self.store.require_run(run.id).await;
         }
+        let lease = now_ms() + PLAN_LEASE_MS;
         let run = self
             .store()
             .insert_run(&NewRunRow {
@@ -200,18 +217,37 @@ impl Engine {
                 reason,
                 repo_data_id: None,
                 state: run_state::CREATING,
+                planning_until: Some(lease),
             })
             .await?;
-        self.complete_starting_run(run, stage, flow).await
+        self.complete_starting_run(run, stage, flow, lease).await
+    }
+
+    /// Start an existing run again: replay its jobs (`replay`), or start a
+    /// manual run. The run is held for planning before its state changes,
+    /// so the recovery never takes it for a finished one.
+    pub async fn restart_run(&self, run: &RunRow, replay: bool) -> Result<()> {
+        let lease = now_ms() + PLAN_LEASE_MS;
+        self.store.set_planning_lease(run.id, Some(lease)).await?;
+        let state = if replay {
+            run_state::REPLAY
+        } else {
+            run_state::IN_PROGRESS
+        };
+        self.store.set_run_state(run.id, state).await?;
+        self.store.reopen_flow(run.flow_id).await?;
+        let run = self.store.require_run(run.id).await?;
+        self.trigger_jobs_leased(&run, replay, lease).await
     }
 
     /// Give a fresh run its arguments, sequences and labels, then start its jobs
     /// (or leave it waiting when its stage is manual).
-    async fn complete_starting_run(
+    pub(crate) async fn complete_starting_run(
         &self,
         run: RunRow,
         stage: &StageRow,
         flow: &FlowRow,
+        lease: i64,
     ) -> Result<RunRow> {
         let branch = self
             .store()
@@ -301,7 +337,10 @@ impl Engine {
             flow_id: flow.id,
         });
         if manual {
-            return Ok(run);
+            self.store
+                .move_planning_lease(run.id, Some(lease), None)
+                .await?;
+            return self.store.require_run(run.id).await;
         }
         if flow.kind == flow_kind::CI {
             let newer = branch
@@ -313,14 +352,20 @@ impl Engine {
                     .await?;
             }
         }
-        self.trigger_jobs(&run, false).await?;
+        self.trigger_jobs_leased(&run, false, lease).await?;
         self.store.require_run(run.id).await
     }
 
     /// Create the jobs of a run from its stage's schema, re-evaluated with the
     /// run's context. A failure completes the run with a note.
-    pub(crate) async fn trigger_jobs(&self, run: &RunRow, replay: bool) -> Result<()> {
-        if let Err(e) = self.try_trigger_jobs(run, replay).await {
+    /// (The run's planning lease is `lease`: the jobs are stored only while it holds.)
+    pub(crate) async fn trigger_jobs_leased(
+        &self,
+        run: &RunRow,
+        replay: bool,
+        lease: i64,
+    ) -> Result<()> {
+        if let Err(e) = self.try_trigger_jobs(run, replay, lease).await {
             let note = format!("Triggering run's jobs failed: {e}");
             tracing::warn!(run = run.id, %note);
             self.complete_run(run.id, Some(&note)).await?;
@@ -328,7 +373,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn try_trigger_jobs(&self, run: &RunRow, replay: bool) -> Result<()> {
+    async fn try_trigger_jobs(&self, run: &RunRow, replay: bool, lease: i64) -> Result<()> {
         let flow = self.store.require_flow(run.flow_id).await?;
         let stage = self
             .store()
@@ -345,6 +390,17 @@ impl Engine {
             .prepare_context(CtxFor::Run(run, &flow, &stage, &branch), &args)
             .await?;
 
+        // Renew the planning lease: the evaluation below is bounded (2 s).
+        let renewed = now_ms() + PLAN_LEASE_MS;
+        if !self
+            .store
+            .move_planning_lease(run.id, Some(lease), Some(renewed))
+            .await?
+        {
+            tracing::info!(run = run.id, "run planned by another server meanwhile");
+            return Ok(());
+        }
+        let lease = renewed;
         // Re-evaluate the schema for this run and keep it in the stage.
         let code = stage.schema_code.clone().unwrap_or_default();
         let (_, evaluated) = self
@@ -372,6 +428,7 @@ impl Engine {
             .unwrap_or_else(|| json!({}));
         let mut created = 0usize;
         let mut erred = 0usize;
+        let mut planned: Vec<PlannedJob> = Vec::new();
         let jobs = evaluated
             .get("jobs")
             .and_then(Value::as_array)
@@ -486,17 +543,7 @@ impl Engine {
                                 .max(60)
                         });
                     let erred_now = completed_with.is_some();
-                    let job_id = self
-                        .store()
-                        .insert_job(&NewJobRow {
-                            run_id: run.id,
-                            name: job_name.clone(),
-                            agents_group_id: group_id,
-                            system_id: system.id,
-                            timeout,
-                            completed_with,
-                        })
-                        .await?;
+                    let mut new_steps = Vec::new();
                     created += 1;
                     if erred_now {
                         erred += 1;
@@ -511,32 +558,48 @@ impl Engine {
                             fields.remove("tool");
                             let (value, masked) =
                                 schema::substitute(&Value::Object(fields), &arg_values, &ctx);
-                            self.store
-                                .insert_step(
-                                    job_id,
-                                    idx as i64,
-                                    tool.id,
-                                    &value,
-                                    &masked,
-                                    &Value::Object(raw),
-                                )
-                                .await?;
+                            new_steps.push(NewStepRow {
+                                idx: idx as i64,
+                                tool_id: tool.id,
+                                fields: value,
+                                masked,
+                                raw: Value::Object(raw),
+                            });
                         }
                     }
-                    if let Some(old) = old_jobs.remove(&format!("{job_name}-{group_id}")) {
-                        for id in old {
-                            self.store.cover_job(id).await?;
-                        }
-                    }
-                    self.events.publish(Event::Job {
-                        job_id,
-                        run_id: run.id,
+                    planned.push(PlannedJob {
+                        job: NewJobRow {
+                            run_id: run.id,
+                            name: job_name.clone(),
+                            agents_group_id: group_id,
+                            system_id: system.id,
+                            timeout,
+                            completed_with,
+                        },
+                        steps: new_steps,
+                        covers: old_jobs
+                            .remove(&format!("{job_name}-{group_id}"))
+                            .unwrap_or_default(),
                     });
                 }
             }
         }
-        self.store.mark_run_started(run.id).await?;
-        self.store.reopen_flow(flow.id).await?;
+        crate::fault::point("before-jobs-insert");
+        // All jobs at once, with the run marked started, or none.
+        let Some(job_ids) = self
+            .store
+            .insert_planned_jobs(run.id, flow.id, lease, &planned)
+            .await?
+        else {
+            tracing::info!(run = run.id, "run planned by another server meanwhile");
+            return Ok(());
+        };
+        for job_id in job_ids {
+            self.events.publish(Event::Job {
+                job_id,
+                run_id: run.id,
+            });
+        }
         self.events.publish(Event::Run {
             run_id: run.id,
             flow_id: flow.id,

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Engine;
+use super::recovery::{TASK_LEASE_MS, while_renewing};
 use crate::error::Result;
 use crate::events::Event;
 use crate::model::{flow_kind, run_state};
@@ -29,16 +30,30 @@ impl Engine {
 
     /// Run queued tasks until none is left.
     pub async fn run_queued_tasks(&self) -> Result<()> {
-        while let Some(task) = self.store.claim_task().await? {
+        while let Some(task) = self.store.claim_task(&self.instance, TASK_LEASE_MS).await? {
             let run_id = task.args.0.get(0).and_then(Value::as_i64);
-            let outcome = match (task.func.as_str(), run_id) {
-                (ANALYZE_RESULTS_HISTORY, Some(id)) => self.analyze_results_history(id).await,
-                (ANALYZE_RUN, Some(id)) => self.analyze_run(id).await,
-                (other, _) => Err(crate::error::Error::bad_request(format!(
-                    "unknown task {other} with arguments {}",
-                    task.args.0
-                ))),
+            let work = async {
+                match (task.func.as_str(), run_id) {
+                    (ANALYZE_RESULTS_HISTORY, Some(id)) => self.analyze_results_history(id).await,
+                    (ANALYZE_RUN, Some(id)) => self.analyze_run(id).await,
+                    (other, _) => Err(crate::error::Error::bad_request(format!(
+                        "unknown task {other} with arguments {}",
+                        task.args.0
+                    ))),
+                }
             };
+            // Hold the task while it runs; a worker that dies loses it after the lease.
+            let every = std::time::Duration::from_millis((TASK_LEASE_MS / 3) as u64);
+            let outcome = while_renewing(work, every, || async {
+                if let Err(e) = self
+                    .store
+                    .renew_task_lease(task.id, &self.instance, TASK_LEASE_MS)
+                    .await
+                {
+                    tracing::warn!(task = task.id, error = %e, "cannot renew the task's lease");
+                }
+            })
+            .await;
             let err = outcome.err().map(|e| e.to_string());
             if let Some(e) = &err {
                 tracing::warn!(task = task.id, func = %task.func, error = %e, "background task failed");
@@ -52,6 +67,7 @@ impl Engine {
     /// mark it processed. A CI run waits until the previous CI run of its
     /// stage is processed; the next one is analysed after it.
     pub(crate) async fn analyze_results_history(&self, run_id: i64) -> Result<()> {
+        crate::fault::point("in-history-analysis");
         let run = self.store.require_run(run_id).await?;
         if run.state != run_state::COMPLETED && run.state != run_state::PROCESSED {
             return Ok(());
@@ -76,6 +92,7 @@ impl Engine {
         self.store
             .set_run_processed(run_id, &counters, summary.as_ref().map(|s| (flow.id, s)))
             .await?;
+        crate::fault::point("after-run-processed");
         self.events.publish(Event::Run {
             run_id,
             flow_id: flow.id,

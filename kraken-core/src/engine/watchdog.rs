@@ -6,12 +6,34 @@ use serde_json::json;
 
 use super::Engine;
 use crate::error::Result;
-use crate::model::{completion, flow_kind};
+use crate::events::Event;
+use crate::model::{completion, flow_kind, job_state};
+use crate::store::jobs::{JobRow, StepRow};
+use crate::store::logs::NewLog;
 use crate::store::now_ms;
 use crate::triggers::timer_from_stored;
 
-/// Agents not heard from for this long become inactive.
-pub const AGENT_TIMEOUT_MS: i64 = 5 * 60 * 1000;
+/// Agents not heard from for this long (45 s unless the environment
+/// variable `KRAKEN_AGENT_TIMEOUT` gives other seconds) are marked gone and
+/// their job is retried once on another agent. Agents are heard from at
+/// least every 20 s while idle (their `get-job` long poll) and every 3 s
+/// while they run a job (`keep-alive`).
+pub fn agent_timeout_ms() -> i64 {
+    static T: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("KRAKEN_AGENT_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(45)
+            * 1000
+    })
+}
+
+/// The line written into a job's log when a step is handed out again
+/// (its agent, or the agent's server, stopped while it ran).
+pub const STEP_RESTART_MARKER: &str = "--- step restarted after the agent came back ---";
+
 /// Runs time out after this long (the original's DEFAULT_RUN_TIMEOUT).
 pub const RUN_TIMEOUT_MS: i64 = 10_800 * 1000;
 
@@ -50,30 +72,86 @@ impl Engine {
         Ok(())
     }
 
-    /// Agents not seen for 5 minutes become inactive; their job fails.
+    /// Agents not seen for [`agent_timeout_ms`] become inactive; their
+    /// job is retried once on another agent of its group (a new job covering
+    /// the old one, which says why), or fails when it was a retry already.
     pub async fn check_dead_agents(&self) -> Result<()> {
-        let limit = now_ms() - AGENT_TIMEOUT_MS;
+        let secs = agent_timeout_ms() / 1000;
+        let limit = now_ms() - agent_timeout_ms();
         for agent in self.store.silent_agents(limit).await? {
-            tracing::info!(
-                agent = agent.id,
-                "agent was not seen for 5 minutes: inactivated"
-            );
+            let why = format!("agent {} was not seen for {secs} s", agent.name);
+            tracing::info!(agent = agent.id, "{why}: inactivated");
             self.store
-                .deactivate_agent(
-                    agent.id,
-                    "agent was not seen for last 5 minutes, inactivated",
-                )
+                .deactivate_agent(agent.id, &format!("{why}, inactivated"))
                 .await?;
-            if let Some(job_id) = agent.job_id
-                && let Some(job) = self.store.job(job_id).await?
-            {
-                self.cancel_job(
-                    &job,
-                    "agent was not seen for last 5 minutes",
-                    completion::AGENT_NOT_ALIVE,
-                )
-                .await?;
+            let Some(job) = (match agent.job_id {
+                Some(id) => self.store.job(id).await?,
+                None => None,
+            }) else {
+                continue;
+            };
+            if job.state == job_state::COMPLETED {
+                continue;
             }
+            if let Some(first) = job.retry_of {
+                let note = format!("{why}; the job (a retry of job {first}) is not retried again");
+                self.cancel_job(&job, &note, completion::AGENT_NOT_ALIVE)
+                    .await?;
+                continue;
+            }
+            let old_note = format!("{why}: job retried on another agent");
+            let new_note = format!("retry of job {} ({why})", job.id);
+            if let Some(new_id) = self
+                .store
+                .retry_job(&job, completion::AGENT_NOT_ALIVE, &old_note, &new_note)
+                .await?
+            {
+                tracing::info!(job = job.id, retry = new_id, "{why}: job retried");
+                for id in [job.id, new_id] {
+                    self.events.publish(Event::Job {
+                        job_id: id,
+                        run_id: job.run_id,
+                    });
+                }
+                self.events.wake_scheduler();
+            }
+        }
+        Ok(())
+    }
+
+    /// A step is handed to an agent: count the attempt, and when it was
+    /// handed out before (its agent or server stopped while it ran) mark
+    /// the restart in the job's log, so a reader sees why lines repeat.
+    pub async fn step_handed_out(&self, job: &JobRow, step: &StepRow) -> Result<()> {
+        let attempts = self.store.count_step_attempt(step.id).await?;
+        if attempts < 2 {
+            return Ok(());
+        }
+        let Some(place) = self.store.job_place(job.id).await? else {
+            return Ok(());
+        };
+        tracing::info!(job = job.id, step = step.idx, attempts, "step restarted");
+        let line = NewLog {
+            time: now_ms(),
+            message: STEP_RESTART_MARKER.to_string(),
+            // Shown with the step's output (job logs are the agent's lines).
+            service: "agent".into(),
+            level: "WARNING".into(),
+            branch_id: place.branch_id,
+            flow_kind: place.flow_kind,
+            flow_id: place.flow_id,
+            run_id: place.run_id,
+            job_id: job.id,
+            step: step.idx,
+            tool: step.tool_name.clone(),
+            agent_id: job.agent_used_id.unwrap_or(0),
+            ..NewLog::default()
+        };
+        if let Some(last_id) = self.store.insert_logs(&[line]).await? {
+            self.events.publish(Event::Logs {
+                job_id: job.id,
+                last_id,
+            });
         }
         Ok(())
     }
@@ -155,20 +233,6 @@ impl Engine {
         let flow = self.store.require_flow(parent_run.flow_id).await?;
         self.start_run(stage, &flow, json!({"reason": reason}), &Default::default())
             .await?;
-        Ok(())
-    }
-
-    /// Queue the analysis of runs that completed but were never analysed
-    /// (e.g. the server stopped in between).
-    pub(crate) async fn requeue_unprocessed_runs(&self) -> Result<()> {
-        let now = now_ms();
-        for run in self
-            .store()
-            .unprocessed_runs(now - 90 * 86_400_000, now - 20 * 60_000)
-            .await?
-        {
-            self.enqueue_history_analysis(run.id).await?;
-        }
         Ok(())
     }
 

@@ -113,13 +113,17 @@ pub struct RunRow {
     pub created: i64,
     /// Deleted (ms).
     pub deleted: Option<i64>,
+    /// Being planned (its jobs not created yet) by a server holding it until then (ms).
+    pub planning_until: Option<i64>,
+    /// Completed, its follow-up (counters, children, flow, analysis) held until then (ms).
+    pub completing_until: Option<i64>,
 }
 
 const RUN_SELECT: &str = "SELECT r.id, r.started, r.finished, r.state, r.note, r.stage_id, \
     s.name AS stage_name, r.flow_id, r.args, r.fix_cnt, r.new_cnt, r.no_change_cnt, r.regr_cnt, \
     r.issues_new, r.issues_total, r.jobs_error, r.jobs_total, r.tests_not_run, r.tests_passed, \
     r.tests_total, r.artifacts, r.label, r.reason, r.repo_data_id, r.processed_at, r.seq, r.created, \
-    r.deleted FROM runs r JOIN stages s ON s.id = r.stage_id";
+    r.deleted, r.planning_until, r.completing_until FROM runs r JOIN stages s ON s.id = r.stage_id";
 
 /// Live job counters of a run (over non-covered jobs).
 #[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
@@ -170,6 +174,8 @@ pub struct NewRunRow {
     pub repo_data_id: Option<i64>,
     /// State.
     pub state: i64,
+    /// Planning lease (ms) of a run created to be planned.
+    pub planning_until: Option<i64>,
 }
 
 impl Store {
@@ -185,6 +191,40 @@ impl Store {
         self.flow(id)
             .await?
             .ok_or_else(|| Error::internal("flow vanished after insert"))
+    }
+
+    /// Insert a flow and its first runs in one transaction (so a flow never
+    /// exists without the runs it starts with); returns the flow and the run ids.
+    pub async fn insert_flow_with_runs(
+        &self,
+        f: &NewFlowRow,
+        runs: &[NewRunRow],
+    ) -> Result<(FlowRow, Vec<i64>)> {
+        let now = now_ms();
+        let (id, run_ids) = in_tx!(&self.db, tx => {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO flows (state, kind, branch_name, branch_id, args, artifacts, trigger_data_id, \
+                 user_data, seq, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id")
+                .bind(flow_state::IN_PROGRESS).bind(f.kind).bind(&f.branch_name).bind(f.branch_id)
+                .bind(Json(&f.args)).bind(Json(json!({}))).bind(f.trigger_data_id).bind(Json(json!({})))
+                .bind(Json(&f.seq)).bind(now).fetch_one(&mut *tx).await?;
+            let mut run_ids = Vec::new();
+            for r in runs {
+                let run_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO runs (state, stage_id, flow_id, args, artifacts, reason, repo_data_id, seq, created, updated, planning_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id")
+                    .bind(r.state).bind(r.stage_id).bind(id).bind(Json(&r.args)).bind(Json(json!({})))
+                    .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(json!({}))).bind(now).bind(r.planning_until)
+                    .fetch_one(&mut *tx).await?;
+                run_ids.push(run_id);
+            }
+            (id, run_ids)
+        });
+        let flow = self
+            .flow(id)
+            .await?
+            .ok_or_else(|| Error::internal("flow vanished after insert"))?;
+        Ok((flow, run_ids))
     }
 
     /// A non-deleted flow.
@@ -306,10 +346,10 @@ impl Store {
     pub async fn insert_run(&self, r: &NewRunRow) -> Result<RunRow> {
         let now = now_ms();
         let id: i64 = on_write!(&self.db, p => sqlx::query_scalar(
-            "INSERT INTO runs (state, stage_id, flow_id, args, artifacts, reason, repo_data_id, seq, created, updated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id")
+            "INSERT INTO runs (state, stage_id, flow_id, args, artifacts, reason, repo_data_id, seq, created, updated, planning_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id")
             .bind(r.state).bind(r.stage_id).bind(r.flow_id).bind(Json(&r.args)).bind(Json(json!({})))
-            .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(json!({}))).bind(now)
+            .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(json!({}))).bind(now).bind(r.planning_until)
             .fetch_one(p).await?);
         self.run(id)
             .await?
@@ -443,16 +483,152 @@ impl Store {
         Ok(())
     }
 
-    /// Complete a run (once); returns whether this call completed it.
-    pub async fn complete_run_row(&self, run_id: i64, note: Option<&str>) -> Result<bool> {
+    /// Complete a run (once) and hold its follow-up work until `lease_until`
+    /// (ms): returns whether this call completed it. The follow-up is
+    /// recorded in the same statement, so a server stopping right after it
+    /// leaves durable work behind, not a run nobody finishes.
+    pub async fn complete_run_row(
+        &self,
+        run_id: i64,
+        note: Option<&str>,
+        lease_until: i64,
+    ) -> Result<bool> {
         let now = now_ms();
         let n = on_write!(&self.db, p => sqlx::query(
             "UPDATE runs SET state = $1, finished = $2, started = COALESCE(started, $2), updated = $2, \
-             note = CASE WHEN $3 IS NULL THEN note WHEN note IS NULL THEN $3 ELSE note || $6 || $3 END \
+             note = CASE WHEN $3 IS NULL THEN note WHEN note IS NULL THEN $3 ELSE note || $6 || $3 END, \
+             planning_until = NULL, completing_until = $7 \
              WHERE id = $4 AND state NOT IN ($1, $5)")
             .bind(run_state::COMPLETED).bind(now).bind(note).bind(run_id).bind(run_state::PROCESSED).bind("\n")
+            .bind(lease_until)
             .execute(p).await?.rows_affected());
         Ok(n == 1)
+    }
+
+    /// Move the follow-up lease of a completed run from `old` to `new`
+    /// (`None`: done); false when another server holds it now.
+    pub async fn move_completing_lease(
+        &self,
+        run_id: i64,
+        old: i64,
+        new: Option<i64>,
+    ) -> Result<bool> {
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE runs SET completing_until = $1 WHERE id = $2 AND completing_until = $3")
+            .bind(new).bind(run_id).bind(old).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Take the planning lease of a run: from `old` (`None`: nobody holds it)
+    /// to `new` (`None`: planning over); false when someone else holds it.
+    pub async fn move_planning_lease(
+        &self,
+        run_id: i64,
+        old: Option<i64>,
+        new: Option<i64>,
+    ) -> Result<bool> {
+        let n = match old {
+            Some(old) => on_write!(&self.db, p => sqlx::query(
+                "UPDATE runs SET planning_until = $1 WHERE id = $2 AND planning_until = $3")
+                .bind(new).bind(run_id).bind(old).execute(p).await?.rows_affected()),
+            None => on_write!(&self.db, p => sqlx::query(
+                "UPDATE runs SET planning_until = $1 WHERE id = $2 AND planning_until IS NULL")
+                .bind(new).bind(run_id).execute(p).await?.rows_affected()),
+        };
+        Ok(n == 1)
+    }
+
+    /// Set a run's planning lease whoever held it (a person replays the run).
+    pub async fn set_planning_lease(&self, run_id: i64, until: Option<i64>) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE runs SET planning_until = $1 WHERE id = $2")
+            .bind(until).bind(run_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Runs whose planner stopped: a planning lease older than `now`.
+    pub async fn runs_with_lapsed_planning(&self, now: i64) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} WHERE r.planning_until IS NOT NULL AND r.planning_until < $1 AND r.deleted IS NULL ORDER BY r.id"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(now).fetch_all(p).await?),
+        )
+    }
+
+    /// Completed runs whose follow-up was left undone: a lease older than `now`.
+    pub async fn runs_with_lapsed_completion(&self, now: i64) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} WHERE r.completing_until IS NOT NULL AND r.completing_until < $1 AND r.deleted IS NULL ORDER BY r.id"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            .bind(now).fetch_all(p).await?),
+        )
+    }
+
+    /// Runs going on (created, in progress, replayed) that nobody plans and
+    /// whose every job is completed (or that have none): a server stopped
+    /// between a job's end and the run's.
+    pub async fn runs_done_but_open(&self) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} WHERE r.state IN ({}, {}) AND r.planning_until IS NULL AND r.deleted IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id AND j.state <> 5 AND j.deleted IS NULL) \
+             ORDER BY r.id",
+            run_state::IN_PROGRESS,
+            run_state::REPLAY
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q)).fetch_all(p).await?),
+        )
+    }
+
+    /// Runs left `creating` with no planning lease (stopped before leases existed).
+    pub async fn runs_creating_unplanned(&self) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "{RUN_SELECT} WHERE r.state = {} AND r.planning_until IS NULL AND r.deleted IS NULL ORDER BY r.id",
+            run_state::CREATING
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q)).fetch_all(p).await?),
+        )
+    }
+
+    /// Flows in progress created before `before` with nothing left going:
+    /// no run being created, planned, run or followed up, and either no run
+    /// at all or at least one finished one (a flow waiting only on manual
+    /// runs stays open, as in the original).
+    pub async fn stalled_flows(&self, before: i64) -> Result<Vec<FlowRow>> {
+        let q = format!(
+            "SELECT {FLOW_COLS} FROM flows f WHERE f.state = $1 AND f.deleted IS NULL AND f.created < $2 \
+             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.flow_id = f.id AND r.deleted IS NULL \
+               AND (r.state IN ({}, {}, {}) OR r.planning_until IS NOT NULL OR r.completing_until IS NOT NULL)) \
+             AND (NOT EXISTS (SELECT 1 FROM runs r WHERE r.flow_id = f.id AND r.deleted IS NULL) \
+               OR EXISTS (SELECT 1 FROM runs r WHERE r.flow_id = f.id AND r.deleted IS NULL AND r.state IN ({}, {}))) \
+             ORDER BY f.id",
+            run_state::IN_PROGRESS,
+            run_state::REPLAY,
+            run_state::CREATING,
+            run_state::COMPLETED,
+            run_state::PROCESSED
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q))
+            .bind(flow_state::IN_PROGRESS).bind(before).fetch_all(p).await?),
+        )
+    }
+
+    /// Whether a run of `stage_id` in the flow was started or changed at or after `since` (ms).
+    pub async fn stage_run_touched_since(
+        &self,
+        flow_id: i64,
+        stage_id: i64,
+        since: i64,
+    ) -> Result<bool> {
+        let n: i64 = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM runs WHERE flow_id = $1 AND stage_id = $2 AND deleted IS NULL AND updated >= $3")
+            .bind(flow_id).bind(stage_id).bind(since).fetch_one(p).await?);
+        Ok(n > 0)
     }
 
     /// Append a line to a run's note.
@@ -580,7 +756,8 @@ impl Store {
     /// Completed runs not yet analysed that finished between `from` and `to` (ms), oldest first.
     pub async fn unprocessed_runs(&self, from: i64, to: i64) -> Result<Vec<RunRow>> {
         let q = format!(
-            "{RUN_SELECT} WHERE r.state = {} AND r.finished >= $1 AND r.finished <= $2 AND r.deleted IS NULL ORDER BY r.finished",
+            "{RUN_SELECT} WHERE r.state = {} AND r.finished >= $1 AND r.finished <= $2 AND r.deleted IS NULL \
+             AND r.completing_until IS NULL ORDER BY r.finished",
             run_state::COMPLETED
         );
         Ok(

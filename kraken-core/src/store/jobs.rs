@@ -52,12 +52,14 @@ pub struct JobRow {
     pub created: i64,
     /// Deleted (ms).
     pub deleted: Option<i64>,
+    /// The job this one retries (its agent went silent).
+    pub retry_of: Option<i64>,
 }
 
 const JOB_SELECT: &str = "SELECT j.id, j.name, j.assigned, j.started, j.finished, j.completed, j.run_id, \
     j.state, j.completion_status, j.covered, j.notes, j.agent_used_id, a.name AS agent_name, \
     j.agents_group_id, g.name AS agents_group_name, j.timeout, j.system_id, s.name AS system_name, \
-    s.executor, j.created, j.deleted FROM jobs j JOIN agents_groups g ON g.id = j.agents_group_id \
+    s.executor, j.created, j.deleted, j.retry_of FROM jobs j JOIN agents_groups g ON g.id = j.agents_group_id \
     JOIN systems s ON s.id = j.system_id LEFT JOIN agents a ON a.id = j.agent_used_id";
 
 /// A `steps` row with its tool.
@@ -89,11 +91,13 @@ pub struct StepRow {
     pub fields_masked: Option<Json<Value>>,
     /// Fields as in the schema.
     pub fields_raw: Json<Value>,
+    /// Times the step was handed to an agent (more than 1: it was restarted).
+    pub attempts: i64,
 }
 
 const STEP_SELECT: &str = "SELECT st.id, st.idx, st.job_id, st.tool_id, t.name AS tool_name, \
     t.location AS tool_location, t.entry AS tool_entry, t.version AS tool_version, st.fields, st.result, \
-    st.status, st.fields_masked, st.fields_raw FROM steps st JOIN tools t ON t.id = st.tool_id";
+    st.status, st.fields_masked, st.fields_raw, st.attempts FROM steps st JOIN tools t ON t.id = st.tool_id";
 
 /// The columns of a new job.
 #[derive(Debug, Clone)]
@@ -112,7 +116,139 @@ pub struct NewJobRow {
     pub completed_with: Option<(i64, String)>,
 }
 
+/// A step of a planned job.
+#[derive(Debug, Clone)]
+pub struct NewStepRow {
+    /// Index in the job.
+    pub idx: i64,
+    /// Tool.
+    pub tool_id: i64,
+    /// Evaluated fields.
+    pub fields: Value,
+    /// Fields with secrets masked.
+    pub masked: Value,
+    /// Fields as in the schema.
+    pub raw: Value,
+}
+
+/// A job of a run being planned, with its steps and the jobs it covers.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    /// The job.
+    pub job: NewJobRow,
+    /// Its steps.
+    pub steps: Vec<NewStepRow>,
+    /// Jobs of an earlier pass of the run this one replaces.
+    pub covers: Vec<i64>,
+}
+
 impl Store {
+    /// Store the planned jobs of a run and mark it started, in one
+    /// transaction and only while `lease` is still the run's planning lease
+    /// (then cleared): a run has all its jobs or none, and two planners of
+    /// one run never both create jobs. Returns the new job ids, or `None`
+    /// when the lease was lost (another server planned the run).
+    pub async fn insert_planned_jobs(
+        &self,
+        run_id: i64,
+        flow_id: i64,
+        lease: i64,
+        jobs: &[PlannedJob],
+    ) -> Result<Option<Vec<i64>>> {
+        let now = now_ms();
+        Ok(super::in_tx!(&self.db, tx => {
+            let n = sqlx::query(
+                "UPDATE runs SET started = $1, state = $2, finished = NULL, updated = $1, planning_until = NULL \
+                 WHERE id = $3 AND planning_until = $4")
+                .bind(now).bind(crate::model::run_state::IN_PROGRESS).bind(run_id).bind(lease)
+                .execute(&mut *tx).await?.rows_affected();
+            if n != 1 {
+                return Ok(None);
+            }
+            let mut ids = Vec::new();
+            for pj in jobs {
+                let j = &pj.job;
+                let (state, status, notes, completed) = match &j.completed_with {
+                    Some((status, note)) => (job_state::COMPLETED, Some(*status), Some(note.clone()), Some(now)),
+                    None => (job_state::QUEUED, None, None, None),
+                };
+                let job_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO jobs (name, run_id, state, completion_status, covered, notes, agents_group_id, timeout, \
+                     system_id, completed, created, updated) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9, $10, $10) RETURNING id")
+                    .bind(&j.name).bind(j.run_id).bind(state).bind(status).bind(notes).bind(j.agents_group_id)
+                    .bind(j.timeout).bind(j.system_id).bind(completed).bind(now).fetch_one(&mut *tx).await?;
+                for st in &pj.steps {
+                    sqlx::query(
+                        "INSERT INTO steps (idx, job_id, tool_id, fields, fields_masked, fields_raw, created, updated) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)")
+                        .bind(st.idx).bind(job_id).bind(st.tool_id).bind(Json(&st.fields)).bind(Json(&st.masked))
+                        .bind(Json(&st.raw)).bind(now).execute(&mut *tx).await?;
+                }
+                for old in &pj.covers {
+                    sqlx::query("UPDATE jobs SET covered = TRUE WHERE id = $1")
+                        .bind(old).execute(&mut *tx).await?;
+                }
+                ids.push(job_id);
+            }
+            sqlx::query("UPDATE flows SET state = $1, finished = NULL WHERE id = $2")
+                .bind(crate::model::flow_state::IN_PROGRESS).bind(flow_id).execute(&mut *tx).await?;
+            Some(ids)
+        }))
+    }
+
+    /// Replace a job whose agent went silent by a fresh copy (queued, for
+    /// another agent), in one transaction: the old one is completed with
+    /// `status` and `old_note`, covered, its steps closed. Returns the new
+    /// job's id, or `None` when the old job had completed meanwhile.
+    pub async fn retry_job(
+        &self,
+        job: &JobRow,
+        status: i64,
+        old_note: &str,
+        new_note: &str,
+    ) -> Result<Option<i64>> {
+        let now = now_ms();
+        let steps = self.steps_of(&[job.id]).await?;
+        Ok(super::in_tx!(&self.db, tx => {
+            let n = sqlx::query(
+                "UPDATE jobs SET state = $1, completion_status = $2, completed = $3, finished = COALESCE(finished, $3), \
+                 notes = $4, covered = TRUE, updated = $3 WHERE id = $5 AND state <> $1")
+                .bind(job_state::COMPLETED).bind(status).bind(now).bind(old_note).bind(job.id)
+                .execute(&mut *tx).await?.rows_affected();
+            if n != 1 {
+                return Ok(None);
+            }
+            sqlx::query("UPDATE steps SET status = 3 WHERE job_id = $1 AND status = 1")
+                .bind(job.id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE steps SET status = 4 WHERE job_id = $1 AND (status IS NULL OR status = 0)")
+                .bind(job.id).execute(&mut *tx).await?;
+            let new_id: i64 = sqlx::query_scalar(
+                "INSERT INTO jobs (name, run_id, state, covered, notes, agents_group_id, timeout, system_id, \
+                 retry_of, created, updated) VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $9) RETURNING id")
+                .bind(&job.name).bind(job.run_id).bind(job_state::QUEUED).bind(new_note).bind(job.agents_group_id)
+                .bind(job.timeout).bind(job.system_id).bind(job.id).bind(now).fetch_one(&mut *tx).await?;
+            for s in &steps {
+                let mut fields = s.fields_raw.0.clone();
+                if let Some(o) = fields.as_object_mut() {
+                    o.remove("tool");
+                }
+                sqlx::query(
+                    "INSERT INTO steps (idx, job_id, tool_id, fields, fields_masked, fields_raw, created, updated) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)")
+                    .bind(s.idx).bind(new_id).bind(s.tool_id).bind(Json(&fields)).bind(Json(&fields))
+                    .bind(Json(&s.fields_raw.0)).bind(now).execute(&mut *tx).await?;
+            }
+            Some(new_id)
+        }))
+    }
+
+    /// Count one more hand-out of a step to an agent; returns the count.
+    pub async fn count_step_attempt(&self, step_id: i64) -> Result<i64> {
+        Ok(on_write!(&self.db, p => sqlx::query_scalar(
+            "UPDATE steps SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts")
+            .bind(step_id).fetch_one(p).await?))
+    }
+
     /// Insert a job (queued, or completed at once).
     pub async fn insert_job(&self, j: &NewJobRow) -> Result<i64> {
         let now = now_ms();

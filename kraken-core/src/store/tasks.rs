@@ -46,15 +46,21 @@ impl Store {
         Ok(true)
     }
 
-    /// Claim the oldest queued task.
-    pub async fn claim_task(&self) -> Result<Option<TaskRow>> {
+    /// Claim the oldest task that is queued, or started by a worker whose
+    /// lease ran out (its server stopped): `owner` holds it for `lease_ms`.
+    pub async fn claim_task(&self, owner: &str, lease_ms: i64) -> Result<Option<TaskRow>> {
         loop {
+            let now = now_ms();
             let next: Option<i64> = on_read!(&self.db, p => sqlx::query_scalar(
-                "SELECT id FROM bg_tasks WHERE state = 'queued' ORDER BY id LIMIT 1").fetch_optional(p).await?);
+                "SELECT id FROM bg_tasks WHERE state = 'queued' \
+                 OR (state = 'started' AND (lease_until IS NULL OR lease_until < $1)) ORDER BY id LIMIT 1")
+                .bind(now).fetch_optional(p).await?);
             let Some(id) = next else { return Ok(None) };
             let n = on_write!(&self.db, p => sqlx::query(
-                "UPDATE bg_tasks SET state = 'started', started = $1 WHERE id = $2 AND state = 'queued'")
-                .bind(now_ms()).bind(id).execute(p).await?.rows_affected());
+                "UPDATE bg_tasks SET state = 'started', started = $1, claimed_by = $2, lease_until = $3 \
+                 WHERE id = $4 AND (state = 'queued' \
+                 OR (state = 'started' AND (lease_until IS NULL OR lease_until < $1)))")
+                .bind(now).bind(owner).bind(now + lease_ms).bind(id).execute(p).await?.rows_affected());
             if n == 1 {
                 return Ok(
                     on_read!(&self.db, p => sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(format!(
@@ -64,6 +70,14 @@ impl Store {
         }
     }
 
+    /// Extend the lease of a task `owner` works on; false when it lost it.
+    pub async fn renew_task_lease(&self, id: i64, owner: &str, lease_ms: i64) -> Result<bool> {
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE bg_tasks SET lease_until = $1 WHERE id = $2 AND claimed_by = $3 AND state = 'started'")
+            .bind(now_ms() + lease_ms).bind(id).bind(owner).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
     /// Record how a task ended.
     pub async fn finish_task(&self, id: i64, error: Option<&str>) -> Result<()> {
         let state = if error.is_some() {
@@ -71,16 +85,18 @@ impl Store {
         } else {
             "finished"
         };
-        on_write!(&self.db, p => sqlx::query("UPDATE bg_tasks SET state = $1, error = $2, ended = $3 WHERE id = $4")
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE bg_tasks SET state = $1, error = $2, ended = $3, lease_until = NULL WHERE id = $4")
             .bind(state).bind(error).bind(now_ms()).bind(id).execute(p).await?.rows_affected());
         Ok(())
     }
 
-    /// Tasks left `started` for longer than `stale_ms` (their server stopped): queue them again.
-    pub async fn requeue_stale_tasks(&self, stale_ms: i64) -> Result<u64> {
-        Ok(on_write!(&self.db, p => sqlx::query(
-            "UPDATE bg_tasks SET state = 'queued' WHERE state = 'started' AND started < $1")
-            .bind(now_ms() - stale_ms).execute(p).await?.rows_affected()))
+    /// Arguments of the tasks of `func` that are queued or started.
+    pub async fn pending_task_args(&self, func: &str) -> Result<Vec<Value>> {
+        let rows: Vec<Json<Value>> = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT args FROM bg_tasks WHERE func = $1 AND state IN ('queued', 'started')")
+            .bind(func).fetch_all(p).await?);
+        Ok(rows.into_iter().map(|j| j.0).collect())
     }
 
     /// The latest tasks, newest first.
