@@ -322,6 +322,21 @@ impl Server {
 
 /// Open the database, seed it and start serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    // Each built-in agent is known by an id generated into its work dir,
+    // which this process locks first: a second server on the same data dir
+    // would be the same agents, so it refuses to start.
+    let mut locks = Vec::new();
+    let mut builtin_dirs = Vec::new();
+    for i in 1..=config.agents {
+        let work_dir = config.data_dir.join("agents").join(format!("builtin-{i}"));
+        locks.push(kraken_core::agent::lock_work_dir(&work_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (is another server using data dir {}?)",
+                config.data_dir.display()
+            )
+        })?);
+        builtin_dirs.push(work_dir);
+    }
     let core = Core::open_database(
         config.db_url.as_deref(),
         Config {
@@ -349,18 +364,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let engine = core.start_engine();
     let (agents_stop, agents_rx) = tokio::sync::watch::channel(false);
     let mut agents = Vec::new();
-    let mut locks = Vec::new();
-    for i in 1..=config.agents {
-        // Each built-in agent is known by an id generated into its work dir,
-        // which this process locks: a second server on the same data dir
-        // would be the same agents, so it refuses to start.
-        let work_dir = config.data_dir.join("agents").join(format!("builtin-{i}"));
-        locks.push(kraken_core::agent::lock_work_dir(&work_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "{e} (is another server using data dir {}?)",
-                config.data_dir.display()
-            )
-        })?);
+    for (i, work_dir) in (1..=config.agents).zip(builtin_dirs) {
         let uid = kraken_core::agent::work_dir_identity(&work_dir)?;
         let label = format!("builtin-{i}@{}", hostname());
         let agent_id = core.ensure_builtin_agent(&label, &uid).await?;
