@@ -194,7 +194,7 @@ impl Agent {
                 }
                 Ok(_) => tracing::info!(address = %self.cfg.address, "not authorized yet: waiting"),
                 Err(e) => {
-                    tracing::warn!(error = %e, "server refused the agent or cannot be reached")
+                    tracing::warn!(error = %e, "server refused the agent or cannot be reached");
                 }
             }
             if wait_or_stop(stop, self.cfg.retry).await {

@@ -151,7 +151,7 @@ pub fn safe_rel_path(p: &str) -> Result<String> {
 /// The caller of a backend message: a known agent (with a key issued by
 /// this call), or an answer already (a registration).
 enum Caller {
-    Known(AgentRow, Option<String>),
+    Known(Box<AgentRow>, Option<String>),
     Answer(Value),
 }
 
@@ -165,7 +165,7 @@ impl Core {
             .ok_or_else(|| Error::bad_request("missing 'msg' in agent request"))?;
         check_sizes(msg)?;
         let (agent, issued) = match self.backend_caller(kind, msg, auth).await? {
-            Caller::Known(agent, issued) => (agent, issued),
+            Caller::Known(agent, issued) => (*agent, issued),
             Caller::Answer(v) => return Ok(v),
         };
         let remote_ip = auth.ip();
@@ -214,7 +214,10 @@ impl Core {
     /// Who sends `msg`: a known agent, or a registration answered already.
     async fn backend_caller(&self, kind: &str, msg: &Value, auth: &AgentAuth) -> Result<Caller> {
         match auth {
-            AgentAuth::Builtin(_) => Ok(Caller::Known(self.authenticated_agent(auth).await?, None)),
+            AgentAuth::Builtin(_) => Ok(Caller::Known(
+                Box::new(self.authenticated_agent(auth).await?),
+                None,
+            )),
             AgentAuth::Key { key, ip } => {
                 check_key(key)?;
                 let hash = agent_key_hash(key);
@@ -231,7 +234,7 @@ impl Core {
                             issued = Some(new);
                         }
                     }
-                    return Ok(Caller::Known(agent, issued));
+                    return Ok(Caller::Known(Box::new(agent), issued));
                 }
                 if kind != "host-info" {
                     return Err(Error::Unauthorized(
@@ -261,7 +264,7 @@ impl Core {
             AgentAuth::Address { ip } => {
                 let address = self.address_only_agent_address(msg, ip).await?;
                 match self.store().agent_by_address(&address).await? {
-                    Some(a) if a.deleted.is_none() => Ok(Caller::Known(a, None)),
+                    Some(a) if a.deleted.is_none() => Ok(Caller::Known(Box::new(a), None)),
                     _ => {
                         self.check_registrations().await?;
                         self.store().register_agent(&address, Some(ip)).await?;
