@@ -142,12 +142,14 @@ impl Api {
         self.ok(Method::DELETE, path, None).await
     }
 
-    /// One agent message (`POST /backend`, no token: agents are known by
-    /// address), already serialized; `timeout` bounds the whole exchange.
-    pub async fn backend_raw(&self, body: Vec<u8>, timeout: Duration) -> Result<Answer> {
+    /// One agent message (`POST /backend` with the agent's key as a bearer
+    /// token; the original server ignores it and knows agents by address),
+    /// already serialized; `timeout` bounds the whole exchange.
+    pub async fn backend_raw(&self, body: Vec<u8>, key: &str, timeout: Duration) -> Result<Answer> {
         let req = self
             .http
             .post(self.url("/backend"))
+            .bearer_auth(key)
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);

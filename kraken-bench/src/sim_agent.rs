@@ -7,8 +7,8 @@
 //! before asking again, as the original agent does.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -27,8 +27,12 @@ const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct SimAgent {
     api: Api,
-    /// Its address (its identity in the protocol).
+    /// Its address (its identity for the original server, a label for
+    /// this one, which knows it by `key`).
     pub address: String,
+    /// Its key, sent as a bearer token (this server's agent
+    /// authentication); the server replaces it once it is authorized.
+    key: Arc<Mutex<String>>,
     requests: Arc<AtomicU64>,
     long_poll: bool,
 }
@@ -41,6 +45,12 @@ pub struct Enrolled {
     pub group: String,
     /// Backend requests sent by all of them.
     pub requests: Arc<AtomicU64>,
+}
+
+/// A random agent key (256 bits in hex).
+fn new_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn host_info(address: &str) -> Value {
@@ -61,6 +71,7 @@ pub async fn enroll(fx: &mut Fixture, n: usize, long_poll: bool) -> Result<Enrol
         .map(|i| SimAgent {
             api: fx.api.clone(),
             address: format!("{}-{i}", fx.name),
+            key: Arc::new(Mutex::new(new_key())),
             requests: requests.clone(),
             long_poll,
         })
@@ -174,7 +185,17 @@ impl SimAgent {
     /// Send a serialized message.
     pub async fn send_raw(&self, body: Vec<u8>, timeout: Duration) -> Result<Value> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let a = self.api.backend_raw(body, timeout).await?;
+        let key = self.key.lock().map(|k| k.clone()).unwrap_or_default();
+        let mut a = self.api.backend_raw(body, &key, timeout).await?;
+        if let Some(new) = a
+            .body
+            .as_object_mut()
+            .and_then(|o| o.remove("agent_key"))
+            .and_then(|k| k.as_str().map(str::to_string))
+            && let Ok(mut k) = self.key.lock()
+        {
+            *k = new;
+        }
         if a.status != 200 {
             bail!(
                 "/backend answered HTTP {} to {}: {}",

@@ -113,10 +113,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Identity of this agent at the server (default: the host name).
+    /// Name of this agent at the server (default: the host name); only a
+    /// label: the agent is known by the key kept in its work dir.
     #[arg(long, env = "KRAKEN_AGENT_ADDRESS")]
     pub address: Option<String>,
-    /// Directory for job work directories.
+    /// Directory for job work directories and the agent's key (one agent per directory).
     #[arg(long, env = "KRAKEN_AGENT_DIR", default_value = "./kraken-agent")]
     pub work_dir: PathBuf,
     /// System name reported to the server (default: detected, e.g. debian-12).

@@ -123,3 +123,90 @@ async fn a_remote_kraken_agent_process_runs_a_job() {
         .unwrap();
     assert!(status.success());
 }
+
+/// `kraken agent --one-job` labelled `label`, working in `work`.
+fn spawn_labelled(server: &str, label: &str, work: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kraken"))
+        .args(["agent", "--server", server, "--address", label, "--one-job"])
+        .arg("--work-dir")
+        .arg(work)
+        .env("KRAKEN_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kraken agent")
+}
+
+/// Two agents with the same address are two agents (the address is a
+/// label; each is known by the key in its work dir), and each job runs on
+/// one of them, once. A work dir serves one agent at a time.
+#[tokio::test]
+async fn agents_with_the_same_address_are_distinct_and_run_a_job_once() {
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let (w1, w2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = spawn_labelled(&s.url, "twin", w1.path());
+    let mut second = spawn_labelled(&s.url, "twin", w2.path());
+    let waiting = admin
+        .wait_for("/api/agents?unauthorized=true", WAIT, |b| b["total"] == 2)
+        .await;
+    let ids: Vec<i64> = waiting["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["address"], "twin");
+            a["id"].as_i64().unwrap()
+        })
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+    // A third process on a work dir in use is refused.
+    let third = spawn_labelled(&s.url, "twin", w1.path())
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(!third.status.success());
+    assert!(
+        String::from_utf8_lossy(&third.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    let body: Vec<_> = ids
+        .iter()
+        .map(|id| json!({"id": id, "authorized": true}))
+        .collect();
+    admin.patch("/api/agents", json!(body)).await.expect(200);
+    for id in &ids {
+        admin
+            .wait_for(&format!("/api/agents/{id}"), WAIT, |a| {
+                a["host_info"]["system"].is_string() && a["last_seen"].is_string()
+            })
+            .await;
+    }
+
+    let ran = tempfile::tempdir().unwrap();
+    let file = ran.path().join("ran.txt");
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let cmd = format!("echo $$ >> {}", file.display());
+    admin
+        .stage(bid, "build", &shell_stage("root", "j", &[&cmd]))
+        .await;
+    // Two jobs at once: one for each (one-job) agent.
+    let f1 = admin.flow(bid).await["id"].as_i64().unwrap();
+    let f2 = admin.flow(bid).await["id"].as_i64().unwrap();
+    admin.wait_flow(f1, WAIT).await;
+    admin.wait_flow(f2, WAIT).await;
+    let lines = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(lines.lines().count(), 2, "each job ran once: {lines}");
+    // One job each: both one-job agents exit.
+    for child in [&mut first, &mut second] {
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("agent exits after one job")
+            .unwrap();
+        assert!(status.success());
+    }
+    let agents = admin.get("/api/agents").await;
+    assert_eq!(agents.expect(200)["total"], 2);
+}

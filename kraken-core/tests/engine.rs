@@ -128,13 +128,7 @@ fn stage_code(jobs: usize) -> String {
 
 /// An authorized agent in group `all`.
 async fn agent(f: &Fixture, address: &str) -> i64 {
-    f.core.ensure_builtin_agent(address).await.unwrap();
-    f.store()
-        .agent_by_address(address)
-        .await
-        .unwrap()
-        .unwrap()
-        .id
+    f.core.ensure_builtin_agent(address, address).await.unwrap()
 }
 
 /// Mark every step of a job with `status`, as an agent reports them, and

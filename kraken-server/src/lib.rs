@@ -284,6 +284,8 @@ pub struct Server {
     udp: JoinHandle<()>,
     engine: Option<kraken_core::api::EngineLoops>,
     service_logs: Option<JoinHandle<()>>,
+    /// Locks on the built-in agents' work dirs, released on shutdown.
+    agent_locks: Vec<std::fs::File>,
 }
 
 impl Server {
@@ -314,6 +316,7 @@ impl Server {
         }
         (&mut self.task).await??;
         self.core.close().await;
+        self.agent_locks.clear();
         Ok(())
     }
 
@@ -326,6 +329,21 @@ impl Server {
 
 /// Open the database, seed it and start serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    // Each built-in agent is known by an id generated into its work dir,
+    // which this process locks first: a second server on the same data dir
+    // would be the same agents, so it refuses to start.
+    let mut locks = Vec::new();
+    let mut builtin_dirs = Vec::new();
+    for i in 1..=config.agents {
+        let work_dir = config.data_dir.join("agents").join(format!("builtin-{i}"));
+        locks.push(kraken_core::agent::lock_work_dir(&work_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (is another server using data dir {}?)",
+                config.data_dir.display()
+            )
+        })?);
+        builtin_dirs.push(work_dir);
+    }
     let core = Core::open_database(
         config.db_url.as_deref(),
         Config {
@@ -353,15 +371,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let engine = core.start_engine();
     let (agents_stop, agents_rx) = tokio::sync::watch::channel(false);
     let mut agents = Vec::new();
-    for i in 1..=config.agents {
-        let address = format!("builtin-{i}@{}", hostname());
-        core.ensure_builtin_agent(&address).await?;
-        let cfg = kraken_core::agent::AgentConfig::new(
-            &address,
-            &config.data_dir.join("agents").join(&address),
-        );
+    for (i, work_dir) in (1..=config.agents).zip(builtin_dirs) {
+        let uid = kraken_core::agent::work_dir_identity(&work_dir)?;
+        let label = format!("builtin-{i}@{}", hostname());
+        let agent_id = core.ensure_builtin_agent(&label, &uid).await?;
+        let cfg = kraken_core::agent::AgentConfig::new(&label, &work_dir);
         let agent = kraken_core::agent::Agent::new(
-            Arc::new(kraken_core::agent::InProcess::new(core.clone())),
+            Arc::new(kraken_core::agent::InProcess::new(core.clone(), agent_id)),
             cfg,
         );
         let rx = agents_rx.clone();
@@ -399,6 +415,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         udp,
         engine: Some(engine),
         service_logs,
+        agent_locks: locks,
     })
 }
 
@@ -412,18 +429,21 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Receive log datagrams of the original's agents; store them in batches.
+/// Receive log datagrams of the original's agents; store them in batches
+/// (each with its sender's IP: only the agent at that address running the
+/// datagram's job is listened to).
 async fn udp_logs(core: Arc<Core>, socket: tokio::net::UdpSocket) {
     let mut buf = vec![0u8; 65_536];
+    let sender = |a: SocketAddr| a.ip().to_canonical().to_string();
     loop {
-        let Ok((n, _)) = socket.recv_from(&mut buf).await else {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
             continue;
         };
-        let mut batch = vec![buf[..n].to_vec()];
+        let mut batch = vec![(buf[..n].to_vec(), sender(from))];
         // Take what else has arrived meanwhile, up to a batch.
         while batch.len() < 500 {
             match socket.try_recv_from(&mut buf) {
-                Ok((n, _)) => batch.push(buf[..n].to_vec()),
+                Ok((n, from)) => batch.push((buf[..n].to_vec(), sender(from))),
                 Err(_) => break,
             }
         }

@@ -22,7 +22,9 @@ pub async fn run(cli: &Cli, a: &AgentArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| Credentials::load().ok().flatten().map(|c| c.server))
         .ok_or_else(|| usage("which server? pass --server URL"))?;
-    let transport = kraken_core::agent::Http::new(&server)?;
+    // One agent per work dir: its key lives there.
+    let _lock = kraken_core::agent::lock_work_dir(&a.work_dir)?;
+    let transport = kraken_core::agent::Http::for_agent(&server, &a.work_dir)?;
     let address = a.address.clone().unwrap_or_else(hostname);
     let mut cfg = kraken_core::agent::AgentConfig::new(&address, &a.work_dir);
     if let Some(s) = &a.system {

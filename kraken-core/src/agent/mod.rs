@@ -90,7 +90,6 @@ pub struct Agent {
 
 struct Store {
     transport: Arc<dyn Transport>,
-    address: String,
     job_id: i64,
 }
 
@@ -106,13 +105,7 @@ impl ArtifactStore for Store {
                 .await
                 .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
             self.transport
-                .upload(
-                    self.address.clone(),
-                    self.job_id,
-                    dest.to_string(),
-                    public,
-                    bytes,
-                )
+                .upload(self.job_id, dest.to_string(), public, bytes)
                 .await
                 .map(|n| n as u64)
                 .map_err(|e| e.to_string())
@@ -128,7 +121,7 @@ impl ArtifactStore for Store {
         async move {
             let list = self
                 .transport
-                .list_artifacts(self.address.clone(), self.job_id, source.to_string())
+                .list_artifacts(self.job_id, source.to_string())
                 .await
                 .map_err(|e| e.to_string())?;
             let mut out = Vec::new();
@@ -141,7 +134,7 @@ impl ArtifactStore for Store {
                 };
                 let bytes = self
                     .transport
-                    .read_artifact(self.address.clone(), self.job_id, run_id, path.to_string())
+                    .read_artifact(self.job_id, run_id, path.to_string())
                     .await
                     .map_err(|e| e.to_string())?;
                 let target = dest_dir.join(path);
@@ -172,62 +165,91 @@ impl Agent {
 
     /// Run until `stop` turns true (or after one job with `one_job`).
     pub async fn run(&self, mut stop: watch::Receiver<bool>) {
-        let msg = |m: &str| json!({"address": self.cfg.address, "msg": m});
-        // Register and wait for authorization.
         loop {
-            if *stop.borrow() {
+            if !self.register(&mut stop).await {
                 return;
             }
-            let mut hi = msg("host-info");
+            tracing::info!(address = %self.cfg.address, "agent authorized");
+            match self.take_jobs(&mut stop).await {
+                Next::Stop => return,
+                Next::Register => {}
+            }
+        }
+    }
+
+    /// Send `host-info` until authorized; false when told to stop first.
+    async fn register(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        loop {
+            if *stop.borrow() {
+                return false;
+            }
+            let mut hi = self.msg("host-info");
             hi["info"] = host_info(&self.cfg.system);
             match self.transport.call(hi).await {
-                Ok(r) if r.get("unauthorized").is_none() && r.get("error").is_none() => break,
+                Ok(r) if r.get("unauthorized").is_none() && r.get("error").is_none() => {
+                    return true;
+                }
                 Ok(r) if r.get("error").is_some() => {
                     tracing::warn!(answer = %r, "server refused host info");
                 }
                 Ok(_) => tracing::info!(address = %self.cfg.address, "not authorized yet: waiting"),
-                Err(e) => tracing::warn!(error = %e, "cannot reach the server"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "server refused the agent or cannot be reached");
+                }
             }
-            if wait_or_stop(&mut stop, self.cfg.retry).await {
-                return;
+            if wait_or_stop(stop, self.cfg.retry).await {
+                return false;
             }
         }
-        tracing::info!(address = %self.cfg.address, "agent authorized");
+    }
+
+    fn msg(&self, m: &str) -> Value {
+        json!({"address": self.cfg.address, "msg": m})
+    }
+
+    /// Ask for jobs and run them until stopped, or until the server no
+    /// longer knows the agent (then it registers again).
+    async fn take_jobs(&self, stop: &mut watch::Receiver<bool>) -> Next {
         loop {
             if *stop.borrow() {
-                return;
+                return Next::Stop;
             }
-            let mut gj = msg("get-job");
+            let mut gj = self.msg("get-job");
             gj["wait"] = json!(20);
             let answer = tokio::select! {
                 r = self.transport.call(gj) => r,
-                _ = stop.changed() => return,
+                _ = stop.changed() => return Next::Stop,
             };
             match answer {
                 Ok(r) if r.get("unauthorized").is_some() => {
                     tracing::warn!("agent lost its authorization: waiting");
-                    if wait_or_stop(&mut stop, self.cfg.retry).await {
-                        return;
-                    }
+                    return Next::Register;
                 }
                 Ok(r) => {
                     let job = r.get("job").cloned().unwrap_or(Value::Null);
                     if job.get("id").and_then(Value::as_i64).is_some() {
                         if let Err(e) = self.run_job(&job, stop.clone()).await {
                             tracing::warn!(error = %e, "job failed on the agent");
-                            if wait_or_stop(&mut stop, Duration::from_secs(1)).await {
-                                return;
+                            if wait_or_stop(stop, Duration::from_secs(1)).await {
+                                return Next::Stop;
                             }
                         }
                         if self.cfg.one_job {
-                            return;
+                            return Next::Stop;
                         }
                     }
                 }
+                Err(crate::error::Error::Unauthorized(m)) => {
+                    tracing::warn!(error = %m, "the server does not know this agent: registering again");
+                    if wait_or_stop(stop, self.cfg.retry).await {
+                        return Next::Stop;
+                    }
+                    return Next::Register;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reach the server");
-                    if wait_or_stop(&mut stop, self.cfg.retry).await {
-                        return;
+                    if wait_or_stop(stop, self.cfg.retry).await {
+                        return Next::Stop;
                     }
                 }
             }
@@ -300,7 +322,6 @@ impl Agent {
         let background = BackgroundProcs::default();
         let store = Store {
             transport: self.transport.clone(),
-            address: self.cfg.address.clone(),
             job_id,
         };
         let outcome = self
@@ -424,6 +445,10 @@ impl Agent {
                                 let _ = cancel_tx.send(true);
                             }
                             Ok(_) => {}
+                            // The job no longer runs (canceled or finished).
+                            Err(crate::error::Error::Conflict(_)) => {
+                                let _ = cancel_tx.send(true);
+                            }
                             Err(e) => tracing::warn!(error = %e, "cannot ship log lines"),
                         }
                     }
@@ -462,6 +487,54 @@ impl Agent {
                 tracing::info!(job = job_id, "job canceled");
             }
         }
+    }
+}
+
+/// What the agent does after its job loop ends.
+enum Next {
+    Stop,
+    Register,
+}
+
+/// The generated identity of the agent working in `work_dir`
+/// (`work_dir/agent.id`, made up on first use: 128 random bits in hex).
+pub fn work_dir_identity(work_dir: &Path) -> Result<String> {
+    let io = |e: std::io::Error| {
+        crate::error::Error::internal(format!("agent work dir {}: {e}", work_dir.display()))
+    };
+    std::fs::create_dir_all(work_dir).map_err(io)?;
+    let file = work_dir.join("agent.id");
+    if let Ok(id) = std::fs::read_to_string(&file)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let bytes: [u8; 16] = rand::random();
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&file, &id).map_err(io)?;
+    Ok(id)
+}
+
+/// Lock an agent's work dir for this process: one agent per work dir (its
+/// identity and key live there). The lock holds while the file is open.
+pub fn lock_work_dir(work_dir: &Path) -> Result<std::fs::File> {
+    let io = |e: std::io::Error| {
+        crate::error::Error::internal(format!("agent work dir {}: {e}", work_dir.display()))
+    };
+    std::fs::create_dir_all(work_dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(work_dir.join("agent.lock"))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::error::Error::Conflict(format!(
+            "agent work dir {} is in use by another agent (or server): give each agent its own",
+            work_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! How an agent reaches its server: in the same process (built-in agents),
 //! or over HTTP (`kraken agent --server URL`).
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -9,6 +10,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::api::Core;
+use crate::api::backend::{AgentAuth, new_agent_key};
 use crate::error::{Error, Result};
 use crate::model::AgentLogs;
 
@@ -21,51 +23,49 @@ pub trait Transport: Send + Sync {
     /// Store an artifact of the agent's job; returns its size.
     fn upload(
         &self,
-        address: String,
         job_id: i64,
         path: String,
         public: bool,
         bytes: Vec<u8>,
     ) -> BoxFuture<'_, Result<i64>>;
     /// Artifacts of the job's flow matching a glob: `[{path, run_id, size}]`.
-    fn list_artifacts(
-        &self,
-        address: String,
-        job_id: i64,
-        pattern: String,
-    ) -> BoxFuture<'_, Result<Value>>;
+    fn list_artifacts(&self, job_id: i64, pattern: String) -> BoxFuture<'_, Result<Value>>;
     /// Read an artifact of a run of the job's flow.
     fn read_artifact(
         &self,
-        address: String,
         job_id: i64,
         run_id: i64,
         path: String,
     ) -> BoxFuture<'_, Result<Vec<u8>>>;
 }
 
-/// A built-in agent: calls the core directly.
+/// A built-in agent: calls the core directly, as the agent with that id
+/// (no network path, no key).
 pub struct InProcess {
     core: Arc<Core>,
+    auth: AgentAuth,
 }
 
 impl InProcess {
-    /// A transport to `core`.
-    pub fn new(core: Arc<Core>) -> InProcess {
-        InProcess { core }
+    /// A transport to `core` for the built-in agent `agent_id`
+    /// (see [`Core::ensure_builtin_agent`]).
+    pub fn new(core: Arc<Core>, agent_id: i64) -> InProcess {
+        InProcess {
+            core,
+            auth: AgentAuth::Builtin(agent_id),
+        }
     }
 }
 
 impl Transport for InProcess {
     fn call(&self, msg: Value) -> BoxFuture<'_, Result<Value>> {
-        async move { self.core.backend(&msg, None).await }.boxed()
+        async move { self.core.backend(&msg, &self.auth).await }.boxed()
     }
     fn send_logs(&self, logs: AgentLogs) -> BoxFuture<'_, Result<Value>> {
-        async move { self.core.agent_logs(&logs).await }.boxed()
+        async move { self.core.agent_logs(&self.auth, &logs).await }.boxed()
     }
     fn upload(
         &self,
-        address: String,
         job_id: i64,
         path: String,
         public: bool,
@@ -73,44 +73,59 @@ impl Transport for InProcess {
     ) -> BoxFuture<'_, Result<i64>> {
         async move {
             self.core
-                .agent_upload_artifact(&address, job_id, &path, public, &bytes)
+                .agent_upload_artifact(&self.auth, job_id, &path, public, &bytes)
                 .await
         }
         .boxed()
     }
-    fn list_artifacts(
-        &self,
-        address: String,
-        job_id: i64,
-        pattern: String,
-    ) -> BoxFuture<'_, Result<Value>> {
+    fn list_artifacts(&self, job_id: i64, pattern: String) -> BoxFuture<'_, Result<Value>> {
         async move {
             self.core
-                .agent_list_artifacts(&address, job_id, &pattern)
+                .agent_list_artifacts(&self.auth, job_id, &pattern)
                 .await
         }
         .boxed()
     }
     fn read_artifact(
         &self,
-        address: String,
         job_id: i64,
         run_id: i64,
         path: String,
     ) -> BoxFuture<'_, Result<Vec<u8>>> {
         async move {
             self.core
-                .agent_read_artifact(&address, job_id, run_id, &path)
+                .agent_read_artifact(&self.auth, job_id, run_id, &path)
                 .await
         }
         .boxed()
     }
 }
 
-/// A remote agent: HTTP to the server's `/backend` endpoints.
+/// A remote agent: HTTP to the server's `/backend` endpoints, with the
+/// agent's key as a bearer token on every request.
 pub struct Http {
     base: String,
     client: reqwest::Client,
+    key: Mutex<Option<String>>,
+    key_file: Option<PathBuf>,
+}
+
+/// The file in an agent's work dir that holds its key.
+pub const KEY_FILE: &str = "agent.key";
+
+/// Write `text` to `path` readable by the owner only, replacing it at once.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let io = |e: std::io::Error| Error::internal(format!("cannot write {}: {e}", path.display()));
+    let mut f = opts.open(&tmp).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 impl Http {
@@ -126,7 +141,74 @@ impl Http {
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| Error::Transport(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Http { base, client })
+        Ok(Http {
+            base,
+            client,
+            key: Mutex::new(None),
+            key_file: None,
+        })
+    }
+
+    /// A transport for the agent working in `work_dir`: its key is kept in
+    /// `work_dir/agent.key`, made up (random, 256 bits) on first use; the
+    /// server replaces it when an administrator authorizes the agent.
+    pub fn for_agent(base: &str, work_dir: &Path) -> Result<Http> {
+        let mut http = Http::new(base)?;
+        std::fs::create_dir_all(work_dir)
+            .map_err(|e| Error::internal(format!("cannot create {}: {e}", work_dir.display())))?;
+        let file = work_dir.join(KEY_FILE);
+        let key = match std::fs::read_to_string(&file) {
+            Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
+            _ => {
+                let k = new_agent_key();
+                write_private(&file, &k)?;
+                k
+            }
+        };
+        http.key = Mutex::new(Some(key));
+        http.key_file = Some(file);
+        Ok(http)
+    }
+
+    fn current_key(&self) -> Option<String> {
+        self.key.lock().ok().and_then(|k| k.clone())
+    }
+
+    /// Keep a key the server issued: in the work dir first, then in use.
+    fn keep_key(&self, new: &str) -> Result<()> {
+        if let Some(file) = &self.key_file {
+            write_private(file, new)?;
+        }
+        if let Ok(mut k) = self.key.lock() {
+            *k = Some(new.to_string());
+        }
+        tracing::info!("the server issued this agent a new key");
+        Ok(())
+    }
+
+    /// `req` with the agent's key; a request refused (401) because the key
+    /// changed while it was on its way is sent again with the new one.
+    async fn authed(&self, req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
+        let used = self.current_key();
+        let retry = req.try_clone();
+        let with_key = |r: reqwest::RequestBuilder, k: &Option<String>| match k {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        };
+        match Self::send(with_key(req, &used), what).await {
+            Err(Error::Unauthorized(m)) => {
+                let now = self.current_key();
+                match retry {
+                    Some(r) if now != used => Self::send(with_key(r, &now), what).await,
+                    _ => Err(Error::Unauthorized(m)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn authed_json(&self, req: reqwest::RequestBuilder, what: &str) -> Result<Value> {
+        Self::json_of(self.authed(req, what).await?, what).await
     }
 
     /// Send `req`; a non-2xx answer becomes an error with the server's message.
@@ -152,9 +234,8 @@ impl Http {
 
     /// Send `req` and parse its JSON answer. The body is parsed as text
     /// whatever its content type: the original answers JSON as text/html.
-    async fn send_json(req: reqwest::RequestBuilder, what: &str) -> Result<Value> {
-        let text = Self::send(req, what)
-            .await?
+    async fn json_of(resp: reqwest::Response, what: &str) -> Result<Value> {
+        let text = resp
             .text()
             .await
             .map_err(|e| Error::Transport(format!("{what}: {e}")))?;
@@ -169,18 +250,28 @@ impl Transport for Http {
             .client
             .post(format!("{}/backend", self.base))
             .json(&msg);
-        Self::send_json(req, "backend call").boxed()
+        async move {
+            let mut answer = self.authed_json(req, "backend call").await?;
+            if let Some(key) = answer
+                .as_object_mut()
+                .and_then(|o| o.remove("agent_key"))
+                .and_then(|k| k.as_str().map(str::to_string))
+            {
+                self.keep_key(&key)?;
+            }
+            Ok(answer)
+        }
+        .boxed()
     }
     fn send_logs(&self, logs: AgentLogs) -> BoxFuture<'_, Result<Value>> {
         let req = self
             .client
             .post(format!("{}/backend/logs", self.base))
             .json(&logs);
-        Self::send_json(req, "sending logs").boxed()
+        async move { self.authed_json(req, "sending logs").await }.boxed()
     }
     fn upload(
         &self,
-        address: String,
         job_id: i64,
         path: String,
         public: bool,
@@ -190,32 +281,25 @@ impl Transport for Http {
             .client
             .put(format!("{}/backend/artifacts/{job_id}", self.base))
             .query(&[
-                ("address", address.as_str()),
                 ("path", path.as_str()),
                 ("public", if public { "true" } else { "false" }),
             ])
             .body(bytes);
         async move {
-            let v = Self::send_json(req, "uploading an artifact").await?;
+            let v = self.authed_json(req, "uploading an artifact").await?;
             Ok(v.get("size").and_then(Value::as_i64).unwrap_or(0))
         }
         .boxed()
     }
-    fn list_artifacts(
-        &self,
-        address: String,
-        job_id: i64,
-        pattern: String,
-    ) -> BoxFuture<'_, Result<Value>> {
+    fn list_artifacts(&self, job_id: i64, pattern: String) -> BoxFuture<'_, Result<Value>> {
         let req = self
             .client
             .get(format!("{}/backend/artifacts/{job_id}/list", self.base))
-            .query(&[("address", address.as_str()), ("pattern", pattern.as_str())]);
-        Self::send_json(req, "listing artifacts").boxed()
+            .query(&[("pattern", pattern.as_str())]);
+        async move { self.authed_json(req, "listing artifacts").await }.boxed()
     }
     fn read_artifact(
         &self,
-        address: String,
         job_id: i64,
         run_id: i64,
         path: String,
@@ -224,12 +308,12 @@ impl Transport for Http {
             .client
             .get(format!("{}/backend/artifacts/{job_id}/file", self.base))
             .query(&[
-                ("address", address.as_str()),
-                ("run_id", &run_id.to_string()),
+                ("run_id", run_id.to_string().as_str()),
                 ("path", path.as_str()),
             ]);
         async move {
-            let bytes = Self::send(req, "downloading an artifact")
+            let bytes = self
+                .authed(req, "downloading an artifact")
                 .await?
                 .bytes()
                 .await

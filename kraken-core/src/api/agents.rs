@@ -110,7 +110,9 @@ impl Local {
         })
     }
 
-    /// `PATCH /agents`: authorize (or revoke) several agents; authorized ones join group `all`.
+    /// `PATCH /agents`: authorize (or revoke) several agents; authorized ones
+    /// join group `all`. Authorizing a keyed agent (again) issues it a new
+    /// key at its next call; its old key stops working then.
     pub async fn update_agents(&self, items: &[AgentAuthorization]) -> Result<Empty> {
         self.who.require_superadmin(ADMIN_ONLY)?;
         let mut agents = Vec::new();
@@ -138,6 +140,9 @@ impl Local {
                     agent.comment.as_deref(),
                 )
                 .await?;
+            if authorized {
+                self.store().request_agent_key(agent.id).await?;
+            }
             if let (true, Some(all)) = (authorized, &all) {
                 self.store().add_agent_to_group(agent.id, all.id).await?;
             }
@@ -176,6 +181,9 @@ impl Local {
                 }
             }
             self.store().set_agent_groups(id, &ids).await?;
+        }
+        if input.authorized == Some(true) && !row.authorized {
+            self.store().request_agent_key(id).await?;
         }
         self.store()
             .update_agent(
@@ -325,13 +333,11 @@ impl Local {
 }
 
 impl super::Core {
-    /// Make sure a built-in agent exists, authorized and in group `all`.
-    pub async fn ensure_builtin_agent(&self, address: &str) -> Result<()> {
+    /// Make sure the built-in agent with generated id `uid` exists,
+    /// authorized and in group `all`, named `label`; returns its id.
+    pub async fn ensure_builtin_agent(&self, label: &str, uid: &str) -> Result<i64> {
         let store = self.store();
-        let agent = match store.agent_by_address(address).await? {
-            Some(a) if a.deleted.is_none() => a,
-            _ => store.register_agent(address, None).await?,
-        };
+        let agent = store.register_builtin_agent(label, uid).await?;
         store
             .update_agent(agent.id, true, agent.disabled, agent.comment.as_deref())
             .await?;
@@ -339,6 +345,6 @@ impl super::Core {
             store.add_agent_to_group(agent.id, all.id).await?;
         }
         store.touch_agent(agent.id, None).await?;
-        Ok(())
+        Ok(agent.id)
     }
 }

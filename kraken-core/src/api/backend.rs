@@ -2,14 +2,22 @@
 //! Python agent runs jobs against this server unchanged, plus log lines and
 //! artifacts over HTTP for this project's agents.
 //!
-//! Every request names the agent by `address`. An unknown address registers
-//! an unauthorized agent; an administrator authorizes it (`PATCH /agents`).
+//! Who calls is an [`AgentAuth`], never the `address` in the message, which
+//! is only a label: a built-in agent by its id (in process, no network
+//! path), `kraken agent` by its key (a bearer token), the original's agent
+//! by its source IP, only when the setting `general/allow_address_only_agents`
+//! allows it and its address is that IP. An unknown key (or address)
+//! registers an unauthorized agent; an administrator authorizes it
+//! (`PATCH /agents`), and its next call gets a new key, issued once; only
+//! its sha256 is stored.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use super::{Core, Local};
 use crate::engine::context::{CtxFor, secret_args};
@@ -17,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::model::{job_state, secret_kind, step_status};
 use crate::schema;
-use crate::store::agents::AgentRow;
+use crate::store::agents::{AgentRow, agent_kind};
 use crate::store::jobs::JobRow;
 use crate::store::logs::NewLog;
 use crate::store::now_ms;
@@ -25,8 +33,94 @@ use crate::store::results::JobPlace;
 
 /// Longest a `get-job` may wait for a job (our agents ask with `wait`).
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Longest agent address (a label) accepted, in bytes.
+pub const MAX_AGENT_ADDRESS: usize = 200;
+/// Largest `host-info` `info` object accepted, in bytes of JSON.
+pub const MAX_HOST_INFO: usize = 8 * 1024;
+/// Most agents waiting for authorization at once.
+pub const MAX_REGISTRATIONS: i64 = 256;
+/// Registrations not heard from for this long are forgotten.
+pub const REGISTRATION_TTL: Duration = Duration::from_secs(3600);
+/// The setting that lets the original's agents in (by source address).
+pub const ADDRESS_ONLY_SETTING: (&str, &str) = ("general", "allow_address_only_agents");
 
 pub use crate::model::{AgentLogLine, AgentLogs};
+
+/// Who calls the agent backend.
+#[derive(Debug, Clone)]
+pub enum AgentAuth {
+    /// A built-in agent of this process, by its agent id.
+    Builtin(i64),
+    /// `kraken agent`: its key (`Authorization: Bearer`) and the source IP.
+    Key {
+        /// The key as sent.
+        key: String,
+        /// The request's source IP.
+        ip: Option<String>,
+    },
+    /// The original's agent: nothing but the request's source IP.
+    Address {
+        /// The request's source IP.
+        ip: String,
+    },
+}
+
+impl AgentAuth {
+    fn ip(&self) -> Option<&str> {
+        match self {
+            AgentAuth::Builtin(_) => None,
+            AgentAuth::Key { ip, .. } => ip.as_deref(),
+            AgentAuth::Address { ip } => Some(ip),
+        }
+    }
+}
+
+/// The sha256 of an agent key, in hex: what the database keeps.
+pub fn agent_key_hash(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random agent key: 256 bits in hex.
+pub fn new_agent_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_key(key: &str) -> Result<()> {
+    let ok = (32..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Unauthorized(
+            "an agent key is 32 to 128 letters, digits, '-' or '_'".into(),
+        ))
+    }
+}
+
+/// Refuse oversized agent labels and host info (400).
+fn check_sizes(msg: &Value) -> Result<()> {
+    if let Some(a) = msg.get("address").and_then(Value::as_str)
+        && a.len() > MAX_AGENT_ADDRESS
+    {
+        return Err(Error::bad_request(format!(
+            "agent address is {} bytes long: at most {MAX_AGENT_ADDRESS} are accepted",
+            a.len()
+        )));
+    }
+    if let Some(info) = msg.get("info") {
+        let n = serde_json::to_vec(info).map(|v| v.len()).unwrap_or(0);
+        if n > MAX_HOST_INFO {
+            return Err(Error::bad_request(format!(
+                "agent host info is {n} bytes of JSON: at most {MAX_HOST_INFO} are accepted"
+            )));
+        }
+    }
+    Ok(())
+}
 
 fn left_secs(job: &JobRow) -> i64 {
     let used = job.assigned.map_or(0, |a| (now_ms() - a) / 1000);
@@ -54,29 +148,27 @@ pub fn safe_rel_path(p: &str) -> Result<String> {
     Ok(parts.join("/"))
 }
 
+/// The caller of a backend message: a known agent (with a key issued by
+/// this call), or an answer already (a registration).
+enum Caller {
+    Known(Box<AgentRow>, Option<String>),
+    Answer(Value),
+}
+
 impl Core {
-    /// Answer one agent message.
-    pub async fn backend(self: &Arc<Self>, msg: &Value, remote_ip: Option<&str>) -> Result<Value> {
+    /// Answer one agent message from `auth`.
+    pub async fn backend(self: &Arc<Self>, msg: &Value, auth: &AgentAuth) -> Result<Value> {
         let k = self.local_admin();
         let kind = msg
             .get("msg")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::bad_request("missing 'msg' in agent request"))?;
-        let address = match msg.get("address").and_then(Value::as_str) {
-            Some(a) if !a.is_empty() => a.to_string(),
-            _ => remote_ip
-                .map(str::to_string)
-                .ok_or_else(|| Error::bad_request("missing 'address' in agent request"))?,
+        check_sizes(msg)?;
+        let (agent, issued) = match self.backend_caller(kind, msg, auth).await? {
+            Caller::Known(agent, issued) => (*agent, issued),
+            Caller::Answer(v) => return Ok(v),
         };
-        crate::model::limits::check("address", &address, crate::model::limits::ADDRESS)?;
-        let agent = match self.store().agent_by_address(&address).await? {
-            Some(a) if a.deleted.is_none() => a,
-            _ => {
-                self.store().register_agent(&address, remote_ip).await?;
-                tracing::info!(%address, "new agent: waiting for authorization");
-                return Ok(json!({"unauthorized": true}));
-            }
-        };
+        let remote_ip = auth.ip();
         // One write per agent every few seconds is enough to know it is alive.
         let stale = agent.last_seen.is_none_or(|t| now_ms() - t > 5_000);
         if stale
@@ -95,9 +187,9 @@ impl Core {
                 let wait = msg
                     .get("wait")
                     .and_then(Value::as_f64)
-                    .map(Duration::from_secs_f64);
-                k.get_job_for_agent(&agent, kind == "get-job", wait.map(|w| w.min(MAX_WAIT)))
-                    .await?
+                    .filter(|w| w.is_finite() && *w >= 0.0)
+                    .map(|w| Duration::from_secs_f64(w.min(MAX_WAIT.as_secs_f64())));
+                k.get_job_for_agent(&agent, kind == "get-job", wait).await?
             }
             "get-job-step" => k.get_job_step(&agent).await?,
             "step-result" | "step-result2" => {
@@ -107,13 +199,194 @@ impl Core {
             "keep-alive" => k.keep_alive(&agent, msg).await?,
             _ => json!({}),
         };
-        if matches!(kind, "host-info" | "get-job" | "get-job2" | "get-job-step")
-            && let Some(o) = out.as_object_mut()
-        {
-            o.insert("cfg".into(), cfg);
-            o.insert("version".into(), json!(crate::VERSION));
+        if let Some(o) = out.as_object_mut() {
+            if matches!(kind, "host-info" | "get-job" | "get-job2" | "get-job-step") {
+                o.insert("cfg".into(), cfg);
+                o.insert("version".into(), json!(crate::VERSION));
+            }
+            if let Some(key) = issued {
+                o.insert("agent_key".into(), json!(key));
+            }
         }
         Ok(out)
+    }
+
+    /// Who sends `msg`: a known agent, or a registration answered already.
+    async fn backend_caller(&self, kind: &str, msg: &Value, auth: &AgentAuth) -> Result<Caller> {
+        match auth {
+            AgentAuth::Builtin(_) => Ok(Caller::Known(
+                Box::new(self.authenticated_agent(auth).await?),
+                None,
+            )),
+            AgentAuth::Key { key, ip } => {
+                check_key(key)?;
+                let hash = agent_key_hash(key);
+                if let Some(agent) = self.store().agent_by_key_hash(&hash).await? {
+                    let mut issued = None;
+                    if agent.authorized && agent.key_issue {
+                        let new = new_agent_key();
+                        if self
+                            .store()
+                            .issue_agent_key(agent.id, &hash, &agent_key_hash(&new))
+                            .await?
+                        {
+                            tracing::info!(agent = agent.id, "new key issued to the agent");
+                            issued = Some(new);
+                        }
+                    }
+                    return Ok(Caller::Known(Box::new(agent), issued));
+                }
+                if kind != "host-info" {
+                    return Err(Error::Unauthorized(
+                        "unknown agent key: the agent registers with host-info".into(),
+                    ));
+                }
+                let label = msg
+                    .get("address")
+                    .and_then(Value::as_str)
+                    .filter(|a| !a.trim().is_empty())
+                    .or(ip.as_deref())
+                    .unwrap_or("agent")
+                    .to_string();
+                self.check_registrations().await?;
+                let agent = self
+                    .store()
+                    .register_keyed_agent(&label, ip.as_deref(), &hash)
+                    .await?;
+                if let Some(info) = msg.get("info").filter(|i| i.is_object()) {
+                    self.store().set_agent_host_info(agent.id, info).await?;
+                }
+                tracing::info!(agent = agent.id, %label, "new agent: waiting for authorization");
+                Ok(Caller::Answer(
+                    json!({"unauthorized": true, "agent_id": agent.id}),
+                ))
+            }
+            AgentAuth::Address { ip } => {
+                let address = self.address_only_agent_address(msg, ip).await?;
+                match self.store().agent_by_address(&address).await? {
+                    Some(a) if a.deleted.is_none() => Ok(Caller::Known(Box::new(a), None)),
+                    _ => {
+                        self.check_registrations().await?;
+                        self.store().register_agent(&address, Some(ip)).await?;
+                        tracing::info!(%address, "new agent: waiting for authorization");
+                        Ok(Caller::Answer(json!({"unauthorized": true})))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The address of an original's agent: allowed by the setting, and its
+    /// source IP (which it also is when the message names none).
+    async fn address_only_agent_address(&self, msg: &Value, ip: &str) -> Result<String> {
+        if !self.address_only_agents_allowed().await? {
+            return Err(Error::Unauthorized(format!(
+                "agents without a key are refused: run `kraken agent`, or an administrator sets {}/{} to true",
+                ADDRESS_ONLY_SETTING.0, ADDRESS_ONLY_SETTING.1
+            )));
+        }
+        match msg.get("address").and_then(Value::as_str) {
+            None | Some("") => Ok(ip.to_string()),
+            Some(a) if a == ip => Ok(a.to_string()),
+            Some(a) => Err(Error::forbidden(format!(
+                "an agent without a key is known by its IP address: it calls from {ip}, not '{a}'"
+            ))),
+        }
+    }
+
+    /// Whether the original's agents (address only) are let in.
+    pub async fn address_only_agents_allowed(&self) -> Result<bool> {
+        let v = self
+            .store()
+            .setting(ADDRESS_ONLY_SETTING.0, ADDRESS_ONLY_SETTING.1)
+            .await?;
+        Ok(matches!(v.as_deref(), Some("true" | "True" | "1")))
+    }
+
+    /// The address-only agent at `ip` and where job `job_id` lives, if that
+    /// agent runs that job now.
+    async fn udp_holder(&self, ip: &str, job_id: i64) -> Result<Option<(i64, JobPlace)>> {
+        let Some(agent) = self.store().agent_by_address(ip).await? else {
+            return Ok(None);
+        };
+        if !agent.authorized || agent.deleted.is_some() || job_id == 0 {
+            return Ok(None);
+        }
+        match self.running_job(&agent, job_id).await {
+            Ok((_, place)) => Ok(Some((agent.id, place))),
+            Err(Error::Forbidden(_) | Error::Conflict(_) | Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forget stale registrations; refuse a new one when too many wait.
+    async fn check_registrations(&self) -> Result<()> {
+        let ttl = REGISTRATION_TTL.as_millis() as i64;
+        self.store().expire_registrations(now_ms() - ttl).await?;
+        let waiting = self.store().count_registrations().await?;
+        if waiting >= MAX_REGISTRATIONS {
+            return Err(Error::forbidden(format!(
+                "{waiting} agents wait for authorization already: authorize or delete some first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Forget agents that registered but were not heard from since
+    /// `before` (ms) and never were authorized; returns how many.
+    pub async fn expire_agent_registrations(&self, before: i64) -> Result<u64> {
+        self.store().expire_registrations(before).await
+    }
+
+    /// The authorized agent behind `auth` (no registration, no new key).
+    pub async fn authenticated_agent(&self, auth: &AgentAuth) -> Result<AgentRow> {
+        let agent = match auth {
+            AgentAuth::Builtin(id) => self
+                .store()
+                .agent(*id)
+                .await?
+                .filter(|a| a.kind == agent_kind::BUILTIN),
+            AgentAuth::Key { key, .. } => {
+                check_key(key)?;
+                self.store().agent_by_key_hash(&agent_key_hash(key)).await?
+            }
+            AgentAuth::Address { ip } => {
+                let address = self.address_only_agent_address(&Value::Null, ip).await?;
+                self.store()
+                    .agent_by_address(&address)
+                    .await?
+                    .filter(|a| a.deleted.is_none())
+            }
+        };
+        match agent {
+            Some(a) if a.authorized && a.deleted.is_none() => Ok(a),
+            Some(_) => Err(Error::forbidden("the agent is not authorized")),
+            None => Err(Error::Unauthorized("unknown agent".into())),
+        }
+    }
+
+    /// The job `job_id` if `agent` runs it now: its claim is the agent's,
+    /// and the job is neither finished nor canceled.
+    async fn running_job(&self, agent: &AgentRow, job_id: i64) -> Result<(JobRow, JobPlace)> {
+        let job = self.store().require_job(job_id).await?;
+        if job.agent_used_id != Some(agent.id) {
+            return Err(Error::forbidden(format!(
+                "job {job_id} is not a job of this agent"
+            )));
+        }
+        if agent.job_id != Some(job_id)
+            || !matches!(job.state, job_state::QUEUED | job_state::ASSIGNED)
+        {
+            return Err(Error::Conflict(format!(
+                "job {job_id} does not run any more (finished or canceled)"
+            )));
+        }
+        let place = self
+            .store()
+            .job_place(job_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Job not found"))?;
+        Ok((job, place))
     }
 
     /// The UDP address announced to agents for log datagrams (`cfg.clickhouse_addr`).
@@ -128,22 +401,11 @@ impl Core {
         }
     }
 
-    /// `POST /backend/logs`: store log lines of one of the agent's jobs.
-    /// Answers `{cancel: true}` when the job was canceled meanwhile.
-    pub async fn agent_logs(self: &Arc<Self>, logs: &AgentLogs) -> Result<Value> {
-        let agent = self.authorized_agent(&logs.address).await?;
-        let job = self.store().require_job(logs.job_id).await?;
-        if job.agent_used_id != Some(agent.id) {
-            return Err(Error::forbidden(format!(
-                "job {} is not a job of agent {}",
-                job.id, agent.address
-            )));
-        }
-        let place = self
-            .store()
-            .job_place(job.id)
-            .await?
-            .ok_or_else(|| Error::not_found("Job not found"))?;
+    /// `POST /backend/logs`: store log lines of the job the agent runs; a
+    /// job that no longer runs is refused (409), which tells the agent to stop.
+    pub async fn agent_logs(self: &Arc<Self>, auth: &AgentAuth, logs: &AgentLogs) -> Result<Value> {
+        let agent = self.authenticated_agent(auth).await?;
+        let (job, place) = self.running_job(&agent, logs.job_id).await?;
         let now = now_ms();
         let mut rows: Vec<NewLog> = logs
             .lines
@@ -174,31 +436,21 @@ impl Core {
                 last_id,
             });
         }
-        Ok(json!({"cancel": job.state == job_state::COMPLETED}))
+        Ok(json!({"cancel": false}))
     }
 
     /// Store an artifact file uploaded by an agent for its job; returns its size.
     pub async fn agent_upload_artifact(
         self: &Arc<Self>,
-        address: &str,
+        auth: &AgentAuth,
         job_id: i64,
         path: &str,
         public: bool,
         bytes: &[u8],
     ) -> Result<i64> {
-        let agent = self.authorized_agent(address).await?;
-        let job = self.store().require_job(job_id).await?;
-        if job.agent_used_id != Some(agent.id) {
-            return Err(Error::forbidden(format!(
-                "job {job_id} is not a job of agent {address}"
-            )));
-        }
+        let agent = self.authenticated_agent(auth).await?;
+        let (_, place) = self.running_job(&agent, job_id).await?;
         let path = safe_rel_path(path)?;
-        let place = self
-            .store()
-            .job_place(job_id)
-            .await?
-            .ok_or_else(|| Error::not_found("Job not found"))?;
         let file = self.artifact_file(&place, place.run_id, &path);
         if let Some(dir) = file.parent() {
             tokio::fs::create_dir_all(dir)
@@ -220,22 +472,12 @@ impl Core {
     /// the flow (newest run first; each path once).
     pub async fn agent_list_artifacts(
         self: &Arc<Self>,
-        address: &str,
+        auth: &AgentAuth,
         job_id: i64,
         pattern: &str,
     ) -> Result<Value> {
-        let agent = self.authorized_agent(address).await?;
-        let job = self.store().require_job(job_id).await?;
-        if job.agent_used_id != Some(agent.id) {
-            return Err(Error::forbidden(format!(
-                "job {job_id} is not a job of agent {address}"
-            )));
-        }
-        let place = self
-            .store()
-            .job_place(job_id)
-            .await?
-            .ok_or_else(|| Error::not_found("Job not found"))?;
+        let agent = self.authenticated_agent(auth).await?;
+        let (_, place) = self.running_job(&agent, job_id).await?;
         let pat = glob::Pattern::new(pattern.trim_start_matches("./")).map_err(|e| {
             Error::bad_request(format!("invalid artifact pattern '{pattern}': {e}"))
         })?;
@@ -262,23 +504,13 @@ impl Core {
     /// Read an artifact of a run of the job's flow.
     pub async fn agent_read_artifact(
         self: &Arc<Self>,
-        address: &str,
+        auth: &AgentAuth,
         job_id: i64,
         run_id: i64,
         path: &str,
     ) -> Result<Vec<u8>> {
-        let agent = self.authorized_agent(address).await?;
-        let job = self.store().require_job(job_id).await?;
-        if job.agent_used_id != Some(agent.id) {
-            return Err(Error::forbidden(format!(
-                "job {job_id} is not a job of agent {address}"
-            )));
-        }
-        let place = self
-            .store()
-            .job_place(job_id)
-            .await?
-            .ok_or_else(|| Error::not_found("Job not found"))?;
+        let agent = self.authenticated_agent(auth).await?;
+        let (_, place) = self.running_job(&agent, job_id).await?;
         let run = self
             .store()
             .run(run_id)
@@ -308,12 +540,35 @@ impl Core {
     }
 
     /// Store log records sent as UDP datagrams by the original's agents
-    /// (one JSON object per datagram, as its ClickHouse proxy receives them).
-    /// Bad datagrams are skipped; returns how many lines were stored.
-    pub async fn ingest_udp_logs(&self, datagrams: &[Vec<u8>]) -> Result<usize> {
+    /// (one JSON object per datagram, as its ClickHouse proxy receives them),
+    /// each with its sender's IP address. A datagram is taken only from an
+    /// authorized address-only agent (allowed by the setting) whose address
+    /// is the sender's IP, for the job it runs now; where the line belongs
+    /// comes from that job, not from the datagram. Other datagrams are
+    /// skipped; returns how many lines were stored.
+    pub async fn ingest_udp_logs(&self, datagrams: &[(Vec<u8>, String)]) -> Result<usize> {
         let mut rows = Vec::new();
-        for d in datagrams {
+        if !self.address_only_agents_allowed().await? {
+            return Ok(0);
+        }
+        let mut holders: HashMap<(String, i64), Option<(i64, JobPlace)>> = HashMap::new();
+        for (d, sender) in datagrams {
             let Ok(v) = serde_json::from_slice::<Value>(d) else {
+                continue;
+            };
+            let job_id = v
+                .get("job")
+                .and_then(|x| {
+                    x.as_i64()
+                        .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                })
+                .unwrap_or(0);
+            let key = (sender.clone(), job_id);
+            if !holders.contains_key(&key) {
+                let holder = self.udp_holder(sender, job_id).await?;
+                holders.insert(key.clone(), holder);
+            }
+            let Some(Some((agent_id, place))) = holders.get(&key) else {
                 continue;
             };
             let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
@@ -354,14 +609,14 @@ impl Core {
                     } else {
                         s("level")
                     },
-                    branch_id: i("branch"),
-                    flow_kind: i("flow_kind"),
-                    flow_id: i("flow"),
-                    run_id: i("run"),
-                    job_id: i("job"),
+                    branch_id: place.branch_id,
+                    flow_kind: place.flow_kind,
+                    flow_id: place.flow_id,
+                    run_id: place.run_id,
+                    job_id,
                     step,
                     tool: s("tool"),
-                    agent_id: i("agent"),
+                    agent_id: *agent_id,
                 });
             }
         }
@@ -377,15 +632,6 @@ impl Core {
             }
         }
         Ok(n)
-    }
-
-    async fn authorized_agent(&self, address: &str) -> Result<AgentRow> {
-        match self.store().agent_by_address(address).await? {
-            Some(a) if a.deleted.is_none() && a.authorized => Ok(a),
-            _ => Err(Error::forbidden(format!(
-                "agent {address} is unknown or not authorized"
-            ))),
-        }
     }
 }
 

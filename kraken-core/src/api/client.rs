@@ -541,14 +541,18 @@ impl Kraken {
     pub async fn local(core: Arc<Core>, run_engine: bool) -> Result<Kraken> {
         let runtime = if run_engine {
             let engine = core.start_engine();
-            let address = format!("in-process@{}", std::process::id());
-            core.ensure_builtin_agent(&address).await?;
+            // An identity of its own for each process (several may share a database).
+            let label = format!("in-process@{}", std::process::id());
+            let uid = crate::api::backend::new_agent_key();
+            let agent_id = core.ensure_builtin_agent(&label, &uid).await?;
             let cfg = crate::agent::AgentConfig::new(
-                &address,
-                &core.config.data_dir.join("agents").join(&address),
+                &label,
+                &core.config.data_dir.join("agents").join(&label),
             );
-            let agent =
-                crate::agent::Agent::new(Arc::new(crate::agent::InProcess::new(core.clone())), cfg);
+            let agent = crate::agent::Agent::new(
+                Arc::new(crate::agent::InProcess::new(core.clone(), agent_id)),
+                cfg,
+            );
             let (stop, rx) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(async move { agent.run(rx).await });
             Some(Arc::new(LocalRuntime {

@@ -15,6 +15,8 @@ const SETTINGS: &[(&str, &str, &str, &str)] = &[
     ("general", "minio_addr", "text", ""),
     ("general", "clickhouse_addr", "text", ""),
     ("general", "clickhouse_log_ttl", "integer", "6"),
+    // Not in the original: lets its agents in, known by their IP address alone.
+    ("general", "allow_address_only_agents", "boolean", "false"),
     ("notification", "smtp_server", "text", ""),
     ("notification", "smtp_tls", "boolean", "false"),
     ("notification", "smtp_from", "text", ""),

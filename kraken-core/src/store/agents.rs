@@ -45,6 +45,20 @@ pub struct AgentRow {
     pub created: i64,
     /// Deleted (ms).
     pub deleted: Option<i64>,
+    /// How it proves who it is ([`agent_kind`]).
+    pub kind: i64,
+    /// A new key is due at its next call (it was (re-)authorized).
+    pub key_issue: bool,
+}
+
+/// How an agent proves who it is (`agents.kind`).
+pub mod agent_kind {
+    /// The original's agent: its address, which must be its IP address.
+    pub const ADDRESS: i64 = 0;
+    /// This project's `kraken agent`: a key, sent as a bearer token.
+    pub const KEY: i64 = 1;
+    /// A built-in agent: in the server's process, with a generated id.
+    pub const BUILTIN: i64 = 2;
 }
 
 impl AgentRow {
@@ -58,7 +72,7 @@ impl AgentRow {
 }
 
 const AGENT_COLS: &str = "id, name, address, ip_address, state, disabled, comment, status_line, job_id, \
-    authorized, last_seen, host_info, user_attrs, extra_attrs, created, deleted";
+    authorized, last_seen, host_info, user_attrs, extra_attrs, created, deleted, kind, key_issue";
 
 /// An `agents_groups` row with its project name and agent count.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -298,16 +312,37 @@ impl Store {
         )
     }
 
-    /// An agent by address, deleted or not.
+    /// The original's agent (address-only) with this address, deleted or not.
     pub async fn agent_by_address(&self, address: &str) -> Result<Option<AgentRow>> {
-        let q = format!("SELECT {AGENT_COLS} FROM agents WHERE address = $1");
+        let q = format!("SELECT {AGENT_COLS} FROM agents WHERE address = $1 AND kind = 0");
         Ok(
             on_read!(&self.db, p => sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(q))
             .bind(address).fetch_optional(p).await?),
         )
     }
 
-    /// Register an agent seen for the first time (or again after deletion): unauthorized.
+    /// The non-deleted agent holding the key with this hash.
+    pub async fn agent_by_key_hash(&self, key_hash: &str) -> Result<Option<AgentRow>> {
+        let q = format!(
+            "SELECT {AGENT_COLS} FROM agents WHERE key_hash = $1 AND kind = 1 AND deleted IS NULL"
+        );
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(q))
+            .bind(key_hash).fetch_optional(p).await?),
+        )
+    }
+
+    /// The built-in agent with this generated id, deleted or not.
+    pub async fn agent_by_uid(&self, uid: &str) -> Result<Option<AgentRow>> {
+        let q = format!("SELECT {AGENT_COLS} FROM agents WHERE uid = $1");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(q))
+            .bind(uid).fetch_optional(p).await?),
+        )
+    }
+
+    /// Register an original's agent seen for the first time (or again after
+    /// deletion): unauthorized, known by its address.
     pub async fn register_agent(&self, address: &str, ip: Option<&str>) -> Result<AgentRow> {
         let now = now_ms();
         match self.agent_by_address(address).await? {
@@ -319,14 +354,86 @@ impl Store {
             }
             None => {
                 on_write!(&self.db, p => sqlx::query(
-                    "INSERT INTO agents (name, address, ip_address, state, disabled, authorized, last_seen, created, updated) \
-                     VALUES ($1, $1, $2, 0, FALSE, FALSE, $3, $3, $3) ON CONFLICT (address) DO NOTHING")
+                    "INSERT INTO agents (name, address, ip_address, state, disabled, authorized, last_seen, created, updated, kind) \
+                     VALUES ($1, $1, $2, 0, FALSE, FALSE, $3, $3, $3, 0) ON CONFLICT (address) WHERE kind = 0 DO NOTHING")
                     .bind(address).bind(ip).bind(now).execute(p).await?.rows_affected());
             }
         }
         self.agent_by_address(address)
             .await?
             .ok_or_else(|| Error::internal("agent vanished after insert"))
+    }
+
+    /// Register a keyed agent (`kraken agent`) seen for the first time:
+    /// unauthorized, `label` is only its name.
+    pub async fn register_keyed_agent(
+        &self,
+        label: &str,
+        ip: Option<&str>,
+        key_hash: &str,
+    ) -> Result<AgentRow> {
+        let now = now_ms();
+        on_write!(&self.db, p => sqlx::query(
+            "INSERT INTO agents (name, address, ip_address, state, disabled, authorized, last_seen, created, updated, kind, key_hash) \
+             VALUES ($1, $1, $2, 0, FALSE, FALSE, $3, $3, $3, 1, $4) ON CONFLICT (key_hash) WHERE key_hash IS NOT NULL DO NOTHING")
+            .bind(label).bind(ip).bind(now).bind(key_hash).execute(p).await?.rows_affected());
+        self.agent_by_key_hash(key_hash)
+            .await?
+            .ok_or_else(|| Error::internal("agent vanished after insert"))
+    }
+
+    /// The built-in agent with generated id `uid`, created (or undeleted)
+    /// as needed, named `label`.
+    pub async fn register_builtin_agent(&self, label: &str, uid: &str) -> Result<AgentRow> {
+        let now = now_ms();
+        on_write!(&self.db, p => sqlx::query(
+            "INSERT INTO agents (name, address, state, disabled, authorized, last_seen, created, updated, kind, uid) \
+             VALUES ($1, $1, 0, FALSE, FALSE, $2, $2, $2, 2, $3) ON CONFLICT (uid) WHERE uid IS NOT NULL DO NOTHING")
+            .bind(label).bind(now).bind(uid).execute(p).await?.rows_affected());
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE agents SET name = $1, address = $1, deleted = NULL, updated = $2 WHERE uid = $3")
+            .bind(label).bind(now).bind(uid).execute(p).await?.rows_affected());
+        self.agent_by_uid(uid)
+            .await?
+            .ok_or_else(|| Error::internal("agent vanished after insert"))
+    }
+
+    /// Replace a keyed agent's key when one is due (`key_issue`); false when
+    /// it is not due or `old_hash` is no longer its key (someone was faster).
+    pub async fn issue_agent_key(&self, id: i64, old_hash: &str, new_hash: &str) -> Result<bool> {
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE agents SET key_hash = $1, key_issue = FALSE, updated = $2 \
+             WHERE id = $3 AND key_hash = $4 AND key_issue = TRUE AND authorized = TRUE AND deleted IS NULL")
+            .bind(new_hash).bind(now_ms()).bind(id).bind(old_hash).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Ask for a new key for a keyed agent at its next call.
+    pub async fn request_agent_key(&self, id: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE agents SET key_issue = TRUE WHERE id = $1 AND kind = 1")
+            .bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Agents waiting for authorization that never were in a group nor ran
+    /// a job: registrations.
+    pub async fn count_registrations(&self) -> Result<i64> {
+        Ok(on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agents a WHERE a.deleted IS NULL AND a.authorized = FALSE AND a.kind <> 2 \
+             AND NOT EXISTS (SELECT 1 FROM agent_assignments aa WHERE aa.agent_id = a.id)")
+            .fetch_one(p).await?))
+    }
+
+    /// Forget registrations (see [`Store::count_registrations`]) not heard
+    /// from since `before` (ms); returns how many.
+    pub async fn expire_registrations(&self, before: i64) -> Result<u64> {
+        Ok(on_write!(&self.db, p => sqlx::query(
+            "DELETE FROM agents WHERE authorized = FALSE AND kind <> 2 AND COALESCE(last_seen, created) < $1 \
+             AND NOT EXISTS (SELECT 1 FROM agent_assignments aa WHERE aa.agent_id = agents.id) \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.agent_used_id = agents.id) \
+             AND job_id IS NULL")
+            .bind(before).execute(p).await?.rows_affected()))
     }
 
     /// Record contact with an agent: `last_seen = now`, state active.
@@ -366,11 +473,12 @@ impl Store {
         Ok(())
     }
 
-    /// Soft-delete an agent.
+    /// Soft-delete an agent; a keyed agent's key is forgotten.
     pub async fn delete_agent(&self, id: i64) -> Result<()> {
         let now = now_ms();
         on_write!(&self.db, p => sqlx::query(
-            "UPDATE agents SET deleted = $1, updated = $1, authorized = FALSE, job_id = NULL WHERE id = $2")
+            "UPDATE agents SET deleted = $1, updated = $1, authorized = FALSE, job_id = NULL, key_hash = NULL, \
+             key_issue = FALSE WHERE id = $2")
             .bind(now).bind(id).execute(p).await?.rows_affected());
         Ok(())
     }

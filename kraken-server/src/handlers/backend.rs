@@ -1,29 +1,56 @@
 //! The agent protocol: `POST /backend` (the original's messages), log lines
-//! and artifacts of this project's agents.
+//! and artifacts of this project's agents. Who calls is the agent key in
+//! `Authorization: Bearer`, or without one the source IP (the original's
+//! agents, when allowed); never the `address` the request names.
 
 use std::net::SocketAddr;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, header};
 use kraken_core::Error;
-use kraken_core::api::backend::AgentLogs;
+use kraken_core::api::backend::{AgentAuth, AgentLogs};
 use serde_json::{Value, json};
 
 use crate::extract::{AppError, AppState, J, P, Q, R};
 
+/// The caller: a key when the request has one, else its source IP.
+fn agent_auth(headers: &HeaderMap, peer: SocketAddr) -> AgentAuth {
+    let ip = peer.ip().to_canonical().to_string();
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|k| k.trim().to_string());
+    match key {
+        Some(key) => AgentAuth::Key { key, ip: Some(ip) },
+        None => AgentAuth::Address { ip },
+    }
+}
+
 pub async fn backend(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     J(msg): J<Value>,
 ) -> R<Json<Value>> {
     Ok(Json(
-        st.core.backend(&msg, Some(&peer.ip().to_string())).await?,
+        st.core.backend(&msg, &agent_auth(&headers, peer)).await?,
     ))
 }
 
-pub async fn agent_logs(State(st): State<AppState>, J(body): J<AgentLogs>) -> R<Json<Value>> {
-    Ok(Json(st.core.agent_logs(&body).await?))
+pub async fn agent_logs(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    J(body): J<AgentLogs>,
+) -> R<Json<Value>> {
+    Ok(Json(
+        st.core
+            .agent_logs(&agent_auth(&headers, peer), &body)
+            .await?,
+    ))
 }
 
 fn required<'a>(q: &'a Q, key: &str) -> R<&'a str> {
@@ -33,36 +60,53 @@ fn required<'a>(q: &'a Q, key: &str) -> R<&'a str> {
 
 pub async fn upload_artifact(
     State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     P(job_id): P<i64>,
     q: Q,
     body: Bytes,
 ) -> R<Json<Value>> {
-    let address = required(&q, "address")?;
     let path = required(&q, "path")?;
     let public = q.bool("public")?.unwrap_or(false);
     let size = st
         .core
-        .agent_upload_artifact(address, job_id, path, public, &body)
+        .agent_upload_artifact(&agent_auth(&headers, peer), job_id, path, public, &body)
         .await?;
     Ok(Json(json!({"size": size})))
 }
 
-pub async fn list_artifacts(State(st): State<AppState>, P(job_id): P<i64>, q: Q) -> R<Json<Value>> {
+pub async fn list_artifacts(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    P(job_id): P<i64>,
+    q: Q,
+) -> R<Json<Value>> {
     Ok(Json(
         st.core
-            .agent_list_artifacts(required(&q, "address")?, job_id, required(&q, "pattern")?)
+            .agent_list_artifacts(
+                &agent_auth(&headers, peer),
+                job_id,
+                required(&q, "pattern")?,
+            )
             .await?,
     ))
 }
 
-pub async fn read_artifact(State(st): State<AppState>, P(job_id): P<i64>, q: Q) -> R<Vec<u8>> {
+pub async fn read_artifact(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    P(job_id): P<i64>,
+    q: Q,
+) -> R<Vec<u8>> {
     let run_id = q
         .int("run_id")?
         .ok_or_else(|| AppError(Error::bad_request("missing run_id parameter")))?;
     Ok(st
         .core
         .agent_read_artifact(
-            required(&q, "address")?,
+            &agent_auth(&headers, peer),
             job_id,
             run_id,
             required(&q, "path")?,

@@ -105,6 +105,10 @@ pub async fn download_artifact(
         ))));
     }
     let (bytes, name) = k.read_artifact(&scope, id, &path).await?;
+    // Agents upload artifacts: never active content of the server's origin.
+    // Reports open in the browser, sandboxed (an opaque origin, no scripts);
+    // other artifacts are downloads; no type sniffing either way.
+    let name = name.replace(['"', '\\', '\r', '\n'], "_");
     let disposition = if store == "report" {
         format!("inline; filename=\"{name}\"")
     } else {
@@ -115,6 +119,12 @@ pub async fn download_artifact(
         [
             (header::CONTENT_TYPE, content_type(&name).to_string()),
             (header::CONTENT_DISPOSITION, disposition),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
+                    .to_string(),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
         bytes,
     )

@@ -328,7 +328,10 @@ async fn a_job_over_its_timeout_is_killed_and_marked() {
         .await;
     // An agent that can take the job.
     let address = "test-agent";
-    core.ensure_builtin_agent(address).await.unwrap();
+    let agent_id = core
+        .ensure_builtin_agent(address, "test-agent-id")
+        .await
+        .unwrap();
     let flow = admin.flow(bid).await;
     let rid = flow["runs"][0]["id"].as_i64().unwrap();
     let jid = admin.run_jobs(rid).await[0]["id"].as_i64().unwrap();
@@ -336,7 +339,7 @@ async fn a_job_over_its_timeout_is_killed_and_marked() {
     core.engine().store().set_job_timeout(jid, 3).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let agent = kraken_core::agent::Agent::new(
-        Arc::new(kraken_core::agent::InProcess::new(core.clone())),
+        Arc::new(kraken_core::agent::InProcess::new(core.clone(), agent_id)),
         kraken_core::agent::AgentConfig {
             one_job: true,
             ..kraken_core::agent::AgentConfig::new(address, work.path())
@@ -397,22 +400,41 @@ async fn unauthorized_agents_get_no_job() {
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
     let anon = s.anonymous();
+    // The original's agent sends only its address: refused until allowed.
+    let refused = anon
+        .post(
+            "/backend",
+            json!({"address": "127.0.0.1", "msg": "host-info", "info": {"system": "debian-12"}}),
+        )
+        .await;
+    refused.expect(401);
+    assert!(refused.message().contains("allow_address_only_agents"));
+    admin
+        .put(
+            "/api/settings",
+            json!({"general": {"allow_address_only_agents": true}}),
+        )
+        .await
+        .expect(200);
     let hi = anon
         .post(
             "/backend",
-            json!({"address": "10.1.1.1", "msg": "host-info", "info": {"system": "debian-12"}}),
+            json!({"address": "127.0.0.1", "msg": "host-info", "info": {"system": "debian-12"}}),
         )
         .await;
     assert_eq!(hi.expect(200), &json!({"unauthorized": true}));
     let gj = anon
-        .post("/backend", json!({"address": "10.1.1.1", "msg": "get-job"}))
+        .post(
+            "/backend",
+            json!({"address": "127.0.0.1", "msg": "get-job"}),
+        )
         .await;
     assert_eq!(gj.expect(200), &json!({"unauthorized": true}));
     assert_eq!(
         admin.get("/api/agents?unauthorized=true").await.body["total"],
         1
     );
-    anon.post("/backend", json!({"address": "10.1.1.1"}))
+    anon.post("/backend", json!({"address": "127.0.0.1"}))
         .await
         .expect(400);
 
@@ -445,7 +467,7 @@ async fn unauthorized_agents_get_no_job() {
     let hi = anon
         .post(
             "/backend",
-            json!({"address": "10.1.1.1", "msg": "host-info", "info": {"system": "debian-12"}}),
+            json!({"address": "127.0.0.1", "msg": "host-info", "info": {"system": "debian-12"}}),
         )
         .await;
     assert_eq!(hi.expect(200)["agent_id"], agent_id);
@@ -460,7 +482,7 @@ async fn unauthorized_agents_get_no_job() {
     let gj = anon
         .post(
             "/backend",
-            json!({"address": "10.1.1.1", "msg": "get-job", "wait": 20}),
+            json!({"address": "127.0.0.1", "msg": "get-job", "wait": 20}),
         )
         .await
         .body;
@@ -470,7 +492,7 @@ async fn unauthorized_agents_get_no_job() {
     let step = anon
         .post(
             "/backend",
-            json!({"address": "10.1.1.1", "msg": "get-job-step"}),
+            json!({"address": "127.0.0.1", "msg": "get-job-step"}),
         )
         .await
         .body;
@@ -478,18 +500,18 @@ async fn unauthorized_agents_get_no_job() {
     assert_eq!(step["job_step"]["cmd"], "true");
     assert_eq!(step["job_step"]["when"], "True");
     assert_eq!(step["job_step"]["job_id"], job_id);
-    let r = anon.post("/backend", json!({"address": "10.1.1.1", "msg": "step-result2", "job_id": job_id, "step_idx": 0, "result": {"status": "in-progress"}})).await;
+    let r = anon.post("/backend", json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": job_id, "step_idx": 0, "result": {"status": "in-progress"}})).await;
     assert!(r.body["timeout"].as_i64().is_some());
     // Log records over UDP, as the original agent sends them.
     let udp = s.server.as_ref().unwrap().udp_addr;
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let rec = json!({"@timestamp": "2026-11-29T20:34:30.123456Z", "message": "udp line 1\nudp line 2", "service": "agent", "tool": "shell", "job": job_id, "step": 0, "level": "INFO"});
     sock.send_to(rec.to_string().as_bytes(), udp).unwrap();
-    anon.post("/backend", json!({"address": "10.1.1.1", "msg": "step-result2", "job_id": job_id, "step_idx": 0, "result": {"status": "done", "duration": 1}})).await.expect(200);
+    anon.post("/backend", json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": job_id, "step_idx": 0, "result": {"status": "done", "duration": 1}})).await.expect(200);
     let fin = anon
         .post(
             "/backend",
-            json!({"address": "10.1.1.1", "msg": "get-job-step"}),
+            json!({"address": "127.0.0.1", "msg": "get-job-step"}),
         )
         .await
         .body;

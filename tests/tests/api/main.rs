@@ -1,6 +1,7 @@
 //! End-to-end tests of the REST API against a real server on 127.0.0.1:0.
 //! One binary with a module per area (links once).
 
+mod agent_trust;
 mod agents;
 mod auth;
 mod branches;

@@ -372,9 +372,8 @@ async fn artifacts_upload_download_and_report_entries() {
 async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
-    let anon = s.anonymous();
-    let addr = "10.2.2.2";
-    manual_agent(&s, &admin, addr).await;
+    let addr = "lint-agent";
+    let agent = manual_agent(&s, &admin, addr).await;
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "Main").await;
     let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"lint\", \"steps\": [{\"tool\": \"pylint\", \"modules_or_packages\": \"pkg\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
@@ -382,12 +381,12 @@ async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
     // The original agent's pylint tool reports issues; play its part.
     let run_once = |issues: Value| {
         let admin = admin.clone();
-        let anon = anon.clone();
+        let agent = agent.clone();
         async move {
             let flow = admin.flow(bid).await;
-            let job_id = take_job(&anon, addr).await;
+            let job_id = take_job(&agent, addr).await;
             let step = finish_job(
-                &anon,
+                &agent,
                 addr,
                 job_id,
                 json!({"status": "done", "duration": 1, "issues": issues}),
@@ -476,12 +475,15 @@ async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
         .await;
 }
 
-/// Registers and authorizes an agent at `addr` that the test drives by hand
-/// over `/backend`, as the original Python agent would.
-async fn manual_agent(s: &TestServer, admin: &Client, addr: &str) {
-    let anon = s.anonymous();
+/// Registers an agent labelled `addr` with a key of its own, has it
+/// authorized and picks up the key the server issues then: a client that
+/// drives the agent protocol by hand, as this project's agent speaks it.
+async fn manual_agent(s: &TestServer, admin: &Client, addr: &str) -> Client {
+    let mut agent = s.anonymous();
+    agent.token = Some(format!("{:064x}", rand::random::<u128>()));
     let hello = json!({"address": addr, "msg": "host-info", "info": {"system": "debian-12"}});
-    anon.post("/backend", hello.clone()).await.expect(200);
+    let reg = agent.post("/backend", hello.clone()).await;
+    assert_eq!(reg.expect(200)["unauthorized"], true);
     let agents = admin.get("/api/agents?unauthorized=true").await;
     let aid = agents.expect(200)["items"]
         .as_array()
@@ -495,7 +497,15 @@ async fn manual_agent(s: &TestServer, admin: &Client, addr: &str) {
         .patch("/api/agents", json!([{"id": aid, "authorized": true}]))
         .await
         .expect(200);
-    anon.post("/backend", hello).await.expect(200);
+    let hi = agent.post("/backend", hello).await;
+    assert_eq!(hi.expect(200)["agent_id"], aid);
+    agent.token = Some(
+        hi.body["agent_key"]
+            .as_str()
+            .expect("a key is issued on authorization")
+            .to_string(),
+    );
+    agent
 }
 
 /// The agent at `addr` takes its job and reports its single step.
@@ -553,9 +563,8 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
     const FAILED: i64 = 2;
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
-    let anon = s.anonymous();
-    let (a, b) = ("10.3.3.1", "10.3.3.2");
-    manual_agent(&s, &admin, a).await;
+    let (a, b) = ("agent-a", "agent-b");
+    let ca = manual_agent(&s, &admin, a).await;
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "Main").await;
     let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"tests\", \"steps\": [{\"tool\": \"pytest\", \"params\": \"-v\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
@@ -573,14 +582,14 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
 
     // Flow 1 passes, flow 2 fails: a regression.
     let f1 = admin.flow(bid).await;
-    let j = take_job(&anon, a).await;
-    report_t1(&anon, a, j, PASSED).await;
+    let j = take_job(&ca, a).await;
+    report_t1(&ca, a, j, PASSED).await;
     let f1 = admin.wait_flow(f1["id"].as_i64().unwrap(), WAIT).await;
     assert_eq!(t1_of(flow_run(&f1)).await, (PASSED, 3, 0, 0));
     let f2 = admin.flow(bid).await;
     let f2_id = f2["id"].as_i64().unwrap();
-    let failed_job = take_job(&anon, a).await;
-    report_t1(&anon, a, failed_job, FAILED).await;
+    let failed_job = take_job(&ca, a).await;
+    report_t1(&ca, a, failed_job, FAILED).await;
     let f2 = admin.wait_flow(f2_id, WAIT).await;
     let r2 = flow_run(&f2);
     assert_eq!(t1_of(r2).await, (FAILED, 2, 0, 1));
@@ -591,19 +600,19 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
         .put(&format!("/api/jobs/{failed_job}"), json!({}))
         .await
         .expect(200);
-    let j = take_job(&anon, a).await;
+    let j = take_job(&ca, a).await;
     assert_ne!(j, failed_job);
-    report_t1(&anon, a, j, PASSED).await;
+    report_t1(&ca, a, j, PASSED).await;
     admin.wait_flow(f2_id, WAIT).await;
     assert_eq!(t1_of(r2).await, (PASSED, 0, 1, 0));
 
     // Flow 3 takes agent a and holds it; flow 4 runs on agent b and finishes first.
     let f3 = admin.flow(bid).await;
-    let j3 = take_job(&anon, a).await;
-    manual_agent(&s, &admin, b).await;
+    let j3 = take_job(&ca, a).await;
+    let cb = manual_agent(&s, &admin, b).await;
     let f4 = admin.flow(bid).await;
-    let j4 = take_job(&anon, b).await;
-    report_t1(&anon, b, j4, FAILED).await;
+    let j4 = take_job(&cb, b).await;
+    report_t1(&cb, b, j4, FAILED).await;
     let r4 = admin
         .wait_for(&format!("/api/flows/{}", f4["id"]), WAIT, |f| {
             f["runs"][0]["state"] == "completed"
@@ -626,7 +635,7 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
 
     // Flow 3 finishes: it is analysed (history: flow 2's rerun pass and
     // flow 1, never the covered failure), then flow 4 after it.
-    report_t1(&anon, a, j3, PASSED).await;
+    report_t1(&ca, a, j3, PASSED).await;
     let f3 = admin.wait_flow(f3["id"].as_i64().unwrap(), WAIT).await;
     assert_eq!(t1_of(flow_run(&f3)).await, (PASSED, 0, 2, 0));
     admin.wait_flow(f4["id"].as_i64().unwrap(), WAIT).await;
