@@ -253,76 +253,69 @@ async fn a_dead_agents_job_is_retried_on_another_agent() {
         &[("KRAKEN_AGENTS", "0"), ("KRAKEN_AGENT_TIMEOUT", "8")],
     );
     let admin = Client::login(&p.url, "admin", "admin").await;
-    let agent = |address: &'static str| {
-        let admin = admin.clone();
-        async move {
-            let call = |msg: Value| {
-                let admin = admin.clone();
-                async move { admin.post("/backend", msg).await.body }
-            };
-            call(json!({"address": address, "msg": "host-info", "info": {"system": "any"}})).await;
-            let list = admin.get("/api/agents?unauthorized=true").await;
-            let id = list.body["items"]
-                .as_array()
-                .and_then(|a| a.iter().find(|x| x["address"] == address))
-                .and_then(|x| x["id"].as_i64())
-                .unwrap_or_else(|| panic!("agent {address} not registered: {}", list.body));
-            let all = admin.get("/api/groups").await.body["items"]
-                .as_array()
-                .and_then(|g| g.iter().find(|g| g["name"] == "all"))
-                .and_then(|g| g["id"].as_i64())
-                .expect("group all");
-            admin
-                .put(
-                    &format!("/api/agents/{id}"),
-                    json!({"authorized": true, "groups": [{"id": all}]}),
-                )
-                .await
-                .expect(200);
-            call(json!({"address": address, "msg": "host-info", "info": {"system": "any"}})).await;
-            id
-        }
-    };
-    let call = |msg: Value| {
-        let admin = admin.clone();
-        async move { admin.post("/backend", msg).await.body }
-    };
-    agent("doomed").await;
+    let doomed = keyed_agent(&admin, "doomed").await;
     let b = setup(
         &admin,
         &[("build", shell_stage("root", "work", &["echo hi"]))],
     )
     .await;
     admin.flow(b).await;
+    let call = |agent: &Client, msg: Value| {
+        let agent = agent.clone();
+        async move { agent.post("/backend", msg).await.body }
+    };
     // The doomed agent takes the job, starts its step, and goes silent.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let first = loop {
-        let r = call(json!({"address": "doomed", "msg": "get-job", "wait": 1})).await;
+        let r = call(
+            &doomed,
+            json!({"address": "doomed", "msg": "get-job", "wait": 1}),
+        )
+        .await;
         if let Some(id) = r["job"]["id"].as_i64() {
             break id;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the doomed agent got no job: {r}"
+        );
     };
-    call(json!({"address": "doomed", "msg": "get-job-step"})).await;
+    call(&doomed, json!({"address": "doomed", "msg": "get-job-step"})).await;
     call(
+        &doomed,
         json!({"address": "doomed", "msg": "step-result2", "job_id": first, "step_idx": 0,
                 "result": {"status": "in-progress"}}),
     )
     .await;
     // Another agent of the group gets the retry and runs it.
-    agent("survivor").await;
+    let survivor = keyed_agent(&admin, "survivor").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
     let second = loop {
-        let r = call(json!({"address": "survivor", "msg": "get-job", "wait": 2})).await;
+        let r = call(
+            &survivor,
+            json!({"address": "survivor", "msg": "get-job", "wait": 2}),
+        )
+        .await;
         if let Some(id) = r["job"]["id"].as_i64() {
             break id;
         }
+        assert!(Instant::now() < deadline, "the survivor got no retry: {r}");
     };
     assert_ne!(second, first);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let s = call(json!({"address": "survivor", "msg": "get-job-step"})).await;
+        let s = call(
+            &survivor,
+            json!({"address": "survivor", "msg": "get-job-step"}),
+        )
+        .await;
         if s["job_step"]["finish"] != false {
             break;
         }
+        assert!(Instant::now() < deadline, "the retry never finished: {s}");
         let idx = s["job_step"]["index"].as_i64().expect("step index");
         call(
+            &survivor,
             json!({"address": "survivor", "msg": "step-result2", "job_id": second,
                     "step_idx": idx, "result": {"status": "done", "duration": 0}}),
         )
@@ -352,4 +345,43 @@ async fn a_dead_agents_job_is_retried_on_another_agent() {
         .cloned()
         .unwrap_or_default();
     assert_ne!(doomed["active"], true, "{doomed}");
+}
+
+/// An agent that drives the protocol by hand as this project's agent does:
+/// registers with a key of its own, is authorized (in group `all`) and
+/// picks up the key the server issues then.
+async fn keyed_agent(admin: &Client, address: &str) -> Client {
+    let mut agent = Client {
+        base: admin.base.clone(),
+        token: Some(format!("{:064x}", rand::random::<u128>())),
+        http: reqwest::Client::new(),
+    };
+    let hello = json!({"address": address, "msg": "host-info", "info": {"system": "any"}});
+    agent.post("/backend", hello.clone()).await;
+    let list = admin.get("/api/agents?unauthorized=true").await;
+    let id = list.body["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["address"] == address))
+        .and_then(|x| x["id"].as_i64())
+        .unwrap_or_else(|| panic!("agent {address} not registered: {}", list.body));
+    let all = admin.get("/api/groups").await.body["items"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["name"] == "all"))
+        .and_then(|g| g["id"].as_i64())
+        .expect("group all");
+    admin
+        .put(
+            &format!("/api/agents/{id}"),
+            json!({"authorized": true, "groups": [{"id": all}]}),
+        )
+        .await
+        .expect(200);
+    let hi = agent.post("/backend", hello).await;
+    agent.token = Some(
+        hi.body["agent_key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no key issued to {address}: {}", hi.body))
+            .to_string(),
+    );
+    agent
 }
