@@ -33,8 +33,6 @@ use crate::store::results::JobPlace;
 
 /// Longest a `get-job` may wait for a job (our agents ask with `wait`).
 const MAX_WAIT: Duration = Duration::from_secs(30);
-/// Longest agent address (a label) accepted, in bytes.
-pub const MAX_AGENT_ADDRESS: usize = 200;
 /// Largest `host-info` `info` object accepted, in bytes of JSON.
 pub const MAX_HOST_INFO: usize = 8 * 1024;
 /// Most agents waiting for authorization at once.
@@ -103,13 +101,8 @@ fn check_key(key: &str) -> Result<()> {
 
 /// Refuse oversized agent labels and host info (400).
 fn check_sizes(msg: &Value) -> Result<()> {
-    if let Some(a) = msg.get("address").and_then(Value::as_str)
-        && a.len() > MAX_AGENT_ADDRESS
-    {
-        return Err(Error::bad_request(format!(
-            "agent address is {} bytes long: at most {MAX_AGENT_ADDRESS} are accepted",
-            a.len()
-        )));
+    if let Some(a) = msg.get("address").and_then(Value::as_str) {
+        crate::model::limits::check("address", a, crate::model::limits::ADDRESS)?;
     }
     if let Some(info) = msg.get("info") {
         let n = serde_json::to_vec(info).map(|v| v.len()).unwrap_or(0);

@@ -446,7 +446,7 @@ async fn registrations_are_bounded_in_size_and_number_and_expire() {
     let a = keyed(&s, &random_key()).post("/backend", hello(&big)).await;
     a.expect(400);
     assert!(a.message().contains("address"), "{}", a.body);
-    let long = "a".repeat(201);
+    let long = "a".repeat(kraken_core::model::limits::ADDRESS + 1);
     keyed(&s, &random_key())
         .post("/backend", hello(&long))
         .await
