@@ -25,12 +25,16 @@
 //!   (`ctx.env.items`) gives the key.
 
 mod eval;
+mod nesting;
 pub mod pyrepr;
 mod rewrite;
 mod subst;
 mod validate;
 
-pub use eval::{Limits, SchemaError, SchemaErrorKind, evaluate};
+pub use eval::{Limits, SchemaError, SchemaErrorKind, evaluate_in_process};
+pub use nesting::MAX_NESTING;
+/// Evaluate schema code (in this process, see [`evaluate_in_process`]).
+pub use eval::evaluate_in_process as evaluate;
 pub use subst::{ERROR_TEXT, MASK, normalize_when, render, substitute, when_decision};
 pub use validate::{SchemaEnv, WorkflowValidator, apply_defaults, check_stage, ordinal};
 
