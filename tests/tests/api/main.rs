@@ -9,5 +9,6 @@ mod exec;
 mod projects;
 mod restart;
 mod results;
+mod schema_sandbox;
 mod stages;
 mod tools;
