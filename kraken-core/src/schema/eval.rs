@@ -195,7 +195,9 @@ static DISCARD_PRINT: DiscardPrint = DiscardPrint;
 /// call-depth limits hold, the code's nesting is bounded before parsing
 /// (see [`super::nesting`]), `ctx` and the result are bounded in depth and
 /// size, and the evaluation gets a stack of its own when the calling thread
-/// has little left. The memory limit is only checked periodically and a
+/// has less than 32 MiB left (which costs tens of microseconds per call:
+/// [`super::sandbox::Sandbox`] in [`super::sandbox::Mode::InProcess`] keeps
+/// threads with such a stack instead). The memory limit is only checked periodically and a
 /// single long operation (a huge integer product, a huge string) is not
 /// interrupted, and a value built nested millions of levels deep can still
 /// overflow the stack when it is printed: only a worker process contains

@@ -48,6 +48,7 @@
 //! `KRAKEN_SCHEMA_WORKERS` ([`WORKERS_ENV`]) sets the number of worker
 //! processes (default [`DEFAULT_WORKERS`]).
 
+mod local;
 mod pool;
 mod protocol;
 mod worker;

@@ -1,20 +1,22 @@
 //! The parent side: a small pool of worker processes, each a program run
 //! with [`super::WORKER_ARG`], and what to do when one misbehaves.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::Value as Json;
 
+use super::local::Threads;
 use super::protocol::{Answer, Hello, MAX_ANSWER_BYTES, RequestRef, VERSION, WireLimits};
 use super::{Mode, WORKER_ARG};
-use crate::schema::eval::{check_ctx_depth, evaluate_in_process, memory_message, timeout_message};
+use crate::schema::eval::{check_ctx_depth, memory_message, timeout_message};
 use crate::schema::{Limits, SchemaError, SchemaErrorKind};
 
 /// Wall-clock time a worker gets on top of [`Limits::timeout`] before it
@@ -43,6 +45,7 @@ const STDERR_KEEP: usize = 16 * 1024;
 pub struct Sandbox {
     mode: Mode,
     pool: Option<Pool>,
+    threads: Threads,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -63,7 +66,11 @@ impl Sandbox {
             }),
             Mode::InProcess => None,
         };
-        Sandbox { mode, pool }
+        Sandbox {
+            mode,
+            pool,
+            threads: Threads::new(),
+        }
     }
 
     /// How this sandbox evaluates.
@@ -85,7 +92,7 @@ impl Sandbox {
     pub fn evaluate(&self, code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaError> {
         match &self.pool {
             Some(pool) => pool.evaluate(code, ctx, limits),
-            None => evaluate_in_process(code, ctx, limits),
+            None => self.threads.evaluate(code, ctx, limits),
         }
     }
 }
@@ -275,18 +282,13 @@ enum Exchange {
     Closed,
 }
 
-/// What the stdout reader thread passes on.
-enum Line {
-    Text(Vec<u8>),
-    TooLong,
-    Closed,
-}
-
 /// One worker process.
 struct Worker {
     child: Child,
     stdin: ChildStdin,
-    lines: Receiver<Line>,
+    stdout: ChildStdout,
+    /// What was read from stdout past the last complete line.
+    pending: Vec<u8>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_reader: Option<JoinHandle<()>>,
     evaluations: u32,
@@ -299,10 +301,12 @@ impl Worker {
         command
             .arg(WORKER_ARG)
             // Nothing of the server's environment (secrets, database URLs)
-            // reaches the evaluator; one malloc arena keeps its address
-            // space (which is limited) close to what it really uses.
+            // reaches the evaluator. One malloc arena, and big blocks always
+            // mapped and unmapped on their own, keep its address space
+            // (which is limited) close to what it really uses.
             .env_clear()
             .env("MALLOC_ARENA_MAX", "1")
+            .env("MALLOC_MMAP_THRESHOLD_", "131072")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -325,28 +329,25 @@ impl Worker {
             let _ = child.wait();
             return Err("the schema sandbox could not talk to its worker".into());
         };
-        let (send, lines) = mpsc::channel();
-        let started = std::thread::Builder::new()
-            .name("schema-worker-out".into())
-            .spawn(move || read_lines(stdout, &send));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let kept = stderr.clone();
         let stderr_reader = std::thread::Builder::new()
             .name("schema-worker-err".into())
             .spawn(move || keep_tail(stderr_pipe, &kept));
-        let worker = Worker {
+        let mut worker = Worker {
             child,
             stdin,
-            lines,
+            stdout,
+            pending: Vec::new(),
             stderr,
             stderr_reader: stderr_reader.ok(),
             evaluations: 0,
         };
-        if started.is_err() || worker.stderr_reader.is_none() {
+        if worker.stderr_reader.is_none() {
             return Err("the schema sandbox could not start a thread".into());
         }
-        let greeting = match worker.lines.recv_timeout(HELLO_TIMEOUT) {
-            Ok(Line::Text(line)) => serde_json::from_slice::<Hello>(&line).ok(),
+        let greeting = match worker.read_line(Instant::now() + HELLO_TIMEOUT) {
+            Exchange::Answer(line) => serde_json::from_slice::<Hello>(&line).ok(),
             _ => None,
         };
         match greeting {
@@ -379,13 +380,44 @@ impl Worker {
         {
             return Exchange::Closed;
         }
-        match self.lines.recv_timeout(wall) {
-            Ok(Line::Text(line)) => Exchange::Answer(line),
-            Ok(Line::TooLong) => Exchange::TooLong,
-            Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => Exchange::Closed,
-            Err(RecvTimeoutError::Timeout) => {
-                self.kill();
-                Exchange::TimedOut
+        let answer = self.read_line(Instant::now() + wall);
+        if matches!(answer, Exchange::TimedOut) {
+            self.kill();
+        }
+        answer
+    }
+
+    /// The next line of the worker's stdout, read in this thread (no
+    /// thread hand-over on the way), waiting with `poll` until `deadline`.
+    fn read_line(&mut self, deadline: Instant) -> Exchange {
+        let mut scanned = 0;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(end) = self.pending[scanned..].iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=scanned + end).collect();
+                line.pop();
+                return Exchange::Answer(line);
+            }
+            scanned = self.pending.len();
+            if scanned > MAX_ANSWER_BYTES {
+                return Exchange::TooLong;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Exchange::TimedOut;
+            }
+            let wait = PollTimeout::try_from(deadline - now).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, wait) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(_) => return Exchange::Closed,
+            }
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => return Exchange::Closed,
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Exchange::Closed,
             }
         }
     }
@@ -422,30 +454,6 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// Pass the lines of a worker's stdout on, until it closes or a line is
-/// too long.
-fn read_lines(stdout: impl Read, send: &mpsc::Sender<Line>) {
-    let mut reader = BufReader::new(stdout);
-    loop {
-        let mut line = Vec::new();
-        let limit = u64::try_from(MAX_ANSWER_BYTES).unwrap_or(u64::MAX) + 1;
-        let read = (&mut reader).take(limit).read_until(b'\n', &mut line);
-        let message = match read {
-            Ok(0) | Err(_) => Line::Closed,
-            Ok(_) if line.last() == Some(&b'\n') => {
-                line.pop();
-                Line::Text(line)
-            }
-            Ok(_) if line.len() > MAX_ANSWER_BYTES => Line::TooLong,
-            Ok(_) => Line::Closed,
-        };
-        let last = !matches!(message, Line::Text(_));
-        if send.send(message).is_err() || last {
-            return;
-        }
     }
 }
 

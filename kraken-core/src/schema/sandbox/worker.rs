@@ -52,6 +52,8 @@ fn serve() -> i32 {
         return 0;
     }
     let mut line = String::new();
+    // The heap limit the address space was last limited for.
+    let mut limited_for = None;
     loop {
         line.clear();
         match input.read_line(&mut line) {
@@ -61,7 +63,7 @@ fn serve() -> i32 {
         let result = match serde_json::from_str::<Request>(&line) {
             Ok(request) => {
                 let limits = Limits::from(request.limits);
-                set_limits(&limits);
+                set_limits(&limits, &mut limited_for);
                 evaluate_in_process(&request.code, &request.ctx, &limits)
             }
             Err(e) => Err(SchemaError::new(
@@ -94,18 +96,24 @@ fn write_line<T: serde::Serialize>(out: &mut impl Write, value: &T) -> io::Resul
 }
 
 /// Limit this process for the next evaluation: CPU time to what it used so
-/// far plus the time limit, address space to its current size plus twice
-/// the heap limit. Crossing either kills the process (SIGXCPU, or an
-/// allocation that fails and aborts), which the parent reports as the
-/// evaluation's error.
-fn set_limits(limits: &Limits) {
+/// far plus the time limit, address space to its size plus twice the heap
+/// limit (measured when the heap limit first comes or changes: reading
+/// `/proc` on every request would cost more than a typical evaluation;
+/// the parent replaces a worker after 1,000 evaluations anyway). Crossing
+/// either kills the process (SIGXCPU, or an allocation that fails and
+/// aborts), which the parent reports as the evaluation's error.
+fn set_limits(limits: &Limits, limited_for: &mut Option<usize>) {
     if let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) {
         let used = usage.user_time().num_seconds() + usage.system_time().num_seconds();
         let used = u64::try_from(used).unwrap_or(0);
         let budget = limits.timeout.as_secs() + 1 + CPU_MARGIN_SECS;
         set_soft_limit(Resource::RLIMIT_CPU, used.saturating_add(budget));
     }
+    if *limited_for == Some(limits.max_heap_bytes) {
+        return;
+    }
     if let Some(size) = address_space_bytes() {
+        *limited_for = Some(limits.max_heap_bytes);
         let heap = u64::try_from(limits.max_heap_bytes).unwrap_or(u64::MAX);
         let allowed = size
             .saturating_add(heap.saturating_mul(2))
