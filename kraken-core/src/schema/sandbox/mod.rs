@@ -16,7 +16,7 @@
 //! with the hidden first argument [`WORKER_ARG`]; every Kraken binary calls
 //! [`run_worker_if_requested`] at the top of `main`. The worker evaluates
 //! on a thread with a 64 MiB stack, under `RLIMIT_AS` (its size plus twice
-//! the heap limit plus 256 MiB), `RLIMIT_CPU` (the time limit plus 2 s) and
+//! the heap limit plus 256 MiB), `RLIMIT_CPU` (the time limit plus 3 s) and
 //! no core dumps, with an empty environment. The parent gives it the time
 //! limit plus 1 s of wall-clock time. A worker that overruns is killed; one
 //! that dies (stack overflow, failed allocation under `RLIMIT_AS`,
@@ -86,8 +86,9 @@ pub enum Mode {
         /// How many processes at most (at least one).
         workers: usize,
     },
-    /// In this process, with [`super::evaluate_in_process`] (see its
-    /// documentation for what this does not contain).
+    /// In this process, with [`super::evaluate_in_process`] on a few
+    /// threads with a 64 MiB stack (see its documentation for what this does
+    /// not contain).
     InProcess,
 }
 
