@@ -18,8 +18,15 @@ mod resolve;
 use args::*;
 use out::{Exit, Out, usage};
 
+fn main() -> ExitCode {
+    // Before anything else (the runtime's threads included): this may be a
+    // schema worker process (see kraken_core::schema::sandbox).
+    kraken_core::schema::sandbox::run_worker_if_requested();
+    cli_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

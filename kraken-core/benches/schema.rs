@@ -1,16 +1,20 @@
 //! Time to evaluate and to validate each reference stage schema.
 //!
 //! `cargo bench -p kraken-core --bench schema` prints, per example, the mean
-//! time of `schema::evaluate` (parse, rewrite, run the top level, call
-//! `stage(ctx)`, convert to JSON) and of `WorkflowValidator::validate`, after
-//! a warm-up. Set `SCHEMA_BENCH_MS` to change the time spent per measurement
-//! (default 200 ms).
+//! time of an evaluation in process (a `Sandbox` in `Mode::InProcess`:
+//! nesting check, parse, rewrite, run the top level, call `stage(ctx)`,
+//! convert to JSON), of the same in a worker process of the schema sandbox
+//! (what the servers do: send code and ctx, evaluate, read the schema
+//! back), and of
+//! `WorkflowValidator::validate`, after a warm-up. Set `SCHEMA_BENCH_MS` to
+//! change the time spent per measurement (default 200 ms).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kraken_core::schema::{Limits, WorkflowValidator, evaluate};
+use kraken_core::schema::sandbox::{DEFAULT_WORKERS, Mode, Sandbox};
+use kraken_core::schema::{Limits, WorkflowValidator, evaluate_in_process};
 use serde_json::Value;
 
 fn examples(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -70,15 +74,28 @@ fn main() {
         micros(build.elapsed())
     );
 
+    let local = Sandbox::new(Mode::InProcess);
+    let sandbox = Sandbox::new(Mode::Workers {
+        program: PathBuf::from(env!("CARGO_BIN_EXE_kraken-schema-worker")),
+        workers: DEFAULT_WORKERS,
+    });
+    let start = Instant::now();
+    sandbox.warm_up().expect("a schema worker starts");
+    println!(
+        "starting a schema worker process (once): {} µs",
+        micros(start.elapsed())
+    );
+
     let mut files = Vec::new();
     examples(&root, &mut files);
     println!();
     println!(
-        "{:<52} {:>14} {:>14} {:>8}",
-        "example", "evaluate µs", "validate µs", "runs"
+        "{:<52} {:>12} {:>12} {:>12} {:>7}",
+        "example", "in process", "in worker", "validate", "runs"
     );
-    println!("{}", "-".repeat(91));
+    println!("{}", "-".repeat(99));
     let mut evals = Vec::new();
+    let mut workers = Vec::new();
     let mut vals = Vec::new();
     for file in &files {
         let name = file
@@ -87,44 +104,58 @@ fn main() {
             .display()
             .to_string();
         let code = std::fs::read_to_string(file).expect("example is readable");
-        let schema = evaluate(&code, &ctx, &limits).expect("example evaluates");
+        let schema = evaluate_in_process(&code, &ctx, &limits).expect("example evaluates");
+        assert_eq!(
+            sandbox.evaluate(&code, &ctx, &limits).as_ref(),
+            Ok(&schema),
+            "{name} evaluates the same in a worker"
+        );
         validator.validate(&schema).expect("example validates");
         let (eval_t, n) = mean(budget, || {
-            black_box(evaluate(black_box(&code), &ctx, &limits).ok());
+            black_box(local.evaluate(black_box(&code), &ctx, &limits).ok());
+        });
+        let (worker_t, _) = mean(budget, || {
+            black_box(sandbox.evaluate(black_box(&code), &ctx, &limits).ok());
         });
         let (val_t, _) = mean(budget, || {
             black_box(validator.validate(black_box(&schema)).ok());
         });
         println!(
-            "{:<52} {:>14} {:>14} {:>8}",
+            "{:<52} {:>12} {:>12} {:>12} {:>7}",
             name,
             micros(eval_t),
+            micros(worker_t),
             micros(val_t),
             n
         );
         evals.push(eval_t);
+        workers.push(worker_t);
         vals.push(val_t);
     }
     evals.sort();
+    workers.sort();
     vals.sort();
     let avg = |v: &[Duration]| v.iter().sum::<Duration>() / u32::try_from(v.len()).unwrap_or(1);
-    println!("{}", "-".repeat(91));
+    println!("{}", "-".repeat(99));
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<52} {:>12} {:>12} {:>12}",
         "mean over examples",
         micros(avg(&evals)),
+        micros(avg(&workers)),
         micros(avg(&vals))
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<52} {:>12} {:>12} {:>12}",
         "median",
         micros(evals[evals.len() / 2]),
+        micros(workers[workers.len() / 2]),
         micros(vals[vals.len() / 2])
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<52} {:>12} {:>12} {:>12}",
         "slowest",
         micros(evals[evals.len() - 1]),
+        micros(workers[workers.len() - 1]),
         micros(vals[vals.len() - 1])
     );
 }

@@ -47,8 +47,15 @@ struct Args {
     session_idle_days: u64,
 }
 
+fn main() -> anyhow::Result<()> {
+    // Before anything else (the runtime's threads included): this may be a
+    // schema worker process (see kraken_core::schema::sandbox).
+    kraken_core::schema::sandbox::run_worker_if_requested();
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level '{}'", args.log_level))?;
@@ -80,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         server.url(),
         server.core.database_url()
     );
+    kraken_core::schema::sandbox::warm_up();
 
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -171,7 +171,43 @@ impl TestServer {
     }
 }
 
+/// The schema worker program built with these tests
+/// (`kraken-tests-schema-worker`, next to the test binaries).
+pub fn schema_worker_program() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let mut dir = exe.parent().expect("directory of the test binary");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target directory");
+    }
+    let program = dir.join(format!(
+        "kraken-tests-schema-worker{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    assert!(
+        program.exists(),
+        "{} is missing (it is built with the tests of kraken-tests)",
+        program.display()
+    );
+    program
+}
+
+/// Evaluate schema code in worker processes, as `kraken-server` does (the
+/// test server runs inside the test binary, which cannot be a worker),
+/// unless `KRAKEN_SCHEMA_WORKER` says otherwise.
+fn use_schema_workers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os(kraken_core::schema::sandbox::WORKER_ENV).is_none() {
+            kraken_core::schema::sandbox::configure(kraken_core::schema::sandbox::Mode::Workers {
+                program: schema_worker_program(),
+                workers: kraken_core::schema::sandbox::DEFAULT_WORKERS,
+            });
+        }
+    });
+}
+
 async fn start_on(data_dir: &Path, db_url: Option<String>, agents: usize) -> Server {
+    use_schema_workers();
     kraken_server::start(ServerConfig {
         bind: "127.0.0.1:0".into(),
         data_dir: data_dir.to_path_buf(),

@@ -7,7 +7,7 @@
 //! and index reads are routed through two builtins (see [`super::rewrite`])
 //! so that it behaves like the original's `addict.Dict`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::LazyLock;
@@ -22,14 +22,42 @@ use starlark::values::float::StarlarkFloat;
 use starlark::values::list::{AllocList, ListRef};
 use starlark::values::structs::StructRef;
 use starlark::values::tuple::TupleRef;
-use starlark::values::{FrozenHeap, FrozenValue, Heap, Value, ValueError, ValueLike};
+use starlark::values::{
+    FrozenHeap, FrozenValue, Heap, UnpackValue, Value, ValueError, ValueIdentity, ValueLike,
+};
 use starlark::{ErrorKind, PrintHandler, starlark_module};
 
+use super::nesting;
 use super::rewrite::{self, Rewritten};
 
 /// How deep the value returned by `stage()` may nest before it is rejected
 /// (a real schema nests about 8 levels).
 const MAX_RESULT_DEPTH: usize = 100;
+
+/// How deep `ctx` may nest (it is turned into Starlark values recursively).
+pub(super) const MAX_CTX_DEPTH: usize = 100;
+
+/// What one JSON node of the result counts against [`result_budget`], on
+/// top of the bytes of its strings (about what it takes in memory).
+const JSON_NODE_BYTES: usize = 48;
+
+/// How much the result of `stage(ctx)` may take as JSON values: an eighth
+/// of the heap limit (32 MiB by default; a real schema takes kilobytes).
+/// Values shared many times over on the Starlark heap are counted each
+/// time, as the JSON repeats them.
+fn result_budget(limits: &Limits) -> usize {
+    limits.max_heap_bytes / 8
+}
+
+/// Stack that [`evaluate_in_process`] makes sure it has: the parser and the
+/// compiler recurse once per level of the syntax tree, which
+/// [`super::nesting`] bounds. When less is left on the calling thread, the
+/// evaluation runs on a fresh stack of [`EVAL_STACK_BYTES`].
+pub(super) const EVAL_STACK_RED_ZONE: usize = 32 * 1024 * 1024;
+
+/// Size of the stack [`evaluate_in_process`] switches to when the calling
+/// thread has less than [`EVAL_STACK_RED_ZONE`] left.
+pub(super) const EVAL_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// Resource bounds for one evaluation of schema code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +102,12 @@ pub enum SchemaErrorKind {
     /// The code ran but there is no usable `stage` function or its result is
     /// not a JSON object.
     Result,
+    /// The code crashed the evaluator (the worker process evaluating it
+    /// died, most likely of a stack overflow), see [`super::sandbox`].
+    Crash,
+    /// The code could not be evaluated: no worker process could be started
+    /// or it answered something unreadable (not the code's fault).
+    Unavailable,
 }
 
 /// An error from [`evaluate`]; its `Display` is the HTTP 400 message,
@@ -91,7 +125,7 @@ pub struct SchemaError {
 }
 
 impl SchemaError {
-    fn new(kind: SchemaErrorKind, message: impl Into<String>) -> Self {
+    pub(super) fn new(kind: SchemaErrorKind, message: impl Into<String>) -> Self {
         SchemaError {
             kind,
             message: message.into(),
@@ -152,16 +186,51 @@ impl PrintHandler for DiscardPrint {
 
 static DISCARD_PRINT: DiscardPrint = DiscardPrint;
 
-/// Evaluate `code`: run its top level, call `stage(ctx)` with `ctx` (a JSON
-/// object) and return the result as JSON with dict keys in source order.
+/// Evaluate `code` in this process: run its top level, call `stage(ctx)`
+/// with `ctx` (a JSON object) and return the result as JSON with dict keys
+/// in source order.
+///
+/// This is the interpreter itself; servers call [`super::evaluate`], which
+/// runs it in a worker process (see [`super::sandbox`]). Here the time and
+/// call-depth limits hold, the code's nesting is bounded before parsing
+/// (see [`super::nesting`]), `ctx` and the result are bounded in depth and
+/// size, and the evaluation gets a stack of its own when the calling thread
+/// has less than 32 MiB left (which costs tens of microseconds per call:
+/// [`super::sandbox::Sandbox`] in [`super::sandbox::Mode::InProcess`] keeps
+/// threads with such a stack instead). The memory limit is only checked periodically and a
+/// single long operation (a huge integer product, a huge string) is not
+/// interrupted, and a value built nested millions of levels deep can still
+/// overflow the stack when it is printed: only a worker process contains
+/// those.
 ///
 /// This is synchronous and CPU-bound for up to [`Limits::timeout`]; from
 /// async code call it inside `tokio::task::spawn_blocking`. It re-parses the
 /// code on every call (tens of microseconds), so nothing is cached.
-pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaError> {
+pub fn evaluate_in_process(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaError> {
+    stacker::maybe_grow(EVAL_STACK_RED_ZONE, EVAL_STACK_BYTES, || {
+        evaluate_here(code, ctx, limits)
+    })
+}
+
+/// [`evaluate_in_process`] on the current stack.
+fn evaluate_here(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaError> {
     let deadline = Instant::now() + limits.timeout;
+    check_ctx_depth(ctx)?;
     let tabs = rewrite::normalize_tabs(code);
     let source = tabs.as_ref().map_or(code, |t| t.code.as_str());
+    if let Err(deep) = nesting::check(source, &dialect()) {
+        let (line, column) = Positions {
+            code,
+            maps: tabs.iter().collect(),
+        }
+        .line_column(deep.offset);
+        return Err(SchemaError {
+            kind: SchemaErrorKind::Syntax,
+            message: too_deep_message(),
+            line: Some(line),
+            column: Some(column),
+        });
+    }
     let ast = AstModule::parse("schema", source.to_owned(), &dialect()).map_err(|e| {
         from_starlark(
             &e,
@@ -233,8 +302,9 @@ pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaE
                     ),
                 ));
             }
-            to_json(result, &mut String::new(), 0)
-                .map_err(|m| SchemaError::new(SchemaErrorKind::Result, m))
+            let mut budget = result_budget(limits);
+            to_json(result, 0, &mut budget)
+                .map_err(|e| SchemaError::new(SchemaErrorKind::Result, e.message(limits)))
         })
     });
     match catch_unwind(run) {
@@ -245,12 +315,69 @@ pub fn evaluate(code: &str, ctx: &Json, limits: &Limits) -> Result<Json, SchemaE
                 .map(|s| (*s).to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown failure".to_string());
+            // The interpreter's allocator panics when an allocation fails.
+            if what.contains("out of memory") || what.contains("capacity overflow") {
+                return Err(SchemaError::new(
+                    SchemaErrorKind::Memory,
+                    memory_message(limits),
+                ));
+            }
             Err(SchemaError::new(
                 SchemaErrorKind::Runtime,
-                format!("the interpreter failed: {what}"),
+                clip(format!("the interpreter failed: {what}")),
             ))
         }
     }
+}
+
+/// The message of [`SchemaErrorKind::Memory`] errors.
+pub(super) fn memory_message(limits: &Limits) -> String {
+    format!(
+        "the schema code used more than the memory limit of {} MiB",
+        limits.max_heap_bytes / (1024 * 1024)
+    )
+}
+
+/// The message of [`SchemaErrorKind::Timeout`] errors.
+pub(super) fn timeout_message(limits: &Limits) -> String {
+    format!(
+        "the schema code ran longer than the time limit of {} ms",
+        limits.timeout.as_millis()
+    )
+}
+
+/// The message for code that nests deeper than [`nesting::MAX_NESTING`].
+fn too_deep_message() -> String {
+    format!(
+        "the code nests too deeply (more than {} levels of brackets, operators and blocks)",
+        nesting::MAX_NESTING
+    )
+}
+
+/// How deeply a JSON value nests (a scalar: 0), counted without recursion.
+pub(super) fn json_depth(v: &Json) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            Json::Array(items) => stack.extend(items.iter().map(|x| (x, depth + 1))),
+            Json::Object(m) => stack.extend(m.values().map(|x| (x, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// `ctx` is turned into Starlark values recursively: bound its depth.
+pub(super) fn check_ctx_depth(ctx: &Json) -> Result<(), SchemaError> {
+    if json_depth(ctx) > MAX_CTX_DEPTH {
+        return Err(SchemaError::new(
+            SchemaErrorKind::Runtime,
+            format!("ctx nests deeper than {MAX_CTX_DEPTH} levels (check the flow's arguments)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Turn a Starlark error into a [`SchemaError`] with a readable message and
@@ -271,20 +398,12 @@ fn from_starlark(
                 limits.max_callstack
             ),
         ),
-        _ if raw.starts_with("Heap memory limit") => (
-            SchemaErrorKind::Memory,
-            format!(
-                "the schema code used more than the memory limit of {} MiB",
-                limits.max_heap_bytes / (1024 * 1024)
-            ),
-        ),
-        _ if raw == "Evaluation cancelled" || Instant::now() >= deadline => (
-            SchemaErrorKind::Timeout,
-            format!(
-                "the schema code ran longer than the time limit of {} ms",
-                limits.timeout.as_millis()
-            ),
-        ),
+        _ if raw.starts_with("Heap memory limit") => {
+            (SchemaErrorKind::Memory, memory_message(limits))
+        }
+        _ if raw == "Evaluation cancelled" || Instant::now() >= deadline => {
+            (SchemaErrorKind::Timeout, timeout_message(limits))
+        }
         ErrorKind::Fail(inner) => (
             SchemaErrorKind::Runtime,
             format!("fail: {}", inner.to_string().trim_start()),
@@ -300,21 +419,97 @@ fn from_starlark(
     };
     SchemaError {
         kind,
-        message,
+        message: clip(message),
         line,
         column,
     }
 }
 
-/// Convert the value returned by `stage()` to JSON, keeping dict order.
-/// `path` names where we are, for error messages.
-fn to_json(v: Value<'_>, path: &mut String, depth: usize) -> Result<Json, String> {
-    if depth > MAX_RESULT_DEPTH {
-        return Err(format!(
-            "the value returned by stage(ctx) nests deeper than {MAX_RESULT_DEPTH} levels at {}",
-            where_(path)
-        ));
+/// The longest error message kept, in characters (Starlark's messages
+/// may quote whole values).
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// `message`, cut to [`MAX_MESSAGE_CHARS`] characters.
+fn clip(message: String) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message,
     }
+}
+
+/// Why [`to_json`] failed, and where.
+struct JsonError {
+    what: NotJson,
+    /// Where, innermost first (`[0]`, `['jobs']`, `.name`), filled in
+    /// while the error travels up: nothing is formatted on success.
+    path: Vec<String>,
+}
+
+enum NotJson {
+    TooDeep,
+    TooLarge,
+    BigInt,
+    Float(String),
+    Unreadable(&'static str),
+    Key(&'static str),
+    Type(&'static str),
+}
+
+impl JsonError {
+    fn new(what: NotJson) -> Self {
+        JsonError {
+            what,
+            path: Vec::new(),
+        }
+    }
+
+    /// Add the segment of the enclosing value.
+    fn at(mut self, segment: impl FnOnce() -> String) -> Self {
+        self.path.push(segment());
+        self
+    }
+
+    fn message(&self, limits: &Limits) -> String {
+        let path: String = self.path.iter().rev().map(String::as_str).collect();
+        let at = where_(&path);
+        match &self.what {
+            NotJson::TooDeep => format!(
+                "the value returned by stage(ctx) nests deeper than {MAX_RESULT_DEPTH} levels at {at}"
+            ),
+            NotJson::TooLarge => format!(
+                "the value returned by stage(ctx) takes more than {} MiB as JSON (at {at})",
+                result_budget(limits) / (1024 * 1024)
+            ),
+            NotJson::BigInt => format!("the integer at {at} is too large for JSON"),
+            NotJson::Float(f) => format!("the float {f} at {at} cannot be represented in JSON"),
+            NotJson::Unreadable(t) => format!("unreadable {t} at {at}"),
+            NotJson::Key(t) => {
+                format!("a dict key of type `{t}` at {at} cannot be a JSON object key")
+            }
+            NotJson::Type(t) => format!(
+                "the value returned by stage(ctx) contains a value of type `{t}` at {at}, \
+                 which cannot be converted to JSON"
+            ),
+        }
+    }
+}
+
+/// Take `bytes` out of the size budget of the result.
+fn spend(budget: &mut usize, bytes: usize) -> Result<(), JsonError> {
+    *budget = budget
+        .checked_sub(bytes)
+        .ok_or_else(|| JsonError::new(NotJson::TooLarge))?;
+    Ok(())
+}
+
+/// Convert the value returned by `stage()` to JSON, keeping dict order.
+/// Every node costs [`JSON_NODE_BYTES`] plus the bytes of its strings out
+/// of `budget`.
+fn to_json(v: Value<'_>, depth: usize, budget: &mut usize) -> Result<Json, JsonError> {
+    if depth > MAX_RESULT_DEPTH {
+        return Err(JsonError::new(NotJson::TooDeep));
+    }
+    spend(budget, JSON_NODE_BYTES)?;
     if v.is_none() {
         return Ok(Json::Null);
     }
@@ -325,20 +520,18 @@ fn to_json(v: Value<'_>, path: &mut String, depth: usize) -> Result<Json, String
         return Ok(Json::from(i));
     }
     if let Some(s) = v.unpack_str() {
+        spend(budget, s.len())?;
         return Ok(Json::String(s.to_string()));
     }
     match v.get_type() {
         "int" => {
-            let text = v.to_str();
-            if let Ok(i) = text.parse::<i64>() {
+            // Not through its text: printing a huge integer takes very long.
+            if let Ok(Some(i)) = i64::unpack_value(v) {
                 Ok(Json::from(i))
-            } else if let Ok(u) = text.parse::<u64>() {
+            } else if let Ok(Some(u)) = u64::unpack_value(v) {
                 Ok(Json::from(u))
             } else {
-                Err(format!(
-                    "the integer {text} at {} is too large for JSON",
-                    where_(path)
-                ))
+                Err(JsonError::new(NotJson::BigInt))
             }
         }
         "float" => {
@@ -348,13 +541,7 @@ fn to_json(v: Value<'_>, path: &mut String, depth: usize) -> Result<Json, String
                 .unwrap_or(f64::NAN);
             serde_json::Number::from_f64(f)
                 .map(Json::Number)
-                .ok_or_else(|| {
-                    format!(
-                        "the float {} at {} cannot be represented in JSON",
-                        v.to_str(),
-                        where_(path)
-                    )
-                })
+                .ok_or_else(|| JsonError::new(NotJson::Float(v.to_str())))
         }
         "list" | "tuple" => {
             let items: Vec<Value<'_>> = match ListRef::from_value(v) {
@@ -365,57 +552,41 @@ fn to_json(v: Value<'_>, path: &mut String, depth: usize) -> Result<Json, String
             };
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                out.push(to_json(item, path, depth + 1)?);
-                path.truncate(len);
+                out.push(to_json(item, depth + 1, budget).map_err(|e| e.at(|| format!("[{i}]")))?);
             }
             Ok(Json::Array(out))
         }
         "dict" => {
             let Some(d) = DictRef::from_value(v) else {
-                return Err(format!("unreadable dict at {}", where_(path)));
+                return Err(JsonError::new(NotJson::Unreadable("dict")));
             };
             let entries: Vec<(Value<'_>, Value<'_>)> = d.iter().collect();
             drop(d);
             let mut out = Map::new();
             for (k, item) in entries {
-                let key = json_key(k).ok_or_else(|| {
-                    format!(
-                        "a dict key of type `{}` at {} cannot be a JSON object key",
-                        k.get_type(),
-                        where_(path)
-                    )
+                let key = json_key(k).ok_or_else(|| JsonError::new(NotJson::Key(k.get_type())))?;
+                spend(budget, key.len())?;
+                let val = to_json(item, depth + 1, budget).map_err(|e| {
+                    e.at(|| format!("[{}]", crate::schema::pyrepr::py_repr_str(&key)))
                 })?;
-                let len = path.len();
-                path.push_str(&format!("[{}]", crate::schema::pyrepr::py_repr_str(&key)));
-                let val = to_json(item, path, depth + 1)?;
-                path.truncate(len);
                 out.insert(key, val);
             }
             Ok(Json::Object(out))
         }
         "struct" => {
             let Some(s) = StructRef::from_value(v) else {
-                return Err(format!("unreadable struct at {}", where_(path)));
+                return Err(JsonError::new(NotJson::Unreadable("struct")));
             };
             let mut out = Map::new();
             for (k, item) in s.iter() {
-                let len = path.len();
-                path.push('.');
-                path.push_str(k.as_str());
-                let val = to_json(item, path, depth + 1)?;
-                path.truncate(len);
+                spend(budget, k.as_str().len())?;
+                let val = to_json(item, depth + 1, budget)
+                    .map_err(|e| e.at(|| format!(".{}", k.as_str())))?;
                 out.insert(k.as_str().to_string(), val);
             }
             Ok(Json::Object(out))
         }
-        _ => Err(format!(
-            "the value returned by stage(ctx) contains a value of type `{}` at {}, \
-                 which cannot be converted to JSON",
-            v.get_type(),
-            where_(path)
-        )),
+        _ => Err(JsonError::new(NotJson::Type(v.get_type()))),
     }
 }
 
@@ -437,7 +608,12 @@ fn json_key(k: Value<'_>) -> Option<String> {
         return Some(if b { "true" } else { "false" }.into());
     }
     match k.get_type() {
-        "int" => Some(k.to_str()),
+        // Not through its text: printing a huge integer takes very long.
+        "int" => i64::unpack_value(k)
+            .ok()
+            .flatten()
+            .map(|i| i.to_string())
+            .or_else(|| u64::unpack_value(k).ok().flatten().map(|u| u.to_string())),
         "float" => k
             .downcast_ref::<StarlarkFloat>()
             .map(|f| crate::schema::pyrepr::py_float_repr(f.0)),
@@ -529,8 +705,97 @@ static GUARDED_OPERATORS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
     HashMap::from([
         ("*".to_string(), "__kk_mul".to_string()),
         ("+".to_string(), "__kk_add".to_string()),
+        ("%".to_string(), "__kk_mod".to_string()),
     ])
 });
+
+/// How deeply a value given to `str()`, `print()`, `"%s" %`, an f-string,
+/// ... may nest: printing recurses once per level, and `json.encode` takes
+/// tens of kilobytes of stack per level.
+const MAX_PRINT_DEPTH: usize = 100;
+
+/// The values directly inside a list, tuple, set, dict (keys and values)
+/// or struct; `None` for other values.
+fn children<'v>(v: Value<'v>, heap: Heap<'v>) -> Option<Vec<Value<'v>>> {
+    match v.get_type() {
+        "list" => ListRef::from_value(v).map(|l| l.iter().collect()),
+        "tuple" => TupleRef::from_value(v).map(|t| t.iter().collect()),
+        "dict" => DictRef::from_value(v).map(|d| d.iter().flat_map(|(k, x)| [k, x]).collect()),
+        "struct" => StructRef::from_value(v).map(|s| s.iter().map(|(_, x)| x).collect()),
+        "set" => v.iterate(heap).ok().map(|i| i.collect()),
+        _ => None,
+    }
+}
+
+/// Whether printing `v` would recurse deeper than `limit` levels, found
+/// without recursion. A value inside itself counts once (printing shows
+/// it as `[...]`); a value shared by many containers is measured once.
+fn nests_deeper_than<'v>(v: Value<'v>, limit: usize, heap: Heap<'v>) -> bool {
+    struct Frame<'v> {
+        id: ValueIdentity<'v>,
+        children: Vec<Value<'v>>,
+        next: usize,
+        height: usize,
+    }
+    let Some(children_of_v) = children(v, heap) else {
+        return false;
+    };
+    let mut heights: HashMap<ValueIdentity<'v>, usize> = HashMap::new();
+    let mut on_path: HashSet<ValueIdentity<'v>> = HashSet::from([v.identity()]);
+    let mut stack = vec![Frame {
+        id: v.identity(),
+        children: children_of_v,
+        next: 0,
+        height: 0,
+    }];
+    while let Some(top) = stack.last_mut() {
+        if let Some(&child) = top.children.get(top.next) {
+            top.next += 1;
+            let id = child.identity();
+            if let Some(&h) = heights.get(&id) {
+                top.height = top.height.max(h + 1);
+            } else if !on_path.contains(&id) {
+                match children(child, heap) {
+                    None => top.height = top.height.max(1),
+                    Some(grandchildren) => {
+                        if stack.len() >= limit {
+                            return true;
+                        }
+                        on_path.insert(id);
+                        stack.push(Frame {
+                            id,
+                            children: grandchildren,
+                            next: 0,
+                            height: 0,
+                        });
+                    }
+                }
+            }
+            continue;
+        }
+        let Some(done) = stack.pop() else { break };
+        if stack.len() + done.height > limit {
+            return true;
+        }
+        on_path.remove(&done.id);
+        heights.insert(done.id, done.height);
+        if let Some(parent) = stack.last_mut() {
+            parent.height = parent.height.max(done.height + 1);
+        }
+    }
+    false
+}
+
+/// Fail when printing `v` would recurse too deeply.
+fn check_printable<'v>(v: Value<'v>, heap: Heap<'v>) -> starlark::Result<()> {
+    if nests_deeper_than(v, MAX_PRINT_DEPTH, heap) {
+        return Err(plain_error(format!(
+            "a value of type `{}` nests too deeply to be printed (more than {MAX_PRINT_DEPTH} levels)",
+            v.get_type()
+        )));
+    }
+    Ok(())
+}
 
 /// Length and bytes per item of a string, list or tuple.
 fn sequence_size(v: Value<'_>) -> Option<(usize, usize)> {
@@ -658,6 +923,27 @@ fn ctx_access(builder: &mut GlobalsBuilder) {
             check_allocation(bytes, eval)?;
         }
         a.mul(b, eval.heap())
+    }
+
+    /// `x`, after checking that it can be printed (see [`super::rewrite`]).
+    fn __kk_shallow<'v>(
+        #[starlark(require = pos)] x: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        check_printable(x, eval.heap())?;
+        Ok(x)
+    }
+
+    /// `a % b`: for a string `a`, formatting prints `b`.
+    fn __kk_mod<'v>(
+        #[starlark(require = pos)] a: Value<'v>,
+        #[starlark(require = pos)] b: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        if a.unpack_str().is_some() {
+            check_printable(b, eval.heap())?;
+        }
+        a.percent(b, eval.heap())
     }
 
     /// `a + b`.

@@ -2,7 +2,8 @@
 //!
 //! A stage is defined by `schema_code`, a function `stage(ctx)` returning a
 //! dict (the original runs it as restricted Python; here it runs in a
-//! sandboxed Starlark interpreter, see [`evaluate`]). The result is checked
+//! Starlark interpreter inside a worker process with operating-system
+//! limits, see [`evaluate`] and [`sandbox`]). The result is checked
 //! against the workflow JSON schema ([`WorkflowValidator`]), completed with
 //! defaults ([`apply_defaults`]) and checked against the branch
 //! ([`check_stage`]); [`prepare_stage_schema`] does all of it in the
@@ -25,13 +26,17 @@
 //!   (`ctx.env.items`) gives the key.
 
 mod eval;
+mod nesting;
 pub mod pyrepr;
 mod rewrite;
+pub mod sandbox;
 mod subst;
 mod validate;
 mod workflow;
 
-pub use eval::{Limits, SchemaError, SchemaErrorKind, evaluate};
+pub use eval::{Limits, SchemaError, SchemaErrorKind, evaluate_in_process};
+pub use nesting::MAX_NESTING;
+pub use sandbox::evaluate;
 pub use subst::{ERROR_TEXT, MASK, normalize_when, render, substitute, when_decision};
 pub use validate::{SchemaEnv, WorkflowValidator, apply_defaults, check_stage, ordinal};
 pub use workflow::{WORKFLOW_SCHEMA, tool_step_schema};

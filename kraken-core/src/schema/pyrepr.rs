@@ -21,42 +21,57 @@ pub fn py_repr(v: &Value) -> String {
     out
 }
 
+/// What is left to write, innermost last: written without recursion, so
+/// that no JSON value, however deep, can overflow the stack.
+enum Work<'a> {
+    Value(&'a Value),
+    Text(&'static str),
+    Key(&'a str),
+}
+
 fn write_repr(v: &Value, out: &mut String) {
-    match v {
-        Value::Null => out.push_str("None"),
-        Value::Bool(true) => out.push_str("True"),
-        Value::Bool(false) => out.push_str("False"),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                out.push_str(&i.to_string());
-            } else if let Some(u) = n.as_u64() {
-                out.push_str(&u.to_string());
-            } else {
-                out.push_str(&py_float_repr(n.as_f64().unwrap_or(f64::NAN)));
-            }
-        }
-        Value::String(s) => out.push_str(&py_repr_str(s)),
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_repr(x, out);
-            }
-            out.push(']');
-        }
-        Value::Object(m) => {
-            out.push('{');
-            for (i, (k, x)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
+    let mut work = vec![Work::Value(v)];
+    while let Some(w) = work.pop() {
+        match w {
+            Work::Text(t) => out.push_str(t),
+            Work::Key(k) => {
                 out.push_str(&py_repr_str(k));
                 out.push_str(": ");
-                write_repr(x, out);
             }
-            out.push('}');
+            Work::Value(Value::Null) => out.push_str("None"),
+            Work::Value(Value::Bool(true)) => out.push_str("True"),
+            Work::Value(Value::Bool(false)) => out.push_str("False"),
+            Work::Value(Value::Number(n)) => {
+                if let Some(i) = n.as_i64() {
+                    out.push_str(&i.to_string());
+                } else if let Some(u) = n.as_u64() {
+                    out.push_str(&u.to_string());
+                } else {
+                    out.push_str(&py_float_repr(n.as_f64().unwrap_or(f64::NAN)));
+                }
+            }
+            Work::Value(Value::String(s)) => out.push_str(&py_repr_str(s)),
+            Work::Value(Value::Array(a)) => {
+                out.push('[');
+                work.push(Work::Text("]"));
+                for (i, x) in a.iter().enumerate().rev() {
+                    work.push(Work::Value(x));
+                    if i > 0 {
+                        work.push(Work::Text(", "));
+                    }
+                }
+            }
+            Work::Value(Value::Object(m)) => {
+                out.push('{');
+                work.push(Work::Text("}"));
+                for (i, (k, x)) in m.iter().enumerate().rev() {
+                    work.push(Work::Value(x));
+                    work.push(Work::Key(k));
+                    if i > 0 {
+                        work.push(Work::Text(", "));
+                    }
+                }
+            }
         }
     }
 }
@@ -210,6 +225,30 @@ mod tests {
         );
         assert_eq!(py_str(&json!([])), "[]");
         assert_eq!(py_str(&json!({})), "{}");
+    }
+
+    #[test]
+    fn deep_values_render_without_recursion() {
+        let depth = 200_000;
+        let mut v = json!(1);
+        for _ in 0..depth {
+            v = Value::Array(vec![v]);
+        }
+        let text = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let text = py_repr(&v);
+                // serde_json drops nested values recursively: take it apart here.
+                let mut v = v;
+                while let Value::Array(mut items) = v {
+                    v = items.pop().unwrap_or(Value::Null);
+                }
+                text
+            })
+            .expect("thread")
+            .join()
+            .expect("py_repr of a deep value on a small stack");
+        assert_eq!(text, format!("{}1{}", "[".repeat(depth), "]".repeat(depth)));
     }
 
     #[test]

@@ -10,6 +10,15 @@
 //! exactly like `.`/`[]` for every other value. Method calls (`x.append(1)`,
 //! `ctx.env.get("X")`), assignment targets and slices are left alone.
 //!
+//! Printing a value recurses once per level of nesting, and a value built
+//! a hundred thousand levels deep at run time overflows the stack. So the
+//! arguments of the calls that print values (`str`, `repr`, `print`,
+//! `fail`, `x.format(...)`, `json.encode(...)`) and the expressions of
+//! f-strings are wrapped in `__kk_shallow(...)`, which returns its argument
+//! or fails when it nests too deeply (`%` is guarded the same way, see
+//! `eval.rs`). An argument is wrapped only where the text around it is
+//! plain (`(x`, `, x`, `{x}`); `str((a).b)` is left as it is.
+//!
 //! Python also accepts tabs between tokens and in indentation, which the
 //! Starlark lexer rejects; [`normalize_tabs`] turns them into spaces first.
 //!
@@ -23,6 +32,13 @@ use starlark::syntax::ast::{AstExpr, AstStmt, ExprP, StmtP};
 pub(super) const ATTR_FN: &str = "__kk_attr";
 /// Name of the builtin that replaces `X[k]`.
 pub(super) const INDEX_FN: &str = "__kk_index";
+/// Name of the builtin that wraps the values given to printing calls.
+pub(super) const SHALLOW_FN: &str = "__kk_shallow";
+
+/// Functions whose arguments are printed.
+const PRINTING_FUNCTIONS: [&str; 4] = ["str", "repr", "print", "fail"];
+/// Methods whose arguments are printed (`"{}".format(x)`, `json.encode(x)`).
+const PRINTING_METHODS: [&str; 2] = ["format", "encode"];
 
 /// One replacement of `original[start..end]` by `text`.
 #[derive(Debug, Clone)]
@@ -269,22 +285,80 @@ impl Walker<'_> {
             }
             ExprP::Call(callee, args) => {
                 // `x.method(...)`: keep the method call, rewrite inside `x` and the args.
-                match &callee.node {
-                    ExprP::Dot(obj, _) => self.expr(obj),
-                    _ => self.expr(callee),
-                }
+                let prints = match &callee.node {
+                    ExprP::Dot(obj, name) => {
+                        self.expr(obj);
+                        PRINTING_METHODS.contains(&name.node.as_str())
+                    }
+                    ExprP::Identifier(id) => PRINTING_FUNCTIONS.contains(&id.node.ident.as_str()),
+                    _ => {
+                        self.expr(callee);
+                        false
+                    }
+                };
+                let open = self.skip_space(callee.span.end().get() as usize);
                 for a in &args.args {
+                    if prints {
+                        self.wrap(
+                            a.expr(),
+                            |c, at| at == open || matches!(c, b',' | b'=' | b'*'),
+                            |c| matches!(c, b',' | b')'),
+                        );
+                    }
                     self.expr(a.expr());
                 }
             }
-            ExprP::FString(_) => {
+            ExprP::FString(f) => {
                 let saved = self.quote;
                 self.quote = self.fstring_inner_quote(e.span.begin().get() as usize);
-                e.node.visit_expr(|x| self.expr(x));
+                for x in &f.expressions {
+                    self.wrap(x, |c, _| c == b'{', |c| matches!(c, b'}' | b'!' | b':'));
+                    self.expr(x);
+                }
                 self.quote = saved;
             }
             _ => e.node.visit_expr(|x| self.expr(x)),
         }
+    }
+
+    /// Wrap `x` in `__kk_shallow(...)` when the character before it
+    /// (skipping spaces; with its position) passes `before` and the one
+    /// after it passes `after`.
+    fn wrap(
+        &mut self,
+        x: &AstExpr,
+        before: impl Fn(u8, usize) -> bool,
+        after: impl Fn(u8) -> bool,
+    ) {
+        let begin = x.span.begin().get() as usize;
+        let end = x.span.end().get() as usize;
+        let mut i = begin;
+        let prev = loop {
+            if i == 0 {
+                break None;
+            }
+            i -= 1;
+            match self.src[i] {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                c => break Some((c, i)),
+            }
+        };
+        let next = self.skip_space(end);
+        if prev.is_some_and(|(c, at)| before(c, at))
+            && self.src.get(next).is_some_and(|c| after(*c))
+        {
+            self.insert(begin, format!("{SHALLOW_FN}("));
+            self.insert(end, ")".to_string());
+        }
+    }
+
+    /// The first position at or after `i` that is not a space or a line
+    /// continuation.
+    fn skip_space(&self, mut i: usize) -> usize {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n' | b'\\') = self.src.get(i) {
+            i += 1;
+        }
+        i
     }
 
     fn insert(&mut self, at: usize, text: String) {

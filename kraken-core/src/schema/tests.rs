@@ -695,6 +695,209 @@ fn the_deadline_stops_a_busy_loop() {
     assert_eq!(e.kind, SchemaErrorKind::Timeout, "{e}");
 }
 
+// ----------------------------------------------------------- deep nesting
+// Issue 18: a kilobyte of code or a value nested deeply enough overflowed
+// the stack, which aborts the whole server. These run in this process
+// (lib tests have no worker program): the guards hold here too.
+
+#[test]
+fn deeply_nested_code_is_refused_before_it_is_parsed() {
+    let attacks = [
+        format!(
+            "def stage(ctx):\n    return {{'a': {}1}}\n",
+            "-".repeat(1000)
+        ),
+        format!(
+            "def stage(ctx):\n    return {{'a': {}1{}}}\n",
+            "[".repeat(700),
+            "]".repeat(700)
+        ),
+        format!(
+            "def stage(ctx):\n    return {{'a': {}1{}}}\n",
+            "(".repeat(1000),
+            ")".repeat(1000)
+        ),
+        format!(
+            "def stage(ctx):\n    return {{'a': {}1}}\n",
+            "lambda: ".repeat(1000)
+        ),
+        format!(
+            "def stage(ctx):\n    return {{'a': 1{}}}\n",
+            " + 1".repeat(1000)
+        ),
+    ];
+    for code in &attacks {
+        let e = eval_err(code, &json!({}));
+        assert_eq!(e.kind, SchemaErrorKind::Syntax, "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "compilation error: the code nests too deeply (more than 500 levels of brackets, operators and blocks) at line 2"
+            ),
+            "{e}"
+        );
+    }
+    let mut elifs = "def stage(ctx):\n    x = 0\n    if ctx.is_ci:\n        x = 1\n".to_string();
+    for _ in 0..600 {
+        elifs.push_str("    elif ctx.is_dev:\n        x = 2\n");
+    }
+    elifs.push_str("    return {'x': x}\n");
+    let e = eval_err(&elifs, &ctx());
+    assert!(e.message.contains("nests too deeply"), "{e}");
+
+    // Tabs are turned into spaces first; the position is still the user's.
+    let e = eval_err(
+        &format!("def stage(ctx):\n\treturn {{'a': {}1}}\n", "-".repeat(1000)),
+        &json!({}),
+    );
+    assert_eq!((e.line, e.column), (Some(2), Some(9)), "{e}");
+}
+
+#[test]
+fn nesting_a_person_writes_is_accepted() {
+    let code = format!(
+        "def stage(ctx):\n    x = {}1{}\n    s = 'a'{}\n    return {{'x': x, 's': s, 'n': {}1}}\n",
+        "[".repeat(60),
+        "]".repeat(60),
+        " + 'b'".repeat(150),
+        "-".repeat(100)
+    );
+    let schema = eval_ok(&code, &json!({}));
+    assert_eq!(schema["n"], json!(1));
+    assert_eq!(schema["s"].as_str().map(str::len), Some(151));
+}
+
+#[test]
+fn values_nested_too_deeply_to_print_are_an_error() {
+    for print in [
+        "str(l)",
+        "repr(l)",
+        "json.encode(l)",
+        "'%s' % (l,)",
+        "'%r' % l",
+        "f'{l}'",
+        "f'{l!r}'",
+        "'{}'.format(l)",
+        "'{x}'.format(x=l)",
+        "print(l)",
+        "print('a', *[l])",
+        "fail(l)",
+    ] {
+        let code = format!(
+            "def stage(ctx):\n    l = []\n    for i in range(100000):\n        l = [l]\n    x = {print}\n    return {{}}\n"
+        );
+        let e = eval_err(&code, &json!({}));
+        assert_eq!(e.kind, SchemaErrorKind::Runtime, "{print}: {e}");
+        assert!(
+            e.message.starts_with("a value of type `")
+                && e.message
+                    .ends_with("` nests too deeply to be printed (more than 100 levels)"),
+            "{print}: {e}"
+        );
+        assert_eq!(e.line, Some(5), "{print}: {e}");
+    }
+    // A value shared many times over is measured once: no exponential walk.
+    let start = Instant::now();
+    let e = eval_err(
+        "def stage(ctx):\n    l = [1]\n    for i in range(300):\n        l = [l, l]\n    return {'x': str(l)}\n",
+        &json!({}),
+    );
+    assert!(e.message.contains("nests too deeply"), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn printing_keeps_its_meaning() {
+    let code = r#"
+def str2(x):
+    return "<" + str(x) + ">"
+
+def stage(ctx):
+    l = [1]
+    l.append(l)
+    d = {"k": (1, [2])}
+    print("printed", l)
+    return {
+        "a": str(l), "b": repr("x"), "c": "%s-%d" % ("a", 5), "d": "%s" % [1, 2],
+        "e": f"{ctx.env.MY_VAR}/{d['k']}", "f": "{}+{x}".format(1, x=[2]),
+        "g": json.encode(d), "h": str2(3), "i": 7 % 4, "j": str((d)["k"]),
+        "k": "%s" % d,
+    }
+"#;
+    assert_eq!(
+        eval_ok(code, &ctx()),
+        json!({"a": "[1, [...]]", "b": "\"x\"", "c": "a-5", "d": "[1, 2]",
+               "e": "my value/(1, [2])", "f": "1+[2]", "g": "{\"k\":[1,[2]]}",
+               "h": "<3>", "i": 3, "j": "(1, [2])", "k": "{\"k\": (1, [2])}"})
+    );
+    let e = eval_err("def stage(ctx):\n    fail(\"boom\", 1)\n", &json!({}));
+    assert_eq!(e.message, "fail: boom 1");
+    // A user's own `str` is still the one called.
+    let schema = eval_ok(
+        "def str(x):\n    return 'mine'\ndef stage(ctx):\n    return {'s': str(1)}\n",
+        &json!({}),
+    );
+    assert_eq!(schema, json!({"s": "mine"}));
+}
+
+#[test]
+fn long_error_messages_are_cut() {
+    let e = eval_err(
+        "def stage(ctx):\n    l = []\n    for i in range(5000):\n        l = [l]\n    d = {1: l}\n    return d.pop(2)\n",
+        &json!({}),
+    );
+    assert!(
+        e.message.chars().count() <= 1001,
+        "{} chars",
+        e.message.len()
+    );
+    assert!(e.message.ends_with('…'), "{}", e.message);
+}
+
+#[test]
+fn deep_ctx_and_huge_results_are_refused() {
+    let mut deep = json!(1);
+    for _ in 0..150 {
+        deep = json!({ "a": deep });
+    }
+    let e = eval_err("def stage(ctx):\n    return {}\n", &json!({ "args": deep }));
+    assert!(
+        e.message.contains("ctx nests deeper than 100 levels"),
+        "{e}"
+    );
+
+    let e = eval_err(
+        "def stage(ctx):\n    l = ['x' * 1000] * 1000\n    return {'x': [l] * 10000}\n",
+        &json!({}),
+    );
+    assert_eq!(e.kind, SchemaErrorKind::Result, "{e}");
+    assert!(
+        e.message.starts_with(
+            "the value returned by stage(ctx) takes more than 32 MiB as JSON (at stage(ctx)['x']["
+        ),
+        "{e}"
+    );
+
+    // A huge integer is refused without printing it (which would take minutes).
+    let start = Instant::now();
+    let e = eval_err(
+        "def stage(ctx):\n    x = (1 << 100000) - 1\n    for i in range(3):\n        x = x * x\n    return {'x': {'y': x}}\n",
+        &json!({}),
+    );
+    assert_eq!(
+        e.message,
+        "the integer at stage(ctx)['x']['y'] is too large for JSON"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
 // ---------------------------------------------------------------- validation
 
 fn one_job(steps: Value) -> Value {

@@ -10,6 +10,7 @@ mod exec;
 mod projects;
 mod restart;
 mod results;
+mod schema_sandbox;
 mod secrets;
 mod security;
 mod stages;
