@@ -735,6 +735,9 @@ async fn artifacts_upload_globs_directories_and_download() {
         "c"
     );
 
+    // Public uploads say nothing about privacy.
+    assert!(!lines.iter().any(|l| l.contains("private")), "{lines:?}");
+
     // `**` across directories, a file outside cwd, private by default.
     let (o, _) = job
         .run(
@@ -745,12 +748,19 @@ async fn artifacts_upload_globs_directories_and_download() {
     assert_eq!(o.reason.as_deref(), Some("exception"));
     assert!(o.msg.unwrap().contains("'../outside.txt' not found"));
     job.write("outside.txt", "o");
-    let (o, _) = job
+    let (o, lines) = job
         .run(
             "artifacts",
             json!({"source": ["**/*.txt", "../outside.txt"], "cwd": "w", "destination": "/"}),
         )
         .await;
+    // A private upload says where its artifacts can be found, and by whom.
+    assert!(
+        lines.iter().any(|l| l.contains("private")
+            && l.contains("child stages")
+            && l.contains("public: True")),
+        "{lines:?}"
+    );
     let paths: Vec<&str> = o
         .artifacts
         .iter()

@@ -391,7 +391,10 @@ impl Local {
             return Err(Error::not_found(format!("artifact {path} not found")));
         };
         if a.section != 1 {
-            return Err(Error::not_found(format!("artifact {path} is not public")));
+            return Err(Error::not_found(format!(
+                "artifact {path} is private: only later stages of its flow get it, with an \
+                 `artifacts` step (`action: download`); upload it with `public: True` to share it"
+            )));
         }
         let flow = self.store().require_flow(flow_id).await?;
         let place = crate::store::results::JobPlace {

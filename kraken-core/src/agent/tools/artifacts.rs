@@ -277,8 +277,17 @@ async fn upload(
         )
         .await;
     }
+    if !public {
+        log(run, PRIVATE_NOTE.to_string()).await;
+    }
     Ok(outcome)
 }
+
+/// Where a private artifact can be found, and by whom (said in the step's log).
+pub(crate) const PRIVATE_NOTE: &str = "these artifacts are private: stages that run later \
+    in this flow (child stages) get them with an `artifacts` step (`action: download`); they \
+    are not listed in the flow's artifacts nor downloadable over the API (set `public: True` \
+    to share them)";
 
 async fn download(
     run: &StepRun<'_>,
