@@ -63,6 +63,17 @@ impl Cli {
     }
 }
 
+/// The id of the first job of the first run of flow `fid`, through the CLI.
+async fn first_job(cli: &Cli, fid: &str) -> String {
+    let f: Value = serde_json::from_str(&cli.ok(&["--json", "flows", "show", fid]).await).unwrap();
+    let jobs: Value = serde_json::from_str(
+        &cli.ok(&["--json", "runs", "jobs", &f["runs"][0]["id"].to_string()])
+            .await,
+    )
+    .unwrap();
+    jobs["items"][0]["id"].to_string()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
@@ -240,17 +251,7 @@ async fn drive_a_server_from_scripts() {
     cli.ok(&["stages", "create", "demo/many", "many", "--file", &many])
         .await;
     let fid = cli.ok(&["flows", "create", "demo/many", "--wait"]).await;
-    let f: Value = serde_json::from_str(
-        &cli.ok(&["--json", "flows", "show", fid.lines().next().unwrap()])
-            .await,
-    )
-    .unwrap();
-    let jobs: Value = serde_json::from_str(
-        &cli.ok(&["--json", "runs", "jobs", &f["runs"][0]["id"].to_string()])
-            .await,
-    )
-    .unwrap();
-    let job = jobs["items"][0]["id"].to_string();
+    let job = first_job(&cli, fid.lines().next().unwrap()).await;
     let mut sh = tokio::process::Command::new("bash");
     sh.arg("-c").arg(format!(
         "'{}' logs {job} | head -n 2; echo \"status=${{PIPESTATUS[0]}}\"",
@@ -485,17 +486,7 @@ async fn friendly_server_urls_tokens_and_missing_steps() {
     cli.ok(&["stages", "create", "demo/main", "one", "--file", &one])
         .await;
     let fid = cli.ok(&["flows", "create", "demo/main", "--wait"]).await;
-    let f: Value = serde_json::from_str(
-        &cli.ok(&["--json", "flows", "show", fid.lines().next().unwrap()])
-            .await,
-    )
-    .unwrap();
-    let jobs: Value = serde_json::from_str(
-        &cli.ok(&["--json", "runs", "jobs", &f["runs"][0]["id"].to_string()])
-            .await,
-    )
-    .unwrap();
-    let job = jobs["items"][0]["id"].to_string();
+    let job = first_job(&cli, fid.lines().next().unwrap()).await;
     assert!(
         cli.ok(&["logs", &job, "--step", "0"])
             .await

@@ -183,6 +183,17 @@ pub fn run_json(
     }
 }
 
+/// The job counters of runs, by run id (one query).
+async fn job_counts_by_run(store: &Store, runs: &[RunRow]) -> Result<HashMap<i64, JobCounts>> {
+    let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    Ok(store
+        .job_counts(&ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.run_id, c))
+        .collect())
+}
+
 /// Flow JSON for several flows of one branch, with their runs and the branch's stages.
 pub async fn flows_json(store: &Store, flows: &[FlowRow], full: bool) -> Result<Vec<Flow>> {
     let Some(first) = flows.first() else {
@@ -191,13 +202,7 @@ pub async fn flows_json(store: &Store, flows: &[FlowRow], full: bool) -> Result<
     let stages = store.branch_stages(first.branch_id).await?;
     let ids: Vec<i64> = flows.iter().map(|f| f.id).collect();
     let runs = store.runs_of_flows(&ids).await?;
-    let run_ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
-    let counts: HashMap<i64, JobCounts> = store
-        .job_counts(&run_ids)
-        .await?
-        .into_iter()
-        .map(|c| (c.run_id, c))
-        .collect();
+    let counts = job_counts_by_run(store, &runs).await?;
     let place = if full {
         Some(flow_place(store, first.branch_id).await?)
     } else {
@@ -359,13 +364,7 @@ pub async fn flow_runs_json(
         r.issues_new = h.issues_new;
         r.state = run_state::PROCESSED;
     }
-    let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
-    let counts: HashMap<i64, JobCounts> = store
-        .job_counts(&ids)
-        .await?
-        .into_iter()
-        .map(|c| (c.run_id, c))
-        .collect();
+    let counts = job_counts_by_run(store, &runs).await?;
     Ok(runs
         .iter()
         .map(|r| run_json(r, flow, counts.get(&r.id), None))

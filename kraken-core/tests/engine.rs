@@ -25,6 +25,19 @@ impl Fixture {
     fn store(&self) -> &Store {
         self.core.engine().store()
     }
+    /// Start a CI flow on the branch, as a timer or the API would.
+    async fn start_ci(&self) -> kraken_core::store::flows::FlowRow {
+        self.engine()
+            .start_flow(
+                &self.branch,
+                flow_kind::CI,
+                &Default::default(),
+                "test",
+                None,
+            )
+            .await
+            .unwrap()
+    }
 }
 
 /// A fresh database (a file, or a new PostgreSQL database), seeded, with one
@@ -156,11 +169,7 @@ async fn a_flow_is_planned_scheduled_completed_and_analysed() {
     let f = fixture(&[("build", &stage_code(2))]).await;
     // Jobs of a group without agents fail at once ("no agents"): one first.
     let a = agent(&f, "engine-test-1").await;
-    let flow = f
-        .engine()
-        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
-        .await
-        .unwrap();
+    let flow = f.start_ci().await;
 
     // Planning: one run of the root stage, its two jobs waiting with their steps.
     let runs = f.store().flow_runs(flow.id).await.unwrap();
@@ -210,11 +219,7 @@ async fn a_flow_is_planned_scheduled_completed_and_analysed() {
 async fn a_failed_step_fails_the_run_and_the_flow_summary() {
     let f = fixture(&[("build", &stage_code(1))]).await;
     agent(&f, "engine-test-2").await;
-    let flow = f
-        .engine()
-        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
-        .await
-        .unwrap();
+    let flow = f.start_ci().await;
     assert_eq!(f.engine().assign_jobs().await.unwrap(), 1);
     let run = f.store().flow_runs(flow.id).await.unwrap().remove(0);
     let job = f.store().run_jobs(run.id, false).await.unwrap().remove(0);
@@ -241,11 +246,7 @@ async fn a_stage_whose_code_fails_ends_its_run_with_a_note() {
         "def stage(ctx):\n    return {\"jobs\": 1 + \"x\"}",
     )])
     .await;
-    let flow = f
-        .engine()
-        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
-        .await
-        .unwrap();
+    let flow = f.start_ci().await;
     f.engine().run_queued_tasks().await.unwrap();
     let done = flow_json(&f, flow.id).await;
     assert_eq!(done.state, "completed");
@@ -258,11 +259,7 @@ async fn a_stage_whose_code_fails_ends_its_run_with_a_note() {
 async fn the_watchdog_ends_a_job_held_past_its_timeout() {
     let f = fixture(&[("build", &stage_code(1))]).await;
     let a = agent(&f, "engine-test-3").await;
-    let flow = f
-        .engine()
-        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
-        .await
-        .unwrap();
+    let flow = f.start_ci().await;
     assert_eq!(f.engine().assign_jobs().await.unwrap(), 1);
     let run = f.store().flow_runs(flow.id).await.unwrap().remove(0);
     let job = f.store().run_jobs(run.id, false).await.unwrap().remove(0);
@@ -288,11 +285,7 @@ async fn the_stage_pipeline_validates_at_run_time() {
     let code = stage_code(1).replace("\"shell\"", "\"no-such-tool\"");
     let f = fixture(&[("invalid", &code)]).await;
     agent(&f, "engine-test-4").await;
-    let flow = f
-        .engine()
-        .start_flow(&f.branch, flow_kind::CI, &Default::default(), "test", None)
-        .await
-        .unwrap();
+    let flow = f.start_ci().await;
     let run = f.store().flow_runs(flow.id).await.unwrap().remove(0);
     assert!(f.store().run_jobs(run.id, false).await.unwrap().is_empty());
     let note = f

@@ -422,7 +422,7 @@ impl Core {
                 ..NewLog::default()
             })
             .collect();
-        self.mask_job_logs(&mut rows).await?;
+        self.mask_project_logs(place.project_id, &mut rows).await?;
         if let Some(last_id) = self.store().insert_logs(&rows).await? {
             self.engine().events().publish(Event::Logs {
                 job_id: job.id,

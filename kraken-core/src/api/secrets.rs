@@ -36,7 +36,22 @@ pub(crate) fn secret_values(secrets: &[SecretRow]) -> Vec<String> {
 }
 
 impl Core {
-    /// Mask the secrets of each line's project in log lines of jobs.
+    /// Mask the secrets of `project_id` in log lines of one of its jobs.
+    pub(crate) async fn mask_project_logs(
+        &self,
+        project_id: i64,
+        rows: &mut [NewLog],
+    ) -> Result<()> {
+        let values = secret_values(&self.store().project_secrets(project_id).await?);
+        if !values.is_empty() {
+            for row in rows {
+                row.message = crate::mask::mask_secrets(&row.message, &values);
+            }
+        }
+        Ok(())
+    }
+
+    /// Mask the secrets of each line's project in log lines of any jobs.
     pub(crate) async fn mask_job_logs(&self, rows: &mut [NewLog]) -> Result<()> {
         let mut by_job: HashMap<i64, Vec<String>> = HashMap::new();
         for row in rows.iter_mut() {
