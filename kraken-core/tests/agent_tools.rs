@@ -212,7 +212,7 @@ async fn shell_cmd_streams_output_in_order_and_reports_exit_codes() {
         )
         .await;
     assert!(o.ok, "{o:?}");
-    assert_eq!(o.to_result(), json!({"status": "done"}));
+    assert_eq!(o.to_result(), json!({"status": "done", "retcode": 0}));
     assert_eq!(
         lines[0],
         "$ echo one; echo two >&2; echo three; printf 'no newline'"

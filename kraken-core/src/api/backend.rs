@@ -795,7 +795,8 @@ impl Local {
                 .await?;
             let mut raw = step.fields_raw.0.as_object().cloned().unwrap_or_default();
             raw.remove("tool");
-            let (value, masked) = schema::substitute(&Value::Object(raw), &args, &ctx);
+            let (value, masked, unresolved) =
+                schema::substitute_checked(&Value::Object(raw), &args, &ctx);
             self.store()
                 .set_step_fields(step.id, &value, &masked)
                 .await?;
@@ -839,6 +840,13 @@ impl Local {
                 .await?
                 .ok_or_else(|| Error::not_found("Step not found"))?;
             self.engine().step_handed_out(&job, &step).await?;
+            // Say which `#{...}` became <ERROR> (the original only shows
+            // <ERROR> where the value should be).
+            for u in &unresolved {
+                self.engine()
+                    .step_log_marker(&job, &step, &format!("--- {u} ---"), "WARNING")
+                    .await?;
+            }
             let mut js = serde_json::to_value(crate::view::step_json(&step, false))?;
             let o = js
                 .as_object_mut()
@@ -969,6 +977,20 @@ impl Local {
         self.store()
             .set_step_result(step.id, status, Some(&merged))
             .await?;
+        if matches!(status, Some(step_status::DONE | step_status::ERROR))
+            && let Some(line) = crate::engine::Engine::step_end_line(&merged)
+        {
+            let level = if status == Some(step_status::DONE) {
+                "INFO"
+            } else {
+                "ERROR"
+            };
+            let line =
+                crate::mask::mask_secrets(&line, &self.secret_values(place.project_id).await?);
+            self.engine()
+                .step_log_marker(&job, &step, &line, level)
+                .await?;
+        }
         self.events().publish(Event::Job {
             job_id,
             run_id: job.run_id,

@@ -438,7 +438,10 @@ pub(crate) fn exit_outcome(
     limits: &process::Limits,
 ) -> StepOutcome {
     match exit {
-        process::Exit::Code(0) => StepOutcome::done(),
+        process::Exit::Code(0) => StepOutcome {
+            retcode: Some(0),
+            ..StepOutcome::done()
+        },
         process::Exit::Code(c) => StepOutcome {
             retcode: Some(c),
             ..StepOutcome::error(
