@@ -1161,16 +1161,19 @@ impl Local {
             Some(Value::String(s)) if s.is_empty() => data,
             Some(v) => v.clone(),
         };
-        let data = match data {
-            Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-            other => other,
-        };
         let scope = f.get("scope").and_then(Value::as_str).unwrap_or("flow");
         let operation = f.get("operation").and_then(Value::as_str).unwrap_or("set");
         let pointer = f.get("json_pointer").and_then(Value::as_str).unwrap_or("/");
-        if operation != "set" {
+        // A jq program stays text; other data is JSON given as text.
+        let data = match data {
+            Value::String(s) if operation != "jq" => {
+                serde_json::from_str(&s).unwrap_or(Value::String(s))
+            }
+            other => other,
+        };
+        if !matches!(operation, "set" | "jq" | "jsonpatch") {
             return Err(Error::bad_request(format!(
-                "data operation '{operation}' is not supported by this server: use 'set'"
+                "unknown data operation '{operation}': use set, jq or jsonpatch"
             )));
         }
         let (entity, current) = match scope {
@@ -1205,9 +1208,65 @@ impl Local {
                 )));
             }
         };
-        let updated = set_at_pointer(current, pointer, data)?;
+        let value = match operation {
+            "set" => data,
+            "jq" => {
+                let Value::String(program) = data else {
+                    return Err(Error::bad_request(
+                        "a jq data step needs its jq program as text in 'value' or 'file'",
+                    ));
+                };
+                let input = get_at_pointer(&current, pointer);
+                jq_first(&program, &input)?
+            }
+            _ => {
+                let ops: json_patch::Patch = serde_json::from_value(data).map_err(|e| {
+                    Error::bad_request(format!(
+                        "a jsonpatch data step needs an RFC 6902 patch (a list of operations): {e}"
+                    ))
+                })?;
+                let mut doc = get_at_pointer(&current, pointer);
+                json_patch::patch(&mut doc, &ops).map_err(|e| {
+                    Error::bad_request(format!("the JSON patch does not apply: {e}"))
+                })?;
+                doc
+            }
+        };
+        let updated = set_at_pointer(current, pointer, value)?;
         self.set_user_data(scope, entity, &updated).await
     }
+}
+
+/// The value at a JSON pointer of `apply_step_data` (`/` is the root; a
+/// missing place is `null`).
+fn get_at_pointer(doc: &Value, pointer: &str) -> Value {
+    let mut cur = doc;
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        let next = match cur {
+            Value::Array(list) => part.parse::<usize>().ok().and_then(|i| list.get(i)),
+            Value::Object(obj) => obj.get(part),
+            _ => None,
+        };
+        match next {
+            Some(v) => cur = v,
+            None => return Value::Null,
+        }
+    }
+    cur.clone()
+}
+
+/// The first output of jq `program` on `input` (the data tool's `jq`
+/// operation replaces the data by it).
+fn jq_first(program: &str, input: &Value) -> Result<Value> {
+    crate::jq::run(program, input)
+        .map_err(|e| Error::bad_request(format!("data step: {e}")))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Error::bad_request(format!(
+                "data step: the jq program '{program}' gave no value"
+            ))
+        })
 }
 
 /// Set `value` at a JSON pointer (`/` replaces the root; `/a/0/b` walks
