@@ -153,6 +153,9 @@ pub enum Loaded {
     Running(Vec<RunningJob>),
     /// The server's services log, oldest first.
     Services(Vec<LogLine>),
+    /// The user may not read this (agents and the services log are for
+    /// superadmins): what the server said.
+    Forbidden(String),
     /// The last results of a test case, newest first.
     History {
         /// The result whose history this is.

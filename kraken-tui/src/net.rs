@@ -434,7 +434,8 @@ fn settled(data: &Loaded) -> bool {
         | Loaded::Running(_)
         | Loaded::Services(_) => false,
         // Past results; a new one comes with a new flow, not here.
-        Loaded::History { .. } => true,
+        // A permission changes rarely.
+        Loaded::History { .. } | Loaded::Forbidden(_) => true,
         Loaded::Flow(f) => f.outcome() != Outcome::Running && f.runs.iter().all(analysed),
         Loaded::Jobs { run, .. } | Loaded::Results { run, .. } => analysed(run),
         Loaded::Job(j) => j.outcome() != Outcome::Running,
@@ -514,12 +515,18 @@ pub async fn fetch(k: &Kraken, what: &Watch) -> kraken_core::Result<Loaded> {
                 limit: Some(1000),
                 ..Paging::default()
             };
-            Loaded::Agents(k.get_agents(false, &paging).await?.items)
+            match k.get_agents(false, &paging).await {
+                Ok(l) => Loaded::Agents(l.items),
+                Err(Error::Forbidden(m)) => Loaded::Forbidden(m),
+                Err(e) => return Err(e),
+            }
         }
         Watch::Running => Loaded::Running(running_jobs(k).await?),
-        Watch::Services { level } => {
-            Loaded::Services(k.get_services_logs(&[], level.as_deref()).await?.items)
-        }
+        Watch::Services { level } => match k.get_services_logs(&[], level.as_deref()).await {
+            Ok(l) => Loaded::Services(l.items),
+            Err(Error::Forbidden(m)) => Loaded::Forbidden(m),
+            Err(e) => return Err(e),
+        },
         Watch::History(id) => {
             let paging = Paging {
                 limit: Some(HISTORY_LIMIT),

@@ -58,6 +58,8 @@ impl Item for Agent {
 #[derive(Debug, Default)]
 pub struct AgentsView {
     list: FilterList<Agent>,
+    /// Why the agents cannot be listed (not a superadmin).
+    denied: Option<String>,
 }
 
 impl AgentsView {
@@ -79,7 +81,12 @@ impl Component for AgentsView {
     fn update(&mut self, ev: DashEvent) -> bool {
         match ev {
             DashEvent::Loaded { data, .. } => match *data {
-                Loaded::Agents(a) => self.list.set_items(a),
+                Loaded::Agents(a) => self.denied.take().is_some() | self.list.set_items(a),
+                Loaded::Forbidden(m) => {
+                    let changed = self.denied.as_ref() != Some(&m);
+                    self.denied = Some(m);
+                    self.list.set_items(Vec::new()) | changed
+                }
                 _ => false,
             },
             _ => false,
@@ -160,7 +167,7 @@ impl Component for AgentsView {
                     )),
                 ])
             },
-            "no agents",
+            self.denied.as_deref().unwrap_or("no agents"),
         );
     }
 

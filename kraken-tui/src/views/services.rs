@@ -48,6 +48,8 @@ pub struct ServicesView {
     list: FilterList<LogLine>,
     /// Index in [`LEVELS`].
     level: usize,
+    /// Why the log cannot be read (not a superadmin).
+    denied: Option<String>,
 }
 
 impl ServicesView {
@@ -75,16 +77,23 @@ impl Component for ServicesView {
         let DashEvent::Loaded { data, .. } = ev else {
             return false;
         };
-        let Loaded::Services(lines) = *data else {
-            return false;
+        let lines = match *data {
+            Loaded::Services(lines) => lines,
+            Loaded::Forbidden(m) => {
+                let changed = self.denied.as_ref() != Some(&m);
+                self.denied = Some(m);
+                return self.list.set_items(Vec::new()) | changed;
+            }
+            _ => return false,
         };
+        let was_denied = self.denied.take().is_some();
         // The cursor stays on the newest line unless moved up.
         let follow = !self.list.loaded || self.list.at_end();
         let changed = self.list.set_items(lines);
         if follow {
             self.list.select_last();
         }
-        changed
+        changed || was_denied
     }
 
     fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {
@@ -148,7 +157,9 @@ impl Component for ServicesView {
                     Cell::from(sanitize(&l.message)),
                 ])
             },
-            "no services log lines (at this level)",
+            self.denied
+                .as_deref()
+                .unwrap_or("no services log lines (at this level)"),
         );
     }
 

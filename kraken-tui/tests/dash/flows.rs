@@ -140,13 +140,34 @@ async fn flows_get_arguments_and_are_cancelled_or_rerun_from_the_flows_view() {
     // Given as `Common` arguments, the flow has them with its own (KK_...).
     assert_eq!(second.args["VERSION"], "1.2.3", "{:?}", second.args);
     assert_eq!(second.args["MODE"], "fast", "{:?}", second.args);
-    // X on the new flow (the cursor is there) cancels it.
+    // X in the runs view of the new flow (the cursor is on it) cancels it.
     d.until("the new flow to run", |s| {
         s.selected().is_some_and(|r| r.contains("running"))
     })
     .await;
+    d.key(KeyCode::Enter);
+    let sc = d
+        .until("its run", |s| {
+            s.row_of("deploy")
+                .is_some_and(|r| s.lines[r].contains("running"))
+        })
+        .await;
+    assert!(sc.contains(&format!("CI flow {}", second.label)), "{sc}");
+    assert!(
+        sc.footer().contains("cancel run") && sc.footer().contains("cancel flow"),
+        "{sc}"
+    );
     d.key(KeyCode::Char('X'));
+    let sc = d.screen();
+    assert!(sc.contains(&format!("(id {})", second.id)), "{sc}");
     d.key(KeyCode::Char('y'));
+    d.until("the run cancelled", |s| {
+        s.line_with("deploy").contains("cancelled")
+            && s.status()
+                .contains(&format!("flow {}: cancelled 1 run(s)", second.label))
+    })
+    .await;
+    d.key(KeyCode::Esc);
     d.until("the new flow cancelled", |s| {
         s.selected().is_some_and(|r| r.contains("cancelled"))
     })

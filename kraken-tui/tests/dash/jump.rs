@@ -7,6 +7,26 @@ use ratatui::crossterm::event::KeyCode;
 use ratatui::style::Color;
 
 use crate::common::{Dash, server, shell_stage};
+use kraken_core::Kraken;
+
+#[tokio::test]
+async fn agents_and_the_services_log_tell_a_non_admin_why_they_are_empty() {
+    let (s, _admin, _k) = server().await;
+    let (_, bob) = s.user("bob").await;
+    let k = Kraken::connect(&s.url, bob.token.clone()).unwrap();
+    let mut d = Dash::new(k);
+    d.until_text("Projects").await;
+    for (view, title) in [("agents", "Agents"), ("log", "Services log")] {
+        d.key(KeyCode::Char(':'));
+        d.typed(view);
+        d.key(KeyCode::Enter);
+        let sc = d.until_text("only superadmin").await;
+        assert!(sc.contains(title), "{sc}");
+        // Not a connection problem: no offline mark, no retry line.
+        assert!(!sc.header().contains("offline"), "{sc}");
+        assert!(!sc.status().contains("retrying"), "{sc}");
+    }
+}
 
 /// A step that says `started` and waits until `gate` exists (at most 60 s).
 fn gated(gate: &std::path::Path) -> String {
