@@ -111,7 +111,7 @@ async fn series(
             failed.push(why);
         }
     }
-    out.figure(&format!("{prefix}flows"), n as f64, "");
+    out.figure(format!("{prefix}flows"), n as f64, "");
     out.latency(&format!("{prefix}created → first log line"), &first);
     out.latency(&format!("{prefix}created → flow completed"), &done);
     if let Some(why) = failed.first() {

@@ -611,7 +611,7 @@ impl Core {
                 .unwrap_or(-1);
             let mut tool = s("tool");
             if tool.is_empty() && step >= 0 {
-                if !step_tools.contains_key(&job_id) {
+                if let std::collections::hash_map::Entry::Vacant(e) = step_tools.entry(job_id) {
                     let tools = self
                         .store()
                         .steps_of(&[job_id])
@@ -619,7 +619,7 @@ impl Core {
                         .into_iter()
                         .map(|st| (st.idx, st.tool_name))
                         .collect();
-                    step_tools.insert(job_id, tools);
+                    e.insert(tools);
                 }
                 if let Some(t) = step_tools.get(&job_id).and_then(|m| m.get(&step)) {
                     tool = t.clone();
