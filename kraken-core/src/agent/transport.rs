@@ -37,6 +37,8 @@ pub trait Transport: Send + Sync {
         run_id: i64,
         path: String,
     ) -> BoxFuture<'_, Result<Vec<u8>>>;
+    /// The package (`tool.zip`) of a custom tool a step of the job uses.
+    fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>>;
 }
 
 /// A built-in agent: calls the core directly, as the agent with that id
@@ -98,6 +100,9 @@ impl Transport for InProcess {
                 .await
         }
         .boxed()
+    }
+    fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>> {
+        async move { self.core.agent_read_tool(&self.auth, job_id, tool_id).await }.boxed()
     }
 }
 
@@ -318,6 +323,22 @@ impl Transport for Http {
                 .bytes()
                 .await
                 .map_err(|e| Error::Transport(format!("downloading an artifact: {e}")))?;
+            Ok(bytes.to_vec())
+        }
+        .boxed()
+    }
+    fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>> {
+        let req = self
+            .client
+            .get(format!("{}/backend/tools/{tool_id}/package", self.base))
+            .query(&[("job", job_id.to_string().as_str())]);
+        async move {
+            let bytes = self
+                .authed(req, "downloading a tool package")
+                .await?
+                .bytes()
+                .await
+                .map_err(|e| Error::Transport(format!("downloading a tool package: {e}")))?;
             Ok(bytes.to_vec())
         }
         .boxed()
