@@ -26,7 +26,10 @@ pub mod handlers;
 pub mod service_logs;
 
 use extract::{AppState, error_response};
-use handlers::{agents, backend, exec, flows, logs, misc, projects, results, stages, tools, users};
+use handlers::{
+    agents, backend, badges, cloud, exec, flows, logs, misc, projects, results, stages, tools,
+    users,
+};
 
 /// How to run a server.
 #[derive(Debug, Clone)]
@@ -96,6 +99,13 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/projects/{id}/branches", post(projects::create_branch))
         .route("/workflow-schema", get(tools::get_workflow_schema))
+        .route("/aws-ec2-regions", get(cloud::cloud_unsupported))
+        .route(
+            "/aws-ec2-instance-types/{region}",
+            get(cloud::cloud_unsupported),
+        )
+        .route("/azure-locations", get(cloud::cloud_unsupported))
+        .route("/azure-vm-sizes/{location}", get(cloud::cloud_unsupported))
         .route(
             "/branches/{id}",
             put(projects::update_branch).delete(projects::delete_branch),
@@ -256,6 +266,9 @@ pub fn app(core: Arc<Core>) -> Router {
             get(results::download_artifact),
         )
         .route("/webhooks/{project}/{provider}", post(webhooks_unsupported))
+        .route("/any_log", get(logs::any_log))
+        .route("/branch-badge/{id}", get(badges::branch_badge))
+        .route("/branch-badge/{id}/{what}", get(badges::branch_badge_what))
         .route("/job_log/{id}", get(logs::job_log_text))
         .route("/job_log/{id}/{step}", get(logs::step_log_text));
     Router::new()

@@ -3,6 +3,8 @@
 
 pub mod agents;
 pub mod backend;
+pub mod badges;
+pub mod cloud;
 pub mod exec;
 pub mod flows;
 pub mod logs;

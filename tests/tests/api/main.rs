@@ -16,3 +16,4 @@ mod secrets;
 mod security;
 mod stages;
 mod tools;
+mod ui_compat;
