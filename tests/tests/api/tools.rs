@@ -96,6 +96,26 @@ async fn builtin_and_registered_tools() {
             && consts.contains(&"anchor-tool@2")
     );
     assert_eq!(one_of.len(), 28 + 3);
+    // Every tool has a description in `then.properties.tool`: the original
+    // UI splits it at its first period to show the step dialog's help.
+    for e in &one_of {
+        let d = e["then"]["properties"]["tool"]["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no description: {e}"));
+        assert!(!d.trim().is_empty(), "{e}");
+    }
+    let shell = one_of
+        .iter()
+        .find(|e| e["if"]["properties"]["tool"]["const"] == "shell")
+        .unwrap();
+    assert!(
+        shell["then"]["properties"]["tool"]["description"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("shell"),
+        "{shell}"
+    );
 
     // Delete: not built-ins.
     let shell_id = t["id"].as_i64().unwrap();
