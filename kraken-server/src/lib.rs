@@ -27,8 +27,8 @@ pub mod service_logs;
 
 use extract::{AppState, error_response};
 use handlers::{
-    agents, backend, badges, cloud, exec, flows, logs, misc, projects, results, stages, tools,
-    users,
+    agents, backend, badges, cloud, diag, exec, flows, logs, misc, projects, results, stages,
+    tools, users,
 };
 
 /// How to run a server.
@@ -208,6 +208,11 @@ fn api_routes() -> Router<AppState> {
             "/settings",
             get(misc::get_settings).put(misc::update_settings),
         )
+        .route(
+            "/settings/{resource}/working-state",
+            get(diag::get_settings_working_state),
+        )
+        .route("/diagnostics", get(diag::get_diagnostics))
         .route(
             "/tools",
             get(tools::get_tools).post(tools::create_or_update_tool),

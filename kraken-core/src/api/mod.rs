@@ -24,6 +24,7 @@ pub(crate) mod agents;
 pub mod backend;
 pub(crate) mod branches;
 pub mod client;
+pub(crate) mod diagnostics;
 pub mod exec;
 pub(crate) mod flows;
 pub(crate) mod jobs;

@@ -133,3 +133,60 @@ async fn flat_logs_and_cloud_lookups() {
         );
     }
 }
+
+#[tokio::test]
+async fn diagnostics_and_settings_checks() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let d = admin.get("/api/diagnostics").await;
+    let d = d.expect(200).clone();
+    assert_eq!(d["database"]["open"], true, "{d}");
+    assert!(d["database"]["name"] == "SQLite" || d["database"]["name"] == "PostgreSQL");
+    assert_eq!(d["storage"]["open"], true, "{d}");
+    assert_eq!(d["agents"]["authorized"], 1, "{d}");
+    assert!(d["rq"]["finished_jobs"].is_array(), "{d}");
+    // Not for everybody.
+    let (_, user) = s.user("eve").await;
+    user.get("/api/diagnostics").await.expect(403);
+    user.get("/api/settings/email/working-state")
+        .await
+        .expect(403);
+
+    // Email: not configured, then a server that answers, then one that does not.
+    let st = admin.get("/api/settings/email/working-state").await;
+    assert_eq!(st.expect(200)["state"], "STMP server address is empty");
+    let smtp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = smtp.local_addr().unwrap().to_string();
+    admin
+        .put(
+            "/api/settings",
+            serde_json::json!({"notification": {"smtp_server": addr}}),
+        )
+        .await
+        .expect(200);
+    let st = admin.get("/api/settings/email/working-state").await;
+    assert_eq!(st.expect(200)["state"], "ok");
+    drop(smtp);
+    let st = admin.get("/api/settings/email/working-state").await;
+    assert!(
+        st.expect(200)["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot connect to"),
+        "{:?}",
+        st.body
+    );
+    let st = admin.get("/api/settings/slack/working-state").await;
+    assert_eq!(st.expect(200)["state"], "Slack token is empty");
+    let st = admin.get("/api/settings/aws/working-state").await;
+    assert!(
+        st.expect(200)["state"]
+            .as_str()
+            .unwrap()
+            .contains("not supported")
+    );
+    admin
+        .get("/api/settings/nope/working-state")
+        .await
+        .expect(400);
+}
