@@ -70,6 +70,7 @@ fn nothing_below_the_api_imports_it() {
         "kraken-core/src/events.rs",
         "kraken-core/src/mask.rs",
         "kraken-core/src/triggers.rs",
+        "kraken-core/src/storage.rs",
     ];
     let bad = offenders(&below, &["crate::api", "super::api", "Local", "Principal"]);
     assert!(

@@ -216,6 +216,7 @@ async fn start_on(data_dir: &Path, db_url: Option<String>, agents: usize) -> Ser
         admin_password: None,
         agents,
         udp_bind: None,
+        storage: None,
     })
     .await
     .expect("start server")
