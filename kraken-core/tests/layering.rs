@@ -45,9 +45,12 @@ fn offenders(paths: &[&str], bad: &[&str]) -> Vec<String> {
                 continue;
             }
             for b in bad {
+                let ident = |c: char| c.is_alphanumeric() || c == '_';
                 let hit = code.match_indices(b).any(|(i, _)| {
-                    // `"kraken_core::engine::x"` is a tracing target, not a use.
-                    !code[..i].ends_with('"')
+                    // `"kraken_core::engine::x"` is a tracing target, not a use;
+                    // `Local` is that type, not `LocalFileSystem`.
+                    let after = code[i + b.len()..].chars().next();
+                    !code[..i].ends_with('"') && !(b.ends_with(ident) && after.is_some_and(ident))
                 });
                 if hit {
                     out.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
