@@ -50,7 +50,8 @@ fn offenders(paths: &[&str], bad: &[&str]) -> Vec<String> {
                     // `"kraken_core::engine::x"` is a tracing target, not a use;
                     // `Local` is that type, not `LocalFileSystem`.
                     let after = code[i + b.len()..].chars().next();
-                    !code[..i].ends_with('"') && !(b.ends_with(ident) && after.is_some_and(ident))
+                    let whole = !b.ends_with(ident) || after.is_none_or(|c| !ident(c));
+                    !code[..i].ends_with('"') && whole
                 });
                 if hit {
                     out.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
