@@ -37,6 +37,7 @@ fn spawn(data: &Path, db: &TestDb, fault: Option<&str>, env: &[(&str, &str)]) ->
         .env_remove("KRAKEN_FAULT")
         .env_remove("KRAKEN_DB_URL")
         .env_remove("KRAKEN_AGENTS")
+        .env_remove("KRAKEN_STORAGE")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(
             std::fs::OpenOptions::new()
