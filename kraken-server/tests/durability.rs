@@ -600,3 +600,102 @@ async fn two_servers_share_one_database_and_storage() {
         );
     }
 }
+
+/// Peak resident memory of a process (Linux `VmHWM`), in bytes.
+#[cfg(target_os = "linux")]
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// A 60 MiB artifact goes up to a real server and comes back down as a
+/// stream: the server's peak memory grows by far less than the artifact
+/// (parts of 5 MiB, at most about 15 MiB of one upload held at once).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_large_artifact_streams_through_the_server() {
+    const SIZE: usize = 60 * 1024 * 1024;
+    const CHUNK: usize = 256 * 1024;
+    let db = TestDb::new().await;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let p = spawn(&data, &db, None, &[("KRAKEN_AGENTS", "0")]);
+    let admin = Client::login(&p.url, "admin", "admin").await;
+    let agent = keyed_agent(&admin, "uploader").await;
+    let b = setup(
+        &admin,
+        &[("build", shell_stage("root", "work", &["echo hi"]))],
+    )
+    .await;
+    let flow = admin.flow(b).await["id"].as_i64().expect("flow id");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let r = agent
+            .post(
+                "/backend",
+                json!({"address": "uploader", "msg": "get-job", "wait": 1}),
+            )
+            .await
+            .body;
+        if let Some(id) = r["job"]["id"].as_i64() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no job for the agent: {r}");
+    };
+    let pid = p.child.id();
+    let before = peak_rss(pid);
+    let chunks = (0..SIZE / CHUNK).map(|i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; CHUNK]));
+    let up = agent
+        .http
+        .put(format!("{}/backend/artifacts/{job}", p.url))
+        .query(&[("path", "big.bin"), ("public", "true")])
+        .bearer_auth(agent.token.clone().unwrap_or_default())
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(up.status().as_u16(), 200);
+    let answer: Value = up.json().await.expect("upload answer");
+    assert_eq!(answer["size"], SIZE as u64, "{answer}");
+    let after_upload = peak_rss(pid);
+
+    let mut down = admin
+        .http
+        .get(format!("{}/artifacts/public/f/{flow}/big.bin", p.url))
+        .bearer_auth(admin.token.clone().unwrap_or_default())
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(down.status().as_u16(), 200);
+    assert_eq!(down.headers()["content-length"], SIZE.to_string());
+    let (mut got, mut at) = (0usize, 0usize);
+    while let Some(chunk) = down.chunk().await.expect("download chunk") {
+        for (k, byte) in chunk.iter().enumerate() {
+            let want = (((at + k) / CHUNK) % 251) as u8;
+            assert_eq!(*byte, want, "byte {} differs", at + k);
+        }
+        at += chunk.len();
+        got += chunk.len();
+    }
+    assert_eq!(got, SIZE);
+    let after_download = peak_rss(pid);
+    let mib = |b: u64| b / (1024 * 1024);
+    eprintln!(
+        "peak RSS: {} MiB before, {} MiB after a 60 MiB upload, {} MiB after its download",
+        mib(before),
+        mib(after_upload),
+        mib(after_download)
+    );
+    assert!(
+        after_download - before < 30 * 1024 * 1024,
+        "the server's peak memory grew by {} MiB for a 60 MiB artifact",
+        mib(after_download - before)
+    );
+}
