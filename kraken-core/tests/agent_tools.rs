@@ -79,6 +79,7 @@ struct Job {
     background: BackgroundProcs,
     cancel: watch::Sender<bool>,
     deadline: Instant,
+    executor: kraken_core::agent::docker::Executor,
 }
 
 impl Job {
@@ -99,6 +100,7 @@ impl Job {
             background: BackgroundProcs::default(),
             cancel: watch::channel(false).0,
             deadline: Instant::now() + Duration::from_secs(60),
+            executor: kraken_core::agent::docker::Executor::Local,
         }
     }
 
@@ -137,6 +139,7 @@ impl Job {
             output: tx,
             artifacts: &self.store,
             background: &self.background,
+            executor: &self.executor,
         })
         .await;
         let lines = collector.await.unwrap();
@@ -252,6 +255,7 @@ async fn shell_output_lines_arrive_as_they_come() {
         output: tx,
         artifacts: &job.store,
         background: &job.background,
+        executor: &job.executor,
     });
     let watch_lines = async {
         let mut first_at = None;

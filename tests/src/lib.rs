@@ -664,3 +664,37 @@ impl Moto {
         )
     }
 }
+
+/// Registers an agent labelled `addr` with a key of its own, has it
+/// authorized and picks up the key the server issues then: a client that
+/// drives the agent protocol by hand, as this project's agent speaks it,
+/// reporting `info` as its host info.
+pub async fn manual_agent(s: &TestServer, admin: &Client, addr: &str, info: Value) -> Client {
+    let mut agent = s.anonymous();
+    agent.token = Some(format!("{:064x}", rand::random::<u128>()));
+    let hello = json!({"address": addr, "msg": "host-info", "info": info});
+    let reg = agent.post("/backend", hello.clone()).await;
+    assert_eq!(reg.expect(200)["unauthorized"], true);
+    let agents = admin.get("/api/agents?unauthorized=true").await;
+    let aid = agents.expect(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == addr)
+        .expect("the agent is listed")["id"]
+        .as_i64()
+        .unwrap();
+    admin
+        .patch("/api/agents", json!([{"id": aid, "authorized": true}]))
+        .await
+        .expect(200);
+    let hi = agent.post("/backend", hello).await;
+    assert_eq!(hi.expect(200)["agent_id"], aid);
+    agent.token = Some(
+        hi.body["agent_key"]
+            .as_str()
+            .expect("a key is issued on authorization")
+            .to_string(),
+    );
+    agent
+}

@@ -34,6 +34,8 @@ use crate::store::results::JobPlace;
 
 /// Longest a `get-job` may wait for a job (our agents ask with `wait`).
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How long a `get-job` of the original's agent is held open.
+const ORIGINAL_AGENT_WAIT: Duration = Duration::from_secs(20);
 /// Largest `host-info` `info` object accepted, in bytes of JSON.
 pub const MAX_HOST_INFO: usize = 8 * 1024;
 /// Most agents waiting for authorization at once.
@@ -191,7 +193,11 @@ impl Core {
                     .get("wait")
                     .and_then(Value::as_f64)
                     .filter(|w| w.is_finite() && *w >= 0.0)
-                    .map(|w| Duration::from_secs_f64(w.min(MAX_WAIT.as_secs_f64())));
+                    .map(|w| Duration::from_secs_f64(w.min(MAX_WAIT.as_secs_f64())))
+                    // The original's agent polls every 5 s and never asks to
+                    // wait: hold its poll open (well under its 120 s HTTP
+                    // timeout) so a job starts as soon as it is assigned.
+                    .or((agent.kind == agent_kind::ADDRESS).then_some(ORIGINAL_AGENT_WAIT));
                 k.get_job_for_agent(&agent, kind == "get-job", wait).await?
             }
             "get-job-step" => k.get_job_step(&agent).await?,
@@ -205,7 +211,12 @@ impl Core {
         if let Some(o) = out.as_object_mut() {
             if matches!(kind, "host-info" | "get-job" | "get-job2" | "get-job-step") {
                 o.insert("cfg".into(), cfg);
-                o.insert("version".into(), json!(crate::VERSION));
+                // The original's agent updates itself from /install/agent
+                // whenever `version` differs from its own; there is no
+                // package of it here, so it is not told one.
+                if agent.kind != agent_kind::ADDRESS {
+                    o.insert("version".into(), json!(crate::VERSION));
+                }
             }
             if let Some(key) = issued {
                 o.insert("agent_key".into(), json!(key));
@@ -555,6 +566,10 @@ impl Core {
             return Ok(0);
         }
         let mut holders: HashMap<(String, i64), Option<(i64, JobPlace)>> = HashMap::new();
+        // The tools of a job's steps, by index: a datagram says its step,
+        // and its line belongs to that step's tool (the job's log is the
+        // tools' output).
+        let mut step_tools: HashMap<i64, HashMap<i64, String>> = HashMap::new();
         for (d, sender) in datagrams {
             let Ok(v) = serde_json::from_slice::<Value>(d) else {
                 continue;
@@ -597,7 +612,29 @@ impl Core {
                     })
                 })
                 .map_or_else(now_ms, |t| t.timestamp_millis());
-            let step = v.get("step").and_then(Value::as_i64).unwrap_or(-1);
+            let step = v
+                .get("step")
+                .and_then(|x| {
+                    x.as_i64()
+                        .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                })
+                .unwrap_or(-1);
+            let mut tool = s("tool");
+            if tool.is_empty() && step >= 0 {
+                if let std::collections::hash_map::Entry::Vacant(e) = step_tools.entry(job_id) {
+                    let tools = self
+                        .store()
+                        .steps_of(&[job_id])
+                        .await?
+                        .into_iter()
+                        .map(|st| (st.idx, st.tool_name))
+                        .collect();
+                    e.insert(tools);
+                }
+                if let Some(t) = step_tools.get(&job_id).and_then(|m| m.get(&step)) {
+                    tool = t.clone();
+                }
+            }
             for (seq, line) in s("message").lines().enumerate() {
                 rows.push(NewLog {
                     time,
@@ -618,7 +655,7 @@ impl Core {
                     run_id: place.run_id,
                     job_id,
                     step,
-                    tool: s("tool"),
+                    tool: tool.clone(),
                     agent_id: *agent_id,
                 });
             }

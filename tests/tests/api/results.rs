@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use kraken_tests::{Client, TestServer};
+use kraken_tests::{Client, TestServer, manual_agent};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -373,7 +373,7 @@ async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
     let addr = "lint-agent";
-    let agent = manual_agent(&s, &admin, addr).await;
+    let agent = manual_agent(&s, &admin, addr, json!({"system": "debian-12"})).await;
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "Main").await;
     let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"lint\", \"steps\": [{\"tool\": \"pylint\", \"modules_or_packages\": \"pkg\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
@@ -475,39 +475,6 @@ async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
         .await;
 }
 
-/// Registers an agent labelled `addr` with a key of its own, has it
-/// authorized and picks up the key the server issues then: a client that
-/// drives the agent protocol by hand, as this project's agent speaks it.
-async fn manual_agent(s: &TestServer, admin: &Client, addr: &str) -> Client {
-    let mut agent = s.anonymous();
-    agent.token = Some(format!("{:064x}", rand::random::<u128>()));
-    let hello = json!({"address": addr, "msg": "host-info", "info": {"system": "debian-12"}});
-    let reg = agent.post("/backend", hello.clone()).await;
-    assert_eq!(reg.expect(200)["unauthorized"], true);
-    let agents = admin.get("/api/agents?unauthorized=true").await;
-    let aid = agents.expect(200)["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["address"] == addr)
-        .expect("the agent is listed")["id"]
-        .as_i64()
-        .unwrap();
-    admin
-        .patch("/api/agents", json!([{"id": aid, "authorized": true}]))
-        .await
-        .expect(200);
-    let hi = agent.post("/backend", hello).await;
-    assert_eq!(hi.expect(200)["agent_id"], aid);
-    agent.token = Some(
-        hi.body["agent_key"]
-            .as_str()
-            .expect("a key is issued on authorization")
-            .to_string(),
-    );
-    agent
-}
-
 /// The agent at `addr` takes its job and reports its single step.
 async fn take_job(anon: &Client, addr: &str) -> i64 {
     let gj = anon
@@ -564,7 +531,7 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
     let (a, b) = ("agent-a", "agent-b");
-    let ca = manual_agent(&s, &admin, a).await;
+    let ca = manual_agent(&s, &admin, a, json!({"system": "debian-12"})).await;
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "Main").await;
     let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"tests\", \"steps\": [{\"tool\": \"pytest\", \"params\": \"-v\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
@@ -609,7 +576,7 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
     // Flow 3 takes agent a and holds it; flow 4 runs on agent b and finishes first.
     let f3 = admin.flow(bid).await;
     let j3 = take_job(&ca, a).await;
-    let cb = manual_agent(&s, &admin, b).await;
+    let cb = manual_agent(&s, &admin, b, json!({"system": "debian-12"})).await;
     let f4 = admin.flow(bid).await;
     let j4 = take_job(&cb, b).await;
     report_t1(&cb, b, j4, FAILED).await;
