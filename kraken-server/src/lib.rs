@@ -255,6 +255,7 @@ pub fn app(core: Arc<Core>) -> Router {
             get(backend::list_artifacts),
         )
         .route("/backend/artifacts/{job}/file", get(backend::read_artifact))
+        .route("/backend/tools/{id}/package", get(backend::read_tool))
         .route(
             "/artifacts/{store}/{scope}/{id}/{*path}",
             get(results::download_artifact),

@@ -152,6 +152,16 @@ impl ArtifactStore for Store {
         }
         .boxed()
     }
+
+    fn tool_package(&self, tool_id: i64) -> BoxFuture<'_, std::result::Result<Vec<u8>, String>> {
+        async move {
+            self.transport
+                .read_tool(self.job_id, tool_id)
+                .await
+                .map_err(|e| format!("cannot fetch the package of tool {tool_id}: {e}"))
+        }
+        .boxed()
+    }
 }
 
 impl Agent {

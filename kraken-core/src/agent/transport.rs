@@ -41,6 +41,8 @@ pub trait Transport: Send + Sync {
         path: String,
         dest: PathBuf,
     ) -> BoxFuture<'_, Result<u64>>;
+    /// The package (`tool.zip`) of a custom tool a step of the job uses.
+    fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>>;
 }
 
 /// Open a file to upload.
@@ -121,6 +123,9 @@ impl Transport for InProcess {
             save_download(blob.body, &dest).await
         }
         .boxed()
+    }
+    fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>> {
+        async move { self.core.agent_read_tool(&self.auth, job_id, tool_id).await }.boxed()
     }
 }
 
@@ -360,6 +365,22 @@ impl Transport for Http {
                 .map_err(std::io::Error::other)
                 .boxed();
             save_download(body, &dest).await
+        }
+        .boxed()
+    }
+    fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>> {
+        let req = self
+            .client
+            .get(format!("{}/backend/tools/{tool_id}/package", self.base))
+            .query(&[("job", job_id.to_string().as_str())]);
+        async move {
+            let bytes = self
+                .authed(req, "downloading a tool package")
+                .await?
+                .bytes()
+                .await
+                .map_err(|e| Error::Transport(format!("downloading a tool package: {e}")))?;
+            Ok(bytes.to_vec())
         }
         .boxed()
     }

@@ -518,6 +518,55 @@ impl Core {
         Ok(Value::Array(out))
     }
 
+    /// The package (`tool.zip`) of custom tool `tool_id`, for the agent
+    /// running job `job_id`, a step of which uses that tool.
+    pub async fn agent_read_tool(
+        self: &Arc<Self>,
+        auth: &AgentAuth,
+        job_id: i64,
+        tool_id: i64,
+    ) -> Result<Vec<u8>> {
+        let agent = self.authenticated_agent(auth).await?;
+        let (_, _) = self.running_job(&agent, job_id).await?;
+        let steps = self.store().steps_of(&[job_id]).await?;
+        if !steps.iter().any(|s| s.tool_id == tool_id) {
+            return Err(Error::forbidden(format!(
+                "no step of job {job_id} uses tool {tool_id}"
+            )));
+        }
+        let tool = self
+            .store()
+            .tool(tool_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("Tool with id {tool_id} not found")))?;
+        let rel = tool
+            .location
+            .as_deref()
+            .and_then(|l| l.strip_prefix("blob:"))
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "tool '{}' has no package on the server (upload one with POST /tools/{}/zip)",
+                    tool.name, tool.name
+                ))
+            })?;
+        let rel = safe_rel_path(rel)?;
+        let gone = || {
+            Error::not_found(format!(
+                "the package of tool '{}' is gone from storage ({rel} in {}): upload it again \
+                 with POST /tools/{}/zip",
+                tool.name, self.blobs, tool.name
+            ))
+        };
+        // A package is bounded by the upload limit; the agent keeps it whole.
+        let blob = self.read_blob(&rel).await?.ok_or_else(gone)?;
+        blob.into_bytes().await.map_err(|e| {
+            Error::internal(format!(
+                "cannot read the package of tool '{}' from {}: {e}",
+                tool.name, self.blobs
+            ))
+        })
+    }
+
     /// Read an artifact of a run of the job's flow.
     pub async fn agent_read_artifact(
         self: &Arc<Self>,

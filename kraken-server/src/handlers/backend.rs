@@ -128,3 +128,21 @@ pub async fn read_artifact(
     )
         .into_response())
 }
+
+/// `GET /backend/tools/{id}/package?job=J`: a custom tool's package for the
+/// agent running job `J`.
+pub async fn read_tool(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    P(tool_id): P<i64>,
+    q: Q,
+) -> R<Vec<u8>> {
+    let job_id = q
+        .int("job")?
+        .ok_or_else(|| AppError(Error::bad_request("missing job parameter")))?;
+    Ok(st
+        .core
+        .agent_read_tool(&agent_auth(&headers, peer), job_id, tool_id)
+        .await?)
+}

@@ -16,6 +16,7 @@
 
 mod artifacts;
 mod cloc;
+mod custom;
 mod data;
 mod git;
 mod gotest;
@@ -53,6 +54,8 @@ pub trait ArtifactStore: Send + Sync {
         source: &'a str,
         dest_dir: &'a Path,
     ) -> BoxFuture<'a, Result<Vec<PathBuf>, String>>;
+    /// The package (`tool.zip`) of custom tool `tool_id`.
+    fn tool_package(&self, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>, String>>;
 }
 
 /// Processes started with `background: true`, killed when the job ends.
@@ -262,6 +265,7 @@ pub const TOOLS: &[&str] = &[
     "gotest",
     "pylint",
     "nglint",
+    "local_tool",
 ];
 
 async fn run_tool(run: &StepRun<'_>) -> Result<StepOutcome, String> {
@@ -278,8 +282,16 @@ async fn run_tool(run: &StepRun<'_>) -> Result<StepOutcome, String> {
         "gotest" => gotest::run(run).await,
         "pylint" => lint::pylint(run).await,
         "nglint" => lint::nglint(run).await,
+        "local_tool" => custom::run(run).await,
+        // A tool registered on the server: it has a package or a location.
+        _ if Fields(run.fields)
+            .str("tool_location")?
+            .is_some_and(|l| !l.is_empty()) =>
+        {
+            custom::run(run).await
+        }
         other => Err(format!(
-            "tool '{other}' is not supported by this agent (built-in tools: {})",
+            "tool '{other}' is not supported by this agent (built-in tools: {}; custom tools need a package: POST /tools/{other}/zip)",
             TOOLS.join(", ")
         )),
     }
