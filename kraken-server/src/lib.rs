@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Database URL; the SQLite file in the data directory when none.
     pub db_url: Option<String>,
+    /// Where artifacts and tool packages are stored: the data directory
+    /// when none, else a directory, `file:///dir` or `s3://bucket/prefix`
+    /// (see `kraken_core::storage`).
+    pub storage: Option<String>,
     /// Sessions unused for this long expire.
     pub session_idle_timeout: Duration,
     /// Password of `admin` on first start.
@@ -58,6 +62,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("kraken-data"),
             db_url: None,
+            storage: None,
             session_idle_timeout: Duration::from_secs(30 * 24 * 3600),
             admin_password: None,
             agents: 1,
@@ -367,6 +372,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         config.db_url.as_deref(),
         Config {
             data_dir: config.data_dir.clone(),
+            storage: config.storage.clone(),
             session_idle_timeout: config.session_idle_timeout,
             admin_password: config.admin_password.clone(),
         },
@@ -422,7 +428,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         })
         .await
     });
-    tracing::info!(%addr, database = %core.database_url(), "kraken server listening");
+    tracing::info!(%addr, database = %core.database_url(), storage = %core.storage(), "kraken server listening");
     Ok(Server {
         addr,
         udp_addr,

@@ -110,11 +110,8 @@ impl ArtifactStore for Store {
         public: bool,
     ) -> BoxFuture<'a, std::result::Result<u64, String>> {
         async move {
-            let bytes = tokio::fs::read(local)
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
             self.transport
-                .upload(self.job_id, dest.to_string(), public, bytes)
+                .upload(self.job_id, dest.to_string(), public, local.to_path_buf())
                 .await
                 .map(|n| n as u64)
                 .map_err(|e| e.to_string())
@@ -141,20 +138,11 @@ impl ArtifactStore for Store {
                 ) else {
                     continue;
                 };
-                let bytes = self
-                    .transport
-                    .read_artifact(self.job_id, run_id, path.to_string())
+                let target = dest_dir.join(path);
+                self.transport
+                    .read_artifact(self.job_id, run_id, path.to_string(), target.clone())
                     .await
                     .map_err(|e| e.to_string())?;
-                let target = dest_dir.join(path);
-                if let Some(dir) = target.parent() {
-                    tokio::fs::create_dir_all(dir)
-                        .await
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                }
-                tokio::fs::write(&target, bytes)
-                    .await
-                    .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
                 out.push(target);
             }
             if out.is_empty() {

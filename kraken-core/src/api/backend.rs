@@ -12,7 +12,6 @@
 //! its sha256 is stored.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +22,10 @@ use super::{Core, Local};
 use crate::engine::context::{CtxFor, secret_args};
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::model::limits;
 use crate::model::{job_state, secret_kind, step_status};
 use crate::schema;
+use crate::storage::{Blob, ByteStream, StorageError};
 use crate::store::agents::{AgentRow, agent_kind};
 use crate::store::jobs::JobRow;
 use crate::store::logs::NewLog;
@@ -141,6 +142,15 @@ pub fn safe_rel_path(p: &str) -> Result<String> {
         return Err(Error::bad_request("artifact path is empty"));
     }
     Ok(parts.join("/"))
+}
+
+/// Where an artifact of a run is stored: `artifacts/<branch>/<flow>/<run>/<path>`
+/// (under the data dir, where earlier versions kept it, by default).
+pub(crate) fn artifact_key(place: &JobPlace, run_id: i64, path: &str) -> String {
+    format!(
+        "artifacts/{:08}/{}/{run_id}/{path}",
+        place.branch_id, place.flow_id
+    )
 }
 
 /// The caller of a backend message: a known agent (with a key issued by
@@ -443,28 +453,31 @@ impl Core {
         Ok(json!({"cancel": false}))
     }
 
-    /// Store an artifact file uploaded by an agent for its job; returns its size.
+    /// Store an artifact uploaded by an agent for its job, streamed into the
+    /// blob storage (at most [`limits::UPLOAD_BODY`] bytes); returns its size.
     pub async fn agent_upload_artifact(
         self: &Arc<Self>,
         auth: &AgentAuth,
         job_id: i64,
         path: &str,
         public: bool,
-        bytes: &[u8],
+        body: ByteStream,
     ) -> Result<i64> {
         let agent = self.authenticated_agent(auth).await?;
         let (_, place) = self.running_job(&agent, job_id).await?;
         let path = safe_rel_path(path)?;
-        let file = self.artifact_file(&place, place.run_id, &path);
-        if let Some(dir) = file.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        tokio::fs::write(&file, bytes).await.map_err(|e| {
-            Error::internal(format!("cannot store artifact {}: {e}", file.display()))
-        })?;
-        let size = bytes.len() as i64;
+        let key = artifact_key(&place, place.run_id, &path);
+        let size = self
+            .blobs
+            .put_stream(&key, body, limits::UPLOAD_BODY as u64)
+            .await
+            .map_err(|e| match e {
+                StorageError::TooLarge { .. } => Error::bad_request(format!(
+                    "artifact {path} is larger than {} MiB: store a smaller file",
+                    limits::UPLOAD_BODY / (1024 * 1024)
+                )),
+                e => e.into(),
+            })? as i64;
         self.store()
             .insert_artifact(&place, &path, size, public)
             .await?;
@@ -505,7 +518,6 @@ impl Core {
         Ok(Value::Array(out))
     }
 
-    /// Read an artifact of a run of the job's flow.
     /// The package (`tool.zip`) of custom tool `tool_id`, for the agent
     /// running job `job_id`, a step of which uses that tool.
     pub async fn agent_read_tool(
@@ -538,23 +550,31 @@ impl Core {
                 ))
             })?;
         let rel = safe_rel_path(rel)?;
-        let path = self.config.data_dir.join(&rel);
-        tokio::fs::read(&path).await.map_err(|e| {
+        let gone = || {
             Error::not_found(format!(
-                "the package of tool '{}' is gone from storage ({}): {e}",
-                tool.name,
-                path.display()
+                "the package of tool '{}' is gone from storage ({rel} in {}): upload it again \
+                 with POST /tools/{}/zip",
+                tool.name, self.blobs, tool.name
+            ))
+        };
+        // A package is bounded by the upload limit; the agent keeps it whole.
+        let blob = self.read_blob(&rel).await?.ok_or_else(gone)?;
+        blob.into_bytes().await.map_err(|e| {
+            Error::internal(format!(
+                "cannot read the package of tool '{}' from {}: {e}",
+                tool.name, self.blobs
             ))
         })
     }
 
+    /// Read an artifact of a run of the job's flow.
     pub async fn agent_read_artifact(
         self: &Arc<Self>,
         auth: &AgentAuth,
         job_id: i64,
         run_id: i64,
         path: &str,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Blob> {
         let agent = self.authenticated_agent(auth).await?;
         let (_, place) = self.running_job(&agent, job_id).await?;
         let run = self
@@ -568,21 +588,18 @@ impl Core {
             ));
         }
         let path = safe_rel_path(path)?;
-        let file = self.artifact_file(&place, run_id, &path);
-        tokio::fs::read(&file)
-            .await
-            .map_err(|_| Error::not_found(format!("artifact {path} not found")))
+        self.read_blob(&artifact_key(&place, run_id, &path))
+            .await?
+            .ok_or_else(|| Error::not_found(format!("artifact {path} not found")))
     }
 
-    /// Where an artifact of a run lives on disk.
-    pub fn artifact_file(&self, place: &JobPlace, run_id: i64, path: &str) -> PathBuf {
-        self.config
-            .data_dir
-            .join("artifacts")
-            .join(format!("{:08}", place.branch_id))
-            .join(place.flow_id.to_string())
-            .join(run_id.to_string())
-            .join(path)
+    /// Open a stored blob; `None` when the storage has none under `key`.
+    pub(crate) async fn read_blob(&self, key: &str) -> Result<Option<Blob>> {
+        match self.blobs.get(key).await {
+            Ok(b) => Ok(Some(b)),
+            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Store log records sent as UDP datagrams by the original's agents
