@@ -3,7 +3,7 @@
 //!
 //! Diagnostics keeps the original's shape — one entry per part of the
 //! installation, `{name, address, open}` — for this server's parts: its
-//! database, its storage, the UDP log receiver, the agents and the
+//! database, its storage (artifacts and tool packages), the UDP log receiver, the agents and the
 //! background tasks (the original's `rq` entry, with its job lists), and
 //! the errors logged in the last hour.
 
@@ -51,10 +51,14 @@ impl Local {
         } else {
             "SQLite"
         };
-        let data_dir = self.core().config.data_dir.clone();
-        let probe = data_dir.join(".diagnostics-probe");
-        let storage_open = tokio::fs::write(&probe, b"ok").await.is_ok();
-        let _ = tokio::fs::remove_file(&probe).await;
+        // A blob written and removed: the store (a directory or S3) works.
+        let storage = self.core().storage();
+        let probe = ".diagnostics/probe";
+        let storage_open = storage
+            .put_bytes(probe, bytes::Bytes::from_static(b"ok"))
+            .await
+            .is_ok();
+        let _ = storage.delete(probe).await;
         let udp = self.core().udp_log_addr();
         let (authorized, unauthorized) = store.count_agents().await?;
         let errors = store
@@ -72,7 +76,7 @@ impl Local {
         };
         Ok(json!({
             "database": {"name": db_name, "address": self.core().database_url(), "open": db_open},
-            "storage": {"name": "Storage", "address": data_dir.display().to_string(), "open": storage_open},
+            "storage": {"name": "Storage", "address": storage.to_string(), "open": storage_open},
             "udp_logs": {"name": "Agent log receiver (UDP)", "address": udp, "open": !udp.is_empty()},
             "agents": {"name": "Agents", "address": "", "open": authorized > 0,
                         "authorized": authorized, "unauthorized": unauthorized},
