@@ -32,17 +32,22 @@ fn channel() -> &'static Channel {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ServiceLogLayer;
 
-/// The service a log event belongs to, from its module path.
+/// The service a log event belongs to, from its module path, named as the
+/// original names its services (the web UI's Logs tabs ask for `server`,
+/// `rq`, `scheduler`, `watchdog` and `planner`): planning runs is the
+/// planner's, background tasks (analysis, recovery) are `rq`'s.
 fn service_of(target: &str) -> Option<&'static str> {
     if !target.starts_with("kraken_") {
         return None;
     }
     Some(if target.contains("::engine::scheduler") {
         "scheduler"
-    } else if target.contains("::engine::watchdog") {
+    } else if target.contains("::engine::watchdog") || target.contains("::engine::recovery") {
         "watchdog"
+    } else if target.contains("::engine::planner") {
+        "planner"
     } else if target.contains("::engine") || target.contains("::results") {
-        "engine"
+        "rq"
     } else if target.contains("::agent") {
         "agent"
     } else {
@@ -50,22 +55,61 @@ fn service_of(target: &str) -> Option<&'static str> {
     })
 }
 
-struct Message(String);
+/// An event's message, its other fields as `name=value`, and the ids it
+/// names (`job`, `run`, `flow`, `branch`, `agent`, `step`), which place the
+/// line with what it concerns.
+#[derive(Default)]
+struct Message {
+    text: String,
+    job: i64,
+    run: i64,
+    flow: i64,
+    branch: i64,
+    agent: i64,
+    step: Option<i64>,
+}
+
+impl Message {
+    fn id(&mut self, name: &str, v: i64) -> bool {
+        let slot = match name {
+            "job" | "job_id" => &mut self.job,
+            "run" | "run_id" => &mut self.run,
+            "flow" | "flow_id" => &mut self.flow,
+            "branch" | "branch_id" => &mut self.branch,
+            "agent" | "agent_id" => &mut self.agent,
+            "step" | "step_idx" => {
+                self.step = Some(v);
+                return true;
+            }
+            _ => return false,
+        };
+        *slot = v;
+        true
+    }
+}
 
 impl Visit for Message {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
-            self.0.insert_str(0, &format!("{value:?}"));
+            self.text.insert_str(0, &format!("{value:?}"));
         } else {
-            self.0.push_str(&format!(" {}={value:?}", field.name()));
+            self.text.push_str(&format!(" {}={value:?}", field.name()));
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.0.insert_str(0, value);
+            self.text.insert_str(0, value);
         } else {
-            self.0.push_str(&format!(" {}={value}", field.name()));
+            self.text.push_str(&format!(" {}={value}", field.name()));
         }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.id(field.name(), value);
+        self.text.push_str(&format!(" {}={value}", field.name()));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.id(field.name(), i64::try_from(value).unwrap_or(i64::MAX));
+        self.text.push_str(&format!(" {}={value}", field.name()));
     }
 }
 
@@ -78,7 +122,7 @@ impl<S: Subscriber> Layer<S> for ServiceLogLayer {
         let Some(service) = service_of(meta.target()) else {
             return;
         };
-        let mut msg = Message(String::new());
+        let mut msg = Message::default();
         event.record(&mut msg);
         let level = match *meta.level() {
             Level::ERROR => "ERROR",
@@ -87,13 +131,18 @@ impl<S: Subscriber> Layer<S> for ServiceLogLayer {
         };
         let line = NewLog {
             time: chrono::Utc::now().timestamp_millis(),
-            message: msg.0,
+            message: msg.text,
             service: service.to_string(),
             host: String::new(),
             path: meta.file().unwrap_or("").to_string(),
             lineno: i64::from(meta.line().unwrap_or(0)),
             level: level.to_string(),
-            step: -1,
+            step: msg.step.unwrap_or(-1),
+            job_id: msg.job,
+            run_id: msg.run,
+            flow_id: msg.flow,
+            branch_id: msg.branch,
+            agent_id: msg.agent,
             ..NewLog::default()
         };
         // Dropped when the channel is full: logging never blocks the server.
@@ -124,7 +173,22 @@ pub fn spawn_writer(core: Arc<Core>) -> Option<tokio::task::JoinHandle<()>> {
 
 #[cfg(test)]
 mod tests {
-    use super::service_of;
+    use super::{ServiceLogLayer, channel, service_of};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn events_keep_their_service_and_the_ids_they_name() {
+        let subscriber = tracing_subscriber::registry().with(ServiceLogLayer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "kraken_core::engine::planner", run = 7, job = 42u64, "planned");
+        });
+        let mut rx = channel().1.lock().unwrap().take().unwrap();
+        let line = rx.try_recv().unwrap();
+        assert_eq!(line.service, "planner");
+        assert_eq!((line.job_id, line.run_id), (42, 7));
+        assert!(line.message.starts_with("planned"), "{}", line.message);
+        assert_eq!(line.step, -1);
+    }
 
     #[test]
     fn services_by_module() {
@@ -136,7 +200,12 @@ mod tests {
             service_of("kraken_core::engine::watchdog"),
             Some("watchdog")
         );
-        assert_eq!(service_of("kraken_core::engine::planner"), Some("engine"));
+        assert_eq!(service_of("kraken_core::engine::planner"), Some("planner"));
+        assert_eq!(service_of("kraken_core::engine::analysis"), Some("rq"));
+        assert_eq!(
+            service_of("kraken_core::engine::recovery"),
+            Some("watchdog")
+        );
         assert_eq!(service_of("kraken_core::agent"), Some("agent"));
         assert_eq!(service_of("kraken_server"), Some("server"));
         assert_eq!(service_of("sqlx::query"), None);

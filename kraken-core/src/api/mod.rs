@@ -177,7 +177,40 @@ impl Core {
 
     /// Keep log lines of this server's own services (engine, scheduler, ...).
     pub async fn write_service_logs(&self, lines: &[logs::NewLog]) -> Result<()> {
-        self.store().insert_logs(lines).await.map(|_| ())
+        // A line naming a job (or a run) is placed with its run, flow and
+        // branch, so the web UI's per-flow Logs tab finds it.
+        let mut placed = lines.to_vec();
+        let mut places: std::collections::HashMap<i64, Option<crate::store::results::JobPlace>> =
+            std::collections::HashMap::new();
+        for l in &mut placed {
+            if l.job_id != 0 && l.flow_id == 0 {
+                if !places.contains_key(&l.job_id) {
+                    let place = self.store().job_place(l.job_id).await?;
+                    places.insert(l.job_id, place);
+                }
+                if let Some(Some(p)) = places.get(&l.job_id) {
+                    l.run_id = p.run_id;
+                    l.flow_id = p.flow_id;
+                    l.flow_kind = p.flow_kind;
+                    l.branch_id = p.branch_id;
+                }
+            } else if l.run_id != 0
+                && l.flow_id == 0
+                && let Some(run) = self.store().run(l.run_id).await?
+                && let Some(flow) = self.store().flow(run.flow_id).await?
+            {
+                l.flow_id = flow.id;
+                l.flow_kind = flow.kind;
+                l.branch_id = flow.branch_id;
+            } else if l.flow_id != 0
+                && l.branch_id == 0
+                && let Some(flow) = self.store().flow(l.flow_id).await?
+            {
+                l.flow_kind = flow.kind;
+                l.branch_id = flow.branch_id;
+            }
+        }
+        self.store().insert_logs(&placed).await.map(|_| ())
     }
 
     /// Wake the scheduler: agents or their groups changed.

@@ -190,3 +190,47 @@ async fn diagnostics_and_settings_checks() {
         .await
         .expect(400);
 }
+
+/// The server's own log lines that name a job are placed with its run,
+/// flow and branch: the UI's per-flow Logs tab asks for them by flow and by
+/// the original's service names.
+#[tokio::test]
+async fn service_logs_naming_a_job_are_found_by_its_flow() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin
+        .stage(bid, "s", &shell_stage("root", "j", &["true"]))
+        .await;
+    let f = admin.flow(bid).await;
+    let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    let fid = done["id"].as_i64().unwrap();
+    let run = done["runs"][0]["id"].as_i64().unwrap();
+    let job = admin.run_jobs(run).await[0]["id"].as_i64().unwrap();
+    s.core()
+        .write_service_logs(&[kraken_core::api::logs::NewLog {
+            time: kraken_core::model::Timestamp::now().millis(),
+            message: "job assigned".into(),
+            service: "scheduler".into(),
+            level: "INFO".into(),
+            job_id: job,
+            step: -1,
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    let logs = admin
+        .get(&format!(
+            "/api/logs?flow_id={fid}&services=server&services=rq&services=scheduler&services=watchdog&services=planner"
+        ))
+        .await;
+    let items = logs.expect(200)["items"].as_array().unwrap().clone();
+    let line = items
+        .iter()
+        .find(|l| l["message"] == "job assigned")
+        .unwrap_or_else(|| panic!("{items:?}"));
+    assert_eq!(line["run"], run);
+    assert_eq!(line["branch"], bid);
+    assert_eq!(line["service"], "scheduler");
+}
