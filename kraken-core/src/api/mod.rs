@@ -184,9 +184,8 @@ impl Core {
             std::collections::HashMap::new();
         for l in &mut placed {
             if l.job_id != 0 && l.flow_id == 0 {
-                if !places.contains_key(&l.job_id) {
-                    let place = self.store().job_place(l.job_id).await?;
-                    places.insert(l.job_id, place);
+                if let std::collections::hash_map::Entry::Vacant(e) = places.entry(l.job_id) {
+                    e.insert(self.store().job_place(l.job_id).await?);
                 }
                 if let Some(Some(p)) = places.get(&l.job_id) {
                     l.run_id = p.run_id;
