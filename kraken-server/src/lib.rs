@@ -27,8 +27,8 @@ pub mod service_logs;
 
 use extract::{AppState, error_response};
 use handlers::{
-    agents, backend, badges, cloud, diag, exec, flows, logs, misc, projects, results, stages,
-    tools, users,
+    agents, backend, badges, cloud, diag, exec, flows, install, logs, misc, projects, results,
+    stages, tools, users,
 };
 
 /// How to run a server.
@@ -277,6 +277,8 @@ pub fn app(core: Arc<Core>) -> Router {
         )
         .route("/webhooks/{project}/{provider}", post(webhooks_unsupported))
         .route("/any_log", get(logs::any_log))
+        .route("/install/kraken-agent-install.sh", get(install::install_sh))
+        .route("/install/agent", get(install::agent))
         .route("/branch-badge/{id}", get(badges::branch_badge))
         .route("/branch-badge/{id}/{what}", get(badges::branch_badge_what))
         .route("/job_log/{id}", get(logs::job_log_text))

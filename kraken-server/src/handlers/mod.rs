@@ -8,6 +8,7 @@ pub mod cloud;
 pub mod diag;
 pub mod exec;
 pub mod flows;
+pub mod install;
 pub mod logs;
 pub mod misc;
 pub mod projects;

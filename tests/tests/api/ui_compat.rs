@@ -234,3 +234,44 @@ async fn service_logs_naming_a_job_are_found_by_its_flow() {
     assert_eq!(line["branch"], bid);
     assert_eq!(line["service"], "scheduler");
 }
+
+/// The UI's *Add agent*: the install script fetched from the server
+/// downloads this project's agent from the server and says how to start it.
+#[tokio::test]
+async fn the_install_script_installs_the_agent_from_the_server() {
+    let s = TestServer::start().await;
+    let (st, ctype, script) = text(&format!("{}/bk/install/kraken-agent-install.sh", s.url)).await;
+    assert_eq!(st, 200);
+    assert!(ctype.starts_with("text/x-shellscript"), "{ctype}");
+    assert!(
+        script.contains(&format!("SERVER=\"{}\"", s.url)),
+        "{script}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("KRAKEN_BIN_DIR", dir.path().join("bin"))
+        .env("KRAKEN_AGENT_DIR", dir.path().join("work"))
+        .env("KRAKEN_NO_SERVICE", "1")
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("kraken 0."), "{said}");
+    assert!(
+        said.contains(&format!("kraken agent --server {} --work-dir", s.url)),
+        "{said}"
+    );
+    // What it installed is the kraken binary itself.
+    let v = std::process::Command::new(dir.path().join("bin/kraken"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("kraken "));
+}
