@@ -948,6 +948,20 @@ impl Local {
                 .as_object_mut()
                 .ok_or_else(|| Error::internal("step JSON"))?;
             self.inject_step_fields(o, &secrets, &place).await?;
+            // For an agent `attempts` is the schema's: how many times to try
+            // the step (the original's agent runs it `attempts` times, and
+            // not at all for 0), not how many times it was handed out.
+            let tries = step
+                .fields
+                .0
+                .get("attempts")
+                .and_then(|v| {
+                    v.as_i64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                })
+                .filter(|n| *n >= 1)
+                .unwrap_or(1);
+            o.insert("attempts".into(), json!(tries));
             o.insert("finish".into(), json!(false));
             o.insert("job_id".into(), json!(job.id));
             o.insert("branch_id".into(), json!(place.branch_id));

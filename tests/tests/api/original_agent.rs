@@ -1,0 +1,188 @@
+//! The original Kraken CI agent (1.7.36, Python, unchanged, Apache-2.0:
+//! `tests/fixtures/original-agent`) against this server, as an existing
+//! installation would run it: installed in a virtualenv (`.ci/run` does it
+//! and exports `KRAKEN_TEST_KKAGENT`), started without `--no-update`,
+//! talking the original `/backend` protocol and sending its output as UDP
+//! datagrams.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use kraken_tests::{Client, TestServer};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The `kkagent` to run: `KRAKEN_TEST_KKAGENT`, else the README's venv.
+/// With `KRAKEN_REQUIRE_TOOLS` (CI) a missing one fails the test; elsewhere
+/// the test says it did not run.
+fn kkagent() -> Option<PathBuf> {
+    let path = std::env::var_os("KRAKEN_TEST_KKAGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/kkagent-venv/bin/kkagent"));
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("KRAKEN_REQUIRE_TOOLS").is_none(),
+        "no original agent at {} (see tests/fixtures/original-agent/README.md)",
+        path.display()
+    );
+    eprintln!(
+        "NOT RUN: no original agent at {} (set KRAKEN_TEST_KKAGENT)",
+        path.display()
+    );
+    None
+}
+
+/// What the agent needs around it (its README): `kktool` under
+/// `/opt/kraken`, a `sudo` that just runs its arguments, `pytest-3`.
+fn surroundings(kkagent: &Path, shims: &Path) {
+    let bin = kkagent.parent().unwrap();
+    std::fs::create_dir_all("/opt/kraken")
+        .expect("the original agent runs its tools from /opt/kraken (run the test as root)");
+    let link = Path::new("/opt/kraken/kktool");
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(bin.join("kktool"), link).unwrap();
+    std::fs::create_dir_all(shims).unwrap();
+    std::fs::write(shims.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(shims.join("sudo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = std::fs::remove_file(shims.join("pytest-3"));
+    std::os::unix::fs::symlink(bin.join("pytest"), shims.join("pytest-3")).unwrap();
+}
+
+/// Wait until the agent registered; authorize it; its id.
+async fn authorize(admin: &Client) -> i64 {
+    let end = Instant::now() + WAIT;
+    loop {
+        let a = admin.get("/api/agents?unauthorized=true").await;
+        if let Some(id) = a.body["items"]
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["address"] == "127.0.0.1"))
+            .and_then(|x| x["id"].as_i64())
+        {
+            admin
+                .patch("/api/agents", json!([{"id": id, "authorized": true}]))
+                .await
+                .expect(200);
+            return id;
+        }
+        assert!(Instant::now() < end, "the original agent never registered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn stage(steps: &[Value]) -> String {
+    let job = json!({"name": "orig", "steps": steps,
+        "environments": [{"system": "any", "agents_group": "all", "config": "c"}]});
+    format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{job}]}}\n"
+    )
+}
+
+#[tokio::test]
+async fn the_original_agent_runs_shell_junit_pytest_and_honours_cancel() {
+    let Some(kk) = kkagent() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let shims = work.path().join("shims");
+    surroundings(&kk, &shims);
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    admin
+        .put(
+            "/api/settings",
+            json!({"general": {"allow_address_only_agents": true}}),
+        )
+        .await
+        .expect(200);
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Started as installed: without --no-update.
+    let mut agent = tokio::process::Command::new(&kk)
+        .args(["run", "-s", &format!("{}/", s.url), "-d"])
+        .arg(work.path().join("data"))
+        .env("PATH", path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(work.path().join("agent.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    authorize(&admin).await;
+
+    let pid = admin.project("legacy").await;
+    let bid = admin.branch(pid, "main").await;
+    admin
+        .post(
+            &format!("/api/projects/{pid}/secrets"),
+            json!({"name": "tok", "kind": "simple", "secret": "hush-4711"}),
+        )
+        .await
+        .expect(201);
+    let junit = r#"<testsuite><testcase classname="t" name="ok"/><testcase classname="t" name="bad"><failure message="no"/></testcase></testsuite>"#;
+    let code = stage(&[
+        json!({"tool": "shell", "cmd": format!("echo orig-out-1; echo 'secret=#{{KK_SECRET_SIMPLE_tok}}'; echo '{junit}' > r.xml; printf 'def test_a():\\n    pass\\n' > test_o.py")}),
+        json!({"tool": "junit_collect", "file_glob": "r.xml"}),
+        json!({"tool": "pytest", "params": "test_o.py"}),
+        json!({"tool": "shell", "cmd": "false"}),
+        json!({"tool": "shell", "cmd": "echo after-failure", "when": "always"}),
+    ]);
+    admin.stage(bid, "legacy", &code).await;
+    let f = admin.flow(bid).await;
+    let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    let run = &done["runs"][0];
+    let jobs = admin.run_jobs(run["id"].as_i64().unwrap()).await;
+    let job = &jobs[0];
+    let steps = job["steps"].as_array().unwrap();
+    let statuses: Vec<i64> = steps
+        .iter()
+        .map(|s| s["status"].as_i64().unwrap_or(-1))
+        .collect();
+    let agent_log = || std::fs::read_to_string(work.path().join("agent.log")).unwrap_or_default();
+    assert_eq!(statuses, [2, 2, 2, 3, 2], "{job}\n{}", agent_log());
+    // Tests from junit_collect and pytest.
+    assert_eq!(run["tests_total"], 3, "{run}");
+    assert_eq!(run["tests_passed"], 2, "{run}");
+    // The job's log has the output (sent as UDP datagrams), secrets masked.
+    let jid = job["id"].as_i64().unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = admin.job_log(jid).await.join("\n");
+        if log.contains("after-failure") || Instant::now() > end {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(log.contains("orig-out-1"), "{log}");
+    assert!(log.contains("after-failure"), "{log}");
+    assert!(!log.contains("hush-4711"), "{log}");
+
+    // Cancel of a running `sleep`: the job ends, cancelled, at once.
+    admin
+        .put(
+            &format!("/api/stages/{}", done["stages"][0]["id"]),
+            json!({"name": "legacy", "schema_code": stage(&[json!({"tool": "shell", "cmd": "sleep 300", "timeout": 600})])}),
+        )
+        .await
+        .expect(200);
+    let f = admin.flow(bid).await;
+    let rid = f["runs"][0]["id"].as_i64().unwrap();
+    admin
+        .wait_for(&format!("/api/runs/{rid}/jobs"), WAIT, |b| {
+            b["items"][0]["steps"][0]["status"] == 1
+        })
+        .await;
+    let cancelled_at = Instant::now();
+    admin.delete(&format!("/api/runs/{rid}")).await.expect(200);
+    let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    assert!(cancelled_at.elapsed() < Duration::from_secs(60), "{done}");
+    let jobs = admin.run_jobs(rid).await;
+    assert_eq!(jobs[0]["completion_status"], 8, "{:?}", jobs[0]);
+    // It never tried to update itself.
+    assert!(!agent_log().contains("updating agent"), "{}", agent_log());
+    let _ = agent.kill().await;
+}
