@@ -7,6 +7,7 @@ mod auth;
 mod branches;
 mod errors;
 mod exec;
+mod openapi;
 mod projects;
 mod restart;
 mod results;
