@@ -56,7 +56,7 @@ pub async fn update_settings(Caller(k): Caller, J(body): J<Value>) -> R<Json<Val
     path = "/user_data",
     tag = "misc",
     summary = "User data stored by the `data` tool",
-    params(("scope" = String, Query, description = "`project`, `branch` or ..."), ("entity_id" = i64, Query, description = "Id of the project, branch, ...")),
+    params(("scope" = String, Query, description = "Whose data: `project`, `branch`, `branch-ci`, `branch-dev` or `flow`", pattern = "^(project|branch|branch-ci|branch-dev|flow)$"), ("entity_id" = i64, Query, description = "Id of the project, branch, ...")),
     responses((status = 200, description = "OK", body = doc::UserData), ReadErrors),
 )]
 pub async fn get_user_data(Caller(k): Caller, q: Q) -> R<Json<UserData>> {

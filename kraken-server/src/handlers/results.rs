@@ -124,7 +124,7 @@ pub async fn get_flow_analysis(Caller(k): Caller, P(id): P<i64>) -> R<Json<Value
     path = "/flows/{id}/history",
     tag = "results",
     summary = "Earlier flows of the flow's branch",
-    params(("id" = i64, Path, description = "Flow id"), ("limit" = Option<i64>, Query, description = "How many")),
+    params(("id" = i64, Path, description = "Flow id"), ("limit" = Option<i64>, Query, description = "How many (10 by default)", minimum = 0, maximum = 100)),
     responses((status = 200, description = "OK", body = doc::List<doc::JsonMap>), ReadErrors),
 )]
 pub async fn get_branch_history(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<List<Value>>> {

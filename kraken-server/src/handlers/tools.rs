@@ -58,7 +58,7 @@ pub async fn get_tool_versions(Caller(k): Caller, P(name): P<String>, q: Q) -> R
     path = "/tools/{name}",
     tag = "tools",
     summary = "Delete a tool version (superadmin)",
-    params(("name" = String, Path, description = "The tool's id (an integer)")),
+    params(("name" = String, Path, description = "The tool's id (an integer)", pattern = "^[0-9]+$")),
     responses((status = 200, description = "OK", body = doc::Empty), WriteErrors),
 )]
 pub async fn delete_tool(Caller(k): Caller, P(id): P<String>) -> R<Json<Empty>> {

@@ -1165,15 +1165,19 @@ pub struct RetentionPolicyInput {
 pub struct Login {
     /// User name.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub user: Option<String>,
     /// Password.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub password: Option<String>,
     /// `local` (the default); other methods are not supported.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub method: Option<String>,
     /// OIDC provider (unsupported).
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub oidc_provider: Option<String>,
 }
 
@@ -1182,9 +1186,11 @@ pub struct Login {
 pub struct NewUser {
     /// Login name.
     #[serde(default)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Password.
     #[serde(default)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 1024)]
     pub password: Option<String>,
 }
 
@@ -1212,9 +1218,11 @@ pub struct UserChanges {
 pub struct PasswordChange {
     /// The current password.
     #[serde(default)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 1024)]
     pub password_old: Option<String>,
     /// The new password.
     #[serde(default)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 1024)]
     pub password_new: Option<String>,
 }
 
@@ -1223,9 +1231,11 @@ pub struct PasswordChange {
 pub struct NewProject {
     /// Unique name.
     #[serde(default)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Description.
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
 }
 
@@ -1234,9 +1244,11 @@ pub struct NewProject {
 pub struct ProjectChanges {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub name: Option<String>,
     /// New description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
     /// New webhook settings (merged into the current ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1252,24 +1264,28 @@ pub struct Webhooks {
     pub github_enabled: Option<bool>,
     /// HMAC secret of GitHub webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)]
     pub github_secret: Option<String>,
     /// Take Gitea webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gitea_enabled: Option<bool>,
     /// HMAC secret of Gitea webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)]
     pub gitea_secret: Option<String>,
     /// Take GitLab webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gitlab_enabled: Option<bool>,
     /// Token of GitLab webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)]
     pub gitlab_secret: Option<String>,
     /// Take Radicle webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub radicle_enabled: Option<bool>,
     /// HMAC secret of Radicle webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)]
     pub radicle_secret: Option<String>,
 }
 
@@ -1278,18 +1294,29 @@ pub struct Webhooks {
 pub struct SecretInput {
     /// Name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[A-Za-z0-9_]+$"
+    )]
     pub name: Option<String>,
     /// `ssh-key` or `simple` (create only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255, pattern = "^(simple|ssh-key)$")]
     pub kind: Option<String>,
     /// SSH user name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub username: Option<String>,
     /// SSH private key (`******` leaves it unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)]
     pub key: Option<String>,
     /// Secret value (`******` leaves it unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 65536)]
     pub secret: Option<String>,
 }
 
@@ -1298,15 +1325,18 @@ pub struct SecretInput {
 pub struct NewBranch {
     /// Display name.
     #[serde(default)]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Git branch; defaults to the name.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub branch_name: Option<String>,
     /// Branch to fork from.
     #[serde(default)]
     pub id: Option<i64>,
     /// `model-1`: the fork continues the source's numbering (the source restarts from 0).
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub forking_model: Option<String>,
 }
 
@@ -1315,9 +1345,11 @@ pub struct NewBranch {
 pub struct BranchChanges {
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub name: Option<String>,
     /// Git branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub branch_name: Option<String>,
 }
 
@@ -1326,6 +1358,7 @@ pub struct BranchChanges {
 pub struct SequenceValue {
     /// New value (≥ -1).
     #[serde(default)]
+    #[schema(required = true, nullable = false, minimum = -1)]
     pub value: Option<i64>,
 }
 
@@ -1342,9 +1375,17 @@ pub struct MoveBranch {
 pub struct EnvVar {
     /// Name.
     #[serde(default)]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[A-Za-z_][A-Za-z0-9_]*$"
+    )]
     pub name: Option<String>,
     /// Value.
     #[serde(default)]
+    #[schema(max_length = 65536, required = true, nullable = false)]
     pub value: Option<String>,
 }
 
@@ -1353,9 +1394,11 @@ pub struct EnvVar {
 pub struct StageInput {
     /// Name (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
     /// Enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1391,6 +1434,7 @@ pub struct StageInput {
 pub struct StageSchemaCode {
     /// The code to evaluate.
     #[serde(default)]
+    #[schema(max_length = 262144)]
     pub schema_code: Option<String>,
 }
 
@@ -1419,6 +1463,7 @@ pub struct NewRun {
 pub struct NewJob {
     /// The run to add jobs to.
     #[serde(default)]
+    #[schema(required = true, nullable = false)]
     pub run: Option<i64>,
 }
 
@@ -1463,6 +1508,7 @@ pub struct GroupId {
 pub struct GroupInput {
     /// Name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Project scope (create only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1500,30 +1546,45 @@ pub struct Deployment {
 pub struct ToolInput {
     /// Name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^@/]+$"
+    )]
     pub name: Option<String>,
     /// Description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
     /// Location.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2048)]
     pub location: Option<String>,
     /// Entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2048)]
     pub entry: Option<String>,
     /// Parameters schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(required = true)]
     pub parameters: Option<Value>,
     /// Version to overwrite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub version: Option<String>,
     /// Remote tool repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
     /// Remote tool tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub tag: Option<String>,
     /// Remote tool file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2048)]
     pub tool_file: Option<String>,
 }
 
@@ -1532,9 +1593,11 @@ pub struct ToolInput {
 pub struct CommentInput {
     /// Text.
     #[serde(default)]
+    #[schema(max_length = 65536, required = true, nullable = false)]
     pub text: Option<String>,
     /// Author.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub author: Option<String>,
     /// State.
     #[serde(default)]
@@ -1544,8 +1607,12 @@ pub struct CommentInput {
 /// `POST /rq/queue`: a background task to queue.
 #[derive(ToSchema)]
 pub struct RqEntry {
-    /// The task, e.g. `analyze_results_history`.
-    #[schema(required = true, nullable = false)]
+    /// The task: `analyze_results_history` or `analyze_run` (a module path may precede it).
+    #[schema(
+        required = true,
+        nullable = false,
+        pattern = r"^([A-Za-z0-9_]+\.)*(analyze_results_history|analyze_run)$"
+    )]
     pub func_name: Option<String>,
     /// Its arguments: a string, a number or a list (joined with commas).
     pub args: Option<Value>,
