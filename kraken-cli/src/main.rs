@@ -14,6 +14,7 @@ mod args;
 mod cmd;
 mod out;
 mod resolve;
+mod words;
 
 use args::*;
 use out::{Exit, Out, usage};

@@ -79,9 +79,8 @@ pub static JQ: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Print what jq filter `filter` makes of `v`: strings raw, other values as
 /// compact JSON, one per line. A bad filter is a usage error (exit 2).
-fn write_jq<T: Serialize + ?Sized>(filter: &str, v: &T) -> anyhow::Result<()> {
-    let value = serde_json::to_value(v)?;
-    let outputs = kraken_core::jq::run(filter, &value).map_err(usage)?;
+fn write_jq(filter: &str, value: &serde_json::Value) -> anyhow::Result<()> {
+    let outputs = kraken_core::jq::run(filter, value).map_err(usage)?;
     let mut s = String::new();
     for o in outputs {
         match o {
@@ -93,30 +92,60 @@ fn write_jq<T: Serialize + ?Sized>(filter: &str, v: &T) -> anyhow::Result<()> {
     write_out(&s)
 }
 
+/// The JSON of `v` with words beside the original's numbers (see
+/// [`crate::words`]).
+fn to_json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(v)?;
+    crate::words::add(&mut value);
+    Ok(value)
+}
+
 /// How results are printed.
 #[derive(Debug, Clone, Copy)]
 pub struct Out {
     /// JSON instead of tables.
     pub json: bool,
-    /// stdout is a terminal.
+    /// Output for people: stdout is a terminal (or `CLICOLOR_FORCE` is set):
+    /// boxed tables, relative times.
     pub tty: bool,
+    /// Colours for states in tables (a terminal, and no `NO_COLOR`).
+    pub color: bool,
+}
+
+/// Whether an environment variable is set to something other than empty or `0`.
+fn env_on(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 impl Out {
-    /// Output to stdout, JSON or not.
+    /// Output to stdout, JSON or not. `CLICOLOR_FORCE=1` asks for terminal
+    /// output in a pipe; `NO_COLOR` turns colours off (<https://no-color.org>).
     pub fn new(json: bool) -> Out {
+        let tty = std::io::stdout().is_terminal() || env_on("CLICOLOR_FORCE");
         Out {
             json,
-            tty: std::io::stdout().is_terminal(),
+            tty,
+            color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
+
+    /// A time for people: relative on a terminal (`2m ago`), absolute
+    /// (RFC 3339, UTC) in pipes.
+    pub fn when(&self, t: kraken_core::model::Timestamp) -> String {
+        if self.tty {
+            ago(t.secs_until(kraken_core::model::Timestamp::now()))
+        } else {
+            t.to_string()
         }
     }
 
     /// Print a value as pretty JSON (or what `--jq` makes of it).
     pub fn json<T: Serialize + ?Sized>(&self, v: &T) -> anyhow::Result<()> {
+        let v = to_json(v)?;
         if let Some(filter) = JQ.get() {
-            return write_jq(filter, v);
+            return write_jq(filter, &v);
         }
-        let mut s = serde_json::to_string_pretty(v)?;
+        let mut s = serde_json::to_string_pretty(&v)?;
         s.push('\n');
         write_out(&s)
     }
@@ -176,10 +205,11 @@ impl Out {
 
     /// Print a value as one JSON line (streams).
     pub fn json_line<T: Serialize + ?Sized>(&self, v: &T) -> anyhow::Result<()> {
+        let v = to_json(v)?;
         if let Some(filter) = JQ.get() {
-            return write_jq(filter, v);
+            return write_jq(filter, &v);
         }
-        let mut s = serde_json::to_string(v)?;
+        let mut s = serde_json::to_string(&v)?;
         s.push('\n');
         write_out(&s)
     }
@@ -198,9 +228,21 @@ impl Out {
         } else {
             t.load_style(comfy_table::presets::NOTHING);
         }
+        if self.color {
+            t.enforce_styling();
+        } else {
+            t.force_no_tty();
+        }
         t.set_header(headers.to_vec());
         for r in rows {
-            t.add_row(r);
+            t.add_row(r.into_iter().map(|text| {
+                let color = self.color.then(|| state_color(&text)).flatten();
+                let cell = comfy_table::Cell::new(text);
+                match color {
+                    Some(c) => cell.fg(c),
+                    None => cell,
+                }
+            }));
         }
         let mut s = t.to_string();
         if !self.tty {
@@ -224,6 +266,31 @@ impl Out {
         }
         write_out(&s)
     }
+}
+
+/// `N s ago`, `N m ago`, `N h ago`, `N d ago`.
+pub fn ago(secs: i64) -> String {
+    match secs {
+        ..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86_400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+/// The colour of a table cell that starts with a state word: green for
+/// passed, red for failed, yellow for cancelled or waiting for a person,
+/// blue while running.
+fn state_color(text: &str) -> Option<comfy_table::Color> {
+    use comfy_table::Color;
+    let word = text.split([' ', '(']).next().unwrap_or("");
+    Some(match word {
+        "passed" | "done" => Color::Green,
+        "failed" | "error" => Color::Red,
+        "cancelled" | "canceled" | "manual" => Color::Yellow,
+        "running" | "in-progress" | "queued" | "finishing" | "assigned" => Color::Blue,
+        _ => return None,
+    })
 }
 
 /// Text of an optional value.

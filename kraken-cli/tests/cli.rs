@@ -344,6 +344,168 @@ async fn in_process_flows_need_no_server() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
+/// A flow created in process by a command that exits at once is finished
+/// by whichever `kraken --db` command runs next: every command is the same
+/// agent (one per database and host), not a new one per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_flows_outlive_the_command_that_created_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("ci.db").display());
+    let cli = Cli::new(None, None);
+    let ok = |extra: &[&str]| {
+        let mut a = vec!["--db", db.as_str()];
+        a.extend_from_slice(extra);
+        let a: Vec<String> = a.into_iter().map(str::to_string).collect();
+        let cli = &cli;
+        async move {
+            cli.ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+                .await
+        }
+    };
+    ok(&["projects", "create", "demo"]).await;
+    ok(&["branches", "create", "demo", "main"]).await;
+    let stage = write_stage(dir.path(), "s", &["sleep 1", "echo outlived"]).await;
+    ok(&["stages", "create", "demo/main", "s", "--file", &stage]).await;
+    // Created, not waited for: this process exits while the job is queued
+    // or running.
+    let fid = ok(&["flows", "create", "demo/main"]).await;
+    // A few unrelated commands in between, each its own process.
+    for _ in 0..3 {
+        ok(&["projects", "list"]).await;
+    }
+    // The next command that waits finishes it.
+    ok(&["flows", "wait", &fid, "--timeout", "60"]).await;
+    let f: Value = serde_json::from_str(&ok(&["--json", "flows", "show", &fid]).await).unwrap();
+    let run = f["runs"][0]["id"].to_string();
+    let jobs: Value = serde_json::from_str(&ok(&["--json", "runs", "jobs", &run]).await).unwrap();
+    let log = ok(&["logs", &jobs["items"][0]["id"].to_string()]).await;
+    assert!(log.contains("outlived"), "{log}");
+    // One in-process agent, however many processes ran.
+    let agents: Value = serde_json::from_str(&ok(&["--json", "agents", "list"]).await).unwrap();
+    let names: Vec<&str> = agents["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["address"].as_str())
+        .filter(|a| a.starts_with("in-process@"))
+        .collect();
+    assert_eq!(names.len(), 1, "{agents}");
+}
+
+/// Words beside the original's numbers in JSON, a step's exit code in its
+/// log and in job tables, and a terminal's colours and relative times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_has_words_and_tables_show_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("ci.db").display());
+    let cli = Cli::new(None, None);
+    let run = |extra: &[&str]| {
+        let mut a = vec!["--db", db.as_str()];
+        a.extend_from_slice(extra);
+        let a: Vec<String> = a.into_iter().map(str::to_string).collect();
+        let cli = &cli;
+        async move {
+            cli.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+                .await
+        }
+    };
+    let ok = |extra: &'static [&'static str]| {
+        let run = &run;
+        async move {
+            let o = run(extra).await;
+            assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", stderr(&o));
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        }
+    };
+    ok(&["projects", "create", "demo"]).await;
+    ok(&["branches", "create", "demo", "main"]).await;
+    let stage = write_stage(dir.path(), "s", &["echo 'before #{BUILD_TYPE}'", "exit 3"]).await;
+    let o = run(&["stages", "create", "demo/main", "s", "--file", &stage]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["flows", "create", "demo/main", "--wait", "--timeout", "60"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    // Words next to numbers, and one verdict word on flow, run and job.
+    let f: Value = serde_json::from_str(&ok(&["--json", "flows", "show", "1"]).await).unwrap();
+    assert_eq!(f["conclusion"], "failed", "{f}");
+    assert_eq!(f["runs"][0]["conclusion"], "failed");
+    let run_id = f["runs"][0]["id"].to_string();
+    let o = run(&["--json", "runs", "jobs", &run_id]).await;
+    let jobs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let job = &jobs["items"][0];
+    assert_eq!(job["state"], 5);
+    assert_eq!(job["state_name"], "completed");
+    assert_eq!(job["completion_status_name"], "step failed");
+    assert_eq!(job["conclusion"], "failed");
+    assert_eq!(job["steps"][0]["status_name"], "done");
+    assert_eq!(job["steps"][1]["status_name"], "error");
+    // --jq sees the words too.
+    let o = run(&[
+        "--jq",
+        ".items[0].steps[1].result.retcode",
+        "runs",
+        "jobs",
+        &run_id,
+    ])
+    .await;
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "3");
+
+    // The exit code in the job table, and each step's in the job's.
+    let o = run(&["runs", "jobs", &run_id]).await;
+    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(table.lines().next().unwrap().contains("EXIT"), "{table}");
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .any(|w| w == "3"),
+        "{table}"
+    );
+    let job_id = job["id"].to_string();
+    let o = run(&["jobs", "show", &job_id]).await;
+    let shown = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with('1') && l.contains("error") && l.ends_with('3')),
+        "{shown}"
+    );
+    // ... and in the step's log, after its output.
+    let o = run(&["logs", &job_id]).await;
+    let log = String::from_utf8_lossy(&o.stdout).to_string();
+    // Which `#{...}` became <ERROR>, before the step's output.
+    let why = log
+        .find("--- #{BUILD_TYPE} rendered <ERROR>: 'BUILD_TYPE' is neither a run argument nor a context value ---")
+        .expect(&log);
+    let before = log.find("before <ERROR>").expect(&log);
+    assert!(why < before, "{log}");
+    let done = log.find("--- step done: exit code 0").expect(&log);
+    let failed = log.find("--- step failed: exit code 3").expect(&log);
+    assert!(before < done && done < failed, "{log}");
+
+    // A terminal gets colours and relative times; NO_COLOR takes the
+    // colours away; a pipe gets absolute times.
+    let mut forced = Cli::new(None, None);
+    forced.env.push(("CLICOLOR_FORCE".into(), "1".into()));
+    let o = forced
+        .run(&["--db", &db, "flows", "list", "demo/main"])
+        .await;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains("\u{1b}["), "{text}");
+    assert!(text.contains("s ago") || text.contains("m ago"), "{text}");
+    forced.env.push(("NO_COLOR".into(), "1".into()));
+    let o = forced
+        .run(&["--db", &db, "flows", "list", "demo/main"])
+        .await;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(!text.contains("\u{1b}["), "{text}");
+    assert!(text.contains("ago"), "{text}");
+    let plain = ok(&["flows", "list", "demo/main"]).await;
+    assert!(!plain.contains("ago") && plain.contains("Z"), "{plain}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_is_columns_in_pipes_and_the_api_json_with_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -411,6 +573,33 @@ async fn schema_check_works_offline() {
     let o = cli.run(&["--json", "schema", "check", &good]).await;
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["jobs"][0]["name"], "good");
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    // A `#{NAME}` that no run would have: a warning, and still exit 0.
+    let missing = write_stage(
+        dir.path(),
+        "missing",
+        &["make #{BUILD_TYPE} #{KK_FLOW_SEQ} #{branch_name}"],
+    )
+    .await;
+    let o = cli.run(&["schema", "check", &missing]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: job 'missing' step 0: #{BUILD_TYPE} rendered <ERROR>: 'BUILD_TYPE' is neither a run argument nor a context value"),
+        "{err}"
+    );
+    assert_eq!(err.matches("warning").count(), 1, "{err}");
+    // Given as an argument (through the ctx), it is known.
+    let o = cli
+        .run(&[
+            "schema",
+            "check",
+            &missing,
+            "--ctx",
+            r#"{"args": {"BUILD_TYPE": "release"}}"#,
+        ])
+        .await;
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
     let dynamic = dir.path().join("dyn.py");
     tokio::fs::write(
         &dynamic,

@@ -198,6 +198,18 @@ pub mod job_state {
     pub const EXECUTING_FINISHED: i64 = 4;
     /// Done; see the completion status.
     pub const COMPLETED: i64 = 5;
+    /// The word for a state: `prequeued`, `queued`, `assigned`,
+    /// `executing-finished`, `completed`.
+    pub fn name(state: i64) -> &'static str {
+        match state {
+            PREQUEUED => "prequeued",
+            QUEUED => "queued",
+            ASSIGNED => "assigned",
+            EXECUTING_FINISHED => "executing-finished",
+            COMPLETED => "completed",
+            _ => "unknown",
+        }
+    }
 }
 
 /// Job completion statuses (integers in JSON).
@@ -267,6 +279,17 @@ pub mod step_status {
             "error" => Some(ERROR),
             "skipped" => Some(SKIPPED),
             _ => None,
+        }
+    }
+    /// The name of a status (what [`parse`] reads).
+    pub fn name(status: i64) -> &'static str {
+        match status {
+            NOT_STARTED => "not-started",
+            IN_PROGRESS => "in-progress",
+            DONE => "done",
+            ERROR => "error",
+            SKIPPED => "skipped",
+            _ => "unknown",
         }
     }
 }

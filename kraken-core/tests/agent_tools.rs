@@ -212,7 +212,7 @@ async fn shell_cmd_streams_output_in_order_and_reports_exit_codes() {
         )
         .await;
     assert!(o.ok, "{o:?}");
-    assert_eq!(o.to_result(), json!({"status": "done"}));
+    assert_eq!(o.to_result(), json!({"status": "done", "retcode": 0}));
     assert_eq!(
         lines[0],
         "$ echo one; echo two >&2; echo three; printf 'no newline'"
@@ -945,13 +945,245 @@ async fn data_from_a_file_or_a_value() {
 #[tokio::test]
 async fn unknown_tools_and_bad_fields_are_exceptions() {
     let job = Job::new();
-    let (o, _) = job.run("nglint", json!({})).await;
+    let (o, _) = job.run("hammer", json!({})).await;
     assert_eq!(o.reason.as_deref(), Some("exception"));
-    assert!(o.msg.unwrap().contains("tool 'nglint' is not supported"));
+    assert!(o.msg.unwrap().contains("tool 'hammer' is not supported"));
 
     let (o, _) = job
         .run("shell", json!({"cmd": "true", "timeout": "soon"}))
         .await;
     assert_eq!(o.reason.as_deref(), Some("exception"));
     assert!(o.msg.unwrap().contains("'timeout'"));
+}
+
+/// Whether a program a test runs is here. `.ci/run` installs them all and
+/// sets `KRAKEN_REQUIRE_TOOLS=1`, so in CI a missing one fails the test;
+/// elsewhere the test says on stderr that it did not run and why.
+fn need(program: &str, how: &str) -> bool {
+    kraken_core::agent::tools::process::find_in_path(program, std::env::var_os("PATH").as_deref())
+        .is_some()
+        || {
+            assert!(
+                std::env::var_os("KRAKEN_REQUIRE_TOOLS").is_none(),
+                "this test runs `{program}`: install it ({how})"
+            );
+            eprintln!("NOT RUN: this test runs `{program}`, which is not in PATH ({how})");
+            false
+        }
+}
+
+#[tokio::test]
+async fn rndtest_gives_the_same_tests_with_random_results_and_values() {
+    let job = Job::new();
+    let (o, lines) = job
+        .run("rndtest", json!({"count": "12", "override_result": 3}))
+        .await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.test_results.len(), 12);
+    assert!(lines.iter().any(|l| l.contains("12 random test results")));
+    let manual = &o.test_results[2];
+    assert_eq!(manual["test"], "test_0_special.manual");
+    assert_eq!(manual["status"], 3, "override_result");
+    for r in &o.test_results {
+        let s = r["status"].as_i64().unwrap();
+        assert!((0..=5).contains(&s), "{r}");
+        if let Some(v) = r.get("values") {
+            for fig in v.as_object().unwrap().values() {
+                assert!(
+                    fig["value"].is_number() && fig["iterations"].is_number(),
+                    "{r}"
+                );
+            }
+        }
+    }
+    let (again, _) = job.run("rndtest", json!({"count": 12})).await;
+    let names = |o: &StepOutcome| -> Vec<String> {
+        o.test_results
+            .iter()
+            .map(|r| r["test"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&o), names(&again), "the same tests every run");
+    let (bad, _) = job.run("rndtest", json!({"count": 2})).await;
+    assert!(bad.msg.unwrap().contains("at least 3"));
+}
+
+#[tokio::test]
+async fn values_collect_reads_figures_from_files() {
+    let job = Job::new();
+    job.write("perf/render.json", r#"{"fps": 59.5, "frames": 1200}"#);
+    job.write("perf/broken.json", "{");
+    let (o, _) = job
+        .run(
+            "values_collect",
+            json!({"cwd": "perf", "files": [
+                {"name": "render.json", "namespace": "render"},
+                {"name": "broken.json"},
+                {"name": "missing.json"},
+            ]}),
+        )
+        .await;
+    assert!(o.ok, "{o:?}");
+    let r = &o.test_results;
+    assert_eq!(r[0]["test"], "render");
+    assert_eq!(r[0]["status"], tc_result::PASSED);
+    assert_eq!(r[0]["values"]["fps"]["value"], 59.5);
+    assert_eq!(r[1]["test"], "broken.json");
+    assert_eq!(r[1]["status"], tc_result::ERROR);
+    assert!(r[1]["message"].as_str().unwrap().contains("cannot parse"));
+    assert!(r[2]["message"].as_str().unwrap().contains("missing"));
+    let (o, _) = job.run("values_collect", json!({})).await;
+    assert!(o.msg.unwrap().contains("'files'"));
+}
+
+#[tokio::test]
+async fn cloc_counts_lines_per_language() {
+    if !need("cloc", "apt-get install cloc") {
+        return;
+    }
+    let job = Job::new();
+    job.write("src/a.py", "# comment\nimport os\n\nprint(os.name)\n");
+    job.write("src/b.sh", "#!/bin/sh\necho hi\n");
+    job.write("src/vendor/c.py", "x = 1\n");
+    let (o, lines) = job
+        .run("cloc", json!({"cwd": "src", "exclude-dir": "vendor"}))
+        .await;
+    assert!(o.ok, "{o:?} {lines:?}");
+    let py = o
+        .test_results
+        .iter()
+        .find(|r| r["test"] == "Python")
+        .expect("a Python result");
+    assert_eq!(py["values"]["code"]["value"], 2, "{py}");
+    assert_eq!(py["values"]["comment"]["value"], 1);
+    assert_eq!(py["values"]["blank"]["value"], 1);
+    assert_eq!(py["values"]["files"]["value"], 1, "vendor is excluded");
+    assert!(o.test_results.iter().any(|r| r["test"] == "SUM"));
+    assert!(
+        lines[0].starts_with("$ cloc . --json --exclude-dir vendor"),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn gotest_reports_each_go_test() {
+    if !need("go", "apt-get install golang-go") {
+        return;
+    }
+    let job = Job::new();
+    job.write("m/go.mod", "module example.com/m\n\ngo 1.19\n");
+    job.write(
+        "m/m_test.go",
+        "package m\n\nimport \"testing\"\n\nfunc TestOk(t *testing.T) {}\n\nfunc TestBad(t *testing.T) { t.Fatal(\"boom\") }\n\nfunc TestSkip(t *testing.T) { t.Skip(\"later\") }\n",
+    );
+    // Go wants writable caches; the job's dir is.
+    let cache = job.path().join("gocache");
+    let mut job = job;
+    job.env
+        .insert("GOCACHE".into(), cache.display().to_string());
+    job.env
+        .insert("HOME".into(), job.path().display().to_string());
+    job.env.insert("GOFLAGS".into(), "-mod=mod".into());
+    job.env.insert("GOPROXY".into(), "off".into());
+    let (o, lines) = job
+        .run("gotest", json!({"cwd": "m", "params": "./..."}))
+        .await;
+    assert!(o.ok, "{o:?} {lines:?}");
+    let by = |name: &str| {
+        o.test_results
+            .iter()
+            .find(|r| r["test"] == format!("example.com/m::{name}"))
+            .unwrap_or_else(|| panic!("{name} in {:?}", o.test_results))
+            .clone()
+    };
+    assert_eq!(by("TestOk")["status"], tc_result::PASSED);
+    assert_eq!(by("TestBad")["status"], tc_result::FAILED);
+    assert!(by("TestBad")["output"].as_str().unwrap().contains("boom"));
+    assert_eq!(by("TestSkip")["status"], tc_result::DISABLED);
+    assert!(
+        lines.iter().any(|l| l.contains("3 tests, 1 failed")),
+        "{lines:?}"
+    );
+    // A build error is no test result: the step fails.
+    job.write("m/m_test.go", "package m\n\nfunc broken( {\n");
+    let (o, _) = job.run("gotest", json!({"cwd": "m"})).await;
+    assert!(!o.ok);
+    assert_eq!(o.reason.as_deref(), Some("retcode"));
+}
+
+#[tokio::test]
+async fn pylint_reports_issues_with_links_to_the_repository() {
+    if !need("pylint", "pip install pylint") {
+        return;
+    }
+    let job = Job::new();
+    job.write("repo/pkg/__init__.py", "");
+    job.write(
+        "repo/pkg/mod.py",
+        "import os\n\ndef f( x ):\n    return 1\n",
+    );
+    let repo = job.path().join("repo");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(
+        &repo,
+        &["remote", "add", "origin", "git@example.com:org/app.git"],
+    );
+    let (o, lines) = job
+        .run(
+            "pylint",
+            json!({"cwd": "repo", "modules_or_packages": "pkg"}),
+        )
+        .await;
+    assert!(o.ok, "{o:?} {lines:?}");
+    let unused = o
+        .issues
+        .iter()
+        .find(|i| i["symbol"] == "unused-import")
+        .unwrap_or_else(|| panic!("{:?}", o.issues));
+    assert_eq!(unused["path"], "pkg/mod.py");
+    assert_eq!(unused["line"], 1);
+    assert_eq!(unused["type"], "warning");
+    // No remote branch contains HEAD (nothing pushed): master, as the original.
+    assert_eq!(
+        unused["url"],
+        "https://example.com/org/app/blob/master/pkg/mod.py#L1"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("pkg/mod.py:1")),
+        "{lines:?}"
+    );
+    let (o, _) = job.run("pylint", json!({"cwd": "repo"})).await;
+    assert!(o.msg.unwrap().contains("modules_or_packages"));
+}
+
+#[tokio::test]
+async fn nglint_reports_eslint_messages_as_issues() {
+    // `npx ng lint` needs an Angular workspace from the npm registry; a
+    // stand-in `npx` prints what Angular's linter prints (ESLint's JSON).
+    let mut job = Job::new();
+    let bin = job.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let app = job.path().join("app");
+    std::fs::create_dir_all(app.join("src")).unwrap();
+    let report = format!(
+        r#"[{{"filePath": "{}/src/main.ts", "messages": [{{"severity": 2, "line": 4, "column": 2, "message": "Unexpected any", "ruleId": "no-explicit-any"}}, {{"severity": 1, "line": 9, "column": 1, "message": "Missing return type", "messageId": "missingReturnType"}}]}}]"#,
+        app.display()
+    );
+    job.write("bin/npx", &format!("#!/bin/sh\n[ \"$*\" = 'ng lint --format json --force --silent' ] || exit 9\ncat <<'EOF'\n{report}\nEOF\n"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("npx"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    job.env.insert("PATH".into(), path);
+    let (o, lines) = job.run("nglint", json!({"cwd": "app"})).await;
+    assert!(o.ok, "{o:?} {lines:?}");
+    assert_eq!(o.issues.len(), 2);
+    assert_eq!(o.issues[0]["path"], "src/main.ts");
+    assert_eq!(o.issues[0]["type"], "error");
+    assert_eq!(o.issues[0]["symbol"], "no-explicit-any");
+    assert_eq!(o.issues[1]["type"], "warning");
+    assert_eq!(o.issues[1]["symbol"], "missingReturnType");
 }

@@ -347,7 +347,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let mut agents = Vec::new();
     for (i, work_dir) in (1..=config.agents).zip(builtin_dirs) {
         let uid = kraken_core::agent::work_dir_identity(&work_dir)?;
-        let label = format!("builtin-{i}@{}", hostname());
+        let label = format!("builtin-{i}@{}", kraken_core::agent::hostname());
         let agent_id = core.ensure_builtin_agent(&label, &uid).await?;
         let cfg = kraken_core::agent::AgentConfig::new(&label, &work_dir);
         let agent = kraken_core::agent::Agent::new(
@@ -391,16 +391,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         service_logs,
         agent_locks: locks,
     })
-}
-
-/// This machine's name (for the addresses of built-in agents).
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Receive log datagrams of the original's agents; store them in batches

@@ -20,10 +20,38 @@ use tokio::sync::mpsc;
 
 use crate::event::{DashEvent, ViewId};
 use crate::keys::{KeyHint, KeyMap};
-use crate::net::{Command, Net, Task};
+use crate::net::{Command, Net, Task, parse_args};
 use crate::style;
 use crate::text::{ellipsize, width};
-use crate::views::{Component, Outcome, ProjectsView};
+use crate::views::{AgentsView, Component, Outcome, ProjectsView, RunningView, ServicesView};
+
+/// The views `:` opens by name, with what they show.
+pub const VIEWS: [(&str, &str); 4] = [
+    ("agents", "agents and their jobs"),
+    ("jobs", "running and queued jobs"),
+    ("log", "the services log"),
+    ("projects", "back to the projects"),
+];
+
+/// The view a `:` command names: a name of [`VIEWS`] (or `services` for
+/// `log`), or the start of exactly one.
+pub fn view_named(typed: &str) -> Option<&'static str> {
+    let t = typed.trim().to_ascii_lowercase();
+    if t.is_empty() {
+        return None;
+    }
+    if "services".starts_with(&t) && t.len() >= 2 {
+        return Some("log");
+    }
+    if let Some((n, _)) = VIEWS.iter().find(|(n, _)| *n == t) {
+        return Some(n);
+    }
+    let mut found = VIEWS.iter().filter(|(n, _)| n.starts_with(&t));
+    match (found.next(), found.next()) {
+        (Some((n, _)), None) => Some(n),
+        _ => None,
+    }
+}
 
 /// How many events the channel holds before senders wait.
 const CHANNEL: usize = 1024;
@@ -60,6 +88,12 @@ struct Entry {
 enum Popup {
     Help,
     Confirm(Command),
+    /// Flow arguments for a new flow, typed before the confirmation.
+    Args {
+        cmd: Command,
+        text: String,
+        error: Option<String>,
+    },
 }
 
 /// A message on the status line.
@@ -78,6 +112,8 @@ pub struct App {
     keys: KeyMap,
     stack: Vec<Entry>,
     popup: Option<Popup>,
+    /// The `:` prompt, while it is open: what was typed.
+    prompt: Option<String>,
     message: Option<Message>,
     /// The last failure to read the top view's data, and when it is retried.
     offline: Option<(String, String)>,
@@ -115,6 +151,7 @@ impl App {
             keys: options.keys,
             stack: Vec::new(),
             popup: None,
+            prompt: None,
             message: None,
             offline: None,
             next_id: 1,
@@ -162,6 +199,22 @@ impl App {
 
     /// The key hints of the footer: the top view's, then the global ones.
     pub fn key_hints(&self) -> Vec<KeyHint> {
+        if self.prompt.is_some() {
+            return vec![
+                KeyHint {
+                    key: "enter".into(),
+                    what: "open",
+                },
+                KeyHint {
+                    key: "tab".into(),
+                    what: "complete",
+                },
+                KeyHint {
+                    key: "esc".into(),
+                    what: "cancel",
+                },
+            ];
+        }
         match &self.popup {
             Some(Popup::Help) => {
                 return vec![KeyHint {
@@ -175,6 +228,22 @@ impl App {
                     KeyHint::new(&self.keys.no, "no"),
                 ];
             }
+            Some(Popup::Args { .. }) => {
+                return vec![
+                    KeyHint {
+                        key: "type".into(),
+                        what: "KEY=VALUE ...",
+                    },
+                    KeyHint {
+                        key: "enter".into(),
+                        what: "next",
+                    },
+                    KeyHint {
+                        key: "esc".into(),
+                        what: "cancel",
+                    },
+                ];
+            }
             None => {}
         }
         let Some(top) = self.stack.last() else {
@@ -183,6 +252,7 @@ impl App {
         let mut h = top.view.key_hints(&self.keys);
         if !top.view.is_editing() {
             h.push(KeyHint::new(&self.keys.help, "help"));
+            h.push(KeyHint::new(&self.keys.command, "views"));
             h.push(KeyHint {
                 key: self.keys.quit.main_label(),
                 what: "quit",
@@ -237,6 +307,66 @@ impl App {
         self.dirty = true;
     }
 
+    /// Open a view by its `:` name over the projects (`projects`: back
+    /// to them).
+    fn jump(&mut self, name: &str) {
+        let view: Box<dyn Component> = match name {
+            "agents" => Box::new(AgentsView::new()),
+            "jobs" => Box::new(RunningView::new()),
+            "log" => Box::new(ServicesView::new()),
+            _ => {
+                self.stack.truncate(1);
+                self.restart();
+                return;
+            }
+        };
+        self.stack.truncate(1);
+        self.push(view);
+    }
+
+    /// A key while the `:` prompt is open.
+    fn on_prompt_key(&mut self, key: &KeyEvent, mut typed: String) {
+        self.dirty = true;
+        match key.code {
+            KeyCode::Esc => {}
+            KeyCode::Enter => {
+                if typed.trim().is_empty() {
+                    return;
+                }
+                match view_named(&typed) {
+                    Some(name) => self.jump(name),
+                    None => {
+                        let names: Vec<&str> = VIEWS.iter().map(|(n, _)| *n).collect();
+                        self.say(
+                            format!("no view '{}': try {}", typed.trim(), names.join(", ")),
+                            true,
+                        );
+                    }
+                }
+            }
+            KeyCode::Tab => {
+                let t = typed.trim().to_ascii_lowercase();
+                if let Some((n, _)) = VIEWS.iter().find(|(n, _)| n.starts_with(&t)) {
+                    typed = n.to_string();
+                }
+                self.prompt = Some(typed);
+            }
+            KeyCode::Backspace => {
+                typed.pop();
+                self.prompt = Some(typed);
+            }
+            KeyCode::Char(c)
+                if !key
+                    .modifiers
+                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+            {
+                typed.push(c);
+                self.prompt = Some(typed);
+            }
+            _ => self.prompt = Some(typed),
+        }
+    }
+
     fn top_id(&self) -> Option<ViewId> {
         self.stack.last().map(|e| e.id)
     }
@@ -280,8 +410,8 @@ impl App {
                     Ok(m) => self.say(m, false),
                     Err(e) => self.say(e, true),
                 }
-                if let (Some(id), Some(top)) = (created, self.stack.last_mut()) {
-                    top.view.select_new(id);
+                if let Some(top) = self.stack.last_mut() {
+                    top.view.select_new(&created);
                 }
                 if let Some(top) = self.stack.last() {
                     for t in &top.tasks {
@@ -324,9 +454,48 @@ impl App {
             self.quit = true;
             return;
         }
+        if let Some(typed) = self.prompt.take() {
+            self.on_prompt_key(key, typed);
+            return;
+        }
         match self.popup.take() {
             Some(Popup::Help) => {
                 self.dirty = true;
+                return;
+            }
+            Some(Popup::Args {
+                mut cmd,
+                mut text,
+                mut error,
+            }) => {
+                self.dirty = true;
+                match key.code {
+                    KeyCode::Esc => return,
+                    KeyCode::Enter => match parse_args(&text) {
+                        Ok(parsed) => {
+                            if let Command::CreateFlow { args, .. } = &mut cmd {
+                                *args = parsed;
+                            }
+                            self.popup = Some(Popup::Confirm(cmd));
+                            return;
+                        }
+                        Err(e) => error = Some(e),
+                    },
+                    KeyCode::Backspace => {
+                        text.pop();
+                        error = None;
+                    }
+                    KeyCode::Char(c)
+                        if !key
+                            .modifiers
+                            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+                    {
+                        text.push(c);
+                        error = None;
+                    }
+                    _ => {}
+                }
+                self.popup = Some(Popup::Args { cmd, text, error });
                 return;
             }
             Some(Popup::Confirm(cmd)) => {
@@ -364,6 +533,11 @@ impl App {
                 self.restart();
                 return;
             }
+            if self.keys.command.matches(key) {
+                self.prompt = Some(String::new());
+                self.dirty = true;
+                return;
+            }
         }
         let Some(top) = self.stack.last_mut() else {
             return;
@@ -379,6 +553,14 @@ impl App {
             Outcome::Open(v) => self.push(v),
             Outcome::Confirm(c) => {
                 self.popup = Some(Popup::Confirm(c));
+                self.dirty = true;
+            }
+            Outcome::AskArgs(cmd) => {
+                self.popup = Some(Popup::Args {
+                    cmd,
+                    text: String::new(),
+                    error: None,
+                });
                 self.dirty = true;
             }
             Outcome::Restart => self.restart(),
@@ -405,6 +587,9 @@ impl App {
         match &self.popup {
             Some(Popup::Help) => self.draw_help(frame, body),
             Some(Popup::Confirm(c)) => draw_confirm(frame, body, &c.question(), &self.keys),
+            Some(Popup::Args { cmd, text, error }) => {
+                draw_args(frame, body, cmd, text, error.as_deref());
+            }
             None => {}
         }
     }
@@ -449,7 +634,28 @@ impl App {
     }
 
     fn draw_status(&self, frame: &mut Frame<'_>, area: Rect) {
-        let line = if let Some((error, retry)) = &self.offline {
+        let line = if let Some(typed) = &self.prompt {
+            // The prompt, then the views that match what was typed.
+            let t = typed.trim().to_ascii_lowercase();
+            let mut spans = vec![
+                Span::styled(
+                    format!(":{typed}▏"),
+                    Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+                ),
+                Span::raw("  "),
+            ];
+            let matching: Vec<_> = VIEWS.iter().filter(|(n, _)| n.starts_with(&t)).collect();
+            if matching.is_empty() {
+                spans.push(Span::styled("no such view", Style::new().fg(Color::Red)));
+            } else if matching.len() == 1 {
+                let (n, what) = matching[0];
+                spans.push(Span::styled(format!("{n}: {what}"), style::dim()));
+            } else {
+                let names: Vec<&str> = matching.iter().map(|(n, _)| *n).collect();
+                spans.push(Span::styled(names.join(" · "), style::dim()));
+            }
+            Line::from(spans)
+        } else if let Some((error, retry)) = &self.offline {
             // The way out (retry) always shows; the error is cut to fit.
             let room = (area.width as usize).saturating_sub(width(retry) + 6);
             Line::from(vec![
@@ -533,6 +739,46 @@ impl App {
     }
 }
 
+fn draw_args(frame: &mut Frame<'_>, area: Rect, cmd: &Command, text: &str, error: Option<&str>) {
+    let what = match cmd {
+        Command::CreateFlow {
+            branch_name, kind, ..
+        } => format!(
+            " Arguments of the new {} flow on {branch_name}",
+            kind.to_uppercase()
+        ),
+        other => format!(" {}", other.question()),
+    };
+    let mut text = vec![
+        Line::from(what),
+        Line::from(Span::styled(
+            " KEY=VALUE, comma or space separated; empty: none",
+            style::dim(),
+        )),
+        Line::from(vec![
+            Span::styled(" > ", Style::new().fg(Color::Cyan)),
+            Span::raw(format!("{text}▏")),
+        ]),
+    ];
+    if let Some(e) = error {
+        text.push(Line::from(Span::styled(
+            format!(" {e}: nothing was created"),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        )));
+    }
+    let w = 60.min(area.width.saturating_sub(2)).max(10);
+    let rect = area.centered(Constraint::Length(w), Constraint::Length(6));
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(text).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .title(" Flow arguments ")
+                .border_style(Style::new().fg(Color::Cyan)),
+        ),
+        rect,
+    );
+}
+
 fn draw_confirm(frame: &mut Frame<'_>, area: Rect, question: &str, keys: &KeyMap) {
     let w = (width(question) as u16 + 6).clamp(30, area.width.saturating_sub(4).max(10));
     let rect = area.centered(Constraint::Length(w), Constraint::Length(6));
@@ -561,4 +807,21 @@ fn draw_confirm(frame: &mut Frame<'_>, area: Rect, question: &str, keys: &KeyMap
         ),
         rect,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::view_named;
+
+    #[test]
+    fn views_are_named_by_a_unique_start_or_an_alias() {
+        assert_eq!(view_named("agents"), Some("agents"));
+        assert_eq!(view_named(" Jobs "), Some("jobs"));
+        assert_eq!(view_named("ag"), Some("agents"));
+        assert_eq!(view_named("l"), Some("log"));
+        assert_eq!(view_named("services"), Some("log"));
+        assert_eq!(view_named("p"), Some("projects"));
+        assert_eq!(view_named(""), None);
+        assert_eq!(view_named("nope"), None);
+    }
 }

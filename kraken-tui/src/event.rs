@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use kraken_core::model::{Flow, Job, Project, Run, TestCaseResult};
+use kraken_core::api::logs::LogLine;
+use kraken_core::model::{Agent, Flow, Job, Project, Run, TestCaseResult};
 use ratatui::crossterm::event::KeyEvent;
 
 /// Identifies one opened view. Answers addressed to a view that was left
@@ -71,17 +72,45 @@ pub enum DashEvent {
         /// What went wrong.
         error: String,
     },
-    /// An action (create flow, cancel run, rerun job) finished.
+    /// An action (create flow, cancel a run or a flow, rerun jobs) finished.
     ActionDone {
         /// What happened, or what went wrong.
         result: Result<String, String>,
-        /// The id of what the action made (a new flow, a rerun job): the
-        /// view's cursor goes to it.
-        created: Option<i64>,
+        /// What the action made (a new flow, a rerun job): the view's
+        /// cursor goes to it.
+        created: Created,
     },
     /// A message for the status line from outside the app (e.g. a
     /// background task that crashed).
     Notice(String),
+}
+
+/// What an action made or acted on, so that the view that asked can put
+/// its cursor there: a flows view takes the flow, a runs view the run, a
+/// jobs view the job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Created {
+    /// A flow (created, or whose jobs were rerun).
+    pub flow: Option<i64>,
+    /// The run of the (first) new job.
+    pub run: Option<i64>,
+    /// A new job (the first, when there are several).
+    pub job: Option<i64>,
+}
+
+/// An unfinished job with where it runs, for the jobs view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningJob {
+    /// Project name.
+    pub project: String,
+    /// Branch display name.
+    pub branch: String,
+    /// Flow kind and label (`CI 3.`).
+    pub flow: String,
+    /// Stage name.
+    pub stage: String,
+    /// The job.
+    pub job: Job,
 }
 
 /// Data a view reads.
@@ -117,6 +146,22 @@ pub enum Loaded {
         results: Vec<TestCaseResult>,
         /// How many there are in all.
         total: i64,
+    },
+    /// Every agent with its current job.
+    Agents(Vec<Agent>),
+    /// Running and queued jobs across projects.
+    Running(Vec<RunningJob>),
+    /// The server's services log, oldest first.
+    Services(Vec<LogLine>),
+    /// The user may not read this (agents and the services log are for
+    /// superadmins): what the server said.
+    Forbidden(String),
+    /// The last results of a test case, newest first.
+    History {
+        /// The result whose history this is.
+        id: i64,
+        /// Its results on the branch, newest first.
+        items: Vec<TestCaseResult>,
     },
 }
 

@@ -150,6 +150,14 @@ pub struct KeyMap {
     pub cancel_run: Binding,
     /// Rerun a job.
     pub rerun_job: Binding,
+    /// Cancel a flow (every unfinished run).
+    pub cancel_flow: Binding,
+    /// Rerun the failed jobs of a flow.
+    pub rerun_failed: Binding,
+    /// Open a view by name (`:agents`).
+    pub command: Binding,
+    /// Cycle the level of the services log.
+    pub level: Binding,
     /// Read again now (and reconnect).
     pub refresh: Binding,
     /// Confirm.
@@ -180,6 +188,10 @@ impl Default for KeyMap {
             create_flow: Binding::new([Key::ch('c')]),
             cancel_run: Binding::new([Key::ch('x')]),
             rerun_job: Binding::new([Key::ch('r')]),
+            cancel_flow: Binding::new([Key::ch('X')]),
+            rerun_failed: Binding::new([Key::ch('F')]),
+            command: Binding::new([Key::ch(':')]),
+            level: Binding::new([Key::ch('l')]),
             refresh: Binding::new([Key::ch('R'), Key::plain(KeyCode::F(5))]),
             yes: Binding::new([Key::ch('y'), Key::plain(KeyCode::Enter)]),
             no: Binding::new([Key::ch('n'), Key::plain(KeyCode::Esc)]),
@@ -208,6 +220,10 @@ impl KeyMap {
             KeyHint::new(&self.create_flow, "create a flow"),
             KeyHint::new(&self.cancel_run, "cancel a run"),
             KeyHint::new(&self.rerun_job, "rerun a job"),
+            KeyHint::new(&self.cancel_flow, "cancel a flow"),
+            KeyHint::new(&self.rerun_failed, "rerun a flow's failures"),
+            KeyHint::new(&self.command, "views: agents jobs log"),
+            KeyHint::new(&self.level, "services log level"),
             KeyHint::new(&self.refresh, "read again / reconnect"),
             KeyHint::new(&self.help, "this help"),
             KeyHint::new(&self.quit, "quit"),

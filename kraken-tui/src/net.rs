@@ -7,6 +7,8 @@
 //! polling as a fallback. A task sends data only when it differs from what
 //! it sent last, so an idle dashboard does not redraw.
 
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,16 +16,22 @@ use futures_util::StreamExt;
 use kraken_core::api::FollowEvent;
 use kraken_core::events::Event;
 use kraken_core::model::TcrFilter;
-use kraken_core::model::{NewFlow, Paging};
+use kraken_core::model::{JsonMap, NewFlow, Outcome, Paging};
 use kraken_core::{Error, Kraken};
+use serde_json::Value;
 use tokio::sync::{Notify, broadcast, mpsc};
 
-use crate::event::{DashEvent, Loaded, LogEntry, ViewId};
+use crate::event::{Created, DashEvent, Loaded, LogEntry, RunningJob, ViewId};
 
 /// How many flows a flows view reads.
 pub const FLOWS_LIMIT: i64 = 100;
 /// How many test results a results view reads.
 pub const RESULTS_LIMIT: i64 = 5000;
+/// How many unfinished flows (the latest of each branch, newest first) the
+/// jobs view looks into.
+pub const RUNNING_FLOWS_LIMIT: usize = 50;
+/// How many results of a test case its history shows.
+pub const HISTORY_LIMIT: i64 = 10;
 /// How many log lines a follower sends in one batch at most.
 const LOG_BATCH: usize = 4096;
 /// How long one read may take before it counts as failed (the remote
@@ -52,12 +60,24 @@ pub enum Watch {
     Job(i64),
     /// One run and its test results.
     Results(i64),
+    /// Every agent.
+    Agents,
+    /// Running and queued jobs across projects.
+    Running,
+    /// The server's services log, from a level on (`None`: all).
+    Services {
+        /// `info`, `warning`, `error` (this level and more severe).
+        level: Option<String>,
+    },
+    /// The history of a test case result.
+    History(i64),
 }
 
 /// An action that changes something on the server, as the CLI verbs do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Create a flow: `POST /branches/{id}/flows/{kind}` (`kraken flows create BRANCH --kind KIND`).
+    /// Create a flow: `POST /branches/{id}/flows/{kind}` (`kraken flows
+    /// create BRANCH --kind KIND --arg K=V...`).
     CreateFlow {
         /// Branch.
         branch_id: i64,
@@ -65,6 +85,22 @@ pub enum Command {
         branch_name: String,
         /// `ci` or `dev`.
         kind: String,
+        /// Flow arguments (`Common`, for every stage), in the order given.
+        args: Vec<(String, String)>,
+    },
+    /// Cancel every unfinished run of a flow (`kraken flows cancel ID`).
+    CancelFlow {
+        /// Flow.
+        flow_id: i64,
+        /// Its label (for messages).
+        label: String,
+    },
+    /// Rerun the failed jobs of a flow (`kraken flows rerun ID --failed`).
+    RerunFailed {
+        /// Flow.
+        flow_id: i64,
+        /// Its label (for messages).
+        label: String,
     },
     /// Cancel a run and its unfinished jobs: `DELETE /runs/{id}`.
     CancelRun {
@@ -87,11 +123,27 @@ impl Command {
     pub fn question(&self) -> String {
         match self {
             Command::CreateFlow {
-                branch_name, kind, ..
-            } => format!(
-                "Create a new {} flow on branch {branch_name}?",
-                kind.to_uppercase()
-            ),
+                branch_name,
+                kind,
+                args,
+                ..
+            } => {
+                let with = if args.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", args_text(args))
+                };
+                format!(
+                    "Create a new {} flow on branch {branch_name}{with}?",
+                    kind.to_uppercase()
+                )
+            }
+            Command::CancelFlow { flow_id, label } => {
+                format!("Cancel flow {label} (id {flow_id}): every unfinished run?")
+            }
+            Command::RerunFailed { flow_id, label } => {
+                format!("Rerun the failed jobs of flow {label} (id {flow_id})?")
+            }
             Command::CancelRun { run_id, stage } => {
                 format!("Cancel run {run_id} (stage {stage}) and all its unfinished jobs?")
             }
@@ -103,10 +155,46 @@ impl Command {
     pub fn doing(&self) -> String {
         match self {
             Command::CreateFlow { branch_name, .. } => format!("creating a flow on {branch_name}…"),
+            Command::CancelFlow { label, .. } => format!("cancelling flow {label}…"),
+            Command::RerunFailed { label, .. } => {
+                format!("rerunning the failed jobs of flow {label}…")
+            }
             Command::CancelRun { run_id, .. } => format!("cancelling run {run_id}…"),
             Command::RerunJob { job_id, .. } => format!("rerunning job {job_id}…"),
         }
     }
+}
+
+/// Flow arguments as typed: `A=1 B=two`.
+pub fn args_text(args: &[(String, String)]) -> String {
+    args.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Read flow arguments typed as `KEY=VALUE`, separated by commas or spaces
+/// (nothing: no arguments); the error says which item is wrong, as `kraken
+/// flows create --arg` does.
+pub fn parse_args(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("'{item}' is not KEY=VALUE"))?;
+        if k.is_empty() {
+            return Err(format!("'{item}' has an empty key"));
+        }
+        // A key given twice keeps its last value, in its first place.
+        match out.iter_mut().find(|(key, _)| key == k) {
+            Some(kv) => kv.1 = v.to_string(),
+            None => out.push((k.to_string(), v.to_string())),
+        }
+    }
+    Ok(out)
 }
 
 /// A running task; dropping it stops the task.
@@ -325,8 +413,8 @@ impl Net {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let (result, created) = match perform(&k, &cmd).await {
-                Ok((m, id)) => (Ok(m), id),
-                Err(e) => (Err(describe(&e)), None),
+                Ok((m, c)) => (Ok(m), c),
+                Err(e) => (Err(describe(&e)), Created::default()),
             };
             let _ = tx.send(DashEvent::ActionDone { result, created }).await;
         });
@@ -340,7 +428,14 @@ fn settled(data: &Loaded) -> bool {
     // Decided, and its results analysed (counters change no more).
     let analysed = |r: &Run| r.outcome() != Outcome::Running && r.state != "completed";
     match data {
-        Loaded::Projects(_) | Loaded::Flows { .. } => false,
+        Loaded::Projects(_)
+        | Loaded::Flows { .. }
+        | Loaded::Agents(_)
+        | Loaded::Running(_)
+        | Loaded::Services(_) => false,
+        // Past results; a new one comes with a new flow, not here.
+        // A permission changes rarely.
+        Loaded::History { .. } | Loaded::Forbidden(_) => true,
         Loaded::Flow(f) => f.outcome() != Outcome::Running && f.runs.iter().all(analysed),
         Loaded::Jobs { run, .. } | Loaded::Results { run, .. } => analysed(run),
         Loaded::Job(j) => j.outcome() != Outcome::Running,
@@ -381,6 +476,8 @@ fn concerns(ev: &Event, what: &Watch) -> bool {
         (Event::Flow { branch_id, .. }, Watch::Flows { branch_id: b, .. }) => branch_id == b,
         (Event::Run { .. } | Event::Job { .. }, Watch::Flows { .. }) => true,
         (_, Watch::Projects) => !matches!(ev, Event::Job { .. }),
+        // An agent takes or ends a job; jobs start, end, queue.
+        (_, Watch::Agents | Watch::Running) => true,
         _ => false,
     }
 }
@@ -413,6 +510,33 @@ pub async fn fetch(k: &Kraken, what: &Watch) -> kraken_core::Result<Loaded> {
             }
         }
         Watch::Job(id) => Loaded::Job(Box::new(k.get_job(*id).await?)),
+        Watch::Agents => {
+            let paging = Paging {
+                limit: Some(1000),
+                ..Paging::default()
+            };
+            match k.get_agents(false, &paging).await {
+                Ok(l) => Loaded::Agents(l.items),
+                Err(Error::Forbidden(m)) => Loaded::Forbidden(m),
+                Err(e) => return Err(e),
+            }
+        }
+        Watch::Running => Loaded::Running(running_jobs(k).await?),
+        Watch::Services { level } => match k.get_services_logs(&[], level.as_deref()).await {
+            Ok(l) => Loaded::Services(l.items),
+            Err(Error::Forbidden(m)) => Loaded::Forbidden(m),
+            Err(e) => return Err(e),
+        },
+        Watch::History(id) => {
+            let paging = Paging {
+                limit: Some(HISTORY_LIMIT),
+                ..Paging::default()
+            };
+            Loaded::History {
+                id: *id,
+                items: k.get_result_history(*id, &paging).await?.items,
+            }
+        }
         Watch::Results(id) => {
             let run = k.get_run(*id).await?;
             let paging = Paging {
@@ -433,16 +557,109 @@ pub async fn fetch(k: &Kraken, what: &Watch) -> kraken_core::Result<Loaded> {
     })
 }
 
-/// Do an action; the message says what was done, with the id of what it
-/// made (a flow, a job).
-pub async fn perform(k: &Kraken, cmd: &Command) -> kraken_core::Result<(String, Option<i64>)> {
+/// Running and queued jobs across projects. There is no one call for
+/// them: the latest unfinished CI flow of every branch (at most
+/// [`RUNNING_FLOWS_LIMIT`], newest first) gives its unfinished runs and
+/// their waiting and running jobs; the agents give the jobs they run
+/// elsewhere (DEV flows, older flows), when the handle may list agents.
+async fn running_jobs(k: &Kraken) -> kraken_core::Result<Vec<RunningJob>> {
+    /// A flow, run or job removed while we read: skip it.
+    fn gone<T>(r: kraken_core::Result<T>) -> kraken_core::Result<Option<T>> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    let unfinished = |o: Outcome| o == Outcome::Running;
+    let mut flows = Vec::new();
+    for p in k.get_projects().await?.items {
+        for b in &p.branches {
+            if let Some(Some(f)) = &b.last_incomplete_flow {
+                flows.push((p.name.clone(), b.name.clone(), f.id));
+            }
+        }
+    }
+    flows.sort_by_key(|f| Reverse(f.2));
+    flows.truncate(RUNNING_FLOWS_LIMIT);
+    let paging = Paging {
+        limit: Some(1000),
+        ..Paging::default()
+    };
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (project, branch, flow_id) in flows {
+        let Some(flow) = gone(k.get_flow(flow_id).await)? else {
+            continue;
+        };
+        for r in &flow.runs {
+            if matches!(r.state.as_str(), "completed" | "processed" | "manual") {
+                continue;
+            }
+            let Some(jobs) = gone(k.get_run_jobs(r.id, &paging, false).await)? else {
+                continue;
+            };
+            for job in jobs.items {
+                if unfinished(job.outcome()) && seen.insert(job.id) {
+                    out.push(RunningJob {
+                        project: project.clone(),
+                        branch: branch.clone(),
+                        flow: format!("{} {}", flow.kind.to_uppercase(), flow.label),
+                        stage: r.stage_name.clone(),
+                        job,
+                    });
+                }
+            }
+        }
+    }
+    let agents = match k.get_agents(false, &paging).await {
+        Ok(l) => l.items,
+        // Only superadmins may list agents: the flows above are all we see.
+        Err(Error::Forbidden(_)) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for a in agents {
+        let Some(job) = a.job else { continue };
+        if !unfinished(job.outcome()) || !seen.insert(job.id) {
+            continue;
+        }
+        let Some(run) = gone(k.get_run(job.run_id).await)? else {
+            continue;
+        };
+        out.push(RunningJob {
+            project: run.project_name.clone().unwrap_or_default(),
+            branch: run.branch_name.clone().unwrap_or_default(),
+            flow: format!("{} {}", run.flow_kind.to_uppercase(), run.flow_label),
+            stage: run.stage_name.clone(),
+            job: *job,
+        });
+    }
+    out.sort_by_key(|j| j.job.id);
+    Ok(out)
+}
+
+/// Do an action; the message says what was done, with what it made (a
+/// flow, a job) for the cursor.
+pub async fn perform(k: &Kraken, cmd: &Command) -> kraken_core::Result<(String, Created)> {
     match cmd {
         Command::CreateFlow {
             branch_id,
             branch_name,
             kind,
+            args,
         } => {
-            let f = k.create_flow(*branch_id, kind, &NewFlow::default()).await?;
+            let input = if args.is_empty() {
+                NewFlow::default()
+            } else {
+                let common: JsonMap = args
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
+                NewFlow {
+                    args: Some(BTreeMap::from([("Common".to_string(), common)])),
+                }
+            };
+            let f = k.create_flow(*branch_id, kind, &input).await?;
             Ok((
                 format!(
                     "created {} flow {} (id {}) on {branch_name}",
@@ -450,16 +667,81 @@ pub async fn perform(k: &Kraken, cmd: &Command) -> kraken_core::Result<(String, 
                     f.label,
                     f.id
                 ),
-                Some(f.id),
+                Created {
+                    flow: Some(f.id),
+                    ..Created::default()
+                },
             ))
         }
         Command::CancelRun { run_id, .. } => {
             k.cancel_run(*run_id).await?;
-            Ok((format!("run {run_id} cancelled"), None))
+            Ok((format!("run {run_id} cancelled"), Created::default()))
         }
         Command::RerunJob { job_id, .. } => {
             let j = k.job_rerun(*job_id).await?;
-            Ok((format!("job {job_id} rerun as job {}", j.id), Some(j.id)))
+            Ok((
+                format!("job {job_id} rerun as job {}", j.id),
+                Created {
+                    run: Some(j.run_id),
+                    job: Some(j.id),
+                    ..Created::default()
+                },
+            ))
+        }
+        Command::CancelFlow { flow_id, label } => {
+            // As `kraken flows cancel`: every run not yet completed.
+            let f = k.get_flow(*flow_id).await?;
+            let mut cancelled = 0;
+            for r in &f.runs {
+                if matches!(r.state.as_str(), "completed" | "processed") {
+                    continue;
+                }
+                k.cancel_run(r.id).await?;
+                cancelled += 1;
+            }
+            let msg = if cancelled == 0 {
+                format!("flow {label} has nothing left to cancel")
+            } else {
+                format!("flow {label}: cancelled {cancelled} run(s)")
+            };
+            Ok((
+                msg,
+                Created {
+                    flow: Some(*flow_id),
+                    ..Created::default()
+                },
+            ))
+        }
+        Command::RerunFailed { flow_id, label } => {
+            // As `kraken flows rerun --failed`: every failed current job.
+            let f = k.get_flow(*flow_id).await?;
+            let paging = Paging {
+                limit: Some(1000),
+                ..Paging::default()
+            };
+            let mut created = Created {
+                flow: Some(*flow_id),
+                ..Created::default()
+            };
+            let mut n = 0;
+            for r in &f.runs {
+                for j in k.get_run_jobs(r.id, &paging, false).await?.items {
+                    if j.outcome().is_failure() {
+                        let new = k.job_rerun(j.id).await?;
+                        if created.job.is_none() {
+                            created.job = Some(new.id);
+                            created.run = Some(new.run_id);
+                        }
+                        n += 1;
+                    }
+                }
+            }
+            if n == 0 {
+                return Err(Error::BadRequest(format!(
+                    "flow {label} has no failed job to rerun"
+                )));
+            }
+            Ok((format!("flow {label}: {n} failed job(s) rerun"), created))
         }
     }
 }
@@ -477,6 +759,28 @@ mod tests {
         let e = Error::Transport("cannot reach the Kraken server at http://h:1: timed out".into());
         assert_eq!(describe(&e), "cannot reach http://h:1: timed out");
         assert!(describe(&Error::Unauthorized("bad token".into())).contains("kraken login"));
+    }
+
+    #[test]
+    fn flow_arguments_are_key_values_separated_by_commas_or_spaces() {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(parse_args(""), Ok(vec![]));
+        assert_eq!(parse_args("  , "), Ok(vec![]));
+        assert_eq!(
+            parse_args("A=1, B=two  C="),
+            Ok(vec![kv("A", "1"), kv("B", "two"), kv("C", "")])
+        );
+        // A value may hold `=`; a key given twice keeps its last value.
+        assert_eq!(
+            parse_args("URL=a=b,A=1,A=2"),
+            Ok(vec![kv("URL", "a=b"), kv("A", "2")])
+        );
+        assert_eq!(
+            parse_args("A=1 oops"),
+            Err("'oops' is not KEY=VALUE".into())
+        );
+        assert_eq!(parse_args("=1"), Err("'=1' has an empty key".into()));
+        assert_eq!(args_text(&[kv("A", "1"), kv("B", "2")]), "A=1 B=2");
     }
 
     #[test]

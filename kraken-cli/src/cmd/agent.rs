@@ -7,14 +7,6 @@ use kraken_core::credentials::Credentials;
 use crate::args::{AgentArgs, Cli};
 use crate::out::usage;
 
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "agent".to_string())
-}
-
 /// Runs the agent until Ctrl-C (or after one job with --one-job).
 pub async fn run(cli: &Cli, a: &AgentArgs) -> anyhow::Result<()> {
     let server = cli
@@ -25,7 +17,10 @@ pub async fn run(cli: &Cli, a: &AgentArgs) -> anyhow::Result<()> {
     // One agent per work dir: its key lives there.
     let _lock = kraken_core::agent::lock_work_dir(&a.work_dir)?;
     let transport = kraken_core::agent::Http::for_agent(&server, &a.work_dir)?;
-    let address = a.address.clone().unwrap_or_else(hostname);
+    let address = a
+        .address
+        .clone()
+        .unwrap_or_else(kraken_core::agent::hostname);
     let mut cfg = kraken_core::agent::AgentConfig::new(&address, &a.work_dir);
     if let Some(s) = &a.system {
         cfg.system = s.clone();

@@ -99,7 +99,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
                         f.label.clone(),
                         f.kind.clone(),
                         state_word(f),
-                        f.created.to_string(),
+                        out.when(f.created),
                         f.duration.clone(),
                     ]
                 },
@@ -117,7 +117,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
                         "branch",
                         format!("{} ({})", opt(&f.base_branch_name), opt(&f.branch_id)),
                     ),
-                    ("created", f.created.to_string()),
+                    ("created", out.when(f.created)),
                     ("duration", f.duration.clone()),
                 ])?;
                 out.table(RUN_HEADERS, f.runs.iter().map(run_row).collect())

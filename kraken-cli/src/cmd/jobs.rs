@@ -4,7 +4,7 @@ use kraken_core::Kraken;
 use kraken_core::model::*;
 
 use crate::args::JobsCmd;
-use crate::out::{Out, opt};
+use crate::out::Out;
 
 /// A job's state in one word: queued, running, finishing while it runs;
 /// then its verdict ([`Job::outcome`]): passed, failed (why), cancelled.
@@ -24,7 +24,36 @@ pub(crate) fn job_state_word(j: &Job) -> String {
 }
 
 /// The columns of a job's row.
-pub(crate) const JOB_HEADERS: &[&str] = &["JOB", "NAME", "STATE", "STATUS", "AGENT", "DURATION"];
+pub(crate) const JOB_HEADERS: &[&str] = &["JOB", "NAME", "STATE", "EXIT", "AGENT", "DURATION"];
+
+/// What a step came to in a few characters: its exit code when a process
+/// ran, else why it stopped (`timeout`, `canceled`, ...).
+pub(crate) fn step_exit(s: &Step) -> String {
+    let result = s.result.as_ref();
+    let field = |k: &str| result.and_then(|r| r.get(k));
+    match (field("retcode").and_then(|v| v.as_i64()), field("reason")) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(serde_json::Value::String(r))) if s.status == Some(step_status::ERROR) => {
+            r.clone()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The exit code that decided a job: its failed step's, else its last
+/// finished step's.
+pub(crate) fn job_exit(j: &Job) -> String {
+    let failed = j
+        .steps
+        .iter()
+        .find(|s| s.status == Some(step_status::ERROR));
+    let last = j
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.status == Some(step_status::DONE));
+    failed.or(last).map(step_exit).unwrap_or_default()
+}
 
 /// A job's row under `JOB_HEADERS`.
 pub(crate) fn job_row(j: &Job) -> Vec<String> {
@@ -32,7 +61,7 @@ pub(crate) fn job_row(j: &Job) -> Vec<String> {
         j.id.to_string(),
         j.name.clone(),
         job_state_word(j),
-        opt(&j.completion_status),
+        job_exit(j),
         j.agent_name.clone(),
         j.duration.clone(),
     ]
@@ -53,7 +82,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &JobsCmd) -> anyhow::Result<()> {
                     _ => "",
                 };
                 out.table(
-                    &["STEP", "TOOL", "NAME", "STATUS"],
+                    &["STEP", "TOOL", "NAME", "STATUS", "EXIT"],
                     j.steps
                         .iter()
                         .map(|s| {
@@ -62,6 +91,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &JobsCmd) -> anyhow::Result<()> {
                                 s.tool.clone(),
                                 s.name.clone(),
                                 status(s.status).into(),
+                                step_exit(s),
                             ]
                         })
                         .collect(),

@@ -32,7 +32,7 @@ pub async fn run(k: &Kraken, out: &Out, c: &ProjectsCmd) -> anyhow::Result<()> {
                     ("id", p.id.to_string()),
                     ("name", p.name.clone()),
                     ("description", opt(&p.description)),
-                    ("created", p.created.to_string()),
+                    ("created", out.when(p.created)),
                     (
                         "branches",
                         p.branches

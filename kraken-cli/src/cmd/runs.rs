@@ -15,7 +15,11 @@ pub(crate) fn run_row(r: &Run) -> Vec<String> {
     vec![
         r.id.to_string(),
         r.stage_name.clone(),
-        r.state.clone(),
+        // Its verdict once decided, its state until then.
+        match r.outcome() {
+            Outcome::Running => r.state.clone(),
+            o => o.word().to_string(),
+        },
         format!("{}/{}", r.jobs_error, r.jobs_total),
         format!("{}/{}", r.tests_passed, r.tests_total),
         format!("{}/{}/{}", r.new_cnt, r.regr_cnt, r.fix_cnt),

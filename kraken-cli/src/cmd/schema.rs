@@ -56,6 +56,21 @@ pub fn run(out: &Out, c: &SchemaCmd) -> anyhow::Result<()> {
                 schema::Pipeline::Run,
             )
             .map_err(|e| usage(format!("{}: {e}", file.display())))?;
+            // What would render <ERROR> when a run substitutes the steps.
+            let branch = context
+                .get("branch_name")
+                .and_then(Value::as_str)
+                .unwrap_or("master");
+            let is_ci = context.get("is_ci").and_then(Value::as_bool) != Some(false);
+            let mut args = schema::example_run_args(branch, is_ci);
+            if let Some(a) = context.get("args").and_then(Value::as_object) {
+                args.extend(a.clone());
+            }
+            for w in schema::check_substitutions(&s, &args, &context) {
+                eprintln!(
+                    "warning: {w} (pass it as a flow argument, or declare it in the stage's parameters)"
+                );
+            }
             out.show(&s, || {
                 let mut rows = Vec::new();
                 for job in s

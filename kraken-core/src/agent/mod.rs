@@ -21,9 +21,11 @@ use tokio::sync::{mpsc, watch};
 use crate::error::Result;
 use crate::model::{AgentLogLine, AgentLogs};
 
+mod in_process;
 pub mod tools;
 pub mod transport;
 
+pub use in_process::{InProcessAgent, hostname, in_process_work_dir};
 use tools::{ArtifactStore, BackgroundProcs, StepRun};
 pub use transport::{Http, InProcess, Transport};
 

@@ -795,7 +795,8 @@ impl Local {
                 .await?;
             let mut raw = step.fields_raw.0.as_object().cloned().unwrap_or_default();
             raw.remove("tool");
-            let (value, masked) = schema::substitute(&Value::Object(raw), &args, &ctx);
+            let (value, masked, unresolved) =
+                schema::substitute_checked(&Value::Object(raw), &args, &ctx);
             self.store()
                 .set_step_fields(step.id, &value, &masked)
                 .await?;
@@ -839,6 +840,13 @@ impl Local {
                 .await?
                 .ok_or_else(|| Error::not_found("Step not found"))?;
             self.engine().step_handed_out(&job, &step).await?;
+            // Say which `#{...}` became <ERROR> (the original only shows
+            // <ERROR> where the value should be).
+            for u in &unresolved {
+                self.engine()
+                    .step_log_marker(&job, &step, &format!("--- {u} ---"), "WARNING")
+                    .await?;
+            }
             let mut js = serde_json::to_value(crate::view::step_json(&step, false))?;
             let o = js
                 .as_object_mut()
@@ -969,6 +977,20 @@ impl Local {
         self.store()
             .set_step_result(step.id, status, Some(&merged))
             .await?;
+        if matches!(status, Some(step_status::DONE | step_status::ERROR))
+            && let Some(line) = crate::engine::Engine::step_end_line(&merged)
+        {
+            let level = if status == Some(step_status::DONE) {
+                "INFO"
+            } else {
+                "ERROR"
+            };
+            let line =
+                crate::mask::mask_secrets(&line, &self.secret_values(place.project_id).await?);
+            self.engine()
+                .step_log_marker(&job, &step, &line, level)
+                .await?;
+        }
         self.events().publish(Event::Job {
             job_id,
             run_id: job.run_id,
@@ -1139,16 +1161,19 @@ impl Local {
             Some(Value::String(s)) if s.is_empty() => data,
             Some(v) => v.clone(),
         };
-        let data = match data {
-            Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-            other => other,
-        };
         let scope = f.get("scope").and_then(Value::as_str).unwrap_or("flow");
         let operation = f.get("operation").and_then(Value::as_str).unwrap_or("set");
         let pointer = f.get("json_pointer").and_then(Value::as_str).unwrap_or("/");
-        if operation != "set" {
+        // A jq program stays text; other data is JSON given as text.
+        let data = match data {
+            Value::String(s) if operation != "jq" => {
+                serde_json::from_str(&s).unwrap_or(Value::String(s))
+            }
+            other => other,
+        };
+        if !matches!(operation, "set" | "jq" | "jsonpatch") {
             return Err(Error::bad_request(format!(
-                "data operation '{operation}' is not supported by this server: use 'set'"
+                "unknown data operation '{operation}': use set, jq or jsonpatch"
             )));
         }
         let (entity, current) = match scope {
@@ -1183,9 +1208,65 @@ impl Local {
                 )));
             }
         };
-        let updated = set_at_pointer(current, pointer, data)?;
+        let value = match operation {
+            "set" => data,
+            "jq" => {
+                let Value::String(program) = data else {
+                    return Err(Error::bad_request(
+                        "a jq data step needs its jq program as text in 'value' or 'file'",
+                    ));
+                };
+                let input = get_at_pointer(&current, pointer);
+                jq_first(&program, &input)?
+            }
+            _ => {
+                let ops: json_patch::Patch = serde_json::from_value(data).map_err(|e| {
+                    Error::bad_request(format!(
+                        "a jsonpatch data step needs an RFC 6902 patch (a list of operations): {e}"
+                    ))
+                })?;
+                let mut doc = get_at_pointer(&current, pointer);
+                json_patch::patch(&mut doc, &ops).map_err(|e| {
+                    Error::bad_request(format!("the JSON patch does not apply: {e}"))
+                })?;
+                doc
+            }
+        };
+        let updated = set_at_pointer(current, pointer, value)?;
         self.set_user_data(scope, entity, &updated).await
     }
+}
+
+/// The value at a JSON pointer of `apply_step_data` (`/` is the root; a
+/// missing place is `null`).
+fn get_at_pointer(doc: &Value, pointer: &str) -> Value {
+    let mut cur = doc;
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        let next = match cur {
+            Value::Array(list) => part.parse::<usize>().ok().and_then(|i| list.get(i)),
+            Value::Object(obj) => obj.get(part),
+            _ => None,
+        };
+        match next {
+            Some(v) => cur = v,
+            None => return Value::Null,
+        }
+    }
+    cur.clone()
+}
+
+/// The first output of jq `program` on `input` (the data tool's `jq`
+/// operation replaces the data by it).
+fn jq_first(program: &str, input: &Value) -> Result<Value> {
+    crate::jq::run(program, input)
+        .map_err(|e| Error::bad_request(format!("data step: {e}")))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Error::bad_request(format!(
+                "data step: the jq program '{program}' gave no value"
+            ))
+        })
 }
 
 /// Set `value` at a JSON pointer (`/` replaces the root; `/a/0/b` walks

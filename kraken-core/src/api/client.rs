@@ -540,21 +540,14 @@ impl Kraken {
     /// `run_engine`, the engine and one built-in agent run while it lives.
     pub async fn local(core: Arc<Core>, run_engine: bool) -> Result<Kraken> {
         let runtime = if run_engine {
+            // The agent is claimed (and marked seen) before the engine's
+            // first pass, so a job it held when its last process exited is
+            // resumed rather than taken for a dead agent's.
+            let agent = crate::agent::InProcessAgent::new(core.clone());
+            let claimed = agent.claim().await?;
             let engine = core.start_engine();
-            // An identity of its own for each process (several may share a database).
-            let label = format!("in-process@{}", std::process::id());
-            let uid = crate::api::backend::new_agent_key();
-            let agent_id = core.ensure_builtin_agent(&label, &uid).await?;
-            let cfg = crate::agent::AgentConfig::new(
-                &label,
-                &core.config.data_dir.join("agents").join(&label),
-            );
-            let agent = crate::agent::Agent::new(
-                Arc::new(crate::agent::InProcess::new(core.clone(), agent_id)),
-                cfg,
-            );
             let (stop, rx) = tokio::sync::watch::channel(false);
-            let task = tokio::spawn(async move { agent.run(rx).await });
+            let task = tokio::spawn(agent.run(claimed, rx));
             Some(Arc::new(LocalRuntime {
                 _engine: engine,
                 stop,

@@ -175,7 +175,7 @@ impl Local {
         let mut fields = StageFields::of(&stage);
         fields.name = name.clone();
         if let Some(code) = &input.schema_code {
-            let args = crate::engine::planner::stage_default_args(&stage.schema.0);
+            let args = crate::schema::stage_default_args(&stage.schema.0);
             let ctx = self
                 .engine()
                 .prepare_context(CtxFor::Stage(&stage, &branch), &args)

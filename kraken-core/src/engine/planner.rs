@@ -44,28 +44,6 @@ pub fn string_args(args: &Map<String, Value>) -> Result<Map<String, Value>> {
     Ok(out)
 }
 
-/// Default values of a stage's parameters.
-pub(crate) fn stage_default_args(schema: &Value) -> Map<String, Value> {
-    let mut out = Map::new();
-    if let Some(params) = schema.get("parameters").and_then(Value::as_array) {
-        for p in params {
-            if let Some(name) = p.get("name").and_then(Value::as_str) {
-                let default = p
-                    .get("default")
-                    .cloned()
-                    .unwrap_or(Value::String(String::new()));
-                let default = match default {
-                    Value::String(s) => s,
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                out.insert(name.to_string(), Value::String(default));
-            }
-        }
-    }
-    out
-}
-
 /// Whether a stage starts with a flow: a root stage whose triggers do not say `parent: false`.
 fn starts_with_flow(stage: &StageRow) -> bool {
     stage.parent() == "root"
@@ -254,7 +232,7 @@ impl Engine {
             .branch_any(flow.branch_id)
             .await?
             .ok_or_else(|| Error::not_found("Branch not found"))?;
-        let mut run_args = stage_default_args(&stage.schema.0);
+        let mut run_args = schema::stage_default_args(&stage.schema.0);
         if let Some(fa) = flow.args.0.as_object() {
             for (k, v) in fa {
                 run_args.insert(k.clone(), v.clone());

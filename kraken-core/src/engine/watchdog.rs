@@ -127,16 +127,29 @@ impl Engine {
         if attempts < 2 {
             return Ok(());
         }
+        tracing::info!(job = job.id, step = step.idx, attempts, "step restarted");
+        self.step_log_marker(job, step, STEP_RESTART_MARKER, "WARNING")
+            .await
+    }
+
+    /// Add a line of the server's own to a step's log (shown with the
+    /// agent's output of that step): a restart, how the step ended.
+    pub async fn step_log_marker(
+        &self,
+        job: &JobRow,
+        step: &StepRow,
+        message: &str,
+        level: &str,
+    ) -> Result<()> {
         let Some(place) = self.store.job_place(job.id).await? else {
             return Ok(());
         };
-        tracing::info!(job = job.id, step = step.idx, attempts, "step restarted");
         let line = NewLog {
             time: now_ms(),
-            message: STEP_RESTART_MARKER.to_string(),
+            message: message.to_string(),
             // Shown with the step's output (job logs are the agent's lines).
             service: "agent".into(),
-            level: "WARNING".into(),
+            level: level.into(),
             branch_id: place.branch_id,
             flow_kind: place.flow_kind,
             flow_id: place.flow_id,
@@ -154,6 +167,27 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// The line that ends a step's log: its exit code (or why it stopped)
+    /// and how long it took, from the result its agent reported.
+    pub fn step_end_line(result: &serde_json::Value) -> Option<String> {
+        let status = result.get("status").and_then(serde_json::Value::as_str)?;
+        let took = result
+            .get("duration")
+            .and_then(serde_json::Value::as_f64)
+            .map(|d| format!(" after {d} s"))
+            .unwrap_or_default();
+        let code = result.get("retcode").and_then(serde_json::Value::as_i64);
+        let msg = result.get("msg").and_then(serde_json::Value::as_str);
+        Some(match (status, code, msg) {
+            ("done", Some(c), _) => format!("--- step done: exit code {c}{took} ---"),
+            ("done", None, _) => format!("--- step done{took} ---"),
+            ("error", Some(c), _) => format!("--- step failed: exit code {c}{took} ---"),
+            ("error", None, Some(m)) => format!("--- step failed: {m}{took} ---"),
+            ("error", None, None) => format!("--- step failed{took} ---"),
+            _ => return None,
+        })
     }
 
     /// Fire due timed triggers (interval, date, cron) of enabled, existing stages.

@@ -126,7 +126,8 @@ fn test_details(t: &Value) -> TestDetails {
             })
     };
     TestDetails {
-        message: text("message"),
+        // The original's `values_collect` says why in `msg`.
+        message: text("message").or_else(|| text("msg")),
         failure_type: text("type"),
         output: text("output"),
         duration_ms: t

@@ -37,7 +37,10 @@ mod workflow;
 pub use eval::{Limits, SchemaError, SchemaErrorKind, evaluate_in_process};
 pub use nesting::MAX_NESTING;
 pub use sandbox::evaluate;
-pub use subst::{ERROR_TEXT, MASK, normalize_when, render, substitute, when_decision};
+pub use subst::{
+    ERROR_TEXT, MASK, Unresolved, normalize_when, render, substitute, substitute_checked,
+    when_decision,
+};
 pub use validate::{SchemaEnv, WorkflowValidator, apply_defaults, check_stage, ordinal};
 pub use workflow::{WORKFLOW_SCHEMA, tool_step_schema};
 
@@ -112,3 +115,116 @@ pub fn prepare_stage_schema(
 
 #[cfg(test)]
 mod tests;
+
+/// Default values of a stage's parameters.
+pub fn stage_default_args(schema: &Value) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    if let Some(params) = schema.get("parameters").and_then(Value::as_array) {
+        for p in params {
+            if let Some(name) = p.get("name").and_then(Value::as_str) {
+                let default = p
+                    .get("default")
+                    .cloned()
+                    .unwrap_or(Value::String(String::new()));
+                let default = match default {
+                    Value::String(s) => s,
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                out.insert(name.to_string(), Value::String(default));
+            }
+        }
+    }
+    out
+}
+
+/// The run arguments every run has (`KK_FLOW_SEQ`, `KK_BRANCH`, ...) with
+/// example values, for checking a schema before any flow exists.
+pub fn example_run_args(branch_name: &str, ci: bool) -> serde_json::Map<String, Value> {
+    let mut a = serde_json::Map::new();
+    for seq in [
+        "KK_FLOW_SEQ",
+        "KK_CI_DEV_FLOW_SEQ",
+        "KK_RUN_SEQ",
+        "KK_CI_DEV_RUN_SEQ",
+    ] {
+        a.insert(seq.into(), Value::String("1".into()));
+    }
+    a.insert(
+        "KK_FLOW_TYPE".into(),
+        Value::String(if ci { "CI" } else { "DEV" }.into()),
+    );
+    a.insert("KK_BRANCH".into(), Value::String(branch_name.into()));
+    a
+}
+
+/// A `#{...}` of a checked schema that would render `<ERROR>`.
+#[derive(Debug, Clone)]
+pub struct SubstitutionWarning {
+    /// Job name.
+    pub job: String,
+    /// Step index in the job.
+    pub step: usize,
+    /// What and why.
+    pub unresolved: Unresolved,
+}
+
+impl std::fmt::Display for SubstitutionWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "job '{}' step {}: {}",
+            self.job, self.step, self.unresolved
+        )
+    }
+}
+
+/// Substitute the steps of an evaluated stage schema as a run would (the
+/// stage's parameter defaults, `args` and `ctx`) and list every `#{...}`
+/// that would render `<ERROR>`. Secrets (`KK_SECRET_*`, `secrets.*`) are
+/// known only when a flow runs and are not reported.
+pub fn check_substitutions(
+    schema: &Value,
+    args: &serde_json::Map<String, Value>,
+    ctx: &Value,
+) -> Vec<SubstitutionWarning> {
+    let mut all = stage_default_args(schema);
+    all.extend(args.clone());
+    let mut out = Vec::new();
+    for job in schema
+        .get("jobs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = job
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        for (idx, step) in job
+            .get("steps")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let mut fields = step.as_object().cloned().unwrap_or_default();
+            fields.remove("tool");
+            let when = normalize_when(fields.get("when").and_then(Value::as_str));
+            fields.insert("when".into(), Value::String(when));
+            let (_, _, unresolved) = substitute_checked(&Value::Object(fields), &all, ctx);
+            for u in unresolved {
+                if u.expr.starts_with("KK_SECRET_") || u.expr.starts_with("secrets.") {
+                    continue;
+                }
+                out.push(SubstitutionWarning {
+                    job: name.clone(),
+                    step: idx,
+                    unresolved: u,
+                });
+            }
+        }
+    }
+    out
+}

@@ -87,6 +87,8 @@ fn find_vars(s: &str, allowed: fn(u8) -> bool) -> Vec<String> {
 struct Scope<'a> {
     ctx: &'a Value,
     value: OnceLock<JValue>,
+    /// The `#{...}` that rendered `<ERROR>`, and why.
+    unresolved: std::cell::RefCell<Vec<Unresolved>>,
 }
 
 impl<'a> Scope<'a> {
@@ -94,6 +96,17 @@ impl<'a> Scope<'a> {
         Scope {
             ctx,
             value: OnceLock::new(),
+            unresolved: Default::default(),
+        }
+    }
+
+    fn fail(&self, expr: &str, why: String) {
+        let mut u = self.unresolved.borrow_mut();
+        if !u.iter().any(|x| x.expr == expr) {
+            u.push(Unresolved {
+                expr: expr.to_string(),
+                why,
+            });
         }
     }
 
@@ -152,15 +165,49 @@ fn to_jinja(v: &Value) -> JValue {
     }
 }
 
-/// Evaluate one Jinja expression and render its value as Python's `str()`.
-fn eval_expr(expr: &str, scope: &Scope<'_>) -> Option<String> {
-    let compiled = JINJA.compile_expression(expr).ok()?;
-    let value = compiled.eval(scope.get()).ok()?;
-    if value.is_undefined() {
-        return None;
+/// A `#{...}` that rendered `<ERROR>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved {
+    /// The expression inside `#{...}`.
+    pub expr: String,
+    /// Why: no such name, or the evaluation error.
+    pub why: String,
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{{{}}} rendered {ERROR_TEXT}: {}", self.expr, self.why)
     }
-    let json = serde_json::to_value(&value).ok()?;
-    Some(py_str(&json))
+}
+
+/// Evaluate one Jinja expression and render its value as Python's `str()`;
+/// on failure, say why.
+fn eval_expr(expr: &str, scope: &Scope<'_>) -> Result<String, String> {
+    let compiled = JINJA.compile_expression(expr).map_err(|e| {
+        format!(
+            "not an expression ({})",
+            e.detail().unwrap_or("syntax error")
+        )
+    })?;
+    let undefined = || {
+        if expr.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            format!("'{expr}' is neither a run argument nor a context value")
+        } else {
+            "a name in it is undefined".to_string()
+        }
+    };
+    let value = compiled.eval(scope.get()).map_err(|e| match e.kind() {
+        minijinja::ErrorKind::UndefinedError => undefined(),
+        _ => e
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.to_string()),
+    })?;
+    if value.is_undefined() {
+        return Err(undefined());
+    }
+    let json = serde_json::to_value(&value).map_err(|e| e.to_string())?;
+    Ok(py_str(&json))
 }
 
 /// An arg value as text (the original requires strings; anything else is
@@ -197,7 +244,10 @@ fn substitute_str(val: &str, args: &Map<String, Value>, scope: &Scope<'_>) -> (S
     // Pass 2: #{expr} against the ctx.
     for var in find_vars(&out, expr_char) {
         let expr = var[2..var.len() - 1].trim();
-        let text = eval_expr(expr, scope).unwrap_or_else(|| ERROR_TEXT.to_string());
+        let text = eval_expr(expr, scope).unwrap_or_else(|why| {
+            scope.fail(expr, why);
+            ERROR_TEXT.to_string()
+        });
         out = out.replace(&var, &text);
         if expr.starts_with("secrets.") {
             secret_present = true;
@@ -252,6 +302,19 @@ fn substitute_in(value: &Value, args: &Map<String, Value>, scope: &Scope<'_>) ->
 pub fn substitute(value: &Value, args: &Map<String, Value>, ctx: &Value) -> (Value, Value) {
     let scope = Scope::new(ctx);
     substitute_in(value, args, &scope)
+}
+
+/// [`substitute`], and every `#{...}` that rendered `<ERROR>` with why,
+/// so a step's log (and `kraken schema check`) can say which name was
+/// missing.
+pub fn substitute_checked(
+    value: &Value,
+    args: &Map<String, Value>,
+    ctx: &Value,
+) -> (Value, Value, Vec<Unresolved>) {
+    let scope = Scope::new(ctx);
+    let (v, masked) = substitute_in(value, args, &scope);
+    (v, masked, scope.unresolved.into_inner())
 }
 
 /// [`substitute`] for a single string (flow and run labels, `when`,
@@ -432,6 +495,23 @@ mod tests {
         assert_eq!(r("#{flow.data.nope}"), "<ERROR>");
         assert_eq!(r("#{missing.attr}"), "<ERROR>");
         assert_eq!(r("#{flow.data.aaa +}"), "<ERROR>", "a syntax error");
+        let (_, _, why) = substitute_checked(
+            &json!({"cmd": "make #{BUILD_TYPE} #{VAR1} #{flow.data.aaa +} #{BUILD_TYPE}"}),
+            &args(json!({"VAR1": "x"})),
+            &step_ctx(),
+        );
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert_eq!(
+            why[0].to_string(),
+            "#{BUILD_TYPE} rendered <ERROR>: 'BUILD_TYPE' is neither a run argument nor a context value"
+        );
+        assert!(
+            why[1]
+                .to_string()
+                .starts_with("#{flow.data.aaa +} rendered <ERROR>: "),
+            "{}",
+            why[1]
+        );
         // Python str() of the other kinds of value.
         assert_eq!(r("#{is_ci}"), "True");
         assert_eq!(r("#{is_dev}"), "False");

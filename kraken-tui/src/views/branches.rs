@@ -94,6 +94,7 @@ impl Component for BranchesView {
                 branch_id: b.id,
                 branch_name: b.name.clone(),
                 kind: "ci".into(),
+                args: Vec::new(),
             });
         }
         Outcome::Ignored

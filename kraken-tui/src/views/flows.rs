@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Row};
 
 use super::{Component, FilterList, Item, Outcome, RunsView};
-use crate::event::{DashEvent, Loaded, ViewId};
+use crate::event::{Created, DashEvent, Loaded, ViewId};
 use crate::keys::{KeyHint, KeyMap};
 use crate::net::{Command, Net, Task, Watch};
 use crate::style::{self, Status, flow_status, run_status};
@@ -62,6 +62,49 @@ fn tests_cell(f: &Flow) -> Cell<'static> {
         Cell::from(Span::styled(text, Status::Failed.style()))
     } else {
         Cell::from(text)
+    }
+}
+
+/// `X` and `F` on a flow, in the flows view and the runs view: cancel it
+/// (if it still runs) or rerun its failed jobs (once it ended).
+pub(crate) fn flow_action(f: &Flow, key: &KeyEvent, keys: &KeyMap) -> Option<Outcome> {
+    if keys.cancel_flow.matches(key) {
+        if !flow_status(f).is_live() {
+            return Some(Outcome::Message(format!(
+                "flow {} has already ended",
+                f.label
+            )));
+        }
+        return Some(Outcome::Confirm(Command::CancelFlow {
+            flow_id: f.id,
+            label: f.label.clone(),
+        }));
+    }
+    if keys.rerun_failed.matches(key) {
+        if flow_status(f).is_live() {
+            return Some(Outcome::Message(format!(
+                "flow {} is still running: its failed jobs can be rerun once it ends",
+                f.label
+            )));
+        }
+        return Some(Outcome::Confirm(Command::RerunFailed {
+            flow_id: f.id,
+            label: f.label.clone(),
+        }));
+    }
+    None
+}
+
+/// The hint of the flow action that fits `f`: cancel while it runs, rerun
+/// the failures once it failed.
+pub(crate) fn flow_action_hint(f: Option<&Flow>, keys: &KeyMap) -> Option<KeyHint> {
+    let status = flow_status(f?);
+    if status.is_live() {
+        Some(KeyHint::new(&keys.cancel_flow, "cancel flow"))
+    } else if status == Status::Failed {
+        Some(KeyHint::new(&keys.rerun_failed, "rerun failed"))
+    } else {
+        None
     }
 }
 
@@ -127,8 +170,10 @@ impl Component for FlowsView {
         self.lists[i].set_items(flows) || total_changed
     }
 
-    fn select_new(&mut self, key: i64) {
-        self.list_mut().want(key);
+    fn select_new(&mut self, created: &Created) {
+        if let Some(id) = created.flow {
+            self.list_mut().want(id);
+        }
     }
 
     fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {
@@ -141,11 +186,18 @@ impl Component for FlowsView {
             return Outcome::Restart;
         }
         if keys.create_flow.matches(key) {
-            return Outcome::Confirm(Command::CreateFlow {
+            // Arguments first, then the confirmation.
+            return Outcome::AskArgs(Command::CreateFlow {
                 branch_id: self.branch_id,
                 branch_name: self.branch_name.clone(),
                 kind: KINDS[self.kind].to_string(),
+                args: Vec::new(),
             });
+        }
+        if let Some(f) = self.list().selected()
+            && let Some(o) = flow_action(f, key, keys)
+        {
+            return o;
         }
         if keys.open.matches(key)
             && let Some(f) = self.list().selected()
@@ -162,7 +214,11 @@ impl Component for FlowsView {
         let mut h = vec![
             KeyHint::new(&keys.open, "runs"),
             KeyHint::new(&keys.back, "back"),
-            KeyHint::new(&keys.switch_kind, "CI/DEV"),
+            // The main key only: room for the flow actions at 80 columns.
+            KeyHint {
+                key: keys.switch_kind.main_label(),
+                what: "CI/DEV",
+            },
             KeyHint::new(
                 &keys.create_flow,
                 if self.kind == 0 {
@@ -172,6 +228,7 @@ impl Component for FlowsView {
                 },
             ),
         ];
+        h.extend(flow_action_hint(self.list().selected(), keys));
         h.extend(self.list().hints(keys));
         h
     }

@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Cell, Row};
 
 use super::runs::{jobs_summary, tests_summary};
 use super::{Component, FilterList, Item, LogView, Outcome, ResultsView};
-use crate::event::{DashEvent, Loaded, ViewId};
+use crate::event::{Created, DashEvent, Loaded, ViewId};
 use crate::keys::{KeyHint, KeyMap};
 use crate::net::{Command, Net, Task, Watch};
 use crate::style::{self, Status, job_status, run_status};
@@ -78,8 +78,10 @@ impl Component for JobsView {
         changed || head_changed
     }
 
-    fn select_new(&mut self, key: i64) {
-        self.list.want(key);
+    fn select_new(&mut self, created: &Created) {
+        if let Some(id) = created.job {
+            self.list.want(id);
+        }
     }
 
     fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {

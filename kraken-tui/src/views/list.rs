@@ -4,7 +4,7 @@ use ratatui::Frame;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Wrap};
 
 use super::Outcome;
 use crate::keys::{KeyHint, KeyMap};
@@ -122,6 +122,16 @@ impl<T: Item> FilterList<T> {
         self.selected
             .and_then(|s| self.visible.get(s))
             .map(|&i| &self.items[i])
+    }
+
+    /// Whether the cursor is on the last visible item (or there is none).
+    pub fn at_end(&self) -> bool {
+        self.selected.is_none_or(|s| s + 1 >= self.visible.len())
+    }
+
+    /// Put the cursor on the last visible item.
+    pub fn select_last(&mut self) {
+        self.selected = self.visible.len().checked_sub(1);
     }
 
     /// Select the visible item with this key.
@@ -261,8 +271,15 @@ impl<T: Item> FilterList<T> {
             } else {
                 format!("nothing matches /{}", self.filter)
             };
+            // Several lines (a hint on how to start) wrap to the width.
+            let lines: Vec<Line<'_>> = msg
+                .lines()
+                .map(|l| Line::from(Span::styled(l.to_string(), style::dim())))
+                .collect();
             frame.render_widget(
-                Paragraph::new(Line::from(Span::styled(msg, style::dim()))).block(block),
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(block),
                 area,
             );
             return;

@@ -1,6 +1,7 @@
 //! The views of the drill-down, each a [`Component`]: projects → branches
 //! → flows (CI / DEV) → runs → jobs → steps and log, and a run's test
-//! results.
+//! results; and the views `:` opens by name: agents, running jobs, the
+//! services log.
 //!
 //! A view owns what it shows; the [`App`](crate::App) keeps a stack of them,
 //! starts the tasks of the one on top ([`Component::start`]), routes its
@@ -12,10 +13,11 @@ use ratatui::Frame;
 use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::Rect;
 
-use crate::event::{DashEvent, ViewId};
+use crate::event::{Created, DashEvent, ViewId};
 use crate::keys::{KeyHint, KeyMap};
 use crate::net::{Command, Net, Task};
 
+mod agents;
 mod branches;
 mod flows;
 mod jobs;
@@ -23,8 +25,11 @@ mod list;
 mod log;
 mod projects;
 mod results;
+mod running;
 mod runs;
+mod services;
 
+pub use agents::AgentsView;
 pub use branches::BranchesView;
 pub use flows::FlowsView;
 pub use jobs::JobsView;
@@ -32,7 +37,9 @@ pub use list::{FilterList, Item};
 pub use log::{LOG_CAPACITY, LogView};
 pub use projects::ProjectsView;
 pub use results::ResultsView;
+pub use running::RunningView;
 pub use runs::RunsView;
+pub use services::ServicesView;
 
 /// What the app does after a view handled a key.
 pub enum Outcome {
@@ -46,6 +53,9 @@ pub enum Outcome {
     Open(Box<dyn Component>),
     /// Ask for confirmation, then run the command.
     Confirm(Command),
+    /// Ask for flow arguments (`KEY=VALUE ...`) for a
+    /// [`Command::CreateFlow`], then for confirmation.
+    AskArgs(Command),
     /// Stop and start this view's tasks again (what it watches changed).
     Restart,
     /// Show a message on the status line.
@@ -60,6 +70,7 @@ impl std::fmt::Debug for Outcome {
             Outcome::Unchanged => f.write_str("Unchanged"),
             Outcome::Open(v) => write!(f, "Open({})", v.title()),
             Outcome::Confirm(c) => write!(f, "Confirm({c:?})"),
+            Outcome::AskArgs(c) => write!(f, "AskArgs({c:?})"),
             Outcome::Restart => f.write_str("Restart"),
             Outcome::Message(m) => write!(f, "Message({m})"),
         }
@@ -93,9 +104,9 @@ pub trait Component: Send {
         false
     }
 
-    /// Put the cursor on a new item (a flow just created, a job just
-    /// rerun) once it shows up.
-    fn select_new(&mut self, _key: i64) {}
+    /// Put the cursor on what an action made (a flow just created, a job
+    /// just rerun) once it shows up.
+    fn select_new(&mut self, _created: &Created) {}
 
     /// Whether a text input (filter, search) has the keys.
     fn is_editing(&self) -> bool {

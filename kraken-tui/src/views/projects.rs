@@ -46,6 +46,15 @@ pub(crate) fn latest_flow(b: &Branch) -> Option<(String, Status, i64)> {
     None
 }
 
+/// What the projects view says on an empty database: how to start.
+pub const EMPTY_HINT: &str =
+    "no projects yet. To start, with the kraken command (add --db URL for a database in process):
+  kraken projects create demo
+  kraken branches create demo main
+  kraken stages create demo/main build --file build.py
+then press c on the branch here to start a flow.
+README: \"From a fresh clone to a finished flow\".";
+
 /// Every project.
 #[derive(Debug, Default)]
 pub struct ProjectsView {
@@ -137,7 +146,7 @@ impl Component for ProjectsView {
                     latest,
                 ])
             },
-            "no projects yet",
+            EMPTY_HINT,
         );
     }
 

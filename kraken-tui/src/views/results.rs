@@ -7,6 +7,7 @@ use kraken_core::model::{Run, TestCaseResult, tc_change, tc_result};
 use ratatui::Frame;
 use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Wrap};
 
@@ -94,6 +95,50 @@ fn detail_pane(t: &TestCaseResult) -> Paragraph<'static> {
         .block(Block::bordered().title(" Details "))
 }
 
+/// The history of a test case (newest first): flow, result, change and
+/// date of each of its last results; `this` is the one selected.
+fn history_pane(items: Option<&[TestCaseResult]>, this: i64) -> Paragraph<'static> {
+    let block = Block::bordered().title(" History ");
+    let Some(items) = items else {
+        return Paragraph::new(Span::styled("loading…", style::dim())).block(block);
+    };
+    if items.is_empty() {
+        return Paragraph::new(Span::styled("no history", style::dim())).block(block);
+    }
+    let lines: Vec<Line<'static>> = items
+        .iter()
+        .map(|t| {
+            let (flow, date) = match &t.place {
+                Some(p) => (
+                    p.flow_label.clone(),
+                    p.flow_created_at
+                        .to_datetime()
+                        .format("%m-%d %H:%M")
+                        .to_string(),
+                ),
+                None => ("-".to_string(), String::new()),
+            };
+            let mut flow = Span::raw(format!("{flow:<6} "));
+            if t.id == this {
+                flow = flow.style(Style::new().add_modifier(Modifier::BOLD));
+            }
+            let result = result_span(t.result);
+            let pad = 9usize.saturating_sub(result.content.chars().count());
+            let change = change_span(t.change);
+            let cpad = 5usize.saturating_sub(change.content.chars().count());
+            Line::from(vec![
+                flow,
+                result,
+                Span::raw(" ".repeat(pad)),
+                change,
+                Span::raw(" ".repeat(cpad)),
+                Span::styled(date, style::dim()),
+            ])
+        })
+        .collect();
+    Paragraph::new(lines).block(block)
+}
+
 /// The test results of one run.
 #[derive(Debug)]
 pub struct ResultsView {
@@ -104,6 +149,9 @@ pub struct ResultsView {
     list: FilterList<TestCaseResult>,
     /// Whether the selected test's details (message, output) are shown.
     detail: bool,
+    /// The history of a result (its id, its results), read while its
+    /// details are shown.
+    history: Option<(i64, Vec<TestCaseResult>)>,
 }
 
 impl ResultsView {
@@ -116,6 +164,7 @@ impl ResultsView {
             total: 0,
             list: FilterList::new(),
             detail: false,
+            history: None,
         }
     }
 }
@@ -126,13 +175,25 @@ impl Component for ResultsView {
     }
 
     fn start(&mut self, net: &Net, id: ViewId) -> Vec<Task> {
-        vec![net.watch(id, Watch::Results(self.run_id))]
+        let mut tasks = vec![net.watch(id, Watch::Results(self.run_id))];
+        // The history of the test whose details are open.
+        if self.detail
+            && let Some(t) = self.list.selected()
+        {
+            tasks.push(net.watch(id, Watch::History(t.id)));
+        }
+        tasks
     }
 
     fn update(&mut self, ev: DashEvent) -> bool {
         let DashEvent::Loaded { data, .. } = ev else {
             return false;
         };
+        if let Loaded::History { id, items } = *data {
+            let changed = self.history.as_ref() != Some(&(id, items.clone()));
+            self.history = Some((id, items));
+            return changed;
+        }
         let Loaded::Results {
             run,
             mut results,
@@ -152,9 +213,16 @@ impl Component for ResultsView {
     fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {
         if !self.list.editing && keys.open.matches(key) && self.list.selected().is_some() {
             self.detail = !self.detail;
-            return Outcome::Changed;
+            // Start (or stop) reading the history of the selected test.
+            return Outcome::Restart;
         }
-        self.list.handle_key(key, keys)
+        let before = self.list.selected().map(|t| t.id);
+        let out = self.list.handle_key(key, keys);
+        if self.detail && self.list.selected().map(|t| t.id) != before {
+            // The details follow the cursor: read the new test's history.
+            return Outcome::Restart;
+        }
+        out
     }
 
     fn key_hints(&self, keys: &KeyMap) -> Vec<KeyHint> {
@@ -181,7 +249,20 @@ impl Component for ResultsView {
             (true, Some(t)) => {
                 let [top, bottom] =
                     Layout::vertical([Constraint::Min(6), Constraint::Percentage(45)]).areas(area);
-                frame.render_widget(detail_pane(t), bottom);
+                let history = self
+                    .history
+                    .as_ref()
+                    .filter(|(id, _)| *id == t.id)
+                    .map(|(_, items)| items.as_slice());
+                if bottom.width >= 70 {
+                    let [left, right] =
+                        Layout::horizontal([Constraint::Fill(1), Constraint::Length(38)])
+                            .areas(bottom);
+                    frame.render_widget(detail_pane(t), left);
+                    frame.render_widget(history_pane(history, t.id), right);
+                } else {
+                    frame.render_widget(detail_pane(t), bottom);
+                }
                 top
             }
             _ => area,

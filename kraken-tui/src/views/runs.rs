@@ -7,8 +7,9 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Row};
 
+use super::flows::{flow_action, flow_action_hint};
 use super::{Component, FilterList, Item, JobsView, Outcome, ResultsView};
-use crate::event::{DashEvent, Loaded, ViewId};
+use crate::event::{Created, DashEvent, Loaded, ViewId};
 use crate::keys::{KeyHint, KeyMap};
 use crate::net::{Command, Net, Task, Watch};
 use crate::style::{self, flow_status, run_status};
@@ -102,10 +103,21 @@ impl Component for RunsView {
         changed || head_changed
     }
 
+    fn select_new(&mut self, created: &Created) {
+        if let Some(id) = created.run {
+            self.list.want(id);
+        }
+    }
+
     fn handle_key(&mut self, key: &KeyEvent, keys: &KeyMap) -> Outcome {
         match self.list.handle_key(key, keys) {
             Outcome::Ignored => {}
             other => return other,
+        }
+        if let Some(f) = &self.flow
+            && let Some(o) = flow_action(f, key, keys)
+        {
+            return o;
         }
         let Some(r) = self.list.selected() else {
             return Outcome::Ignored;
@@ -138,6 +150,7 @@ impl Component for RunsView {
             KeyHint::new(&keys.results, "tests"),
             KeyHint::new(&keys.cancel_run, "cancel run"),
         ];
+        h.extend(flow_action_hint(self.flow.as_ref(), keys));
         h.extend(self.list.hints(keys));
         h
     }

@@ -155,9 +155,14 @@ async fn in_process_create_a_flow_then_rerun_its_job() {
         .find(|l| l.contains("passed"))
         .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
         .unwrap_or_else(|| panic!("no flow row: {s}"));
-    // `c` in the flows view: the cursor goes to the new flow once it shows.
+    // `c` in the flows view asks for arguments first (none: enter), then
+    // confirms; the cursor goes to the new flow once it shows.
     d.select(&label);
     d.key(KeyCode::Char('c'));
+    assert!(d.screen().contains("Flow arguments"));
+    d.key(KeyCode::Enter);
+    let s = d.screen();
+    assert!(s.contains("Create a new CI flow on branch Main?"), "{s}");
     d.key(KeyCode::Char('y'));
     let s = d
         .until("the second flow", |s| {

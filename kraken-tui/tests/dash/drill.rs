@@ -226,6 +226,10 @@ async fn tab_switches_between_ci_and_dev_flows_and_help_lists_every_key() {
         "rerun a job",
         "wrap log lines",
         "last / follow the log",
+        "cancel a flow",
+        "rerun a flow's failures",
+        "views: agents jobs log",
+        "services log level",
         "quit",
     ] {
         assert!(s.contains(what), "help lacks {what}: {s}");

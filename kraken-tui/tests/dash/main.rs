@@ -8,6 +8,8 @@ mod actions;
 mod cli;
 mod common;
 mod drill;
+mod flows;
+mod jump;
 mod live;
 mod offline;
 mod results;

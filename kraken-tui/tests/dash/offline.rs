@@ -4,7 +4,33 @@ use kraken_core::Kraken;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::style::Color;
 
-use crate::common::Dash;
+use crate::common::{Dash, server};
+
+#[tokio::test]
+async fn an_empty_database_says_how_to_start() {
+    let (_s, _admin, k) = server().await;
+    let mut d = Dash::new(k);
+    let s = d.until_text("no projects yet").await;
+    for step in [
+        "kraken projects create demo",
+        "kraken branches create demo main",
+        "kraken stages create demo/main build --file build.py",
+        "press c on the branch",
+        "From a fresh clone to a finished flow",
+    ] {
+        assert!(s.contains(step), "the hint lacks {step:?}: {s}");
+    }
+    // The commands and the section it points to are the README's.
+    let readme = include_str!("../../../README.md");
+    assert!(readme.contains("### From a fresh clone to a finished flow"));
+    for cmd in [
+        "kraken projects create demo",
+        "kraken branches create demo main",
+        "kraken stages create demo/main build --file build.py",
+    ] {
+        assert!(readme.contains(cmd), "README lacks {cmd}");
+    }
+}
 
 #[tokio::test]
 async fn an_unreachable_server_shows_a_status_line_and_retries() {

@@ -22,14 +22,16 @@ async fn results_show_failures_first_with_change_age_and_instability() {
     let p = admin.project("tested").await;
     let b = admin.branch(p, "Main").await;
     admin.stage(b, "unit", &junit_stage()).await;
-    let mut last = 0;
+    let mut ids = Vec::new();
     for _ in 0..2 {
         let f = admin
             .post(&format!("/api/branches/{b}/flows/ci"), json!({}))
             .await;
-        last = f.expect(201)["id"].as_i64().unwrap();
-        admin.wait_flow(last, WAIT).await;
+        let id = f.expect(201)["id"].as_i64().unwrap();
+        admin.wait_flow(id, WAIT).await;
+        ids.push(id);
     }
+    let (first, last) = (ids[0], ids[1]);
     let label = format!("{last}.");
 
     let mut d = Dash::new(k);
@@ -76,15 +78,40 @@ async fn results_show_failures_first_with_change_age_and_instability() {
         "{s}"
     );
 
-    // Enter shows what the failed test said (its JUnit message and text).
+    // Enter shows what the failed test said (its JUnit message and text),
+    // and its history: this flow's failure, the pass before it.
     d.select("suite::z_flaky");
     d.key(KeyCode::Enter);
     let s = d.screen();
     assert!(s.contains("Details"), "{s}");
     assert!(s.line_with("message").contains("boom"), "{s}");
     assert!(s.contains("trace"), "{s}");
+    assert!(s.contains("History"), "{s}");
+    let before = format!("│{first}. ");
+    let s = d.until("the history", |s| s.contains(&before)).await;
+    // Newest first: the regression in this flow, then the pass before.
+    let now = s.line_with(&format!("│{last}. "));
+    let then = s.line_with(&before);
+    assert!(now.contains("Failed") && now.contains("regr"), "{s}");
+    assert!(then.contains("Passed") && !then.contains("regr"), "{s}");
+    assert!(s.row_of(&format!("│{last}. ")) < s.row_of(&before), "{s}");
+    // With the flow's date (month-day hour:minute).
+    let date = chrono::Utc::now().format("%m-%d").to_string();
+    assert!(then.contains(&date), "{s}");
+    assert_eq!(s.fg_of("Failed", &format!("│{last}. ")), Color::Red, "{s}");
+    // The history follows the cursor: a_ok passed in both flows.
+    d.select("suite::a_ok");
+    let s = d
+        .until("a_ok's history", |s| {
+            s.row_of(&format!("│{last}. "))
+                .is_some_and(|r| s.lines[r].contains("Passed"))
+        })
+        .await;
+    assert!(s.line_with(&before).contains("Passed"), "{s}");
+    assert!(!s.contains("boom"), "{s}");
     d.key(KeyCode::Enter);
-    assert!(!d.screen().contains("Details"));
+    let s = d.screen();
+    assert!(!s.contains("Details") && !s.contains("History"), "{s}");
 
     // Filter on the change word.
     d.key(KeyCode::Char('/'));

@@ -4,8 +4,10 @@
 //! Fields: `value` (given in the step: a JSON text — as the schema has it a
 //! string — or any JSON value) or `file` (a file relative to `cwd` with the
 //! JSON), and `cwd`. With `operation: jq` the file or the string value is a
-//! jq expression and is reported as a JSON string. `value` wins over `file`,
-//! as in the original. Invalid JSON is an error naming its origin.
+//! jq expression and is reported as a JSON string; with `operation:
+//! jsonpatch` it is an RFC 6902 patch (a JSON list of operations). The server
+//! applies either to the stored data at `json_pointer`. `value` wins over
+//! `file`, as in the original. Invalid JSON is an error naming its origin.
 
 use serde_json::Value;
 

@@ -2,7 +2,8 @@
 //! directory and reports a [`StepOutcome`].
 //!
 //! Built-in tools here: `shell`, `git`, `artifacts`, `junit_collect`,
-//! `pytest`, `data`. Output lines are streamed through [`StepRun::output`]
+//! `pytest`, `data`, `rndtest`, `values_collect`, `cloc`, `gotest`,
+//! `pylint`, `nglint`. Output lines are streamed through [`StepRun::output`]
 //! as they come; a step stops when its timeout, the job deadline or a cancel
 //! arrives, and its whole process group is killed (see [`process`]).
 //!
@@ -14,12 +15,17 @@
 //! (anything else, with a message).
 
 mod artifacts;
+mod cloc;
 mod data;
 mod git;
+mod gotest;
 mod junit;
+mod lint;
 pub mod process;
 mod pytest;
+mod rndtest;
 mod shell;
+mod values;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -244,6 +250,12 @@ pub const TOOLS: &[&str] = &[
     "junit_collect",
     "pytest",
     "data",
+    "rndtest",
+    "values_collect",
+    "cloc",
+    "gotest",
+    "pylint",
+    "nglint",
 ];
 
 async fn run_tool(run: &StepRun<'_>) -> Result<StepOutcome, String> {
@@ -254,6 +266,12 @@ async fn run_tool(run: &StepRun<'_>) -> Result<StepOutcome, String> {
         "junit_collect" => junit::run(run).await,
         "pytest" => pytest::run(run).await,
         "data" => data::run(run).await,
+        "rndtest" => rndtest::run(run).await,
+        "values_collect" => values::run(run).await,
+        "cloc" => cloc::run(run).await,
+        "gotest" => gotest::run(run).await,
+        "pylint" => lint::pylint(run).await,
+        "nglint" => lint::nglint(run).await,
         other => Err(format!(
             "tool '{other}' is not supported by this agent (built-in tools: {})",
             TOOLS.join(", ")
@@ -438,7 +456,10 @@ pub(crate) fn exit_outcome(
     limits: &process::Limits,
 ) -> StepOutcome {
     match exit {
-        process::Exit::Code(0) => StepOutcome::done(),
+        process::Exit::Code(0) => StepOutcome {
+            retcode: Some(0),
+            ..StepOutcome::done()
+        },
         process::Exit::Code(c) => StepOutcome {
             retcode: Some(c),
             ..StepOutcome::error(
@@ -448,6 +469,40 @@ pub(crate) fn exit_outcome(
         },
         process::Exit::Stopped(s) => stopped(s, limits.timeout_secs),
     }
+}
+
+/// Run shell `script` in `cwd` (`/bin/sh -c`) with its standard output
+/// going to a file, read back and returned: for tools that parse what a
+/// program prints (`cloc --json`, `go test -json`, `pylint -f json`). Its
+/// standard error goes to the step's log as it comes. `shown` is what the
+/// log says was run.
+pub(crate) async fn run_captured(
+    run: &StepRun<'_>,
+    cwd: &Path,
+    shown: &str,
+    script: &str,
+    limits: &process::Limits,
+) -> Result<(process::Exit, String), String> {
+    let out = process::TempFile::reserve(&std::env::temp_dir(), "kk-out-", ".txt");
+    let cmd = process::Cmd {
+        env: step_env(
+            run,
+            vec![(
+                "KK_STEP_OUTPUT".into(),
+                out.path().to_string_lossy().into_owned(),
+            )],
+        ),
+        ..process::Cmd::new("/bin/sh", cwd)
+            .arg("-c")
+            .arg(format!("{script} > \"$KK_STEP_OUTPUT\""))
+    };
+    log(run, format!("$ {shown}")).await;
+    let exit = run_cmd(run, &cmd, limits).await?;
+    let text = match std::fs::read(out.path()) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    };
+    Ok((exit, text))
 }
 
 /// Run `cmd` with the step's output, limits and background registry.
