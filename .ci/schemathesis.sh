@@ -72,7 +72,7 @@ TOKEN=$("$VENV/bin/python" .ci/schemathesis_seed.py "$BASE" "$ADMIN_PASSWORD")
 #
 # Path ids come half of the time from the seeded data (1, or 2 for DELETE
 # and for moving a branch, so that the things 1 survive for the other
-# operations), otherwise from the generated values.
+# operations), otherwise from the generated values (or ids seen in answers).
 cat >"$WORK/schemathesis.toml" <<TOML
 [dictionaries]
 ids = { values = [1] }
@@ -80,6 +80,7 @@ doomed = { values = [2] }
 kinds = { values = ["ci", "dev"] }
 steps = { values = [0, 1] }
 names = { values = ["VAR1", "shell"] }
+finished_jobs = { values = [1, 999999] }
 
 [parameters]
 "path.id" = { dictionary = "ids", probability = 0.5 }
@@ -94,6 +95,14 @@ parameters = { "path.id" = { dictionary = "doomed", probability = 0.5 } }
 [[operations]]
 include-path = "/api/branches/{id}/project_id"
 parameters = { "path.id" = { dictionary = "doomed", probability = 0.5 } }
+
+# A job's log stream ends when the job does: follow only a finished job (1)
+# and one that does not exist, never a job the run itself started (with the
+# built-in agent perhaps disabled by then), which would stream until the
+# request timeout.
+[[operations]]
+include-path = "/api/jobs/{id}/logs/stream"
+parameters = { "path.id" = { dictionary = "finished_jobs", probability = 1.0 } }
 TOML
 
 echo "== schemathesis $SCHEMATHESIS_VERSION, $MAX_EXAMPLES examples per operation"

@@ -6,8 +6,6 @@
 //! can be `null`. Keep them in step with `kraken_core::model` (the
 //! schemathesis pass in `.ci/schemathesis.sh` checks real answers against
 //! them).
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 
 use serde_json::Value;
