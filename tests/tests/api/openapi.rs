@@ -173,6 +173,20 @@ fn api_routes_are_added_only_with_their_documentation() {
             "api_router adds a route with {forbidden}: use .routes(routes!(handler)) with #[utoipa::path] on the handler"
         );
     }
+    // Nothing else is routed under /api but the document and its UI.
+    for forbidden in [
+        ".route(\"/api",
+        ".route(\"/bk/api",
+        ".nest(\"/api/",
+        ".nest(\"/bk/api/",
+    ] {
+        assert!(
+            !lib.contains(forbidden),
+            "lib.rs routes {forbidden}...: add it to api_router with routes!"
+        );
+    }
+    assert_eq!(lib.matches(".nest(\"/api\", ").count(), 1);
+    assert_eq!(lib.matches(".nest(\"/bk/api\", ").count(), 1);
 }
 
 #[tokio::test]
