@@ -370,7 +370,7 @@ pub struct Branch {
 pub struct BranchSequence {
     /// Id.
     pub id: i64,
-    /// Kind (see [`seq_kind`]).
+    /// Kind: 0 flows, 1 CI flows, 2 DEV flows, 3 runs of a stage, 4 its CI runs, 5 its DEV runs.
     pub kind: i64,
     /// Branch.
     pub branch_id: i64,
@@ -706,7 +706,7 @@ pub struct Step {
     pub tool_version: String,
     /// Job.
     pub job_id: i64,
-    /// Status (see [`step_status`]), null before it was touched.
+    /// Status: 0 not started, 1 in progress, 2 done, 3 error, 4 skipped; null before it was touched.
     #[schema(required = true)]
     pub status: Option<i64>,
     /// Result reported by the agent.
@@ -744,9 +744,11 @@ pub struct Job {
     pub duration: String,
     /// Name.
     pub name: String,
-    /// State (see [`job_state`]).
+    /// State: 1 prequeued, 2 queued, 3 assigned, 4 executing finished, 5 completed.
     pub state: i64,
-    /// Completion status (see [`completion`]).
+    /// Completion status: 0 ok, 1 job timeout, 2 step failed, 3 agent exception, 4 missing tool,
+    /// 5 missing tool files, 6 step timeout, 7 server timeout, 8 canceled, 9 missing agents group,
+    /// 10 no agents, 11 agent not alive; null until completed.
     #[schema(required = true)]
     pub completion_status: Option<i64>,
     /// Timeout in seconds.
@@ -807,7 +809,7 @@ pub struct Agent {
     /// IP address.
     #[schema(required = true)]
     pub ip_address: Option<String>,
-    /// State (see [`agent_state`]).
+    /// State: 0 active, 1 inactive.
     pub state: i64,
     /// Disabled by an admin.
     pub disabled: bool,
@@ -943,7 +945,7 @@ pub struct TestCaseResult {
     pub test_case_id: i64,
     /// Test case name.
     pub test_case_name: String,
-    /// Result (see [`tc_result`]).
+    /// Result: 0 not run, 1 passed, 2 failed, 3 error, 4 disabled, 5 unsupported.
     pub result: i64,
     /// Values (performance figures etc.).
     #[schema(required = true)]
@@ -967,7 +969,7 @@ pub struct TestCaseResult {
     pub instability: i64,
     /// Flows in a row with this result.
     pub age: i64,
-    /// Change (see [`tc_change`]).
+    /// Change: 0 none, 1 fix, 2 regression, 3 new.
     pub change: i64,
     /// Relevancy, 0–6.
     pub relevancy: i64,
@@ -1465,7 +1467,7 @@ pub struct NewJob {
     pub run: Option<i64>,
 }
 
-/// `PATCH /agents` item (a JSON object; see [`GroupId`]).
+/// `PATCH /agents` item (a JSON object).
 #[derive(ToSchema)]
 pub struct AgentAuthorization {
     /// Agent id.
