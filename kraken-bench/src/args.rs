@@ -77,6 +77,12 @@ pub struct Args {
     #[arg(long)]
     pub plain_api: bool,
 
+    /// e2e: also run the flows with the `docker` executor on this image (it
+    /// must be on the server's machine and have /bin/sh), to time a job
+    /// from its creation to its first step in a container.
+    #[arg(long, value_name = "IMAGE")]
+    pub docker_image: Option<String>,
+
     /// Longest any single wait may take, in seconds (a flow to complete,
     /// a log line to appear, ...) [default: 300; smoke: 60].
     #[arg(long, value_name = "SECS")]
@@ -276,6 +282,8 @@ pub struct Plan {
     pub smoke: bool,
     /// Only the original's API (no SSE, no long-poll).
     pub plain_api: bool,
+    /// e2e: an image for docker-executor flows too.
+    pub docker_image: Option<String>,
     /// Longest single wait.
     pub timeout: Duration,
     /// Sizes.
@@ -361,6 +369,7 @@ impl Args {
             json: self.json,
             smoke: self.smoke,
             plain_api: self.plain_api,
+            docker_image: self.docker_image,
             timeout: Duration::from_secs(timeout),
             sizes,
         })

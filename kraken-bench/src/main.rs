@@ -167,7 +167,8 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
         }
     };
     rss("RSS idle".into(), &mut report);
-    let ctx = Ctx::new(api, plan.sizes.clone(), plan.timeout, plan.plain_api);
+    let mut ctx = Ctx::new(api, plan.sizes.clone(), plan.timeout, plan.plain_api);
+    ctx.docker_image = plan.docker_image.clone();
     let started = Instant::now();
     for w in &plan.workloads {
         progress(&format!("{}: running", w.name()));

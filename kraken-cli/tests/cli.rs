@@ -769,3 +769,52 @@ async fn watch_cancel_and_rerun_whole_flows() {
     let list = cli.ok(&["flows", "list", "demo/slow"]).await;
     assert!(list.contains("cancelled"), "{list}");
 }
+
+/// A `docker` job that no agent of its group can run waits, and the job
+/// table says why where the agent would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_for_an_executor_says_why() {
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let _bare = kraken_tests::manual_agent(
+        &s,
+        &admin,
+        "bare-1",
+        serde_json::json!({"system": "debian-12"}),
+    )
+    .await;
+    let token = admin.token.clone().unwrap();
+    let cli = Cli::new(Some(&s.url), Some(&token));
+    let files = tempfile::tempdir().unwrap();
+    let stage = files.path().join("d.py");
+    tokio::fs::write(
+        &stage,
+        "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"d\", \"steps\": [{\"tool\": \"shell\", \"cmd\": \"true\"}], \"environments\": [{\"system\": \"alpine:3\", \"executor\": \"docker\", \"agents_group\": \"all\", \"config\": \"c\"}]}]}\n",
+    )
+    .await
+    .unwrap();
+    cli.ok(&["projects", "create", "demo"]).await;
+    cli.ok(&["branches", "create", "demo", "main"]).await;
+    cli.ok(&[
+        "stages",
+        "create",
+        "demo/main",
+        "d",
+        "--file",
+        &stage.display().to_string(),
+    ])
+    .await;
+    let fid = cli.ok(&["flows", "create", "demo/main"]).await;
+    let f: Value = serde_json::from_str(&cli.ok(&["--json", "flows", "show", &fid]).await).unwrap();
+    let run = f["runs"][0]["id"].to_string();
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let table = cli.ok(&["runs", "jobs", &run]).await;
+        if table.contains("(no agent of group 'all' can run executor 'docker')") {
+            assert!(table.contains("queued"), "{table}");
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "{table}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

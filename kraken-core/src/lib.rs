@@ -24,6 +24,7 @@ pub mod mask;
 pub mod model;
 pub mod results;
 pub mod schema;
+pub mod storage;
 pub mod store;
 pub mod triggers;
 pub mod view;

@@ -386,6 +386,13 @@ pub fn step_json(s: &StepRow, masked: bool) -> Step {
         .cloned()
         .unwrap_or_default();
     fields.remove("tool");
+    // `local_tool` names its module in the step itself.
+    let own = |k: &str| {
+        (s.tool_name == "local_tool")
+            .then(|| fields.get(k).and_then(Value::as_str).map(str::to_string))
+            .flatten()
+    };
+    let (own_location, own_entry) = (own("tool_location"), own("tool_entry"));
     for k in [
         "id",
         "index",
@@ -413,8 +420,8 @@ pub fn step_json(s: &StepRow, masked: bool) -> Step {
         index: s.idx,
         tool: s.tool_name.clone(),
         tool_id: s.tool_id,
-        tool_location: s.tool_location.clone().unwrap_or_default(),
-        tool_entry: s.tool_entry.clone().unwrap_or_default(),
+        tool_location: own_location.unwrap_or_else(|| s.tool_location.clone().unwrap_or_default()),
+        tool_entry: own_entry.unwrap_or_else(|| s.tool_entry.clone().unwrap_or_default()),
         tool_version: s.tool_version.clone().unwrap_or_default(),
         job_id: s.job_id,
         status: s.status,

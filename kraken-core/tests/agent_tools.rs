@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, watch};
 struct DirStore {
     root: PathBuf,
     public: std::sync::Mutex<Vec<(String, bool)>>,
+    /// Packages of custom tools, by id.
+    tools: std::sync::Mutex<std::collections::HashMap<i64, Vec<u8>>>,
 }
 
 fn copy_tree(from: &Path, to: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
@@ -69,41 +71,57 @@ impl ArtifactStore for DirStore {
             Ok(out)
         })
     }
+
+    fn tool_package(&self, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+        Box::pin(async move {
+            self.tools
+                .lock()
+                .unwrap()
+                .get(&tool_id)
+                .cloned()
+                .ok_or_else(|| format!("no tool {tool_id}"))
+        })
+    }
 }
 
 /// A job directory, an artifact store and the job's cancel switch.
 struct Job {
     dir: tempfile::TempDir,
+    job_dir: PathBuf,
     store: DirStore,
     env: BTreeMap<String, String>,
     background: BackgroundProcs,
     cancel: watch::Sender<bool>,
     deadline: Instant,
+    executor: kraken_core::agent::docker::Executor,
 }
 
 impl Job {
     fn new() -> Job {
+        // Laid out as an agent's work dir: <work>/jobs/<id>, with the job's
+        // scratch dir (<id>.tmp) and the tool cache (<work>/tools) beside.
         let dir = tempfile::tempdir().unwrap();
-        let store_dir = dir.path().join("..").join(format!(
-            "{}-store",
-            dir.path().file_name().unwrap().to_string_lossy()
-        ));
+        let store_dir = dir.path().join("store");
         std::fs::create_dir_all(&store_dir).unwrap();
+        let job_dir = dir.path().join("jobs").join("1");
+        std::fs::create_dir_all(&job_dir).unwrap();
         Job {
             store: DirStore {
                 root: store_dir,
                 ..DirStore::default()
             },
             dir,
+            job_dir,
             env: BTreeMap::new(),
             background: BackgroundProcs::default(),
             cancel: watch::channel(false).0,
             deadline: Instant::now() + Duration::from_secs(60),
+            executor: kraken_core::agent::docker::Executor::Local,
         }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        &self.job_dir
     }
 
     fn write(&self, rel: &str, content: &str) {
@@ -137,6 +155,7 @@ impl Job {
             output: tx,
             artifacts: &self.store,
             background: &self.background,
+            executor: &self.executor,
         })
         .await;
         let lines = collector.await.unwrap();
@@ -252,6 +271,7 @@ async fn shell_output_lines_arrive_as_they_come() {
         output: tx,
         artifacts: &job.store,
         background: &job.background,
+        executor: &job.executor,
     });
     let watch_lines = async {
         let mut first_at = None;
@@ -1186,4 +1206,123 @@ async fn nglint_reports_eslint_messages_as_issues() {
     assert_eq!(o.issues[0]["symbol"], "no-explicit-any");
     assert_eq!(o.issues[1]["type"], "warning");
     assert_eq!(o.issues[1]["symbol"], "missingReturnType");
+}
+
+/// A tool module with the original agent's interface: results, issues and
+/// data reported through the callbacks, prints in the log.
+const TOOL_MODULE: &str = r#"
+import logging
+log = logging.getLogger(__name__)
+
+def collect_tests(step):
+    return ['t1', 't2']
+
+def run_tests(step, report_result=None):
+    print('running', step['tests'], 'with', step.get('flavour'))
+    for t in step['tests']:
+        report_result({'cmd': 'mytool', 'test': t, 'status': 1 if t == 't1' else 2})
+    return 0, ''
+
+def run_analysis(step, report_issue=None):
+    report_issue({'path': 'a.py', 'line': 3, 'type': 'warning', 'symbol': 's', 'message': 'm'})
+    return 0, ''
+
+def run_data(step, report_data=None):
+    report_data({'from': 'tool'})
+    return 0, ''
+"#;
+
+#[tokio::test]
+async fn local_tools_run_python_modules_with_the_original_interface() {
+    let job = Job::new();
+    let lib = job.dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("mytool.py"), TOOL_MODULE).unwrap();
+    let (o, lines) = job
+        .run(
+            "local_tool",
+            json!({"tool_location": lib.display().to_string(), "tool_entry": "mytool", "flavour": "x"}),
+        )
+        .await;
+    assert!(o.ok, "{o:?} {lines:?}");
+    assert_eq!(o.test_results.len(), 2);
+    assert_eq!(o.test_results[1]["status"], 2);
+    assert_eq!(o.issues[0]["symbol"], "s");
+    assert_eq!(o.data, Some(json!({"from": "tool"})));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("running ['t1', 't2'] with x")),
+        "{lines:?}"
+    );
+
+    // A failing tool: its retcode and message.
+    std::fs::write(
+        lib.join("bad.py"),
+        "def run(step):\n    return 7, 'no good'\n",
+    )
+    .unwrap();
+    let (o, _) = job
+        .run(
+            "local_tool",
+            json!({"tool_location": lib.display().to_string(), "tool_entry": "bad"}),
+        )
+        .await;
+    assert_eq!(
+        (o.reason.as_deref(), o.retcode),
+        (Some("retcode"), Some(7)),
+        "{o:?}"
+    );
+    assert_eq!(o.msg.as_deref(), Some("no good"));
+    // A module that raises: an exception with its traceback.
+    std::fs::write(
+        lib.join("boom.py"),
+        "def run(step):\n    raise ValueError('boom')\n",
+    )
+    .unwrap();
+    let (o, _) = job
+        .run(
+            "local_tool",
+            json!({"tool_location": lib.display().to_string(), "tool_entry": "boom"}),
+        )
+        .await;
+    assert_eq!(o.reason.as_deref(), Some("exception"));
+    assert!(o.msg.unwrap().contains("ValueError: boom"));
+}
+
+#[tokio::test]
+async fn custom_tool_packages_are_fetched_once_per_version() {
+    let job = Job::new();
+    // A package as `POST /tools/{name}/zip` stores it.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("mytool.py"), TOOL_MODULE).unwrap();
+    let zip = src.path().join("tool.zip");
+    let made = std::process::Command::new("python3")
+        .args(["-m", "zipfile", "-c"])
+        .arg(&zip)
+        .arg(src.path().join("mytool.py"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    job.store
+        .tools
+        .lock()
+        .unwrap()
+        .insert(42, std::fs::read(&zip).unwrap());
+    let step = json!({"tool_id": 42, "tool_version": "3", "tool_location": "blob:tools/tool-42/tool.zip", "tool_entry": "mytool"});
+    let (o, lines) = job.run("mytool", step.clone()).await;
+    assert!(o.ok, "{o:?} {lines:?}");
+    assert_eq!(o.test_results.len(), 2);
+    assert!(
+        lines.iter().any(|l| l.contains("fetching the package")),
+        "{lines:?}"
+    );
+    // The same version again: from the agent's cache, not the server.
+    job.store.tools.lock().unwrap().clear();
+    let (o, lines) = job.run("mytool", step).await;
+    assert!(o.ok, "{o:?} {lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("fetching the package")),
+        "{lines:?}"
+    );
 }

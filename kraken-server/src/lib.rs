@@ -31,7 +31,10 @@ pub mod openapi;
 pub mod service_logs;
 
 use extract::{AppState, error_response};
-use handlers::{agents, backend, exec, flows, logs, misc, projects, results, stages, tools, users};
+use handlers::{
+    agents, backend, badges, cloud, diag, exec, flows, logs, misc, projects, results, stages,
+    tools, users,
+};
 
 /// How to run a server.
 #[derive(Debug, Clone)]
@@ -42,6 +45,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Database URL; the SQLite file in the data directory when none.
     pub db_url: Option<String>,
+    /// Where artifacts and tool packages are stored: the data directory
+    /// when none, else a directory, `file:///dir` or `s3://bucket/prefix`
+    /// (see `kraken_core::storage`).
+    pub storage: Option<String>,
     /// Sessions unused for this long expire.
     pub session_idle_timeout: Duration,
     /// Password of `admin` on first start.
@@ -60,6 +67,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("kraken-data"),
             db_url: None,
+            storage: None,
             session_idle_timeout: Duration::from_secs(30 * 24 * 3600),
             admin_password: None,
             agents: 1,
@@ -90,6 +98,10 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(projects::update_secret, projects::delete_secret))
         .routes(routes!(projects::create_branch))
         .routes(routes!(tools::get_workflow_schema))
+        .routes(routes!(cloud::aws_ec2_regions))
+        .routes(routes!(cloud::aws_ec2_instance_types))
+        .routes(routes!(cloud::azure_locations))
+        .routes(routes!(cloud::azure_vm_sizes))
         .routes(routes!(projects::update_branch, projects::delete_branch))
         .routes(routes!(projects::get_branch))
         .routes(routes!(projects::get_branch_sequences))
@@ -150,6 +162,8 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             agents::delete_group
         ))
         .routes(routes!(misc::get_settings, misc::update_settings))
+        .routes(routes!(diag::get_settings_working_state))
+        .routes(routes!(diag::get_diagnostics))
         .routes(routes!(tools::get_tools, tools::create_or_update_tool))
         .routes(routes!(tools::get_tool_versions, tools::delete_tool))
         .routes(routes!(tools::upload_tool).layer(DefaultBodyLimit::max(limits::UPLOAD_BODY)))
@@ -222,11 +236,15 @@ pub fn app(core: Arc<Core>) -> Router {
             get(backend::list_artifacts),
         )
         .route("/backend/artifacts/{job}/file", get(backend::read_artifact))
+        .route("/backend/tools/{id}/package", get(backend::read_tool))
         .route(
             "/artifacts/{store}/{scope}/{id}/{*path}",
             get(results::download_artifact),
         )
         .route("/webhooks/{project}/{provider}", post(webhooks_unsupported))
+        .route("/any_log", get(logs::any_log))
+        .route("/branch-badge/{id}", get(badges::branch_badge))
+        .route("/branch-badge/{id}/{what}", get(badges::branch_badge_what))
         .route("/job_log/{id}", get(logs::job_log_text))
         .route("/job_log/{id}/{step}", get(logs::step_log_text));
     Router::new()
@@ -322,6 +340,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         config.db_url.as_deref(),
         Config {
             data_dir: config.data_dir.clone(),
+            storage: config.storage.clone(),
             session_idle_timeout: config.session_idle_timeout,
             admin_password: config.admin_password.clone(),
         },
@@ -377,7 +396,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         })
         .await
     });
-    tracing::info!(%addr, database = %core.database_url(), "kraken server listening");
+    tracing::info!(%addr, database = %core.database_url(), storage = %core.storage(), "kraken server listening");
     Ok(Server {
         addr,
         udp_addr,

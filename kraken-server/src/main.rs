@@ -27,6 +27,14 @@ struct Args {
     #[arg(long, env = "KRAKEN_DB_URL")]
     db_url: Option<String>,
 
+    /// Where artifacts and tool packages are stored: a directory,
+    /// file:///shared/dir (one directory shared by several servers) or
+    /// s3://bucket/prefix (endpoint, region and keys from AWS_ENDPOINT,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Default: the
+    /// data directory.
+    #[arg(long, env = "KRAKEN_STORAGE")]
+    storage: Option<String>,
+
     /// Log filter: error, warn, info, debug, trace, or a tracing filter
     /// such as "info,kraken_core=debug".
     #[arg(long, env = "KRAKEN_LOG", default_value = "info")]
@@ -76,6 +84,7 @@ async fn serve() -> anyhow::Result<()> {
         bind: args.bind,
         data_dir: args.data_dir,
         db_url: args.db_url,
+        storage: args.storage,
         session_idle_timeout: Duration::from_secs(args.session_idle_days.max(1) * 86_400),
         admin_password: std::env::var("KRAKEN_ADMIN_PASSWORD").ok(),
         agents: args.agents,
@@ -83,9 +92,10 @@ async fn serve() -> anyhow::Result<()> {
     })
     .await?;
     println!(
-        "Kraken server listening on {} (database: {})",
+        "Kraken server listening on {} (database: {}, storage: {})",
         server.url(),
-        server.core.database_url()
+        server.core.database_url(),
+        server.core.storage()
     );
     kraken_core::schema::sandbox::warm_up();
 

@@ -37,6 +37,7 @@ fn spawn(data: &Path, db: &TestDb, fault: Option<&str>, env: &[(&str, &str)]) ->
         .env_remove("KRAKEN_FAULT")
         .env_remove("KRAKEN_DB_URL")
         .env_remove("KRAKEN_AGENTS")
+        .env_remove("KRAKEN_STORAGE")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(
             std::fs::OpenOptions::new()
@@ -384,4 +385,317 @@ async fn keyed_agent(admin: &Client, address: &str) -> Client {
             .to_string(),
     );
     agent
+}
+
+/// Where a job ran, from a line its step wrote: the server (data dir) and
+/// the job id (the work dir is `<data>/agents/builtin-N/jobs/<job id>`).
+fn job_of(dir: &str) -> i64 {
+    dir.rsplit('/')
+        .next()
+        .and_then(|j| j.parse().ok())
+        .unwrap_or_else(|| panic!("not a job work dir: {dir}"))
+}
+
+/// Download a flow's public artifact `out.txt` through the server at `base`.
+async fn artifact_via(admin: &Client, base: &str, flow: i64) -> String {
+    let list = admin.get(&format!("/api/flows/{flow}/artifacts")).await;
+    let url = list.body["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["path"] == "out.txt"))
+        .and_then(|x| x["url"].as_str())
+        .unwrap_or_else(|| panic!("flow {flow} lists no out.txt: {}", list.body))
+        .to_string();
+    let got = admin
+        .http
+        .get(format!("{base}{url}"))
+        .bearer_auth(admin.token.clone().unwrap_or_default())
+        .send()
+        .await
+        .expect("download");
+    let status = got.status().as_u16();
+    let body = got.text().await.expect("artifact body");
+    assert_eq!(status, 200, "flow {flow}'s artifact via {base}: {body}");
+    body.trim().to_string()
+}
+
+/// Two servers on one host, one PostgreSQL database and one storage
+/// directory, each with built-in agents of the default names: 20 flows
+/// created through both all complete, no job runs twice (one work dir and
+/// one `done` per job), artifacts uploaded through one server download
+/// through the other, and when one server is killed (SIGKILL) the other
+/// finishes the remaining work within the documented bounds (the agent
+/// timeout, then leases of 10-15 s: 8 s + 2 s + 30 s here).
+#[tokio::test]
+async fn two_servers_share_one_database_and_storage() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        eprintln!(
+            "skipped: two servers need a shared PostgreSQL (SQLite is one server per file); \
+             set KRAKEN_TEST_DB_URL=postgres://... to run it"
+        );
+        return;
+    }
+    const FLOWS: usize = 20;
+    const AGENT_TIMEOUT: u64 = 8;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let blobs = tmp.path().join("blobs");
+    let storage = format!("file://{}", blobs.display());
+    let ledger = tmp.path().join("ledger");
+    let (data_a, data_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let env = [
+        ("KRAKEN_STORAGE", storage.as_str()),
+        ("KRAKEN_AGENTS", "2"),
+        ("KRAKEN_AGENT_TIMEOUT", "8"),
+    ];
+    let mut a = spawn(&data_a, &db, None, &env);
+    let b = spawn(&data_b, &db, None, &env);
+    let admin_a = Client::login(&a.url, "admin", "admin").await;
+    let admin_b = Client::login(&b.url, "admin", "admin").await;
+
+    let cmd = format!(
+        "echo \"$(pwd) start\" >> {l}; sleep 1; pwd > out.txt; echo \"$(pwd) done\" >> {l}",
+        l = ledger.display()
+    );
+    let code = format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \
+         \"jobs\": [{{\"name\": \"work\", \"steps\": [{{\"tool\": \"shell\", \"cmd\": {cmd}}}, \
+         {{\"tool\": \"artifacts\", \"source\": \"out.txt\", \"public\": True}}], \
+         \"environments\": [{{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}}]}}]}}\n",
+        cmd = serde_json::to_string(&cmd).expect("json")
+    );
+    let branch = setup(&admin_a, &[("work", code)]).await;
+    let mut flows = Vec::new();
+    for i in 0..FLOWS {
+        let via = if i % 2 == 0 { &admin_a } else { &admin_b };
+        flows.push(via.flow(branch).await["id"].as_i64().expect("flow id"));
+    }
+    let read_ledger = || std::fs::read_to_string(&ledger).unwrap_or_default();
+    let a_dir = data_a.display().to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Before the kill: an artifact uploaded through A (by one of its
+    // agents) is listed and downloads through B, the same bytes as via A.
+    let finished = loop {
+        let mut found = None;
+        for &f in &flows {
+            if admin_b.get(&format!("/api/flows/{f}")).await.body["state"] == "completed"
+                && artifact_via(&admin_b, &b.url, f).await.starts_with(&a_dir)
+            {
+                found = Some(f);
+                break;
+            }
+        }
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no flow completed by server A's agents"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let via_a = artifact_via(&admin_a, &a.url, finished).await;
+    let via_b = artifact_via(&admin_b, &b.url, finished).await;
+    assert_eq!(
+        via_a, via_b,
+        "flow {finished}'s artifact differs between servers"
+    );
+
+    // Some work is done, and one of A's agents is in the middle of a job.
+    let (done_before, a_busy) = loop {
+        let text = read_ledger();
+        let done: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_suffix(" done"))
+            .collect();
+        let busy = text
+            .lines()
+            .filter_map(|l| l.strip_suffix(" start"))
+            .find(|d| d.starts_with(&a_dir) && !done.contains(d))
+            .map(job_of);
+        if done.len() >= 5
+            && let Some(job) = busy
+        {
+            break (done.len(), job);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no job of server A running after 5 done: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    a.child.kill().expect("SIGKILL server A");
+    let _ = a.child.wait();
+    let killed = Instant::now();
+    drop(a);
+    eprintln!("killed server A with job {a_busy} running ({done_before} jobs done)");
+
+    // B finishes everything: A's agents are gone after the agent timeout
+    // (+2 s), their jobs are retried, A's leases lapse (10-15 s) and B
+    // takes them over.
+    let bound = Duration::from_secs(AGENT_TIMEOUT + 2 + 30);
+    let mut through_a = 0;
+    for &f in &flows {
+        let left = bound.saturating_sub(killed.elapsed());
+        let flow = admin_b.wait_flow(f, left).await;
+        let run = &flow["runs"][0];
+        assert_eq!(run["jobs_error"], 0, "flow {f}: {flow}");
+        // Every artifact is listed and downloads through B, those uploaded
+        // by A's agents (through A) included.
+        let dir = artifact_via(&admin_b, &b.url, f).await;
+        if dir.starts_with(&a_dir) {
+            through_a += 1;
+        }
+    }
+    eprintln!(
+        "all {FLOWS} flows completed {:?} after the kill; {through_a} artifacts uploaded through A",
+        killed.elapsed()
+    );
+    assert!(through_a > 0, "no artifact was uploaded through server A");
+    // The job A's agent was running is retried on one of B's agents.
+    let killed_job = admin_b.get(&format!("/api/jobs/{a_busy}")).await.body;
+    assert_eq!(killed_job["covered"], true, "{killed_job}");
+    assert!(
+        killed_job["notes"]
+            .as_str()
+            .is_some_and(|n| n.contains("retried")),
+        "{killed_job}"
+    );
+
+    // No job ran twice: one work dir and at most one `done` per job; every
+    // job that passed said `done` exactly once.
+    let text = read_ledger();
+    let mut dirs: std::collections::HashMap<i64, std::collections::HashSet<&str>> =
+        std::collections::HashMap::new();
+    let mut dones: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    for l in text.lines() {
+        let (dir, what) = l.rsplit_once(' ').expect("ledger line");
+        let job = job_of(dir);
+        dirs.entry(job).or_default().insert(dir);
+        if what == "done" {
+            *dones.entry(job).or_default() += 1;
+        }
+    }
+    for (job, d) in &dirs {
+        assert_eq!(d.len(), 1, "job {job} ran in several work dirs: {d:?}");
+    }
+    for (job, n) in &dones {
+        assert_eq!(*n, 1, "job {job} ran {n} times:\n{text}");
+    }
+    for &f in &flows {
+        let flow = admin_b.get(&format!("/api/flows/{f}")).await.body;
+        let run = flow["runs"][0]["id"].as_i64().expect("run id");
+        let jobs = admin_b.run_jobs(run).await;
+        let passed: Vec<i64> = jobs
+            .iter()
+            .filter(|j| j["covered"] != true)
+            .filter_map(|j| j["id"].as_i64())
+            .collect();
+        assert_eq!(passed.len(), 1, "flow {f} has one job in the end: {jobs:?}");
+        assert_eq!(
+            dones.get(&passed[0]),
+            Some(&1),
+            "job {} of flow {f} said done once:\n{text}",
+            passed[0]
+        );
+    }
+}
+
+/// Peak resident memory of a process (Linux `VmHWM`), in bytes.
+#[cfg(target_os = "linux")]
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// A 60 MiB artifact goes up to a real server and comes back down as a
+/// stream: the server's peak memory grows by far less than the artifact
+/// (parts of 5 MiB, at most about 15 MiB of one upload held at once).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_large_artifact_streams_through_the_server() {
+    const SIZE: usize = 60 * 1024 * 1024;
+    const CHUNK: usize = 256 * 1024;
+    let db = TestDb::new().await;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let p = spawn(&data, &db, None, &[("KRAKEN_AGENTS", "0")]);
+    let admin = Client::login(&p.url, "admin", "admin").await;
+    let agent = keyed_agent(&admin, "uploader").await;
+    let b = setup(
+        &admin,
+        &[("build", shell_stage("root", "work", &["echo hi"]))],
+    )
+    .await;
+    let flow = admin.flow(b).await["id"].as_i64().expect("flow id");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let r = agent
+            .post(
+                "/backend",
+                json!({"address": "uploader", "msg": "get-job", "wait": 1}),
+            )
+            .await
+            .body;
+        if let Some(id) = r["job"]["id"].as_i64() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no job for the agent: {r}");
+    };
+    let pid = p.child.id();
+    let before = peak_rss(pid);
+    let chunks = (0..SIZE / CHUNK).map(|i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; CHUNK]));
+    let up = agent
+        .http
+        .put(format!("{}/backend/artifacts/{job}", p.url))
+        .query(&[("path", "big.bin"), ("public", "true")])
+        .bearer_auth(agent.token.clone().unwrap_or_default())
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(up.status().as_u16(), 200);
+    let answer: Value = up.json().await.expect("upload answer");
+    assert_eq!(answer["size"], SIZE as u64, "{answer}");
+    let after_upload = peak_rss(pid);
+
+    let mut down = admin
+        .http
+        .get(format!("{}/artifacts/public/f/{flow}/big.bin", p.url))
+        .bearer_auth(admin.token.clone().unwrap_or_default())
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(down.status().as_u16(), 200);
+    assert_eq!(down.headers()["content-length"], SIZE.to_string());
+    let (mut got, mut at) = (0usize, 0usize);
+    while let Some(chunk) = down.chunk().await.expect("download chunk") {
+        for (k, byte) in chunk.iter().enumerate() {
+            let want = (((at + k) / CHUNK) % 251) as u8;
+            assert_eq!(*byte, want, "byte {} differs", at + k);
+        }
+        at += chunk.len();
+        got += chunk.len();
+    }
+    assert_eq!(got, SIZE);
+    let after_download = peak_rss(pid);
+    let mib = |b: u64| b / (1024 * 1024);
+    eprintln!(
+        "peak RSS: {} MiB before, {} MiB after a 60 MiB upload, {} MiB after its download",
+        mib(before),
+        mib(after_upload),
+        mib(after_download)
+    );
+    assert!(
+        after_download - before < 30 * 1024 * 1024,
+        "the server's peak memory grew by {} MiB for a 60 MiB artifact",
+        mib(after_download - before)
+    );
 }

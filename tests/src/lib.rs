@@ -115,10 +115,16 @@ impl TestServer {
 
     /// Start a server with `agents` built-in agents.
     pub async fn start_with_agents(agents: usize) -> TestServer {
+        Self::start_with_storage(agents, None).await
+    }
+
+    /// Start a server with `agents` built-in agents and its blobs in
+    /// `storage` (`None`: the data dir).
+    pub async fn start_with_storage(agents: usize, storage: Option<String>) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let db = TestDb::new().await;
-        let server = start_on(&data_dir, db.url.clone(), agents).await;
+        let server = start_on(&data_dir, db.url.clone(), agents, storage).await;
         let url = server.url();
         TestServer {
             server: Some(server),
@@ -140,7 +146,11 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await.expect("shutdown");
         }
-        let server = start_on(&self.data_dir, self.db.url.clone(), self.agents).await;
+        let storage = self
+            .server
+            .as_ref()
+            .and_then(|s| s.core.config.storage.clone());
+        let server = start_on(&self.data_dir, self.db.url.clone(), self.agents, storage).await;
         self.url = server.url();
         self.server = Some(server);
     }
@@ -206,7 +216,12 @@ fn use_schema_workers() {
     });
 }
 
-async fn start_on(data_dir: &Path, db_url: Option<String>, agents: usize) -> Server {
+async fn start_on(
+    data_dir: &Path,
+    db_url: Option<String>,
+    agents: usize,
+    storage: Option<String>,
+) -> Server {
     use_schema_workers();
     kraken_server::start(ServerConfig {
         bind: "127.0.0.1:0".into(),
@@ -216,6 +231,7 @@ async fn start_on(data_dir: &Path, db_url: Option<String>, agents: usize) -> Ser
         admin_password: None,
         agents,
         udp_bind: None,
+        storage,
     })
     .await
     .expect("start server")
@@ -549,4 +565,136 @@ pub async fn read_sse(
         }
     }
     out
+}
+
+/// A local S3 endpoint for tests: moto's `moto_server` (`pip install
+/// 'moto[server]'`) on a free port of 127.0.0.1, stopped when dropped.
+/// Found at `$KRAKEN_TEST_MOTO_SERVER`, else as `moto_server` on the PATH.
+pub struct Moto {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Start it; `None` (after saying why on stderr) when it is not installed.
+    pub async fn start() -> Option<Moto> {
+        let program =
+            std::env::var("KRAKEN_TEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = match std::process::Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!(
+                    "skipped: {program} not found (pip install 'moto[server]', or set \
+                     KRAKEN_TEST_MOTO_SERVER to its path; .ci/run does)"
+                );
+                return None;
+            }
+            Err(e) => panic!("cannot start {program}: {e}"),
+        };
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        while reqwest::get(&moto.endpoint).await.is_err() {
+            assert!(
+                std::time::Instant::now() < end,
+                "{program} did not answer on {} within 30 s",
+                moto.endpoint
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(moto)
+    }
+
+    /// Create a bucket (moto takes unsigned requests).
+    pub async fn bucket(&self, name: &str) {
+        let r = reqwest::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .await
+            .expect("create bucket");
+        assert!(
+            r.status().is_success(),
+            "create bucket {name}: {}",
+            r.status()
+        );
+    }
+
+    /// The keys under `prefix` in `bucket` (ListObjectsV2, first 1000).
+    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let xml = reqwest::Client::new()
+            .get(format!("{}/{bucket}", self.endpoint))
+            .query(&[("list-type", "2"), ("prefix", prefix)])
+            .send()
+            .await
+            .expect("list objects")
+            .text()
+            .await
+            .expect("list body");
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|k| k.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A `--storage` URL for `bucket/prefix` on this endpoint.
+    pub fn storage_url(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "s3://{bucket}/{prefix}?endpoint={}&region=us-east-1&access_key_id=test&secret_access_key=test",
+            self.endpoint
+        )
+    }
+}
+
+/// Registers an agent labelled `addr` with a key of its own, has it
+/// authorized and picks up the key the server issues then: a client that
+/// drives the agent protocol by hand, as this project's agent speaks it,
+/// reporting `info` as its host info.
+pub async fn manual_agent(s: &TestServer, admin: &Client, addr: &str, info: Value) -> Client {
+    let mut agent = s.anonymous();
+    agent.token = Some(format!("{:064x}", rand::random::<u128>()));
+    let hello = json!({"address": addr, "msg": "host-info", "info": info});
+    let reg = agent.post("/backend", hello.clone()).await;
+    assert_eq!(reg.expect(200)["unauthorized"], true);
+    let agents = admin.get("/api/agents?unauthorized=true").await;
+    let aid = agents.expect(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == addr)
+        .expect("the agent is listed")["id"]
+        .as_i64()
+        .unwrap();
+    admin
+        .patch("/api/agents", json!([{"id": aid, "authorized": true}]))
+        .await
+        .expect(200);
+    let hi = agent.post("/backend", hello).await;
+    assert_eq!(hi.expect(200)["agent_id"], aid);
+    agent.token = Some(
+        hi.body["agent_key"]
+            .as_str()
+            .expect("a key is issued on authorization")
+            .to_string(),
+    );
+    agent
 }

@@ -34,16 +34,60 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
 async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     let mut out = Output::new("e2e");
     let n = ctx.sizes.e2e_flows;
-    fx.stage(
-        "echo",
-        &stage_code(&JobSpec {
-            jobs: 1,
-            cmd: "echo kraken-bench-e2e",
-            group: "all",
-            timeout: None,
-        }),
-    )
-    .await?;
+    let code = stage_code(&JobSpec {
+        jobs: 1,
+        cmd: "echo kraken-bench-e2e",
+        group: "all",
+        timeout: None,
+    });
+    out = series(ctx, fx, "echo", &code, "", out).await?;
+    if let Some(image) = &ctx.docker_image {
+        // The same job in a container of `image`: its first log line is
+        // the agent's "running in docker container ..." line, written once
+        // the container runs, right before the first step starts.
+        let docker = code.replace(
+            "\"system\": \"any\"",
+            &format!(
+                "\"system\": {}, \"executor\": \"docker\"",
+                serde_json::to_string(image)?
+            ),
+        );
+        // A project of its own: a flow runs every root stage of its branch.
+        let mut dfx = Fixture::create(&ctx.api, "e2e-docker", &ctx.tag).await?;
+        let measured = series(ctx, &mut dfx, "echo-docker", &docker, "docker: ", out).await;
+        out = dfx.cleanup(measured).await?;
+        out.note(format!(
+            "docker: the same flows with `\"executor\": \"docker\", \"system\": {image:?}`; the first log line is the agent's \
+             `running in docker container ...`, written when the job's container runs, before its first step"
+        ));
+    }
+    out.note(match ctx.sse() {
+        Some(true) => "first step started = the job's first log line arrives as an SSE `log` event on GET /api/jobs/{id}/logs/stream".to_string(),
+        _ => format!(
+            "first step started = the job's first log line is readable by polling GET /api/jobs/{{id}}/logs every 10 ms ({})",
+            if ctx.plain_api { "--plain-api" } else { "the server has no SSE log stream" }
+        ),
+    });
+    out.note(format!(
+        "{n} one-job `echo` flows run one after another on the server's own agents (group `all`); \
+         both timed from the POST that creates the flow; completed = GET /api/flows/{{id}} \
+         polled every 10 ms shows state `completed`"
+    ));
+    Ok(out)
+}
+
+/// Run `e2e_flows` flows of stage `code`, one after another, and add their
+/// figures (names prefixed with `prefix`) to `out`.
+async fn series(
+    ctx: &Ctx,
+    fx: &mut Fixture,
+    stage: &str,
+    code: &str,
+    prefix: &str,
+    mut out: Output,
+) -> Result<Output> {
+    let n = ctx.sizes.e2e_flows;
+    fx.stage(stage, code).await?;
     let mut first = Samples::new();
     let mut done = Samples::new();
     let mut failed = Vec::new();
@@ -67,27 +111,15 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
             failed.push(why);
         }
     }
-    out.figure("flows", n as f64, "");
-    out.latency("created → first log line", &first);
-    out.latency("created → flow completed", &done);
+    out.figure(format!("{prefix}flows"), n as f64, "");
+    out.latency(&format!("{prefix}created → first log line"), &first);
+    out.latency(&format!("{prefix}created → flow completed"), &done);
     if let Some(why) = failed.first() {
         out.fail(format!(
-            "{} of {n} flows failed; first: {why}",
+            "{prefix}{} of {n} flows failed; first: {why}",
             failed.len()
         ));
     }
-    out.note(match ctx.sse() {
-        Some(true) => "first step started = the job's first log line arrives as an SSE `log` event on GET /api/jobs/{id}/logs/stream".to_string(),
-        _ => format!(
-            "first step started = the job's first log line is readable by polling GET /api/jobs/{{id}}/logs every 10 ms ({})",
-            if ctx.plain_api { "--plain-api" } else { "the server has no SSE log stream" }
-        ),
-    });
-    out.note(format!(
-        "{n} one-job `echo` flows run one after another on the server's own agents (group `all`); \
-         both timed from the POST that creates the flow; completed = GET /api/flows/{{id}} \
-         polled every 10 ms shows state `completed`"
-    ));
     Ok(out)
 }
 

@@ -30,6 +30,8 @@ pub struct Ctx {
     pub tag: String,
     /// Use only the original's API: no SSE log stream, no get-job long-poll.
     pub plain_api: bool,
+    /// e2e: an image to run the flows in with the `docker` executor too.
+    pub docker_image: Option<String>,
     /// Whether the server streams job logs over SSE (learned on first use).
     sse: Mutex<Option<bool>>,
 }
@@ -43,6 +45,7 @@ impl Ctx {
             timeout,
             tag: format!("{:08x}", rand::random::<u32>()),
             plain_api,
+            docker_image: None,
             sse: Mutex::new(plain_api.then_some(false)),
         }
     }

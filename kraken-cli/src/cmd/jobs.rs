@@ -55,6 +55,15 @@ pub(crate) fn job_exit(j: &Job) -> String {
     failed.or(last).map(step_exit).unwrap_or_default()
 }
 
+/// The agent running a job, or while it waits, why (its note: `no agent of
+/// group 'all' can run executor 'docker'`).
+pub(crate) fn job_agent(j: &Job) -> String {
+    match (&j.notes, j.agent_name.is_empty(), j.state) {
+        (Some(n), true, job_state::QUEUED) if !n.is_empty() => format!("({n})"),
+        _ => j.agent_name.clone(),
+    }
+}
+
 /// A job's row under `JOB_HEADERS`.
 pub(crate) fn job_row(j: &Job) -> Vec<String> {
     vec![
@@ -62,7 +71,7 @@ pub(crate) fn job_row(j: &Job) -> Vec<String> {
         j.name.clone(),
         job_state_word(j),
         job_exit(j),
-        j.agent_name.clone(),
+        job_agent(j),
         j.duration.clone(),
     ]
 }

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::error::Result;
 use crate::model::{AgentLogLine, AgentLogs};
 
+pub mod docker;
 mod in_process;
 pub mod tools;
 pub mod transport;
@@ -72,16 +73,22 @@ pub fn detect_system() -> String {
     }
 }
 
-fn host_info(system: &str) -> Value {
+async fn host_info(system: &str) -> Value {
     let (distro, version) = system.split_once('-').unwrap_or((system, ""));
-    json!({
+    let mut info = json!({
         "system": system,
         "system_type": std::env::consts::OS,
         "distro_name": distro,
         "distro_version": version,
         "isolation_type": "bare-metal",
         "isolation": "bare-metal",
-    })
+    });
+    // The executors it can run besides `local`, as the original reports
+    // them: the scheduler gives `docker` jobs only to agents that have it.
+    if let Some(v) = docker::docker_version().await {
+        info["docker"] = json!(v);
+    }
+    info
 }
 
 /// An agent bound to a transport.
@@ -103,11 +110,8 @@ impl ArtifactStore for Store {
         public: bool,
     ) -> BoxFuture<'a, std::result::Result<u64, String>> {
         async move {
-            let bytes = tokio::fs::read(local)
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
             self.transport
-                .upload(self.job_id, dest.to_string(), public, bytes)
+                .upload(self.job_id, dest.to_string(), public, local.to_path_buf())
                 .await
                 .map(|n| n as u64)
                 .map_err(|e| e.to_string())
@@ -134,26 +138,27 @@ impl ArtifactStore for Store {
                 ) else {
                     continue;
                 };
-                let bytes = self
-                    .transport
-                    .read_artifact(self.job_id, run_id, path.to_string())
+                let target = dest_dir.join(path);
+                self.transport
+                    .read_artifact(self.job_id, run_id, path.to_string(), target.clone())
                     .await
                     .map_err(|e| e.to_string())?;
-                let target = dest_dir.join(path);
-                if let Some(dir) = target.parent() {
-                    tokio::fs::create_dir_all(dir)
-                        .await
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                }
-                tokio::fs::write(&target, bytes)
-                    .await
-                    .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
                 out.push(target);
             }
             if out.is_empty() {
                 return Err(format!("no artifact matches '{source}' in this flow"));
             }
             Ok(out)
+        }
+        .boxed()
+    }
+
+    fn tool_package(&self, tool_id: i64) -> BoxFuture<'_, std::result::Result<Vec<u8>, String>> {
+        async move {
+            self.transport
+                .read_tool(self.job_id, tool_id)
+                .await
+                .map_err(|e| format!("cannot fetch the package of tool {tool_id}: {e}"))
         }
         .boxed()
     }
@@ -186,7 +191,7 @@ impl Agent {
                 return false;
             }
             let mut hi = self.msg("host-info");
-            hi["info"] = host_info(&self.cfg.system);
+            hi["info"] = host_info(&self.cfg.system).await;
             match self.transport.call(hi).await {
                 Ok(r) if r.get("unauthorized").is_none() && r.get("error").is_none() => {
                     return true;
@@ -287,6 +292,7 @@ impl Agent {
             crate::error::Error::internal(format!("cannot create {}: {e}", job_dir.display()))
         })?;
         tracing::info!(job = job_id, "running job");
+        let executor = self.executor(job, job_id, &job_dir).await;
 
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let cancel_tx = Arc::new(cancel_tx);
@@ -337,11 +343,60 @@ impl Agent {
                 &secrets,
                 &store,
                 &background,
+                &executor,
             )
             .await;
         ka.abort();
         background.kill_all(Duration::from_secs(2)).await;
+        if let docker::Executor::Docker(c) = executor {
+            c.remove().await;
+        }
         outcome
+    }
+
+    /// Where job `job`'s steps run: on this host (`local`), or in a
+    /// container of the image its system names (`docker`); any other
+    /// executor, or a container that cannot start, fails every step.
+    async fn executor(&self, job: &Value, job_id: i64, job_dir: &Path) -> docker::Executor {
+        let kind = job
+            .get("executor")
+            .and_then(Value::as_str)
+            .unwrap_or("local");
+        match kind {
+            "local" | "" => docker::Executor::Local,
+            "docker" => {
+                docker::remove_leftovers(&self.cfg.work_dir).await;
+                let image = job.get("system").and_then(Value::as_str).unwrap_or("");
+                let scratch = match tools::scratch_dir_of(job_dir) {
+                    Ok(d) => d,
+                    Err(e) => return docker::Executor::Broken(e),
+                };
+                let started = Instant::now();
+                match docker::Container::start(
+                    job_id,
+                    image,
+                    &self.cfg.work_dir,
+                    &[job_dir.to_path_buf(), scratch],
+                )
+                .await
+                {
+                    Ok(c) => {
+                        tracing::info!(
+                            job = job_id,
+                            container = c.name(),
+                            image,
+                            ms = started.elapsed().as_millis() as u64,
+                            "job container started"
+                        );
+                        docker::Executor::Docker(c)
+                    }
+                    Err(e) => docker::Executor::Broken(e),
+                }
+            }
+            other => docker::Executor::Broken(format!(
+                "executor '{other}' is not supported by this agent (it runs local and docker jobs)"
+            )),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -356,8 +411,10 @@ impl Agent {
         secrets: &[String],
         store: &Store,
         background: &BackgroundProcs,
+        executor: &docker::Executor,
     ) -> Result<()> {
         let address = self.cfg.address.clone();
+        let mut first = true;
         loop {
             let r = self
                 .transport
@@ -456,6 +513,17 @@ impl Agent {
                     }
                 })
             };
+            if std::mem::take(&mut first)
+                && let docker::Executor::Docker(c) = executor
+            {
+                let _ = out_tx
+                    .send(format!(
+                        "running in docker container {} of image {}",
+                        c.name(),
+                        c.image()
+                    ))
+                    .await;
+            }
             let started = Instant::now();
             let outcome = tools::run_step(StepRun {
                 tool: &tool,
@@ -467,6 +535,7 @@ impl Agent {
                 output: out_tx,
                 artifacts: store,
                 background,
+                executor,
             })
             .await;
             // All output is stored before the result is reported.

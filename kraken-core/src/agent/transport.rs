@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use crate::api::Core;
 use crate::api::backend::{AgentAuth, new_agent_key};
 use crate::error::{Error, Result};
 use crate::model::AgentLogs;
+use crate::storage::{ByteStream, file_stream, stream_to_file};
 
 /// The agent side of the protocol.
 pub trait Transport: Send + Sync {
@@ -20,23 +21,43 @@ pub trait Transport: Send + Sync {
     fn call(&self, msg: Value) -> BoxFuture<'_, Result<Value>>;
     /// Ship log lines; the answer says whether the job was canceled.
     fn send_logs(&self, logs: AgentLogs) -> BoxFuture<'_, Result<Value>>;
-    /// Store an artifact of the agent's job; returns its size.
+    /// Store the file `local` as artifact `path` of the agent's job,
+    /// streamed (never read whole into memory); returns its size.
     fn upload(
         &self,
         job_id: i64,
         path: String,
         public: bool,
-        bytes: Vec<u8>,
+        local: PathBuf,
     ) -> BoxFuture<'_, Result<i64>>;
     /// Artifacts of the job's flow matching a glob: `[{path, run_id, size}]`.
     fn list_artifacts(&self, job_id: i64, pattern: String) -> BoxFuture<'_, Result<Value>>;
-    /// Read an artifact of a run of the job's flow.
+    /// Write an artifact of a run of the job's flow to the file `dest`
+    /// (streamed); returns its size.
     fn read_artifact(
         &self,
         job_id: i64,
         run_id: i64,
         path: String,
-    ) -> BoxFuture<'_, Result<Vec<u8>>>;
+        dest: PathBuf,
+    ) -> BoxFuture<'_, Result<u64>>;
+    /// The package (`tool.zip`) of a custom tool a step of the job uses.
+    fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>>;
+}
+
+/// Open a file to upload.
+async fn open_upload(local: &Path) -> Result<ByteStream> {
+    let file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| Error::internal(format!("cannot read {}: {e}", local.display())))?;
+    Ok(file_stream(file))
+}
+
+/// Write a downloaded artifact to `dest`.
+async fn save_download(body: ByteStream, dest: &Path) -> Result<u64> {
+    stream_to_file(body, dest)
+        .await
+        .map_err(|e| Error::internal(format!("cannot write {}: {e}", dest.display())))
 }
 
 /// A built-in agent: calls the core directly, as the agent with that id
@@ -69,11 +90,12 @@ impl Transport for InProcess {
         job_id: i64,
         path: String,
         public: bool,
-        bytes: Vec<u8>,
+        local: PathBuf,
     ) -> BoxFuture<'_, Result<i64>> {
         async move {
+            let body = open_upload(&local).await?;
             self.core
-                .agent_upload_artifact(&self.auth, job_id, &path, public, &bytes)
+                .agent_upload_artifact(&self.auth, job_id, &path, public, body)
                 .await
         }
         .boxed()
@@ -91,13 +113,19 @@ impl Transport for InProcess {
         job_id: i64,
         run_id: i64,
         path: String,
-    ) -> BoxFuture<'_, Result<Vec<u8>>> {
+        dest: PathBuf,
+    ) -> BoxFuture<'_, Result<u64>> {
         async move {
-            self.core
+            let blob = self
+                .core
                 .agent_read_artifact(&self.auth, job_id, run_id, &path)
-                .await
+                .await?;
+            save_download(blob.body, &dest).await
         }
         .boxed()
+    }
+    fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>> {
+        async move { self.core.agent_read_tool(&self.auth, job_id, tool_id).await }.boxed()
     }
 }
 
@@ -275,19 +303,36 @@ impl Transport for Http {
         job_id: i64,
         path: String,
         public: bool,
-        bytes: Vec<u8>,
+        local: PathBuf,
     ) -> BoxFuture<'_, Result<i64>> {
-        let req = self
-            .client
-            .put(format!("{}/backend/artifacts/{job_id}", self.base))
-            .query(&[
-                ("path", path.as_str()),
-                ("public", if public { "true" } else { "false" }),
-            ])
-            .body(bytes);
+        const WHAT: &str = "uploading an artifact";
         async move {
-            let v = self.authed_json(req, "uploading an artifact").await?;
-            Ok(v.get("size").and_then(Value::as_i64).unwrap_or(0))
+            // A streamed body cannot be sent twice: when the key changed
+            // under the request (authorization), the file is opened again.
+            let mut first = true;
+            loop {
+                let key = self.current_key();
+                let mut req = self
+                    .client
+                    .put(format!("{}/backend/artifacts/{job_id}", self.base))
+                    .query(&[
+                        ("path", path.as_str()),
+                        ("public", if public { "true" } else { "false" }),
+                    ])
+                    .body(reqwest::Body::wrap_stream(open_upload(&local).await?));
+                if let Some(k) = &key {
+                    req = req.bearer_auth(k);
+                }
+                match Self::send(req, WHAT).await {
+                    Err(Error::Unauthorized(_)) if first && self.current_key() != key => {
+                        first = false;
+                    }
+                    resp => {
+                        let v = Self::json_of(resp?, WHAT).await?;
+                        return Ok(v.get("size").and_then(Value::as_i64).unwrap_or(0));
+                    }
+                }
+            }
         }
         .boxed()
     }
@@ -303,7 +348,8 @@ impl Transport for Http {
         job_id: i64,
         run_id: i64,
         path: String,
-    ) -> BoxFuture<'_, Result<Vec<u8>>> {
+        dest: PathBuf,
+    ) -> BoxFuture<'_, Result<u64>> {
         let req = self
             .client
             .get(format!("{}/backend/artifacts/{job_id}/file", self.base))
@@ -312,12 +358,28 @@ impl Transport for Http {
                 ("path", path.as_str()),
             ]);
         async move {
-            let bytes = self
+            let body = self
                 .authed(req, "downloading an artifact")
+                .await?
+                .bytes_stream()
+                .map_err(std::io::Error::other)
+                .boxed();
+            save_download(body, &dest).await
+        }
+        .boxed()
+    }
+    fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>> {
+        let req = self
+            .client
+            .get(format!("{}/backend/tools/{tool_id}/package", self.base))
+            .query(&[("job", job_id.to_string().as_str())]);
+        async move {
+            let bytes = self
+                .authed(req, "downloading a tool package")
                 .await?
                 .bytes()
                 .await
-                .map_err(|e| Error::Transport(format!("downloading an artifact: {e}")))?;
+                .map_err(|e| Error::Transport(format!("downloading a tool package: {e}")))?;
             Ok(bytes.to_vec())
         }
         .boxed()

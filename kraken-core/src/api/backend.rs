@@ -12,7 +12,6 @@
 //! its sha256 is stored.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +22,10 @@ use super::{Core, Local};
 use crate::engine::context::{CtxFor, secret_args};
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::model::limits;
 use crate::model::{job_state, secret_kind, step_status};
 use crate::schema;
+use crate::storage::{Blob, ByteStream, StorageError};
 use crate::store::agents::{AgentRow, agent_kind};
 use crate::store::jobs::JobRow;
 use crate::store::logs::NewLog;
@@ -33,6 +34,8 @@ use crate::store::results::JobPlace;
 
 /// Longest a `get-job` may wait for a job (our agents ask with `wait`).
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How long a `get-job` of the original's agent is held open.
+const ORIGINAL_AGENT_WAIT: Duration = Duration::from_secs(20);
 /// Largest `host-info` `info` object accepted, in bytes of JSON.
 pub const MAX_HOST_INFO: usize = 8 * 1024;
 /// Most agents waiting for authorization at once.
@@ -141,6 +144,15 @@ pub fn safe_rel_path(p: &str) -> Result<String> {
     Ok(parts.join("/"))
 }
 
+/// Where an artifact of a run is stored: `artifacts/<branch>/<flow>/<run>/<path>`
+/// (under the data dir, where earlier versions kept it, by default).
+pub(crate) fn artifact_key(place: &JobPlace, run_id: i64, path: &str) -> String {
+    format!(
+        "artifacts/{:08}/{}/{run_id}/{path}",
+        place.branch_id, place.flow_id
+    )
+}
+
 /// The caller of a backend message: a known agent (with a key issued by
 /// this call), or an answer already (a registration).
 enum Caller {
@@ -181,7 +193,11 @@ impl Core {
                     .get("wait")
                     .and_then(Value::as_f64)
                     .filter(|w| w.is_finite() && *w >= 0.0)
-                    .map(|w| Duration::from_secs_f64(w.min(MAX_WAIT.as_secs_f64())));
+                    .map(|w| Duration::from_secs_f64(w.min(MAX_WAIT.as_secs_f64())))
+                    // The original's agent polls every 5 s and never asks to
+                    // wait: hold its poll open (well under its 120 s HTTP
+                    // timeout) so a job starts as soon as it is assigned.
+                    .or((agent.kind == agent_kind::ADDRESS).then_some(ORIGINAL_AGENT_WAIT));
                 k.get_job_for_agent(&agent, kind == "get-job", wait).await?
             }
             "get-job-step" => k.get_job_step(&agent).await?,
@@ -195,7 +211,12 @@ impl Core {
         if let Some(o) = out.as_object_mut() {
             if matches!(kind, "host-info" | "get-job" | "get-job2" | "get-job-step") {
                 o.insert("cfg".into(), cfg);
-                o.insert("version".into(), json!(crate::VERSION));
+                // The original's agent updates itself from /install/agent
+                // whenever `version` differs from its own; there is no
+                // package of it here, so it is not told one.
+                if agent.kind != agent_kind::ADDRESS {
+                    o.insert("version".into(), json!(crate::VERSION));
+                }
             }
             if let Some(key) = issued {
                 o.insert("agent_key".into(), json!(key));
@@ -432,28 +453,31 @@ impl Core {
         Ok(json!({"cancel": false}))
     }
 
-    /// Store an artifact file uploaded by an agent for its job; returns its size.
+    /// Store an artifact uploaded by an agent for its job, streamed into the
+    /// blob storage (at most [`limits::UPLOAD_BODY`] bytes); returns its size.
     pub async fn agent_upload_artifact(
         self: &Arc<Self>,
         auth: &AgentAuth,
         job_id: i64,
         path: &str,
         public: bool,
-        bytes: &[u8],
+        body: ByteStream,
     ) -> Result<i64> {
         let agent = self.authenticated_agent(auth).await?;
         let (_, place) = self.running_job(&agent, job_id).await?;
         let path = safe_rel_path(path)?;
-        let file = self.artifact_file(&place, place.run_id, &path);
-        if let Some(dir) = file.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        tokio::fs::write(&file, bytes).await.map_err(|e| {
-            Error::internal(format!("cannot store artifact {}: {e}", file.display()))
-        })?;
-        let size = bytes.len() as i64;
+        let key = artifact_key(&place, place.run_id, &path);
+        let size = self
+            .blobs
+            .put_stream(&key, body, limits::UPLOAD_BODY as u64)
+            .await
+            .map_err(|e| match e {
+                StorageError::TooLarge { .. } => Error::bad_request(format!(
+                    "artifact {path} is larger than {} MiB: store a smaller file",
+                    limits::UPLOAD_BODY / (1024 * 1024)
+                )),
+                e => e.into(),
+            })? as i64;
         self.store()
             .insert_artifact(&place, &path, size, public)
             .await?;
@@ -494,6 +518,55 @@ impl Core {
         Ok(Value::Array(out))
     }
 
+    /// The package (`tool.zip`) of custom tool `tool_id`, for the agent
+    /// running job `job_id`, a step of which uses that tool.
+    pub async fn agent_read_tool(
+        self: &Arc<Self>,
+        auth: &AgentAuth,
+        job_id: i64,
+        tool_id: i64,
+    ) -> Result<Vec<u8>> {
+        let agent = self.authenticated_agent(auth).await?;
+        let (_, _) = self.running_job(&agent, job_id).await?;
+        let steps = self.store().steps_of(&[job_id]).await?;
+        if !steps.iter().any(|s| s.tool_id == tool_id) {
+            return Err(Error::forbidden(format!(
+                "no step of job {job_id} uses tool {tool_id}"
+            )));
+        }
+        let tool = self
+            .store()
+            .tool(tool_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("Tool with id {tool_id} not found")))?;
+        let rel = tool
+            .location
+            .as_deref()
+            .and_then(|l| l.strip_prefix("blob:"))
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "tool '{}' has no package on the server (upload one with POST /tools/{}/zip)",
+                    tool.name, tool.name
+                ))
+            })?;
+        let rel = safe_rel_path(rel)?;
+        let gone = || {
+            Error::not_found(format!(
+                "the package of tool '{}' is gone from storage ({rel} in {}): upload it again \
+                 with POST /tools/{}/zip",
+                tool.name, self.blobs, tool.name
+            ))
+        };
+        // A package is bounded by the upload limit; the agent keeps it whole.
+        let blob = self.read_blob(&rel).await?.ok_or_else(gone)?;
+        blob.into_bytes().await.map_err(|e| {
+            Error::internal(format!(
+                "cannot read the package of tool '{}' from {}: {e}",
+                tool.name, self.blobs
+            ))
+        })
+    }
+
     /// Read an artifact of a run of the job's flow.
     pub async fn agent_read_artifact(
         self: &Arc<Self>,
@@ -501,7 +574,7 @@ impl Core {
         job_id: i64,
         run_id: i64,
         path: &str,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Blob> {
         let agent = self.authenticated_agent(auth).await?;
         let (_, place) = self.running_job(&agent, job_id).await?;
         let run = self
@@ -515,21 +588,18 @@ impl Core {
             ));
         }
         let path = safe_rel_path(path)?;
-        let file = self.artifact_file(&place, run_id, &path);
-        tokio::fs::read(&file)
-            .await
-            .map_err(|_| Error::not_found(format!("artifact {path} not found")))
+        self.read_blob(&artifact_key(&place, run_id, &path))
+            .await?
+            .ok_or_else(|| Error::not_found(format!("artifact {path} not found")))
     }
 
-    /// Where an artifact of a run lives on disk.
-    pub fn artifact_file(&self, place: &JobPlace, run_id: i64, path: &str) -> PathBuf {
-        self.config
-            .data_dir
-            .join("artifacts")
-            .join(format!("{:08}", place.branch_id))
-            .join(place.flow_id.to_string())
-            .join(run_id.to_string())
-            .join(path)
+    /// Open a stored blob; `None` when the storage has none under `key`.
+    pub(crate) async fn read_blob(&self, key: &str) -> Result<Option<Blob>> {
+        match self.blobs.get(key).await {
+            Ok(b) => Ok(Some(b)),
+            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Store log records sent as UDP datagrams by the original's agents
@@ -545,6 +615,10 @@ impl Core {
             return Ok(0);
         }
         let mut holders: HashMap<(String, i64), Option<(i64, JobPlace)>> = HashMap::new();
+        // The tools of a job's steps, by index: a datagram says its step,
+        // and its line belongs to that step's tool (the job's log is the
+        // tools' output).
+        let mut step_tools: HashMap<i64, HashMap<i64, String>> = HashMap::new();
         for (d, sender) in datagrams {
             let Ok(v) = serde_json::from_slice::<Value>(d) else {
                 continue;
@@ -587,7 +661,29 @@ impl Core {
                     })
                 })
                 .map_or_else(now_ms, |t| t.timestamp_millis());
-            let step = v.get("step").and_then(Value::as_i64).unwrap_or(-1);
+            let step = v
+                .get("step")
+                .and_then(|x| {
+                    x.as_i64()
+                        .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                })
+                .unwrap_or(-1);
+            let mut tool = s("tool");
+            if tool.is_empty() && step >= 0 {
+                if let std::collections::hash_map::Entry::Vacant(e) = step_tools.entry(job_id) {
+                    let tools = self
+                        .store()
+                        .steps_of(&[job_id])
+                        .await?
+                        .into_iter()
+                        .map(|st| (st.idx, st.tool_name))
+                        .collect();
+                    e.insert(tools);
+                }
+                if let Some(t) = step_tools.get(&job_id).and_then(|m| m.get(&step)) {
+                    tool = t.clone();
+                }
+            }
             for (seq, line) in s("message").lines().enumerate() {
                 rows.push(NewLog {
                     time,
@@ -608,7 +704,7 @@ impl Core {
                     run_id: place.run_id,
                     job_id,
                     step,
-                    tool: s("tool"),
+                    tool: tool.clone(),
                     agent_id: *agent_id,
                 });
             }

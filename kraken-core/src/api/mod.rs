@@ -18,12 +18,14 @@ pub use crate::engine::EngineLoops;
 use crate::error::{Error, Result};
 use crate::model::Timestamp;
 pub use crate::schema::WORKFLOW_SCHEMA;
+use crate::storage::Storage;
 use crate::store::Store;
 
 pub(crate) mod agents;
 pub mod backend;
 pub(crate) mod branches;
 pub mod client;
+pub(crate) mod diagnostics;
 pub mod exec;
 pub(crate) mod flows;
 pub(crate) mod jobs;
@@ -43,8 +45,12 @@ pub use seed::builtin_tools;
 /// Settings of a Kraken instance that are not stored in its database.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where blobs (artifacts, tool packages, agent work dirs) live.
+    /// Where the SQLite database and agent work dirs live, and blobs
+    /// (artifacts, tool packages) unless `storage` says otherwise.
     pub data_dir: PathBuf,
+    /// Where blobs live: `None` for the data dir, a directory,
+    /// `file:///dir` or `s3://bucket/prefix` (see [`crate::storage`]).
+    pub storage: Option<String>,
     /// Sessions unused for this long expire.
     pub session_idle_timeout: Duration,
     /// Password for the `admin` user created on first start (`admin` if none).
@@ -55,6 +61,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("kraken-data"),
+            storage: None,
             session_idle_timeout: Duration::from_secs(30 * 24 * 3600),
             admin_password: None,
         }
@@ -69,6 +76,8 @@ pub struct Core {
     engine: Arc<Engine>,
     /// The configuration.
     pub config: Config,
+    /// Artifacts and tool packages.
+    blobs: Storage,
     /// Id of the `admin` user (the in-process operator acts as it).
     admin_id: i64,
     /// `host:port` of the UDP log listener announced to agents.
@@ -89,10 +98,12 @@ pub const INVALID_TOKEN: &str = "The server could not verify that you are author
 impl Core {
     /// Open the store, apply migrations and seed a fresh database.
     pub async fn open(store: Store, config: Config) -> Result<Arc<Core>> {
+        let blobs = Storage::open(config.storage.as_deref(), &config.data_dir)?;
         let admin_id = seed::seed(&store, &config).await?;
         Ok(Arc::new(Core {
             engine: Engine::new(store),
             config,
+            blobs,
             admin_id,
             udp_addr: std::sync::Mutex::new(String::new()),
             login_limiter: LoginLimiter::default(),
@@ -127,6 +138,11 @@ impl Core {
     /// they stop when the returned value is dropped.
     pub fn start_engine(&self) -> EngineLoops {
         self.engine.start_loops()
+    }
+
+    /// Where artifacts and tool packages are stored (for messages and logs).
+    pub fn storage(&self) -> &Storage {
+        &self.blobs
     }
 
     /// The database's URL, its password hidden.

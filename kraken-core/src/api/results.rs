@@ -13,6 +13,7 @@ use crate::model::{
     flow_kind, tc_result,
 };
 use crate::model::{IssueFilter, TcrFilter};
+use crate::storage::Blob;
 use crate::store::results::TcrFull;
 
 /// `GET /flows/{id}/history` item.
@@ -362,13 +363,27 @@ impl Local {
         Ok(List::all(items))
     }
 
-    /// A public (or report) artifact of a flow (`f`) or run (`r`): its bytes and name.
+    /// A public (or report) artifact of a flow (`f`) or run (`r`), read
+    /// whole: its bytes and name (see [`Local::open_artifact`] to stream it).
     pub async fn read_artifact(
         &self,
         scope: &str,
         id: i64,
         path: &str,
     ) -> Result<(Vec<u8>, String)> {
+        let (blob, name) = self.open_artifact(scope, id, path).await?;
+        let bytes = blob.into_bytes().await.map_err(|e| {
+            Error::internal(format!(
+                "artifact {path} could not be read from {}: {e}",
+                self.core.storage()
+            ))
+        })?;
+        Ok((bytes, name))
+    }
+
+    /// A public (or report) artifact of a flow (`f`) or run (`r`), opened
+    /// for streaming from the blob storage: its blob and name.
+    pub async fn open_artifact(&self, scope: &str, id: i64, path: &str) -> Result<(Blob, String)> {
         let path = super::backend::safe_rel_path(path)?;
         let (flow_id, runs) = match scope {
             "f" => {
@@ -406,12 +421,14 @@ impl Local {
             stage_id: 0,
             project_id: 0,
         };
-        let file = self.core.artifact_file(&place, a.run_id, &a.path);
-        let bytes = tokio::fs::read(&file)
-            .await
-            .map_err(|_| Error::not_found(format!("artifact {path} is gone from storage")))?;
+        let key = super::backend::artifact_key(&place, a.run_id, &a.path);
+        let blob = self
+            .core
+            .read_blob(&key)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("artifact {path} is gone from storage")))?;
         let name = a.path.rsplit('/').next().unwrap_or(&a.path).to_string();
-        Ok((bytes, name))
+        Ok((blob, name))
     }
 
     /// `POST /rq/queue`: queue a background task by name (superadmin):

@@ -174,15 +174,10 @@ impl Local {
         meta.name = Some(name.to_string());
         let row = self.register_tool(&meta).await?;
         let rel = format!("tools/tool-{}/tool.zip", row.id);
-        let path = self.core.config.data_dir.join(&rel);
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        tokio::fs::write(&path, zip).await.map_err(|e| {
-            Error::internal(format!("cannot store tool package {}: {e}", path.display()))
-        })?;
+        self.core
+            .storage()
+            .put_bytes(&rel, bytes::Bytes::copy_from_slice(zip))
+            .await?;
         self.store()
             .set_tool_location(row.id, &format!("blob:{rel}"))
             .await?;

@@ -32,11 +32,16 @@ pub async fn workflow_schema(store: &Store) -> Result<Value> {
             && named.insert(t.name.clone())
             && let Some(latest) = store.tool_by_ref(&t.name).await?
         {
-            one_of.push(schema::tool_step_schema(&t.name, &latest.fields.0));
+            one_of.push(schema::tool_step_schema(
+                &t.name,
+                latest.description.as_deref().unwrap_or(""),
+                &latest.fields.0,
+            ));
         }
         if let Some(v) = &t.version {
             one_of.push(schema::tool_step_schema(
                 &format!("{}@{}", t.name, v),
+                t.description.as_deref().unwrap_or(""),
                 &t.fields.0,
             ));
         }

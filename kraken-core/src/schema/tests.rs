@@ -1077,8 +1077,8 @@ fn a_validator_from_a_custom_tool_list() {
     let mut schema: Value = serde_json::from_str(crate::schema::WORKFLOW_SCHEMA).unwrap();
     let fields = json!({"properties": {"pkgs": {"type": "string"}}, "required": ["pkgs"]});
     schema["properties"]["jobs"]["items"]["properties"]["steps"]["items"]["oneOf"] = json!([
-        crate::schema::tool_step_schema("pkg", &fields),
-        crate::schema::tool_step_schema("pkg@3", &fields),
+        crate::schema::tool_step_schema("pkg", "A package.", &fields),
+        crate::schema::tool_step_schema("pkg@3", "A package.", &fields),
     ]);
     let v = WorkflowValidator::new(&schema).unwrap();
     assert_eq!(

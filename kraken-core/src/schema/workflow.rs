@@ -9,13 +9,23 @@ pub const WORKFLOW_SCHEMA: &str = include_str!("../../assets/kraken-workflow-sch
 
 /// The JSON schema for a step of `tool` (name or `name@version`) with
 /// parameters `fields`, as the original's `schemaval.get_schema()` builds it.
-pub fn tool_step_schema(tool_ref: &str, fields: &Value) -> Value {
+pub fn tool_step_schema(tool_ref: &str, description: &str, fields: &Value) -> Value {
     let props = fields
         .get("properties")
         .cloned()
         .unwrap_or_else(|| json!({}));
     let mut properties = Map::new();
-    properties.insert("tool".into(), json!({"const": tool_ref, "base": true}));
+    // The original's web UI splits this description at its first period
+    // (the step dialog's help): always a string, never missing.
+    let description = if description.trim().is_empty() {
+        format!("The {tool_ref} tool.")
+    } else {
+        description.to_string()
+    };
+    properties.insert(
+        "tool".into(),
+        json!({"description": description, "const": tool_ref, "base": true}),
+    );
     properties.insert(
         "attempts".into(),
         json!({"description": "A number of times the step is retried if if it returns error.",

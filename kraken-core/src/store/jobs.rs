@@ -436,6 +436,26 @@ impl Store {
             .fetch_all(p).await?))
     }
 
+    /// The host info of every usable agent of a group (authorized, active,
+    /// enabled), idle or not: what executors the group can run.
+    pub async fn group_host_infos(&self, group_id: i64) -> Result<Vec<Option<Json<Value>>>> {
+        Ok(on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT a.host_info FROM agents a JOIN agent_assignments aa ON aa.agent_id = a.id \
+             WHERE aa.agents_group_id = $1 AND a.authorized = TRUE AND a.state = 0 AND a.disabled = FALSE \
+             AND a.deleted IS NULL")
+            .bind(group_id).fetch_all(p).await?))
+    }
+
+    /// Set (or clear) the note of a job still waiting for an agent; whether
+    /// it changed.
+    pub async fn set_waiting_job_note(&self, job_id: i64, note: Option<&str>) -> Result<bool> {
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE jobs SET notes = $1 WHERE id = $2 AND state = 2 \
+             AND ((notes IS NULL AND $1 IS NOT NULL) OR (notes IS NOT NULL AND $1 IS NULL) OR notes <> $1)")
+            .bind(note).bind(job_id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
     /// Usable agents of a group (authorized, active, enabled).
     pub async fn usable_agents_in_group(&self, group_id: i64) -> Result<i64> {
         Ok(on_read!(&self.db, p => sqlx::query_scalar(

@@ -6,9 +6,11 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, TryStreamExt};
 use kraken_core::Error;
 use kraken_core::api::backend::{AgentAuth, AgentLogs};
 use serde_json::{Value, json};
@@ -64,13 +66,18 @@ pub async fn upload_artifact(
     headers: HeaderMap,
     P(job_id): P<i64>,
     q: Q,
-    body: Bytes,
+    body: Body,
 ) -> R<Json<Value>> {
     let path = required(&q, "path")?;
     let public = q.bool("public")?.unwrap_or(false);
+    // Streamed into the blob storage, which bounds its size.
+    let body = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed();
     let size = st
         .core
-        .agent_upload_artifact(&agent_auth(&headers, peer), job_id, path, public, &body)
+        .agent_upload_artifact(&agent_auth(&headers, peer), job_id, path, public, body)
         .await?;
     Ok(Json(json!({"size": size})))
 }
@@ -99,11 +106,11 @@ pub async fn read_artifact(
     headers: HeaderMap,
     P(job_id): P<i64>,
     q: Q,
-) -> R<Vec<u8>> {
+) -> R<Response> {
     let run_id = q
         .int("run_id")?
         .ok_or_else(|| AppError(Error::bad_request("missing run_id parameter")))?;
-    Ok(st
+    let blob = st
         .core
         .agent_read_artifact(
             &agent_auth(&headers, peer),
@@ -111,5 +118,31 @@ pub async fn read_artifact(
             run_id,
             required(&q, "path")?,
         )
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, blob.size.to_string()),
+        ],
+        Body::from_stream(blob.body),
+    )
+        .into_response())
+}
+
+/// `GET /backend/tools/{id}/package?job=J`: a custom tool's package for the
+/// agent running job `J`.
+pub async fn read_tool(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    P(tool_id): P<i64>,
+    q: Q,
+) -> R<Vec<u8>> {
+    let job_id = q
+        .int("job")?
+        .ok_or_else(|| AppError(Error::bad_request("missing job parameter")))?;
+    Ok(st
+        .core
+        .agent_read_tool(&agent_auth(&headers, peer), job_id, tool_id)
         .await?)
 }

@@ -176,3 +176,39 @@ pub async fn stream_job_log(
     });
     Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+/// `GET /any_log` (the original UI's *Flat logs* download): the log lines a
+/// filter selects (`branch_id`, `flow_kind`, `flow_id`, `run_id`, `job_id`,
+/// `step_id`, `agent_id`, `services`, `level`), oldest first, as text — at
+/// most 100,000 lines, the same access rules as `GET /logs`.
+pub async fn any_log(Caller(k): Caller, q: Q) -> R<Response> {
+    let f = LogFilter {
+        branch_id: q.int("branch_id")?,
+        flow_kind: q.int("flow_kind")?,
+        flow_id: q.int("flow_id")?,
+        run_id: q.int("run_id")?,
+        job_id: q.int("job_id")?,
+        step: match q.int("step_id")? {
+            Some(s) => Some(s),
+            None => q.int("step_idx")?,
+        },
+        agent_id: q.int("agent_id")?,
+        services: q.list("services"),
+        level: q.str("level").map(str::to_string),
+        ..Default::default()
+    };
+    let paging = LogPaging {
+        start: Some(0),
+        limit: Some(100_000),
+        order: Some("asc".into()),
+    };
+    let logs = k.get_logs(&f, &paging).await?;
+    let mut text = String::new();
+    for l in &logs.items {
+        text.push_str(&format!(
+            "{} {:<7} {}: {}\n",
+            l.time, l.level, l.service, l.message
+        ));
+    }
+    Ok(text_attachment("logs.txt", text))
+}

@@ -5,6 +5,9 @@
 
 pub mod agents;
 pub mod backend;
+pub mod badges;
+pub mod cloud;
+pub mod diag;
 pub mod exec;
 pub mod flows;
 pub mod logs;

@@ -163,7 +163,7 @@ pub async fn download_artifact(
             "incorrect store type '{store}': use public or report"
         ))));
     }
-    let (bytes, name) = k.read_artifact(&scope, id, &path).await?;
+    let (blob, name) = k.open_artifact(&scope, id, &path).await?;
     // Agents upload artifacts: never active content of the server's origin.
     // Reports open in the browser, sandboxed (an opaque origin, no scripts);
     // other artifacts are downloads; no type sniffing either way.
@@ -184,8 +184,9 @@ pub async fn download_artifact(
                     .to_string(),
             ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (header::CONTENT_LENGTH, blob.size.to_string()),
         ],
-        bytes,
+        axum::body::Body::from_stream(blob.body),
     )
         .into_response())
 }

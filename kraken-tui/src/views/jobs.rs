@@ -158,7 +158,8 @@ impl Component for JobsView {
             Constraint::Length(6),
             Constraint::Fill(1),
             Constraint::Length(10),
-            Constraint::Length(16),
+            // An agent's name, or why a job waits for one.
+            Constraint::Fill(1),
             Constraint::Length(11),
         ];
         self.list.draw(
@@ -169,7 +170,12 @@ impl Component for JobsView {
             &widths,
             |j| {
                 let status = job_status(j);
-                let agent = if j.agent_name.is_empty() {
+                let agent = if let Some(note) = j.notes.as_ref().filter(|n| {
+                    !n.is_empty() && j.agent_name.is_empty() && status == Status::Waiting
+                }) {
+                    // Why it waits: no agent can run its executor.
+                    Span::styled(note.clone(), Status::Manual.style())
+                } else if j.agent_name.is_empty() {
                     Span::styled("-", style::dim())
                 } else {
                     Span::raw(j.agent_name.clone())

@@ -477,15 +477,27 @@ async fn unauthorized_agents_get_no_job() {
             .unwrap()
             .contains(':')
     );
+    // No `version` for the original's agent: it would update itself from
+    // /install/agent whenever the server's version differs from its own.
+    assert!(hi.body.get("version").is_none(), "{}", hi.body);
+    // Its `get-job` (it never sends `wait`) is held open until a job is
+    // there: a poll made before the flow exists returns the flow's job.
+    let poll = {
+        let anon = anon.clone();
+        tokio::spawn(async move {
+            anon.post(
+                "/backend",
+                json!({"address": "127.0.0.1", "msg": "get-job"}),
+            )
+            .await
+            .body
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let flow = admin.flow(bid).await;
     let fid = flow["id"].as_i64().unwrap();
-    let gj = anon
-        .post(
-            "/backend",
-            json!({"address": "127.0.0.1", "msg": "get-job", "wait": 20}),
-        )
-        .await
-        .body;
+    let gj = poll.await.unwrap();
+    assert!(gj.get("version").is_none(), "{gj}");
     let job_id = gj["job"]["id"].as_i64().unwrap();
     assert_eq!(gj["job"]["executor"], "local");
     assert!(gj["job"]["timeout"].as_i64().unwrap() > 0);
@@ -507,6 +519,10 @@ async fn unauthorized_agents_get_no_job() {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let rec = json!({"@timestamp": "2026-11-29T20:34:30.123456Z", "message": "udp line 1\nudp line 2", "service": "agent", "tool": "shell", "job": job_id, "step": 0, "level": "INFO"});
     sock.send_to(rec.to_string().as_bytes(), udp).unwrap();
+    // The agent's tool processes log without a tool name, with the step
+    // index: the line belongs to that step's tool, so the job log has it.
+    let rec = json!({"@timestamp": "2026-11-29T20:34:30.200000Z", "message": "udp line 3", "service": "agent", "job": job_id, "step": "0", "level": "INFO"});
+    sock.send_to(rec.to_string().as_bytes(), udp).unwrap();
     anon.post("/backend", json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": job_id, "step_idx": 0, "result": {"status": "done", "duration": 1}})).await.expect(200);
     let fin = anon
         .post(
@@ -522,10 +538,10 @@ async fn unauthorized_agents_get_no_job() {
         .wait_for(
             &format!("/api/jobs/{job_id}/logs"),
             Duration::from_secs(10),
-            |b| b["total"] == 3,
+            |b| b["total"] == 4,
         )
         .await;
-    // The agent's two lines, and the server's line on how the step ended
+    // The agent's three lines, and the server's line on how the step ended
     // (datagrams may arrive after the result: no order between them).
     let messages: Vec<&str> = lines["items"]
         .as_array()
@@ -533,7 +549,12 @@ async fn unauthorized_agents_get_no_job() {
         .iter()
         .filter_map(|l| l["message"].as_str())
         .collect();
-    for m in ["udp line 1", "udp line 2", "--- step done after 1 s ---"] {
+    for m in [
+        "udp line 1",
+        "udp line 2",
+        "udp line 3",
+        "--- step done after 1 s ---",
+    ] {
         assert!(messages.contains(&m), "{messages:?}");
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use kraken_tests::{Client, TestServer};
+use kraken_tests::{Client, TestServer, manual_agent};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -373,7 +373,7 @@ async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
     let addr = "lint-agent";
-    let agent = manual_agent(&s, &admin, addr).await;
+    let agent = manual_agent(&s, &admin, addr, json!({"system": "debian-12"})).await;
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "Main").await;
     let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"lint\", \"steps\": [{\"tool\": \"pylint\", \"modules_or_packages\": \"pkg\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
@@ -475,39 +475,6 @@ async fn issues_age_against_the_previous_good_job_and_tasks_are_listed() {
         .await;
 }
 
-/// Registers an agent labelled `addr` with a key of its own, has it
-/// authorized and picks up the key the server issues then: a client that
-/// drives the agent protocol by hand, as this project's agent speaks it.
-async fn manual_agent(s: &TestServer, admin: &Client, addr: &str) -> Client {
-    let mut agent = s.anonymous();
-    agent.token = Some(format!("{:064x}", rand::random::<u128>()));
-    let hello = json!({"address": addr, "msg": "host-info", "info": {"system": "debian-12"}});
-    let reg = agent.post("/backend", hello.clone()).await;
-    assert_eq!(reg.expect(200)["unauthorized"], true);
-    let agents = admin.get("/api/agents?unauthorized=true").await;
-    let aid = agents.expect(200)["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["address"] == addr)
-        .expect("the agent is listed")["id"]
-        .as_i64()
-        .unwrap();
-    admin
-        .patch("/api/agents", json!([{"id": aid, "authorized": true}]))
-        .await
-        .expect(200);
-    let hi = agent.post("/backend", hello).await;
-    assert_eq!(hi.expect(200)["agent_id"], aid);
-    agent.token = Some(
-        hi.body["agent_key"]
-            .as_str()
-            .expect("a key is issued on authorization")
-            .to_string(),
-    );
-    agent
-}
-
 /// The agent at `addr` takes its job and reports its single step.
 async fn take_job(anon: &Client, addr: &str) -> i64 {
     let gj = anon
@@ -564,7 +531,7 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
     let (a, b) = ("agent-a", "agent-b");
-    let ca = manual_agent(&s, &admin, a).await;
+    let ca = manual_agent(&s, &admin, a, json!({"system": "debian-12"})).await;
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "Main").await;
     let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"tests\", \"steps\": [{\"tool\": \"pytest\", \"params\": \"-v\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
@@ -609,7 +576,7 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
     // Flow 3 takes agent a and holds it; flow 4 runs on agent b and finishes first.
     let f3 = admin.flow(bid).await;
     let j3 = take_job(&ca, a).await;
-    let cb = manual_agent(&s, &admin, b).await;
+    let cb = manual_agent(&s, &admin, b, json!({"system": "debian-12"})).await;
     let f4 = admin.flow(bid).await;
     let j4 = take_job(&cb, b).await;
     report_t1(&cb, b, j4, FAILED).await;
@@ -640,4 +607,125 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
     assert_eq!(t1_of(flow_run(&f3)).await, (PASSED, 0, 2, 0));
     admin.wait_flow(f4["id"].as_i64().unwrap(), WAIT).await;
     assert_eq!(t1_of(r4).await, (FAILED, 2, 0, 1));
+}
+
+/// Artifacts and tool packages in S3 (moto's local S3 server): a 6 MB
+/// artifact (more than one 5 MiB part) goes up from one stage, comes down
+/// byte-identical in a child stage and through the API; nothing is kept in
+/// the data dir; an object gone from the bucket is a 404 saying so.
+#[tokio::test]
+async fn artifacts_and_tools_in_s3() {
+    let Some(moto) = kraken_tests::Moto::start().await else {
+        return;
+    };
+    moto.bucket("kraken-it").await;
+    let s =
+        TestServer::start_with_storage(1, Some(moto.storage_url("kraken-it", "ci/blobs"))).await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    // Deterministic content, made again by the test and the child stage.
+    let make = "yes 0123456789abcdef | head -c 6000000";
+    let upload = format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{{\"name\": \"make\", \"steps\": [\
+        {{\"tool\": \"shell\", \"cmd\": \"mkdir -p out && {make} > out/big.bin && echo small > out/small.txt\"}},\
+        {{\"tool\": \"artifacts\", \"source\": \"out/big.bin\", \"public\": True}},\
+        {{\"tool\": \"artifacts\", \"source\": \"out/small.txt\", \"public\": True}}],\
+        \"environments\": [{{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}}]}}]}}"
+    );
+    admin.stage(bid, "upload", &upload).await;
+    let download = format!(
+        "def stage(ctx):\n    return {{\"parent\": \"upload\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{{\"name\": \"use\", \"steps\": [\
+        {{\"tool\": \"artifacts\", \"action\": \"download\", \"source\": \"out/big.bin\"}},\
+        {{\"tool\": \"shell\", \"cmd\": \"{make} > want.bin && cmp want.bin out/big.bin && echo same-bytes\"}}],\
+        \"environments\": [{{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}}]}}]}}"
+    );
+    admin.stage(bid, "download", &download).await;
+    let flow = run_flow(&admin, bid, "ci").await;
+    for r in flow["runs"].as_array().unwrap() {
+        let jobs = admin.run_jobs(r["id"].as_i64().unwrap()).await;
+        assert_eq!(r["jobs_error"], 0, "{jobs:?}");
+    }
+    let down_run = flow["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage_name"] == "download")
+        .unwrap()
+        .clone();
+    let dj = admin.run_jobs(down_run["id"].as_i64().unwrap()).await;
+    let log = admin.job_log(dj[0]["id"].as_i64().unwrap()).await;
+    assert!(log.iter().any(|l| l == "same-bytes"), "{log:?}");
+
+    // Through the API, byte for byte.
+    let fid = flow["id"].as_i64().unwrap();
+    let want: Vec<u8> = b"0123456789abcdef\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(6_000_000)
+        .collect();
+    let got = admin
+        .http
+        .get(format!("{}/artifacts/public/f/{fid}/out/big.bin", s.url))
+        .bearer_auth(admin.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(got.headers()["content-length"], "6000000");
+    assert!(got.bytes().await.unwrap().as_ref() == want.as_slice());
+
+    // In the bucket under the prefix, not in the data dir.
+    let keys = moto.keys("kraken-it", "ci/blobs/artifacts/").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with("/out/big.bin")), "{keys:?}");
+    assert!(!s.data_dir.join("artifacts").exists());
+
+    // Tool packages too.
+    let meta = json!({"name": "zipped", "location": ".", "entry": "main", "parameters": {"properties": {}}});
+    let zip: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+    let form = reqwest::multipart::Form::new()
+        .text("meta", meta.to_string())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(zip.to_vec()).file_name("tool.zip"),
+        );
+    let r = admin
+        .http
+        .post(format!("{}/api/tools/zipped/zip", s.url))
+        .bearer_auth(admin.token.clone().unwrap())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let tools = moto.keys("kraken-it", "ci/blobs/tools/").await;
+    assert!(
+        tools.len() == 1 && tools[0].ends_with("/tool.zip"),
+        "{tools:?}"
+    );
+
+    // An object that went missing from the bucket: 404, saying so.
+    let small = keys.iter().find(|k| k.ends_with("small.txt")).unwrap();
+    let store = kraken_core::storage::Storage::open(
+        Some(&moto.storage_url("kraken-it", "ci/blobs")),
+        &s.data_dir,
+    )
+    .unwrap();
+    store
+        .delete(small.strip_prefix("ci/blobs/").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(moto.keys("kraken-it", "ci/blobs/artifacts/").await.len(), 1);
+    let gone = admin
+        .http
+        .get(format!("{}/artifacts/public/f/{fid}/out/small.txt", s.url))
+        .bearer_auth(admin.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 404);
+    let body = gone.text().await.unwrap();
+    assert!(body.contains("gone from storage"), "{body}");
 }

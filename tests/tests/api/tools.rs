@@ -96,6 +96,26 @@ async fn builtin_and_registered_tools() {
             && consts.contains(&"anchor-tool@2")
     );
     assert_eq!(one_of.len(), 28 + 3);
+    // Every tool has a description in `then.properties.tool`: the original
+    // UI splits it at its first period to show the step dialog's help.
+    for e in &one_of {
+        let d = e["then"]["properties"]["tool"]["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no description: {e}"));
+        assert!(!d.trim().is_empty(), "{e}");
+    }
+    let shell = one_of
+        .iter()
+        .find(|e| e["if"]["properties"]["tool"]["const"] == "shell")
+        .unwrap();
+    assert!(
+        shell["then"]["properties"]["tool"]["description"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("shell"),
+        "{shell}"
+    );
 
     // Delete: not built-ins.
     let shell_id = t["id"].as_i64().unwrap();
@@ -276,4 +296,63 @@ async fn settings_version_user_data() {
         .get("/api/user_data?scope=flow&entity_id=99999")
         .await
         .expect(404);
+}
+
+/// A tool uploaded with `POST /tools/{name}/zip` runs on the built-in agent
+/// (which fetches its package) and reports test results like a built-in
+/// one; its prints are in the job's log.
+#[tokio::test]
+async fn an_uploaded_tool_runs_and_reports_results() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(
+        src.path().join("greeter.py"),
+        "def run_tests(step, report_result=None):\n    print('greeting', step['who'])\n    report_result({'cmd': 'greet', 'test': 'greets', 'status': 1})\n    report_result({'cmd': 'greet', 'test': 'waves', 'status': 2})\n    return 0, ''\n",
+    )
+    .unwrap();
+    let zip = src.path().join("tool.zip");
+    let made = std::process::Command::new("python3")
+        .current_dir(src.path())
+        .args(["-m", "zipfile", "-c", "tool.zip", "greeter.py"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let meta = json!({"name": "greeter", "description": "Greets.", "location": "", "entry": "greeter",
+                      "parameters": {"properties": {"who": {"type": "string"}}, "required": ["who"]}})
+    .to_string();
+    let form = reqwest::multipart::Form::new().text("meta", meta).part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(&zip).unwrap()).file_name("tool.zip"),
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/tools/greeter/zip", s.url))
+        .bearer_auth(admin.token.clone().unwrap())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text().await);
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"g\", \"steps\": [{\"tool\": \"greeter\", \"who\": \"world\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"c\"}]}]}\n";
+    admin.stage(bid, "g", code).await;
+    let f = admin.flow(bid).await;
+    let done = admin
+        .wait_flow(
+            f["id"].as_i64().unwrap(),
+            std::time::Duration::from_secs(60),
+        )
+        .await;
+    let run = &done["runs"][0];
+    assert_eq!(run["jobs_error"], 0, "{done}");
+    assert_eq!(run["tests_total"], 2, "{done}");
+    assert_eq!(run["tests_passed"], 1, "{done}");
+    let rid = run["id"].as_i64().unwrap();
+    let jobs = admin.run_jobs(rid).await;
+    let log = admin
+        .job_log(jobs[0]["id"].as_i64().unwrap())
+        .await
+        .join("\n");
+    assert!(log.contains("greeting world"), "{log}");
 }

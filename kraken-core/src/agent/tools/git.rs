@@ -33,7 +33,7 @@ pub(crate) struct SshKey {
 
 impl SshKey {
     /// Write the key of an `ssh-key` field (`{username, key}`) to a file.
-    pub(crate) fn from_field(v: &Value) -> Result<SshKey, String> {
+    pub(crate) fn from_field(v: &Value, dir: &std::path::Path) -> Result<SshKey, String> {
         let key = v
             .as_object()
             .and_then(|m| m.get("key"))
@@ -44,7 +44,7 @@ impl SshKey {
         if !key.ends_with('\n') {
             key.push('\n');
         }
-        let file = TempFile::create(&std::env::temp_dir(), "kk-ssh-key-", "", key.as_bytes())?;
+        let file = TempFile::create(dir, "kk-ssh-key-", "", key.as_bytes())?;
         Ok(SshKey { file })
     }
 
@@ -131,7 +131,10 @@ pub(crate) async fn run(run: &StepRun<'_>) -> Result<StepOutcome, String> {
         }
     }
     let mut extra_env = vec![("GIT_TERMINAL_PROMPT".to_string(), "0".to_string())];
-    let key = f.get("ssh-key").map(SshKey::from_field).transpose()?;
+    let key = match f.get("ssh-key") {
+        Some(v) => Some(SshKey::from_field(v, &super::scratch_dir(run)?)?),
+        None => None,
+    };
     if let Some(k) = &key {
         extra_env.push(("GIT_SSH_COMMAND".into(), k.ssh_command()));
     }

@@ -16,6 +16,7 @@
 
 mod artifacts;
 mod cloc;
+mod custom;
 mod data;
 mod git;
 mod gotest;
@@ -53,6 +54,8 @@ pub trait ArtifactStore: Send + Sync {
         source: &'a str,
         dest_dir: &'a Path,
     ) -> BoxFuture<'a, Result<Vec<PathBuf>, String>>;
+    /// The package (`tool.zip`) of custom tool `tool_id`.
+    fn tool_package(&self, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>, String>>;
 }
 
 /// Processes started with `background: true`, killed when the job ends.
@@ -113,6 +116,8 @@ pub struct StepRun<'a> {
     pub artifacts: &'a dyn ArtifactStore,
     /// Background processes of the job.
     pub background: &'a BackgroundProcs,
+    /// Where the job's commands run: on the host or in its container.
+    pub executor: &'a crate::agent::docker::Executor,
 }
 
 /// How a step ended.
@@ -202,6 +207,10 @@ impl StepOutcome {
 /// while attempts are left, unless the job was canceled or its deadline
 /// passed. The outcome is the last attempt's.
 pub async fn run_step(run: StepRun<'_>) -> StepOutcome {
+    if let crate::agent::docker::Executor::Broken(why) = run.executor {
+        log(&run, format!("error: {why}")).await;
+        return StepOutcome::error("exception", why.clone());
+    }
     let f = Fields(run.fields);
     let (attempts, pause) = match (f.u64("attempts"), f.u64("sleep_time_after_attempt")) {
         (Ok(a), Ok(p)) => (a.unwrap_or(1).max(1), p.unwrap_or(0)),
@@ -256,6 +265,7 @@ pub const TOOLS: &[&str] = &[
     "gotest",
     "pylint",
     "nglint",
+    "local_tool",
 ];
 
 async fn run_tool(run: &StepRun<'_>) -> Result<StepOutcome, String> {
@@ -272,8 +282,16 @@ async fn run_tool(run: &StepRun<'_>) -> Result<StepOutcome, String> {
         "gotest" => gotest::run(run).await,
         "pylint" => lint::pylint(run).await,
         "nglint" => lint::nglint(run).await,
+        "local_tool" => custom::run(run).await,
+        // A tool registered on the server: it has a package or a location.
+        _ if Fields(run.fields)
+            .str("tool_location")?
+            .is_some_and(|l| !l.is_empty()) =>
+        {
+            custom::run(run).await
+        }
         other => Err(format!(
-            "tool '{other}' is not supported by this agent (built-in tools: {})",
+            "tool '{other}' is not supported by this agent (built-in tools: {}; custom tools need a package: POST /tools/{other}/zip)",
             TOOLS.join(", ")
         )),
     }
@@ -483,7 +501,7 @@ pub(crate) async fn run_captured(
     script: &str,
     limits: &process::Limits,
 ) -> Result<(process::Exit, String), String> {
-    let out = process::TempFile::reserve(&std::env::temp_dir(), "kk-out-", ".txt");
+    let out = process::TempFile::reserve(&scratch_dir(run)?, "kk-out-", ".txt");
     let cmd = process::Cmd {
         env: step_env(
             run,
@@ -505,11 +523,56 @@ pub(crate) async fn run_captured(
     Ok((exit, text))
 }
 
-/// Run `cmd` with the step's output, limits and background registry.
+/// The job's scratch directory (script, key and report files of its
+/// steps): next to its work directory, `<jobs>/<id>.tmp`, so that what a
+/// step counts or uploads in its work directory never includes them; it is
+/// mounted in the job's container too. Created on first use, private.
+pub(crate) fn scratch_dir(run: &StepRun<'_>) -> Result<PathBuf, String> {
+    scratch_dir_of(run.job_dir)
+}
+
+/// [`scratch_dir`] of the job working in `job_dir`.
+pub fn scratch_dir_of(job_dir: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let abs = std::path::absolute(job_dir)
+        .map_err(|e| format!("bad job directory {}: {e}", job_dir.display()))?;
+    let dir = abs.with_extension("tmp");
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+/// `cmd` as the job's executor runs it: as is on the host, or through
+/// `docker exec` in the job's container.
+pub(crate) fn in_executor(run: &StepRun<'_>, cmd: &process::Cmd) -> Result<process::Cmd, String> {
+    use crate::agent::docker::Executor;
+    match run.executor {
+        Executor::Local => Ok(cmd.clone()),
+        Executor::Docker(c) => Ok(c.exec(cmd)),
+        Executor::Broken(why) => Err(why.clone()),
+    }
+}
+
+/// Run `cmd` with the step's output, limits and background registry, where
+/// the job's executor runs it. In a container, a stopped step has every
+/// process of the container killed (killing `docker exec` does not reach
+/// them).
 pub(crate) async fn run_cmd(
     run: &StepRun<'_>,
     cmd: &process::Cmd,
     limits: &process::Limits,
 ) -> Result<process::Exit, String> {
-    process::run(cmd, limits, &run.output, run.background).await
+    let cmd = in_executor(run, cmd)?;
+    let exit = process::run(&cmd, limits, &run.output, run.background).await?;
+    if let (crate::agent::docker::Executor::Docker(c), process::Exit::Stopped(_)) =
+        (run.executor, &exit)
+    {
+        c.kill_processes().await;
+    }
+    Ok(exit)
 }

@@ -83,7 +83,7 @@ pub(crate) async fn run(run: &StepRun<'_>) -> Result<StepOutcome, String> {
         pythonpath.push(old);
     }
 
-    let xml = TempFile::reserve(&std::env::temp_dir(), "kk-pytest-", ".xml");
+    let xml = TempFile::reserve(&super::scratch_dir(run)?, "kk-pytest-", ".xml");
     let shown = format!("{pytest} -vv -r ap --junit-xml=result.xml {params}");
     let script = format!("{pytest} -vv -r ap --junit-xml=\"$KK_PYTEST_JUNIT_XML\" {params}");
     let cmd = Cmd {

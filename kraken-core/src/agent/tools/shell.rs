@@ -37,7 +37,7 @@ pub(crate) async fn run(run: &StepRun<'_>) -> Result<StepOutcome, String> {
     let mut extra_env = f.str_map("env")?;
     let mut keep: Vec<TempFile> = Vec::new();
     if let Some(v) = f.get("ssh-key") {
-        let key = SshKey::from_field(v)?;
+        let key = SshKey::from_field(v, &super::scratch_dir(run)?)?;
         extra_env.push(("GIT_SSH_COMMAND".into(), key.ssh_command()));
         keep.push(key.into_file());
     }
@@ -48,9 +48,8 @@ pub(crate) async fn run(run: &StepRun<'_>) -> Result<StepOutcome, String> {
         if !content.ends_with('\n') {
             content.push('\n');
         }
-        let dir = std::path::absolute(run.job_dir)
-            .map_err(|e| format!("bad job directory {}: {e}", run.job_dir.display()))?;
-        let file = TempFile::create(&dir, ".kk-script-", ".sh", content.as_bytes())?;
+        let dir = super::scratch_dir(run)?;
+        let file = TempFile::create(&dir, "kk-script-", ".sh", content.as_bytes())?;
         let mut argv = shell_exe.unwrap_or_else(|| vec!["/bin/bash".to_string()]);
         let program = argv.remove(0);
         let lines = script.lines().count();
@@ -89,6 +88,7 @@ pub(crate) async fn run(run: &StepRun<'_>) -> Result<StepOutcome, String> {
     if background {
         let until = tokio::time::Instant::from_std(run.deadline);
         log(run, format!("$ {shown} &")).await;
+        let cmd = super::in_executor(run, &cmd)?;
         let pgid = spawn_background(&cmd, &run.output, run.background, until, keep)?;
         log(
             run,

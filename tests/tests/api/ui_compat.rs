@@ -1,0 +1,192 @@
+//! What the original web UI and build monitors read besides the REST API:
+//! branch badges (SVG) and the CCTray feed, the flat log download, and the
+//! cloud look-ups this server answers with 501.
+
+use std::time::Duration;
+
+use kraken_tests::{TestServer, shell_stage};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn text(url: &str) -> (u16, String, String) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (status, ctype, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn branch_badges_and_the_cctray_feed_follow_the_latest_ci_flow() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("app").await;
+    let bid = admin.branch(pid, "Main").await;
+    let badge = |what: &str| format!("{}/bk/branch-badge/{bid}{what}", s.url);
+
+    // No flow yet.
+    let (st, ctype, svg) = text(&badge("")).await;
+    assert_eq!((st, ctype.as_str()), (200, "image/svg+xml; charset=utf-8"));
+    assert!(svg.contains("kraken: no flows"), "{svg}");
+
+    // A flow with a passing and a failing test: failing.
+    let junit = r#"<testsuite><testcase classname="t" name="ok"/><testcase classname="t" name="bad"><failure message="no"/></testcase></testsuite>"#;
+    admin
+        .stage(
+            bid,
+            "tests",
+            &shell_stage(
+                "root",
+                "t",
+                &[&format!("echo '{junit}' > r.xml"), "false"],
+            )
+            .replace(
+                "{\"tool\": \"shell\", \"cmd\": \"false\"}",
+                "{\"tool\": \"junit_collect\", \"file_glob\": \"r.xml\"}, {\"tool\": \"shell\", \"cmd\": \"false\"}",
+            ),
+        )
+        .await;
+    let f = admin.flow(bid).await;
+    let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    let (_, _, svg) = text(&badge("")).await;
+    assert!(svg.contains("kraken: failing"), "{svg}");
+    // Without a session: badges are public, as in the original.
+    let (_, _, svg) = text(&badge("/tests")).await;
+    assert!(svg.contains("tests: 1/2 passed"), "{svg}");
+    let (_, _, svg) = text(&badge("/issues")).await;
+    assert!(svg.contains("issues: 0"), "{svg}");
+    let (st, ctype, xml) = text(&badge("/cctray")).await;
+    assert_eq!(st, 200);
+    assert!(ctype.starts_with("application/xml"), "{ctype}");
+    assert!(xml.contains("name=\"app/Main\""), "{xml}");
+    assert!(xml.contains("lastBuildStatus=\"Failure\""), "{xml}");
+    assert!(
+        xml.contains(&format!(
+            "lastBuildLabel=\"{}\"",
+            done["label"].as_str().unwrap()
+        )),
+        "{xml}"
+    );
+    assert!(xml.contains("activity=\"Sleeping\""), "{xml}");
+    assert!(xml.contains(&format!("/branches/{bid}\"")), "{xml}");
+    // Also without /bk, and errors in the API's shape.
+    let (st, _, _) = text(&format!("{}/branch-badge/{bid}", s.url)).await;
+    assert_eq!(st, 200);
+    let (st, _, body) = text(&badge("/nope")).await;
+    assert_eq!(st, 404);
+    assert!(body.contains("use tests, issues or cctray"), "{body}");
+    let (st, _, _) = text(&format!("{}/bk/branch-badge/99999", s.url)).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn flat_logs_and_cloud_lookups() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin
+        .stage(
+            bid,
+            "s",
+            &shell_stage("root", "j", &["echo flat-line-1", "echo flat-line-2"]),
+        )
+        .await;
+    let f = admin.flow(bid).await;
+    let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    let fid = done["id"].as_i64().unwrap();
+    let r = admin
+        .http
+        .get(format!("{}/bk/any_log?flow_id={fid}", s.url))
+        .bearer_auth(admin.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body = r.text().await.unwrap();
+    let one = body.find("flat-line-1").expect(&body);
+    let two = body.find("flat-line-2").expect(&body);
+    assert!(one < two, "{body}");
+    // The same access rules as GET /logs: nobody may read without a filter.
+    let r = reqwest::get(format!("{}/bk/any_log", s.url)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    for path in [
+        "/api/aws-ec2-regions",
+        "/api/aws-ec2-instance-types/eu-west-1",
+        "/api/azure-locations",
+        "/bk/api/azure-vm-sizes/westeurope",
+    ] {
+        let a = admin.get(path).await;
+        assert_eq!(a.status, 501, "{path}: {:?}", a.body);
+        assert!(
+            a.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("not supported by this server"),
+            "{:?}",
+            a.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn diagnostics_and_settings_checks() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let d = admin.get("/api/diagnostics").await;
+    let d = d.expect(200).clone();
+    assert_eq!(d["database"]["open"], true, "{d}");
+    assert!(d["database"]["name"] == "SQLite" || d["database"]["name"] == "PostgreSQL");
+    assert_eq!(d["storage"]["open"], true, "{d}");
+    assert_eq!(d["agents"]["authorized"], 1, "{d}");
+    assert!(d["rq"]["finished_jobs"].is_array(), "{d}");
+    // Not for everybody.
+    let (_, user) = s.user("eve").await;
+    user.get("/api/diagnostics").await.expect(403);
+    user.get("/api/settings/email/working-state")
+        .await
+        .expect(403);
+
+    // Email: not configured, then a server that answers, then one that does not.
+    let st = admin.get("/api/settings/email/working-state").await;
+    assert_eq!(st.expect(200)["state"], "STMP server address is empty");
+    let smtp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = smtp.local_addr().unwrap().to_string();
+    admin
+        .put(
+            "/api/settings",
+            serde_json::json!({"notification": {"smtp_server": addr}}),
+        )
+        .await
+        .expect(200);
+    let st = admin.get("/api/settings/email/working-state").await;
+    assert_eq!(st.expect(200)["state"], "ok");
+    drop(smtp);
+    let st = admin.get("/api/settings/email/working-state").await;
+    assert!(
+        st.expect(200)["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot connect to"),
+        "{:?}",
+        st.body
+    );
+    let st = admin.get("/api/settings/slack/working-state").await;
+    assert_eq!(st.expect(200)["state"], "Slack token is empty");
+    let st = admin.get("/api/settings/aws/working-state").await;
+    assert!(
+        st.expect(200)["state"]
+            .as_str()
+            .unwrap()
+            .contains("not supported")
+    );
+    admin
+        .get("/api/settings/nope/working-state")
+        .await
+        .expect(400);
+}
