@@ -74,6 +74,12 @@ TOKEN=$("$VENV/bin/python" .ci/schemathesis_seed.py "$BASE" "$ADMIN_PASSWORD")
 # and for moving a branch, so that the things 1 survive for the other
 # operations), otherwise from the generated values (or ids seen in answers).
 cat >"$WORK/schemathesis.toml" <<TOML
+# The two checks of issue #18, and no others.
+[checks]
+enabled = false
+not_a_server_error = { enabled = true }
+response_schema_conformance = { enabled = true }
+
 [dictionaries]
 ids = { values = [1] }
 doomed = { values = [2] }
@@ -96,6 +102,13 @@ parameters = { "path.id" = { dictionary = "doomed", probability = 0.5 } }
 include-path = "/api/branches/{id}/project_id"
 parameters = { "path.id" = { dictionary = "doomed", probability = 0.5 } }
 
+# The original's cloud look-ups answer 501 Not Implemented by design (this
+# server deploys no cloud agents; documented as their only answer): no
+# server error there, and their answers are still checked against the document.
+[[operations]]
+include-path-regex = "^/api/(aws-ec2-|azure-)"
+checks = { not_a_server_error = { enabled = false } }
+
 # A job's log stream ends when the job does: follow only a finished job (1)
 # and one that does not exist, never a job the run itself started (with the
 # built-in agent perhaps disabled by then), which would stream until the
@@ -111,7 +124,6 @@ if [ -n "${ST_SEED:-}" ]; then SEED_ARGS=(--seed "$ST_SEED"); fi
 status=0
 (cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run \
     "$BASE/api/openapi.json" \
-    --checks not_a_server_error,response_schema_conformance \
     --header "Authorization: Bearer $TOKEN" \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$MAX_EXAMPLES" \
