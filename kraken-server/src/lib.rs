@@ -14,15 +14,20 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use kraken_core::model::limits;
 use kraken_core::{ApiError, Config, Core};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub mod extract;
 pub mod handlers;
+pub mod openapi;
 pub mod service_logs;
 
 use extract::{AppState, error_response};
@@ -71,169 +76,124 @@ impl Default for ServerConfig {
     }
 }
 
-/// The routes of the REST API (mounted twice).
-fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/version", get(misc::get_version))
-        .route("/sessions", post(users::login))
-        .route(
-            "/sessions/{token}",
-            get(users::get_session).delete(users::logout),
-        )
-        .route("/users", get(users::get_users).post(users::create_user))
-        .route(
-            "/users/{id}",
-            get(users::get_user).patch(users::change_user_details),
-        )
-        .route("/users/{id}/password", put(users::change_password))
-        .route("/systems", get(agents::get_systems))
-        .route(
-            "/projects",
-            get(projects::get_projects).post(projects::create_project),
-        )
-        .route(
-            "/projects/{id}",
-            get(projects::get_project)
-                .put(projects::update_project)
-                .delete(projects::delete_project),
-        )
-        .route("/projects/{id}/secrets", post(projects::create_secret))
-        .route(
-            "/secrets/{id}",
-            put(projects::update_secret).delete(projects::delete_secret),
-        )
-        .route("/projects/{id}/branches", post(projects::create_branch))
-        .route("/workflow-schema", get(tools::get_workflow_schema))
-        .route("/aws-ec2-regions", get(cloud::cloud_unsupported))
-        .route(
-            "/aws-ec2-instance-types/{region}",
-            get(cloud::cloud_unsupported),
-        )
-        .route("/azure-locations", get(cloud::cloud_unsupported))
-        .route("/azure-vm-sizes/{location}", get(cloud::cloud_unsupported))
-        .route(
-            "/branches/{id}",
-            put(projects::update_branch).delete(projects::delete_branch),
-        )
-        .route("/branches/{id}/cfg", get(projects::get_branch))
-        .route(
-            "/branches/{id}/sequences",
-            get(projects::get_branch_sequences),
-        )
-        .route("/sequences/{id}", put(projects::update_branch_sequence))
-        .route("/branches/{id}/stats", get(projects::get_branch_stats))
-        .route(
-            "/branches/{id}/flows/{kind}",
-            get(flows::get_flows).post(exec::create_flow),
-        )
-        .route("/branches/{id}/project_id", put(projects::move_branch))
-        .route(
-            "/branches/{id}/retention_policy",
-            put(projects::update_retention_policy),
-        )
-        .route("/branches/{id}/env_vars", post(projects::create_env_var))
-        .route(
-            "/branches/{id}/env_vars/{name}",
-            axum::routing::delete(projects::delete_env_var),
-        )
-        .route("/flows/{id}", get(flows::get_flow))
-        .route(
-            "/flows/{id}/runs",
-            get(flows::get_flow_runs).post(exec::create_run),
-        )
-        .route("/flows/{id}/artifacts", get(exec::get_flow_artifacts))
-        .route("/branches/{id}/stages", post(stages::create_stage))
-        .route(
-            "/stages/{id}",
-            get(stages::get_stage)
-                .put(stages::update_stage)
-                .delete(stages::delete_stage),
-        )
-        .route("/stages/{id}/schema", put(stages::get_stage_schema_as_json))
-        .route("/stages/{id}/schedule", get(flows::get_stage_schedule))
-        .route("/stages/{id}/runs", get(flows::get_stage_runs))
-        .route(
-            "/runs/{id}",
-            get(flows::get_run)
-                .put(exec::run_run_jobs)
-                .post(exec::force_run_analysis)
-                .delete(exec::cancel_run),
-        )
-        .route("/runs/{id}/jobs", get(flows::get_run_jobs))
-        .route("/runs/{id}/artifacts", get(exec::get_run_artifacts))
-        .route("/jobs", post(exec::create_job))
-        .route(
-            "/jobs/{id}",
-            get(flows::get_job)
-                .put(exec::job_rerun)
-                .delete(exec::delete_job),
-        )
-        .route("/jobs/{id}/logs", get(logs::get_job_logs))
-        .route("/jobs/{id}/logs/stream", get(logs::stream_job_log))
-        .route("/jobs/{id}/{step}/logs", get(logs::get_step_logs))
-        .route("/logs", get(logs::get_logs))
-        .route("/runs/{id}/results", get(results::get_run_results))
-        .route("/runs/{id}/issues", get(results::get_run_issues))
-        .route("/test_case_results/{id}", get(results::get_result))
-        .route(
-            "/test_case_results/{id}/history",
-            get(results::get_result_history),
-        )
-        .route(
-            "/test_case_results/{id}/comment",
-            post(results::create_comment),
-        )
-        .route("/flows/{id}/analysis", get(results::get_flow_analysis))
-        .route("/flows/{id}/history", get(results::get_branch_history))
-        .route("/rq/queue", post(results::create_rq_entry))
-        .route("/last-rq-jobs", get(results::get_last_rq_jobs))
-        .route("/services-logs", get(logs::get_services_logs))
-        .route(
-            "/agents",
-            get(agents::get_agents).patch(agents::update_agents),
-        )
-        .route(
-            "/agents/{id}",
-            get(agents::get_agent)
-                .put(agents::update_agent)
-                .delete(agents::delete_agent),
-        )
-        .route("/agents/{id}/jobs", get(agents::get_agent_jobs))
-        .route(
-            "/groups",
-            get(agents::get_groups).post(agents::create_group),
-        )
-        .route(
-            "/groups/{id}",
-            get(agents::get_group)
-                .put(agents::update_group)
-                .delete(agents::delete_group),
-        )
-        .route(
-            "/settings",
-            get(misc::get_settings).put(misc::update_settings),
-        )
-        .route(
-            "/settings/{resource}/working-state",
-            get(diag::get_settings_working_state),
-        )
-        .route("/diagnostics", get(diag::get_diagnostics))
-        .route(
-            "/tools",
-            get(tools::get_tools).post(tools::create_or_update_tool),
-        )
-        .route(
-            "/tools/{name}",
-            get(tools::get_tool_versions).delete(tools::delete_tool),
-        )
-        .route(
-            "/tools/{name}/zip",
-            post(tools::upload_tool).layer(DefaultBodyLimit::max(limits::UPLOAD_BODY)),
-        )
-        .route("/user_data", get(misc::get_user_data))
-        .route("/live-data", get(misc::get_live_data))
+/// The REST API (mounted twice) and its OpenAPI document. Every route is
+/// added with `routes!`, which takes its path and method from the handler's
+/// `#[utoipa::path]`, so whatever is served is in the document.
+fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(misc::get_version))
+        .routes(routes!(users::login))
+        .routes(routes!(users::get_session, users::logout))
+        .routes(routes!(users::get_users, users::create_user))
+        .routes(routes!(users::get_user, users::change_user_details))
+        .routes(routes!(users::change_password))
+        .routes(routes!(agents::get_systems))
+        .routes(routes!(projects::get_projects, projects::create_project))
+        .routes(routes!(
+            projects::get_project,
+            projects::update_project,
+            projects::delete_project
+        ))
+        .routes(routes!(projects::create_secret))
+        .routes(routes!(projects::update_secret, projects::delete_secret))
+        .routes(routes!(projects::create_branch))
+        .routes(routes!(tools::get_workflow_schema))
+        .routes(routes!(cloud::aws_ec2_regions))
+        .routes(routes!(cloud::aws_ec2_instance_types))
+        .routes(routes!(cloud::azure_locations))
+        .routes(routes!(cloud::azure_vm_sizes))
+        .routes(routes!(projects::update_branch, projects::delete_branch))
+        .routes(routes!(projects::get_branch))
+        .routes(routes!(projects::get_branch_sequences))
+        .routes(routes!(projects::update_branch_sequence))
+        .routes(routes!(projects::get_branch_stats))
+        .routes(routes!(flows::get_flows, exec::create_flow))
+        .routes(routes!(projects::move_branch))
+        .routes(routes!(projects::update_retention_policy))
+        .routes(routes!(projects::create_env_var))
+        .routes(routes!(projects::delete_env_var))
+        .routes(routes!(flows::get_flow))
+        .routes(routes!(flows::get_flow_runs, exec::create_run))
+        .routes(routes!(exec::get_flow_artifacts))
+        .routes(routes!(stages::create_stage))
+        .routes(routes!(
+            stages::get_stage,
+            stages::update_stage,
+            stages::delete_stage
+        ))
+        .routes(routes!(stages::get_stage_schema_as_json))
+        .routes(routes!(flows::get_stage_schedule))
+        .routes(routes!(flows::get_stage_runs))
+        .routes(routes!(
+            flows::get_run,
+            exec::run_run_jobs,
+            exec::force_run_analysis,
+            exec::cancel_run
+        ))
+        .routes(routes!(flows::get_run_jobs))
+        .routes(routes!(exec::get_run_artifacts))
+        .routes(routes!(exec::create_job))
+        .routes(routes!(flows::get_job, exec::job_rerun, exec::delete_job))
+        .routes(routes!(logs::get_job_logs))
+        .routes(routes!(logs::stream_job_log))
+        .routes(routes!(logs::get_step_logs))
+        .routes(routes!(logs::get_logs))
+        .routes(routes!(results::get_run_results))
+        .routes(routes!(results::get_run_issues))
+        .routes(routes!(results::get_result))
+        .routes(routes!(results::get_result_history))
+        .routes(routes!(results::create_comment))
+        .routes(routes!(results::get_flow_analysis))
+        .routes(routes!(results::get_branch_history))
+        .routes(routes!(results::create_rq_entry))
+        .routes(routes!(results::get_last_rq_jobs))
+        .routes(routes!(logs::get_services_logs))
+        .routes(routes!(agents::get_agents, agents::update_agents))
+        .routes(routes!(
+            agents::get_agent,
+            agents::update_agent,
+            agents::delete_agent
+        ))
+        .routes(routes!(agents::get_agent_jobs))
+        .routes(routes!(agents::get_groups, agents::create_group))
+        .routes(routes!(
+            agents::get_group,
+            agents::update_group,
+            agents::delete_group
+        ))
+        .routes(routes!(misc::get_settings, misc::update_settings))
+        .routes(routes!(diag::get_settings_working_state))
+        .routes(routes!(diag::get_diagnostics))
+        .routes(routes!(tools::get_tools, tools::create_or_update_tool))
+        .routes(routes!(tools::get_tool_versions, tools::delete_tool))
+        .routes(routes!(tools::upload_tool).layer(DefaultBodyLimit::max(limits::UPLOAD_BODY)))
+        .routes(routes!(misc::get_user_data))
+        .routes(routes!(misc::get_live_data))
         // JSON bodies of the REST API; uploads have their own limit above.
         .layer(DefaultBodyLimit::max(limits::REQUEST_BODY))
+        .split_for_parts();
+    (router, openapi::finish(doc))
+}
+
+/// `/openapi.json` and the Swagger UI at `/docs/` under `prefix` (`/api`
+/// or `/bk/api`); the UI's files are compiled in, nothing is fetched from
+/// elsewhere.
+fn documentation(prefix: &str, doc: &axum::body::Bytes) -> Router<AppState> {
+    let json = format!("{prefix}{}", openapi::DOCUMENT_PATH);
+    let ui = SwaggerUi::new(format!("{prefix}{}", openapi::UI_PATH))
+        .config(utoipa_swagger_ui::Config::new([json.clone()]));
+    let doc = doc.clone();
+    Router::new()
+        .route(
+            &json,
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    doc,
+                )
+            }),
+        )
+        .merge(ui)
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -255,7 +215,13 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 
 /// The whole HTTP application.
 pub fn app(core: Arc<Core>) -> Router {
-    let api = api_routes()
+    let (api, doc) = api_router();
+    // Made once: the document does not change while the server runs.
+    let doc = axum::body::Bytes::from(doc.to_json().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot write the OpenAPI document");
+        "{}".to_string()
+    }));
+    let api = api
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let outside = Router::new()
@@ -284,6 +250,8 @@ pub fn app(core: Arc<Core>) -> Router {
         .route("/job_log/{id}", get(logs::job_log_text))
         .route("/job_log/{id}/{step}", get(logs::step_log_text));
     Router::new()
+        .merge(documentation("/api", &doc))
+        .merge(documentation("/bk/api", &doc))
         .nest("/api", api.clone())
         .nest("/bk/api", api)
         .merge(outside.clone())

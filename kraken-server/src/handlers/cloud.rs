@@ -7,12 +7,62 @@ use axum::response::Response;
 use kraken_core::ApiError;
 
 use crate::extract::error_response;
+use crate::openapi::schemas as doc;
 
-/// `GET /aws-ec2-regions`, `/aws-ec2-instance-types/{region}`,
-/// `/azure-locations`, `/azure-vm-sizes/{location}`.
-pub async fn cloud_unsupported() -> Response {
+/// The answer of every cloud look-up.
+fn cloud_unsupported() -> Response {
     error_response(&ApiError::new(
         501,
         "cloud agent deployment (AWS EC2, Azure VM) is not supported by this server: run agents with `kraken agent` on your machines",
     ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/aws-ec2-regions",
+    tag = "agents",
+    summary = "AWS EC2 regions: not supported (501)",
+    security(()),
+    responses((status = 501, description = "Cloud agent deployment is not supported", body = doc::ApiError, content_type = "application/problem+json")),
+)]
+pub async fn aws_ec2_regions() -> Response {
+    cloud_unsupported()
+}
+
+#[utoipa::path(
+    get,
+    path = "/aws-ec2-instance-types/{region}",
+    tag = "agents",
+    summary = "AWS EC2 instance types of a region: not supported (501)",
+    params(("region" = String, Path, description = "AWS region")),
+    security(()),
+    responses((status = 501, description = "Cloud agent deployment is not supported", body = doc::ApiError, content_type = "application/problem+json")),
+)]
+pub async fn aws_ec2_instance_types() -> Response {
+    cloud_unsupported()
+}
+
+#[utoipa::path(
+    get,
+    path = "/azure-locations",
+    tag = "agents",
+    summary = "Azure locations: not supported (501)",
+    security(()),
+    responses((status = 501, description = "Cloud agent deployment is not supported", body = doc::ApiError, content_type = "application/problem+json")),
+)]
+pub async fn azure_locations() -> Response {
+    cloud_unsupported()
+}
+
+#[utoipa::path(
+    get,
+    path = "/azure-vm-sizes/{location}",
+    tag = "agents",
+    summary = "Azure VM sizes of a location: not supported (501)",
+    params(("location" = String, Path, description = "Azure location")),
+    security(()),
+    responses((status = 501, description = "Cloud agent deployment is not supported", body = doc::ApiError, content_type = "application/problem+json")),
+)]
+pub async fn azure_vm_sizes() -> Response {
+    cloud_unsupported()
 }

@@ -14,6 +14,8 @@ use kraken_core::api::logs::{LogPaging, Logs};
 use kraken_core::model::LogFilter;
 
 use crate::extract::{Caller, P, Q, R};
+use crate::openapi::ReadErrors;
+use crate::openapi::schemas as doc;
 
 fn log_paging(q: &Q) -> R<LogPaging> {
     Ok(LogPaging {
@@ -23,6 +25,14 @@ fn log_paging(q: &Q) -> R<LogPaging> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/logs",
+    tag = "logs",
+    summary = "Log lines of a job",
+    params(("id" = i64, Path, description = "Job id"), ("internals" = Option<bool>, Query, description = "Also the agent's own lines"), ("filters" = Option<String>, Query, description = "Substring of the message"), crate::openapi::LogPaging),
+    responses((status = 200, description = "OK", body = doc::Logs), ReadErrors),
+)]
 pub async fn get_job_logs(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<Logs>> {
     let internals = q.bool("internals")?.unwrap_or(false);
     Ok(Json(
@@ -31,6 +41,14 @@ pub async fn get_job_logs(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<Logs
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/{step}/logs",
+    tag = "logs",
+    summary = "Log lines of a job step",
+    params(("id" = i64, Path, description = "Job id"), ("step" = i64, Path, description = "Step index, from 0"), ("filters" = Option<String>, Query, description = "Substring of the message"), crate::openapi::LogPaging),
+    responses((status = 200, description = "OK", body = doc::Logs), ReadErrors),
+)]
 pub async fn get_step_logs(Caller(k): Caller, P((id, step)): P<(i64, i64)>, q: Q) -> R<Json<Logs>> {
     Ok(Json(
         k.get_step_logs(id, step, &log_paging(&q)?, q.str("filters"))
@@ -38,6 +56,14 @@ pub async fn get_step_logs(Caller(k): Caller, P((id, step)): P<(i64, i64)>, q: Q
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/logs",
+    tag = "logs",
+    summary = "Log lines by branch, flow, run, job, step, agent, service or level",
+    params(("branch_id" = Option<i64>, Query, description = "Branch"), ("flow_kind" = Option<i64>, Query, description = "0 ci, 1 dev"), ("flow_id" = Option<i64>, Query, description = "Flow"), ("run_id" = Option<i64>, Query, description = "Run"), ("job_id" = Option<i64>, Query, description = "Job"), ("step_idx" = Option<i64>, Query, description = "Step index"), ("agent_id" = Option<i64>, Query, description = "Agent"), ("services" = Option<Vec<String>>, Query, description = "Services (any of; also comma-separated)"), ("level" = Option<String>, Query, description = "This level and more severe"), crate::openapi::LogPaging),
+    responses((status = 200, description = "OK", body = doc::Logs), ReadErrors),
+)]
 pub async fn get_logs(Caller(k): Caller, q: Q) -> R<Json<Logs>> {
     let f = LogFilter {
         branch_id: q.int("branch_id")?,
@@ -54,6 +80,14 @@ pub async fn get_logs(Caller(k): Caller, q: Q) -> R<Json<Logs>> {
     Ok(Json(k.get_logs(&f, &log_paging(&q)?).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/services-logs",
+    tag = "logs",
+    summary = "Logs of the server's own services",
+    params(("services" = Option<Vec<String>>, Query, description = "Services (any of; also comma-separated)"), ("level" = Option<String>, Query, description = "This level and more severe")),
+    responses((status = 200, description = "OK", body = doc::Logs), ReadErrors),
+)]
 pub async fn get_services_logs(Caller(k): Caller, q: Q) -> R<Json<Logs>> {
     Ok(Json(
         k.get_services_logs(&q.list("services"), q.str("level"))
@@ -98,6 +132,14 @@ pub async fn step_log_text(Caller(k): Caller, P((id, step)): P<(i64, i64)>) -> R
 /// events when the job changes, and a final `end` event once the job is
 /// completed and every line was sent. A client that reconnects with the last
 /// id it saw gets the rest, without gaps or duplicates.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/logs/stream",
+    tag = "logs",
+    summary = "Follow a job's log: server-sent events",
+    params(("id" = i64, Path, description = "Job id"), ("after" = Option<i64>, Query, description = "Only lines after this cursor (or send `Last-Event-ID`)"), ("last-event-id" = Option<i64>, Header, description = "Resume after this line id")),
+    responses((status = 200, description = "Events `log` (data: a log line, id: its cursor), `state` and a final `end`", content_type = "text/event-stream", body = doc::JobLogEvent), ReadErrors),
+)]
 pub async fn stream_job_log(
     Caller(k): Caller,
     P(id): P<i64>,

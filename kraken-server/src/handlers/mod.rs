@@ -1,5 +1,7 @@
 //! Route handlers, one file per area. Each extracts, calls one method of
-//! `kraken_core::Kraken`, and serializes.
+//! `kraken_core::Kraken`, and serializes; the REST API's handlers also say
+//! what they take and answer with `#[utoipa::path]`, which is where the
+//! OpenAPI document's operations come from (see `crate::openapi`).
 
 pub mod agents;
 pub mod backend;

@@ -10,7 +10,17 @@ use kraken_core::model::{IssueFilter, TcrFilter};
 use serde_json::Value;
 
 use crate::extract::{AppError, Caller, J, P, Q, R};
+use crate::openapi::schemas as doc;
+use crate::openapi::{ReadErrors, WriteErrors};
 
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/results",
+    tag = "results",
+    summary = "Test case results of a run",
+    params(("id" = i64, Path, description = "Run id"), ("statuses" = Option<Vec<i64>>, Query, description = "Results (any of): 0 not run, 1 passed, 2 failed, 3 error, 4 disabled, 5 unsupported"), ("changes" = Option<Vec<i64>>, Query, description = "Changes (any of): 0 none, 1 fix, 2 regression, 3 new"), ("min_age" = Option<i64>, Query, description = "Minimum age"), ("max_age" = Option<i64>, Query, description = "Maximum age"), ("min_instability" = Option<i64>, Query, description = "Minimum instability"), ("max_instability" = Option<i64>, Query, description = "Maximum instability"), ("test_case_text" = Option<String>, Query, description = "Substring of the test case name"), ("job" = Option<String>, Query, description = "A job id or a substring of the job name"), ("systems" = Option<Vec<i64>>, Query, description = "System ids (any of)"), ("groups" = Option<Vec<i64>>, Query, description = "Agents group ids (any of)"), crate::openapi::Paging),
+    responses((status = 200, description = "OK", body = doc::List<doc::TestCaseResult>), ReadErrors),
+)]
 pub async fn get_run_results(
     Caller(k): Caller,
     P(id): P<i64>,
@@ -31,10 +41,26 @@ pub async fn get_run_results(
     Ok(Json(k.get_run_results(id, &f, &q.paging()?).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/test_case_results/{id}",
+    tag = "results",
+    summary = "A test case result and where it ran",
+    params(("id" = i64, Path, description = "Test case result id")),
+    responses((status = 200, description = "OK", body = doc::TestCaseResult), ReadErrors),
+)]
 pub async fn get_result(Caller(k): Caller, P(id): P<i64>) -> R<Json<TestCaseResult>> {
     Ok(Json(k.get_result(id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/test_case_results/{id}/history",
+    tag = "results",
+    summary = "Earlier results of the same test case on the same branch",
+    params(("id" = i64, Path, description = "Test case result id"), crate::openapi::Paging),
+    responses((status = 200, description = "OK", body = doc::List<doc::TestCaseResult>), ReadErrors),
+)]
 pub async fn get_result_history(
     Caller(k): Caller,
     P(id): P<i64>,
@@ -43,6 +69,15 @@ pub async fn get_result_history(
     Ok(Json(k.get_result_history(id, &q.paging()?).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/test_case_results/{id}/comment",
+    tag = "results",
+    summary = "Comment on a test case result (pwrusr)",
+    params(("id" = i64, Path, description = "Test case result id")),
+    request_body = doc::CommentInput,
+    responses((status = 200, description = "OK", body = doc::TestCaseResult), WriteErrors),
+)]
 pub async fn create_comment(
     Caller(k): Caller,
     P(id): P<i64>,
@@ -51,6 +86,14 @@ pub async fn create_comment(
     Ok(Json(k.create_or_update_test_case_comment(id, &body).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/issues",
+    tag = "results",
+    summary = "Issues found in a run",
+    params(("id" = i64, Path, description = "Run id"), ("issue_types" = Option<Vec<i64>>, Query, description = "Types (any of): 0 error, 1 warning, 2 convention, 3 refactor"), ("location" = Option<String>, Query, description = "Substring of the path"), ("message" = Option<String>, Query, description = "Substring of the message"), ("symbol" = Option<String>, Query, description = "Substring of the symbol"), ("min_age" = Option<i64>, Query, description = "Minimum age"), ("max_age" = Option<i64>, Query, description = "Maximum age"), ("job" = Option<String>, Query, description = "A job id or a substring of the job name"), crate::openapi::Paging),
+    responses((status = 200, description = "OK", body = doc::List<doc::Issue>), ReadErrors),
+)]
 pub async fn get_run_issues(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<List<Issue>>> {
     let f = IssueFilter {
         types: q.ints("issue_types")?,
@@ -64,10 +107,26 @@ pub async fn get_run_issues(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<Li
     Ok(Json(k.get_run_issues(id, &f, &q.paging()?).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/flows/{id}/analysis",
+    tag = "results",
+    summary = "Results analysis of a flow",
+    params(("id" = i64, Path, description = "Flow id")),
+    responses((status = 200, description = "OK", body = doc::JsonMap), ReadErrors),
+)]
 pub async fn get_flow_analysis(Caller(k): Caller, P(id): P<i64>) -> R<Json<Value>> {
     Ok(Json(k.get_flow_analysis(id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/flows/{id}/history",
+    tag = "results",
+    summary = "Earlier flows of the flow's branch",
+    params(("id" = i64, Path, description = "Flow id"), ("limit" = Option<i64>, Query, description = "How many (10 by default)", minimum = 0, maximum = 100)),
+    responses((status = 200, description = "OK", body = doc::List<doc::JsonMap>), ReadErrors),
+)]
 pub async fn get_branch_history(Caller(k): Caller, P(id): P<i64>, q: Q) -> R<Json<List<Value>>> {
     Ok(Json(k.get_branch_history(id, q.int("limit")?).await?))
 }
@@ -140,6 +199,14 @@ pub struct RqEntry {
     args: Option<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/rq/queue",
+    tag = "results",
+    summary = "Queue a background task (superadmin)",
+    request_body = doc::RqEntry,
+    responses((status = 201, description = "Created", body = doc::JsonMap), WriteErrors),
+)]
 pub async fn create_rq_entry(
     Caller(k): Caller,
     J(body): J<RqEntry>,
@@ -172,6 +239,13 @@ pub async fn create_rq_entry(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/last-rq-jobs",
+    tag = "results",
+    summary = "The server's latest background tasks",
+    responses((status = 200, description = "OK", body = doc::List<doc::JsonMap>), ReadErrors),
+)]
 pub async fn get_last_rq_jobs(Caller(k): Caller) -> R<Json<Value>> {
     Ok(Json(k.get_last_rq_jobs().await?))
 }
