@@ -35,9 +35,11 @@ pub enum Error {
         retry_after: u64,
     },
     /// A storage failure (HTTP 500); the message names the operation.
+    #[cfg(feature = "local")]
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// A migration could not be applied.
+    #[cfg(feature = "local")]
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A value could not be turned into JSON or back.
@@ -86,8 +88,11 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::TooManyRequests { .. } => 429,
             Error::Transport(_) => 502,
+            #[cfg(feature = "local")]
             Error::Database(sqlx::Error::RowNotFound) => 404,
-            Error::Database(_) | Error::Migrate(_) | Error::Json(_) | Error::Internal(_) => 500,
+            #[cfg(feature = "local")]
+            Error::Database(_) | Error::Migrate(_) => 500,
+            Error::Json(_) | Error::Internal(_) => 500,
         }
     }
 

@@ -18,6 +18,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 pub mod limits;
+mod logs;
+
+pub use logs::{Artifact, LogChunk, LogLine, LogPaging, Logs};
 
 /// A JSON object.
 pub type JsonMap = serde_json::Map<String, Value>;

@@ -2,6 +2,7 @@
 //!
 //! The only double is the artifact store (the real one is the server): a
 //! directory.
+#![cfg(feature = "local")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

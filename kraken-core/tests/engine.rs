@@ -1,6 +1,7 @@
 //! The engine on its own: planning, scheduling, completion, the task worker
 //! and the watchdog over a real store, with no API service and no HTTP
 //! server. SQLite by default; PostgreSQL when `KRAKEN_TEST_DB_URL` names one.
+#![cfg(feature = "local")]
 
 use std::sync::Arc;
 

@@ -2,6 +2,7 @@
 //! Kraken CI's own stages, under `tests/fixtures/schemas/`) evaluate with
 //! Starlark to exactly what CPython produced for them (`<name>.json`, made by
 //! `gen_expected.py` with the same `ctx.json`), and validate.
+#![cfg(feature = "local")]
 
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,7 @@
 //! processes of `kraken-schema-worker` (this crate's worker program): the
 //! evaluation fails with a clear message, in bounded time, and the next
 //! evaluation works.
+#![cfg(feature = "local")]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! The [`Kraken`] handle: the same typed methods over an in-process
-//! database ([`Kraken::open`]) or a remote server ([`Kraken::connect`]).
-//! The CLI, the TUI and embedding programs use it and never know which.
+//! database (`Kraken::open`, feature `local`) or a remote server
+//! ([`Kraken::connect`], feature `client`). The CLI, the TUI and embedding
+//! programs use it and never know which.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +12,13 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::exec::Artifact;
-use super::logs::{LogLine, LogPaging, Logs};
+#[cfg(feature = "local")]
 use super::{Config, Core, Local};
 use crate::error::{Error, Result};
 use crate::model::LogFilter;
 use crate::model::*;
 use crate::model::{IssueFilter, TcrFilter};
+#[cfg(feature = "local")]
 use crate::store::Store;
 
 /// A handle on Kraken: in process, or over HTTP.
@@ -29,6 +30,7 @@ pub struct Kraken {
 #[derive(Clone)]
 enum Backend {
     /// The runtime is only held: it runs the engine while handles live.
+    #[cfg(feature = "local")]
     Local(Local, #[allow(dead_code)] Option<Arc<LocalRuntime>>),
     Remote(Arc<Remote>),
 }
@@ -36,6 +38,7 @@ enum Backend {
 impl std::fmt::Debug for Kraken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local(k, _) => write!(f, "Kraken(local, {})", k.core().database_url()),
             Backend::Remote(r) => write!(f, "Kraken(remote, {})", r.base),
         }
@@ -43,12 +46,14 @@ impl std::fmt::Debug for Kraken {
 }
 
 /// The engine and agent of an in-process Kraken, running while a handle lives.
+#[cfg(feature = "local")]
 struct LocalRuntime {
     _engine: crate::engine::EngineLoops,
     stop: tokio::sync::watch::Sender<bool>,
     agent: tokio::task::JoinHandle<()>,
 }
 
+#[cfg(feature = "local")]
 impl Drop for LocalRuntime {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
@@ -304,6 +309,7 @@ macro_rules! ops {
                 $(#[$doc])*
                 pub async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
                     match &self.backend {
+                        #[cfg(feature = "local")]
                         Backend::Local(k, _) => k.$name($($arg),*).await,
                         Backend::Remote(r) => {
                             let path = format!($path $(, $parg)*);
@@ -506,6 +512,7 @@ ops! {
 }
 
 impl Kraken {
+    #[cfg(feature = "local")]
     /// Open a database in process (`sqlite://ci.db`, `postgres://...`),
     /// acting as the local administrator, with the engine and one agent
     /// running in this process while the handle (or a clone) lives. Files
@@ -523,6 +530,7 @@ impl Kraken {
         Self::local(core, true).await
     }
 
+    #[cfg(feature = "local")]
     /// Open a database in process (see [`Kraken::open_with`]); files go
     /// next to an SQLite database (`<file>.files/`) or to `./kraken-data`.
     pub async fn open(url: &str) -> Result<Kraken> {
@@ -536,6 +544,7 @@ impl Kraken {
         Self::open_with(url, &data_dir).await
     }
 
+    #[cfg(feature = "local")]
     /// A handle on an already open core, as its administrator; with
     /// `run_engine`, the engine and one built-in agent run while it lives.
     pub async fn local(core: Arc<Core>, run_engine: bool) -> Result<Kraken> {
@@ -602,10 +611,15 @@ impl Kraken {
 
     /// Whether this handle works in process.
     pub fn is_local(&self) -> bool {
-        matches!(self.backend, Backend::Local(..))
+        match &self.backend {
+            #[cfg(feature = "local")]
+            Backend::Local(..) => true,
+            Backend::Remote(_) => false,
+        }
     }
 
     /// The in-process handle, when local.
+    #[cfg(feature = "local")]
     pub fn as_local(&self) -> Option<&Local> {
         match &self.backend {
             Backend::Local(k, _) => Some(k),
@@ -616,6 +630,7 @@ impl Kraken {
     /// Where this handle points: a database URL or a server URL.
     pub fn target(&self) -> String {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local(k, _) => k.core().database_url(),
             Backend::Remote(r) => r.base.clone(),
         }
@@ -624,6 +639,7 @@ impl Kraken {
     /// `DELETE /sessions/{token}`: log out.
     pub async fn logout(&self, token: &str) -> Result<()> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local(k, _) => k.logout(token).await,
             Backend::Remote(r) => r
                 .send(r.request(Method::DELETE, &format!("/sessions/{token}"), &[]))
@@ -635,6 +651,7 @@ impl Kraken {
     /// The plain text of a job's (or step's) log.
     pub async fn job_log_text(&self, job_id: i64, step_idx: Option<i64>) -> Result<String> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local(k, _) => k.job_log_text(job_id, step_idx).await,
             Backend::Remote(r) => {
                 let path = match step_idx {
@@ -661,6 +678,7 @@ impl Kraken {
         path: &str,
     ) -> Result<(Vec<u8>, String)> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local(k, _) => k.read_artifact(scope, id, path).await,
             Backend::Remote(r) => {
                 let mut req = r
@@ -683,6 +701,7 @@ impl Kraken {
     /// Register a tool version with its zip package.
     pub async fn upload_tool(&self, name: &str, meta: &ToolInput, zip: &[u8]) -> Result<Tool> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local(k, _) => k.upload_tool(name, meta, zip).await,
             Backend::Remote(r) => {
                 let form = reqwest::multipart::Form::new()
@@ -710,6 +729,7 @@ impl Kraken {
     /// and reconnect after a dropped connection without gaps or duplicates.
     pub fn follow_job(&self, job_id: i64, after: i64) -> BoxStream<'static, Result<FollowEvent>> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local(k, _) => {
                 let k = k.clone();
                 futures_util::stream::once(async move { k.follow_job_stream(job_id, after).await })

@@ -12,24 +12,7 @@ use crate::model::{
 };
 use crate::store::jobs::NewJobRow;
 
-/// An artifact in a list answer.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct Artifact {
-    /// Id.
-    pub id: i64,
-    /// Path.
-    pub path: String,
-    /// Size in bytes.
-    pub size: i64,
-    /// Flow.
-    pub flow_id: i64,
-    /// Run.
-    pub run_id: i64,
-    /// Stage name.
-    pub stage: String,
-    /// Download URL.
-    pub url: String,
-}
+pub use crate::model::Artifact;
 
 impl Local {
     /// `POST /branches/{id}/flows/{kind}`: create a flow and start its root stages (pwrusr).

@@ -5,47 +5,15 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use serde::{Deserialize, Serialize};
 
 use super::Local;
 use super::client::FollowEvent;
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::model::LogFilter;
-use crate::model::{Job, Timestamp, job_state};
+pub use crate::model::{LogChunk, LogLine, LogPaging, Logs};
+use crate::model::{LogFilter, Timestamp, job_state};
 use crate::store::logs::LogRow;
 pub use crate::store::logs::NewLog;
-
-/// A log line as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LogLine {
-    /// Cursor: lines after this id follow it.
-    pub id: i64,
-    /// Time.
-    pub time: Timestamp,
-    /// The text.
-    pub message: String,
-    /// Service (`agent`, `server`, ...).
-    pub service: String,
-    /// Host.
-    pub host: String,
-    /// Level.
-    pub level: String,
-    /// Job (0: none).
-    pub job: i64,
-    /// Step index (-1: none).
-    pub step: i64,
-    /// Tool (`''`: the agent itself).
-    pub tool: String,
-    /// Branch.
-    pub branch: i64,
-    /// Flow.
-    pub flow: i64,
-    /// Run.
-    pub run: i64,
-    /// Agent.
-    pub agent: i64,
-}
 
 impl From<LogRow> for LogLine {
     fn from(r: LogRow) -> Self {
@@ -65,29 +33,6 @@ impl From<LogRow> for LogLine {
             agent: r.agent_id,
         }
     }
-}
-
-/// A page of log lines.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Logs {
-    /// Lines.
-    pub items: Vec<LogLine>,
-    /// Lines matching in all.
-    pub total: i64,
-    /// The job, for job logs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job: Option<Job>,
-}
-
-/// Paging of log queries.
-#[derive(Debug, Clone, Default)]
-pub struct LogPaging {
-    /// First line (from 0).
-    pub start: Option<i64>,
-    /// Page size (default 200).
-    pub limit: Option<i64>,
-    /// `asc` (default) or `desc`.
-    pub order: Option<String>,
 }
 
 fn paging(p: &LogPaging) -> Result<(i64, i64, bool)> {
@@ -113,19 +58,6 @@ fn paging(p: &LogPaging) -> Result<(i64, i64, bool)> {
         ));
     }
     Ok((start, limit.clamp(1, 100_000), desc))
-}
-
-/// Where a follower of a job log stands.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LogChunk {
-    /// New lines after the cursor, in order.
-    pub lines: Vec<LogLine>,
-    /// Whether the job is completed (no more lines will come once these are read).
-    pub job_completed: bool,
-    /// The job's state.
-    pub job_state: i64,
-    /// The job's completion status.
-    pub completion_status: Option<i64>,
 }
 
 impl Local {

@@ -1,47 +1,79 @@
 //! The `Kraken` service: one method per REST operation, typed in and out,
 //! with the permission checks inside.
 //!
-//! A [`Kraken`] handle acts for one [`Principal`]. The server authenticates a
-//! bearer token with [`Core::authenticate`] and calls the methods of
-//! [`Core::kraken_for`]; an embedding program opens a database with
-//! [`Kraken::open`] and acts as the local administrator.
+//! A [`Kraken`] handle talks to a server over HTTP ([`Kraken::login`],
+//! [`Kraken::connect`]; feature `client`) or works in process (feature
+//! `local`): there a `Local` acts for one `Principal`, the server
+//! authenticates a bearer token with `Core::authenticate` and calls the
+//! methods of `Core::kraken_for`, and an embedding program opens a database
+//! with `Kraken::open` and acts as the local administrator.
 
+#[cfg(feature = "local")]
 use std::path::PathBuf;
+#[cfg(feature = "local")]
 use std::sync::Arc;
+#[cfg(feature = "local")]
 use std::time::Duration;
 
+#[cfg(feature = "local")]
 use crate::auth::Principal;
+#[cfg(feature = "local")]
 use crate::auth::limiter::LoginLimiter;
+#[cfg(feature = "local")]
 use crate::engine::Engine;
+#[cfg(feature = "local")]
 pub use crate::engine::EngineLoops;
 // The workflow schema lives in `schema`; kept here for callers of the old path.
+#[cfg(feature = "local")]
 use crate::error::{Error, Result};
+#[cfg(feature = "local")]
 use crate::model::Timestamp;
+#[cfg(feature = "local")]
 pub use crate::schema::WORKFLOW_SCHEMA;
+#[cfg(feature = "local")]
 use crate::storage::Storage;
+#[cfg(feature = "local")]
 use crate::store::Store;
 
+#[cfg(feature = "local")]
 pub(crate) mod agents;
+#[cfg(feature = "local")]
 pub mod backend;
+#[cfg(feature = "local")]
 pub(crate) mod branches;
 pub mod client;
+#[cfg(feature = "local")]
 pub(crate) mod diagnostics;
+#[cfg(feature = "local")]
 pub mod exec;
+#[cfg(feature = "local")]
 pub(crate) mod flows;
+#[cfg(feature = "local")]
 pub(crate) mod jobs;
+#[cfg(feature = "local")]
 pub mod logs;
+#[cfg(feature = "local")]
 pub(crate) mod projects;
+#[cfg(feature = "local")]
 pub mod results;
+#[cfg(feature = "local")]
 pub(crate) mod secrets;
+#[cfg(feature = "local")]
 pub(crate) mod seed;
+#[cfg(feature = "local")]
 pub(crate) mod settings;
+#[cfg(feature = "local")]
 pub(crate) mod stages;
+#[cfg(feature = "local")]
 pub(crate) mod tools;
+#[cfg(feature = "local")]
 pub(crate) mod users;
 
 pub use client::{FollowEvent, Kraken};
+#[cfg(feature = "local")]
 pub use seed::builtin_tools;
 
+#[cfg(feature = "local")]
 /// Settings of a Kraken instance that are not stored in its database.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -57,6 +89,7 @@ pub struct Config {
     pub admin_password: Option<String>,
 }
 
+#[cfg(feature = "local")]
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -68,6 +101,7 @@ impl Default for Config {
     }
 }
 
+#[cfg(feature = "local")]
 /// The shared state of one Kraken instance: its engine (store and events)
 /// and configuration.
 #[derive(Debug)]
@@ -86,6 +120,7 @@ pub struct Core {
     login_limiter: LoginLimiter,
 }
 
+#[cfg(feature = "local")]
 /// How long a session may go without a touch of its `last_used` time;
 /// saves a write per request.
 const SESSION_TOUCH_INTERVAL_MS: i64 = 60_000;
@@ -95,6 +130,7 @@ pub const INVALID_TOKEN: &str = "The server could not verify that you are author
     the URL requested. You either supplied the wrong credentials (e.g. a bad password), or your \
     browser doesn't understand how to supply the credentials required.";
 
+#[cfg(feature = "local")]
 impl Core {
     /// Open the store, apply migrations and seed a fresh database.
     pub async fn open(store: Store, config: Config) -> Result<Arc<Core>> {
@@ -267,6 +303,7 @@ impl Core {
     }
 }
 
+#[cfg(feature = "local")]
 /// A handle on a Kraken instance acting for one principal.
 #[derive(Clone)]
 pub struct Local {
@@ -274,6 +311,7 @@ pub struct Local {
     pub(crate) who: Arc<Principal>,
 }
 
+#[cfg(feature = "local")]
 impl std::fmt::Debug for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Local")
@@ -282,6 +320,7 @@ impl std::fmt::Debug for Local {
     }
 }
 
+#[cfg(feature = "local")]
 impl Local {
     /// Open a database (`sqlite://ci.db`, `postgres://...`) in process, as the
     /// local administrator, with the default configuration.
@@ -315,6 +354,7 @@ impl Local {
     }
 }
 
+#[cfg(feature = "local")]
 /// Require a non-empty string field of a request body.
 pub(crate) fn required<'a>(v: &'a Option<String>, msg: &str) -> Result<&'a str> {
     match v.as_deref().map(str::trim) {
