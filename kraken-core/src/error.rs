@@ -48,6 +48,9 @@ pub enum Error {
     /// The remote server could not be reached or answered garbage.
     #[error("{0}")]
     Transport(String),
+    /// Waiting took longer than allowed (e.g. `Kraken::wait_flow`; HTTP 504).
+    #[error("{0}")]
+    Timeout(String),
     /// Anything else that is our fault (HTTP 500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -88,6 +91,7 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::TooManyRequests { .. } => 429,
             Error::Transport(_) => 502,
+            Error::Timeout(_) => 504,
             #[cfg(feature = "local")]
             Error::Database(sqlx::Error::RowNotFound) => 404,
             #[cfg(feature = "local")]
@@ -170,6 +174,7 @@ fn reason_phrase(code: u16) -> &'static str {
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Internal Server Error",
     }
 }

@@ -19,8 +19,13 @@ use serde_json::Value;
 
 pub mod limits;
 mod logs;
+mod typed;
 
 pub use logs::{Artifact, LogChunk, LogLine, LogPaging, Logs};
+pub use typed::{
+    CompletionStatus, FlowArgs, FlowCounts, FlowKind, FlowOutcome, FlowState, JobState, RunState,
+    StepStatus, UnknownWord,
+};
 
 /// A JSON object.
 pub type JsonMap = serde_json::Map<String, Value>;

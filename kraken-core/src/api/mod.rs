@@ -48,6 +48,7 @@ pub(crate) mod diagnostics;
 pub mod exec;
 #[cfg(feature = "local")]
 pub(crate) mod flows;
+mod helpers;
 #[cfg(feature = "local")]
 pub(crate) mod jobs;
 #[cfg(feature = "local")]

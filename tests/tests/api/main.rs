@@ -8,6 +8,7 @@ mod branches;
 mod docker;
 mod errors;
 mod exec;
+mod handle;
 mod openapi;
 mod original_agent;
 mod projects;
