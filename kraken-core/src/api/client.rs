@@ -573,10 +573,7 @@ impl Kraken {
     /// A handle on a remote server (`http://host:8080`) with a bearer token.
     pub fn connect(base: &str, token: Option<String>) -> Result<Kraken> {
         let base = server_base(base)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::Transport(format!("cannot build an HTTP client: {e}")))?;
+        let http = http_client()?;
         Ok(Kraken {
             backend: Backend::Remote(Arc::new(Remote { base, token, http })),
         })
@@ -589,7 +586,7 @@ impl Kraken {
         let r = Remote {
             base: base.to_string(),
             token: None,
-            http: reqwest::Client::new(),
+            http: http_client()?,
         };
         let input = Login {
             user: Some(user.into()),
@@ -742,6 +739,21 @@ impl Kraken {
             Backend::Remote(r) => follow_remote(r.clone(), job_id, after),
         }
     }
+}
+
+/// The HTTP client of a remote handle. HTTPS goes through rustls with the
+/// provider the program installed as its default, else ring (installed as
+/// the process's default here) when kraken-core is built without `local`,
+/// else reqwest's own (aws-lc-rs, which `local` brings).
+fn http_client() -> Result<reqwest::Client> {
+    if rustls::crypto::CryptoProvider::get_default().is_none() && cfg!(not(feature = "local")) {
+        // Fails only when another thread installed one meanwhile: fine too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| Error::Transport(format!("cannot build an HTTP client: {e}")))
 }
 
 /// A server URL as the handle uses it: `http://` added when no scheme is
@@ -945,4 +957,29 @@ fn follow_remote(
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An HTTPS handle builds its TLS set-up (with the `client` half alone
+    /// too, where reqwest brings no crypto provider) and reports a refused
+    /// connection as a transport error.
+    #[tokio::test]
+    async fn an_https_handle_builds_and_reports_an_unreachable_server() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let k = Kraken::connect(&format!("https://127.0.0.1:{port}"), None).expect("handle");
+        assert_eq!(k.target(), format!("https://127.0.0.1:{port}"));
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some() || cfg!(feature = "local"));
+        let e = k.get_server_version().await.expect_err("nothing listens");
+        assert!(matches!(e, Error::Transport(_)), "{e:?}");
+        assert!(
+            e.to_string().contains("cannot reach the Kraken server"),
+            "{e}"
+        );
+    }
 }
