@@ -10,6 +10,8 @@ use kraken_tests::{TestServer, shell_stage};
 
 struct Cli {
     env: Vec<(String, String)>,
+    /// `--db` given to every command (in process), if any.
+    db: Option<String>,
     _config: tempfile::TempDir,
 }
 
@@ -31,7 +33,16 @@ impl Cli {
         }
         Cli {
             env,
+            db: None,
             _config: config,
+        }
+    }
+
+    /// Every command in process on database `db` (`kraken --db DB ...`).
+    fn in_process(db: &str) -> Cli {
+        Cli {
+            db: Some(db.to_string()),
+            ..Cli::new(None, None)
         }
     }
 
@@ -39,6 +50,9 @@ impl Cli {
     /// thread, so the in-process test server keeps serving meanwhile).
     async fn run(&self, args: &[&str]) -> Output {
         let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("kraken");
+        if let Some(db) = &self.db {
+            cmd.arg("--db").arg(db);
+        }
         cmd.args(args)
             .env_remove("KRAKEN_SERVER")
             .env_remove("KRAKEN_TOKEN")
@@ -102,6 +116,7 @@ async fn drive_a_server_from_scripts() {
     login.push(("KRAKEN_PASSWORD".into(), "admin".into()));
     let li = Cli {
         env: login,
+        db: None,
         _config: tempfile::tempdir().unwrap(),
     };
     li.ok(&["login", "--user", "admin"]).await;
@@ -351,37 +366,29 @@ async fn in_process_flows_need_no_server() {
 async fn in_process_flows_outlive_the_command_that_created_them() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("ci.db").display());
-    let cli = Cli::new(None, None);
-    let ok = |extra: &[&str]| {
-        let mut a = vec!["--db", db.as_str()];
-        a.extend_from_slice(extra);
-        let a: Vec<String> = a.into_iter().map(str::to_string).collect();
-        let cli = &cli;
-        async move {
-            cli.ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
-                .await
-        }
-    };
-    ok(&["projects", "create", "demo"]).await;
-    ok(&["branches", "create", "demo", "main"]).await;
+    let cli = Cli::in_process(&db);
+    cli.ok(&["projects", "create", "demo"]).await;
+    cli.ok(&["branches", "create", "demo", "main"]).await;
     let stage = write_stage(dir.path(), "s", &["sleep 1", "echo outlived"]).await;
-    ok(&["stages", "create", "demo/main", "s", "--file", &stage]).await;
+    cli.ok(&["stages", "create", "demo/main", "s", "--file", &stage])
+        .await;
     // Created, not waited for: this process exits while the job is queued
     // or running.
-    let fid = ok(&["flows", "create", "demo/main"]).await;
+    let fid = cli.ok(&["flows", "create", "demo/main"]).await;
     // A few unrelated commands in between, each its own process.
     for _ in 0..3 {
-        ok(&["projects", "list"]).await;
+        cli.ok(&["projects", "list"]).await;
     }
     // The next command that waits finishes it.
-    ok(&["flows", "wait", &fid, "--timeout", "60"]).await;
-    let f: Value = serde_json::from_str(&ok(&["--json", "flows", "show", &fid]).await).unwrap();
+    cli.ok(&["flows", "wait", &fid, "--timeout", "60"]).await;
+    let f: Value = serde_json::from_str(&cli.ok(&["--json", "flows", "show", &fid]).await).unwrap();
     let run = f["runs"][0]["id"].to_string();
-    let jobs: Value = serde_json::from_str(&ok(&["--json", "runs", "jobs", &run]).await).unwrap();
-    let log = ok(&["logs", &jobs["items"][0]["id"].to_string()]).await;
+    let jobs: Value =
+        serde_json::from_str(&cli.ok(&["--json", "runs", "jobs", &run]).await).unwrap();
+    let log = cli.ok(&["logs", &jobs["items"][0]["id"].to_string()]).await;
     assert!(log.contains("outlived"), "{log}");
     // One in-process agent, however many processes ran.
-    let agents: Value = serde_json::from_str(&ok(&["--json", "agents", "list"]).await).unwrap();
+    let agents: Value = serde_json::from_str(&cli.ok(&["--json", "agents", "list"]).await).unwrap();
     let names: Vec<&str> = agents["items"]
         .as_array()
         .unwrap()
@@ -398,39 +405,25 @@ async fn in_process_flows_outlive_the_command_that_created_them() {
 async fn json_has_words_and_tables_show_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("ci.db").display());
-    let cli = Cli::new(None, None);
-    let run = |extra: &[&str]| {
-        let mut a = vec!["--db", db.as_str()];
-        a.extend_from_slice(extra);
-        let a: Vec<String> = a.into_iter().map(str::to_string).collect();
-        let cli = &cli;
-        async move {
-            cli.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
-                .await
-        }
-    };
-    let ok = |extra: &'static [&'static str]| {
-        let run = &run;
-        async move {
-            let o = run(extra).await;
-            assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", stderr(&o));
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
-        }
-    };
-    ok(&["projects", "create", "demo"]).await;
-    ok(&["branches", "create", "demo", "main"]).await;
+    let cli = Cli::in_process(&db);
+    cli.ok(&["projects", "create", "demo"]).await;
+    cli.ok(&["branches", "create", "demo", "main"]).await;
     let stage = write_stage(dir.path(), "s", &["echo 'before #{BUILD_TYPE}'", "exit 3"]).await;
-    let o = run(&["stages", "create", "demo/main", "s", "--file", &stage]).await;
+    let o = cli
+        .run(&["stages", "create", "demo/main", "s", "--file", &stage])
+        .await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = run(&["flows", "create", "demo/main", "--wait", "--timeout", "60"]).await;
+    let o = cli
+        .run(&["flows", "create", "demo/main", "--wait", "--timeout", "60"])
+        .await;
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 
     // Words next to numbers, and one verdict word on flow, run and job.
-    let f: Value = serde_json::from_str(&ok(&["--json", "flows", "show", "1"]).await).unwrap();
+    let f: Value = serde_json::from_str(&cli.ok(&["--json", "flows", "show", "1"]).await).unwrap();
     assert_eq!(f["conclusion"], "failed", "{f}");
     assert_eq!(f["runs"][0]["conclusion"], "failed");
     let run_id = f["runs"][0]["id"].to_string();
-    let o = run(&["--json", "runs", "jobs", &run_id]).await;
+    let o = cli.run(&["--json", "runs", "jobs", &run_id]).await;
     let jobs: Value = serde_json::from_slice(&o.stdout).unwrap();
     let job = &jobs["items"][0];
     assert_eq!(job["state"], 5);
@@ -440,18 +433,19 @@ async fn json_has_words_and_tables_show_exit_codes() {
     assert_eq!(job["steps"][0]["status_name"], "done");
     assert_eq!(job["steps"][1]["status_name"], "error");
     // --jq sees the words too.
-    let o = run(&[
-        "--jq",
-        ".items[0].steps[1].result.retcode",
-        "runs",
-        "jobs",
-        &run_id,
-    ])
-    .await;
+    let o = cli
+        .run(&[
+            "--jq",
+            ".items[0].steps[1].result.retcode",
+            "runs",
+            "jobs",
+            &run_id,
+        ])
+        .await;
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "3");
 
     // The exit code in the job table, and each step's in the job's.
-    let o = run(&["runs", "jobs", &run_id]).await;
+    let o = cli.run(&["runs", "jobs", &run_id]).await;
     let table = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(table.lines().next().unwrap().contains("EXIT"), "{table}");
     assert!(
@@ -464,7 +458,7 @@ async fn json_has_words_and_tables_show_exit_codes() {
         "{table}"
     );
     let job_id = job["id"].to_string();
-    let o = run(&["jobs", "show", &job_id]).await;
+    let o = cli.run(&["jobs", "show", &job_id]).await;
     let shown = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
         shown
@@ -473,7 +467,7 @@ async fn json_has_words_and_tables_show_exit_codes() {
         "{shown}"
     );
     // ... and in the step's log, after its output.
-    let o = run(&["logs", &job_id]).await;
+    let o = cli.run(&["logs", &job_id]).await;
     let log = String::from_utf8_lossy(&o.stdout).to_string();
     // Which `#{...}` became <ERROR>, before the step's output.
     let why = log
@@ -487,22 +481,18 @@ async fn json_has_words_and_tables_show_exit_codes() {
 
     // A terminal gets colours and relative times; NO_COLOR takes the
     // colours away; a pipe gets absolute times.
-    let mut forced = Cli::new(None, None);
+    let mut forced = Cli::in_process(&db);
     forced.env.push(("CLICOLOR_FORCE".into(), "1".into()));
-    let o = forced
-        .run(&["--db", &db, "flows", "list", "demo/main"])
-        .await;
+    let o = forced.run(&["flows", "list", "demo/main"]).await;
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(text.contains("\u{1b}["), "{text}");
     assert!(text.contains("s ago") || text.contains("m ago"), "{text}");
     forced.env.push(("NO_COLOR".into(), "1".into()));
-    let o = forced
-        .run(&["--db", &db, "flows", "list", "demo/main"])
-        .await;
+    let o = forced.run(&["flows", "list", "demo/main"]).await;
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(!text.contains("\u{1b}["), "{text}");
     assert!(text.contains("ago"), "{text}");
-    let plain = ok(&["flows", "list", "demo/main"]).await;
+    let plain = cli.ok(&["flows", "list", "demo/main"]).await;
     assert!(!plain.contains("ago") && plain.contains("Z"), "{plain}");
 }
 
@@ -510,54 +500,56 @@ async fn json_has_words_and_tables_show_exit_codes() {
 async fn output_is_columns_in_pipes_and_the_api_json_with_json() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("ci.db").display());
-    let cli = Cli::new(None, None);
-    let ok = |extra: &[&str]| {
-        let mut a = vec!["--db", db.as_str()];
-        a.extend_from_slice(extra);
-        let a: Vec<String> = a.into_iter().map(str::to_string).collect();
-        let cli = &cli;
-        async move {
-            cli.ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
-                .await
-        }
-    };
+    let cli = Cli::in_process(&db);
     // Created things: the id alone, or the whole object with --json.
     assert_eq!(
-        ok(&["projects", "create", "p", "--description", "d"]).await,
+        cli.ok(&["projects", "create", "p", "--description", "d"])
+            .await,
         "1"
     );
-    let q: Value = serde_json::from_str(&ok(&["--json", "projects", "create", "q"]).await).unwrap();
+    let q: Value =
+        serde_json::from_str(&cli.ok(&["--json", "projects", "create", "q"]).await).unwrap();
     assert_eq!((q["id"].as_i64(), q["name"].as_str()), (Some(2), Some("q")));
-    assert_eq!(ok(&["branches", "create", "p", "main"]).await, "1");
+    assert_eq!(cli.ok(&["branches", "create", "p", "main"]).await, "1");
     // A list in a pipe: plain columns, a header and a line per item.
     assert_eq!(
-        ok(&["projects", "list"]).await,
+        cli.ok(&["projects", "list"]).await,
         "ID  NAME  BRANCHES  DESCRIPTION\n1   p     main      d\n2   q"
     );
     // With --json: the list as the API answers it, also for lists the CLI
     // takes out of another object (a project's branches).
-    let l: Value = serde_json::from_str(&ok(&["--json", "branches", "list", "p"]).await).unwrap();
+    let l: Value =
+        serde_json::from_str(&cli.ok(&["--json", "branches", "list", "p"]).await).unwrap();
     assert_eq!(l["total"], 1);
     assert_eq!(l["items"][0]["name"], "main");
     // A record: aligned fields, or its JSON.
-    let show = ok(&["projects", "show", "p"]).await;
+    let show = cli.ok(&["projects", "show", "p"]).await;
     assert!(show.contains("description  d\nc"), "{show}");
-    let p: Value = serde_json::from_str(&ok(&["--json", "projects", "show", "p"]).await).unwrap();
+    let p: Value =
+        serde_json::from_str(&cli.ok(&["--json", "projects", "show", "p"]).await).unwrap();
     assert_eq!(p["branches"][0]["name"], "main");
     // A table made of one object's fields: with --json the object.
     assert_eq!(
-        ok(&["branches", "stats", "p/main"]).await,
+        cli.ok(&["branches", "stats", "p/main"]).await,
         "KIND  FLOWS  LAST MONTH  LAST WEEK  AVG MONTH  AVG WEEK\nci    0      0           0\ndev   0      0           0"
     );
     let st: Value =
-        serde_json::from_str(&ok(&["--json", "branches", "stats", "p/main"]).await).unwrap();
+        serde_json::from_str(&cli.ok(&["--json", "branches", "stats", "p/main"]).await).unwrap();
     assert!(st["ci"].is_object(), "{st}");
     // Quiet changes print nothing, with --json their answer.
-    assert_eq!(ok(&["branches", "set-env", "p/main", "A", "1"]).await, "");
-    assert_eq!(ok(&["groups", "update", "all", "--name", "all"]).await, "");
-    let g: Value =
-        serde_json::from_str(&ok(&["--json", "groups", "update", "all", "--name", "all"]).await)
-            .unwrap();
+    assert_eq!(
+        cli.ok(&["branches", "set-env", "p/main", "A", "1"]).await,
+        ""
+    );
+    assert_eq!(
+        cli.ok(&["groups", "update", "all", "--name", "all"]).await,
+        ""
+    );
+    let g: Value = serde_json::from_str(
+        &cli.ok(&["--json", "groups", "update", "all", "--name", "all"])
+            .await,
+    )
+    .unwrap();
     assert_eq!(g["name"], "all");
 }
 
@@ -698,11 +690,13 @@ async fn watch_cancel_and_rerun_whole_flows() {
     env.push(("KRAKEN_PASSWORD".into(), "admin".into()));
     let li = Cli {
         env,
+        db: None,
         _config: tempfile::tempdir().unwrap(),
     };
     li.ok(&["login", "--user", "admin"]).await;
     let cli = Cli {
         env: li.env.clone(),
+        db: None,
         _config: li._config,
     };
     cli.ok(&["projects", "create", "demo"]).await;

@@ -698,3 +698,18 @@ pub async fn manual_agent(s: &TestServer, admin: &Client, addr: &str, info: Valu
     );
     agent
 }
+
+/// Whether something a test needs from the machine is there (`found`). CI
+/// (`.ci/run`) installs all of it and sets `KRAKEN_REQUIRE_TOOLS=1`, so
+/// there a missing one fails the test; elsewhere the test says on stderr
+/// that it did not run, and why (`what`, and `how` to get it).
+pub fn required(found: bool, what: &str, how: &str) -> bool {
+    if !found {
+        assert!(
+            std::env::var_os("KRAKEN_REQUIRE_TOOLS").is_none(),
+            "this test needs {what}: {how}"
+        );
+        eprintln!("NOT RUN: this test needs {what} ({how})");
+    }
+    found
+}

@@ -45,7 +45,8 @@ impl Local {
         self.who
             .require_superadmin("only superadmin can read diagnostics")?;
         let store = self.store();
-        let db_open = store.count_agents().await.is_ok();
+        let agents = store.count_agents().await;
+        let db_open = agents.is_ok();
         let db_name = if store.backend() == "postgres" {
             "PostgreSQL"
         } else {
@@ -60,7 +61,7 @@ impl Local {
             .is_ok();
         let _ = storage.delete(probe).await;
         let udp = self.core().udp_log_addr();
-        let (authorized, unauthorized) = store.count_agents().await?;
+        let (authorized, unauthorized) = agents?;
         let errors = store
             .count_error_logs(crate::store::now_ms() - 3_600_000)
             .await?;

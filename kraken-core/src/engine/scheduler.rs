@@ -18,16 +18,20 @@ use crate::events::Event;
 
 /// Whether an agent with `host_info` can run jobs of `executor`.
 pub fn can_run(host_info: Option<&Value>, executor: &str) -> bool {
-    match executor {
-        "" | "local" => true,
-        other => host_info
-            .and_then(|h| h.get(other))
+    !needs_capability(executor)
+        || host_info
+            .and_then(|h| h.get(executor))
             .is_some_and(|v| match v {
                 Value::Null | Value::Bool(false) => false,
                 Value::String(s) => !s.is_empty(),
                 _ => true,
-            }),
-    }
+            })
+}
+
+/// Whether jobs of `executor` need an agent that reported it (`docker`,
+/// `lxd`); `local` runs anywhere.
+fn needs_capability(executor: &str) -> bool {
+    !matches!(executor, "" | "local")
 }
 
 /// The note of a job that no agent of its group can run.
@@ -67,12 +71,12 @@ impl Engine {
                                 == Some(job.system_name.as_str()))
                 })
                 .collect();
-            if candidates.is_empty() && !can_run(None, &job.executor) {
+            if candidates.is_empty() && needs_capability(&job.executor) {
                 self.note_missing_executor(&job, &mut capable).await?;
             }
             for agent in candidates {
                 if self.store.claim_job(job.id, agent.agent_id).await? {
-                    if !can_run(None, &job.executor) {
+                    if needs_capability(&job.executor) {
                         self.store.set_waiting_job_note(job.id, None).await?;
                     }
                     tracing::info!(job = job.id, agent = agent.agent_id, "job assigned");

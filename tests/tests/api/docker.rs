@@ -8,28 +8,19 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use kraken_tests::{TestServer, manual_agent};
+use kraken_tests::{TestServer, manual_agent, required};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// The image the tests run: busybox and a file only it has.
 const IMAGE: &str = "kraken-test-busybox:2";
 
-/// Whether a Docker daemon answers. `.ci/run` starts one and sets
-/// `KRAKEN_REQUIRE_TOOLS=1`, so there a missing daemon fails the test;
-/// elsewhere the test says on stderr that it did not run.
+/// Whether a Docker daemon answers (see [`required`]).
 fn docker_here() -> bool {
     let ok = std::process::Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("KRAKEN_REQUIRE_TOOLS").is_none(),
-            "these tests need a Docker daemon (apt-get install docker.io; dockerd)"
-        );
-        eprintln!("NOT RUN: no Docker daemon answers (apt-get install docker.io; dockerd)");
-    }
-    ok
+    required(ok, "a Docker daemon", "apt-get install docker.io; dockerd")
 }
 
 /// Build the test image from the host's static busybox when missing

@@ -10,30 +10,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use kraken_tests::{Client, TestServer};
+use kraken_tests::{Client, TestServer, required};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The `kkagent` to run: `KRAKEN_TEST_KKAGENT`, else the README's venv.
-/// With `KRAKEN_REQUIRE_TOOLS` (CI) a missing one fails the test; elsewhere
-/// the test says it did not run.
+/// The `kkagent` to run: `KRAKEN_TEST_KKAGENT`, else the README's venv
+/// (see [`required`]).
 fn kkagent() -> Option<PathBuf> {
     let path = std::env::var_os("KRAKEN_TEST_KKAGENT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp/kkagent-venv/bin/kkagent"));
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("KRAKEN_REQUIRE_TOOLS").is_none(),
-        "no original agent at {} (see tests/fixtures/original-agent/README.md)",
-        path.display()
-    );
-    eprintln!(
-        "NOT RUN: no original agent at {} (set KRAKEN_TEST_KKAGENT)",
-        path.display()
-    );
-    None
+    required(
+        path.is_file(),
+        &format!("the original agent at {}", path.display()),
+        "see tests/fixtures/original-agent/README.md, or set KRAKEN_TEST_KKAGENT",
+    )
+    .then_some(path)
 }
 
 /// What the agent needs around it (its README): `kktool` under
