@@ -126,9 +126,8 @@ pub fn run_json(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    // Repository changes come from webhooks and repository triggers,
-    // which this server does not take: there is never any to show.
-    let repo_data = None;
+    // Repository changes (webhook digests, polled commits) as the original shows them.
+    let repo_data = r.repo_data.as_ref().map(|d| d.0.clone());
     Run {
         id: r.id,
         label: r.label.clone(),

@@ -31,7 +31,7 @@ impl Local {
             .unwrap_or_default();
         let flow = self
             .engine()
-            .start_flow(&branch, flow_kind::parse(kind), &args, "manual", None)
+            .start_flow(&branch, flow_kind::parse(kind), &args, "manual", None, None)
             .await?;
         let flow = self.store().require_flow(flow.id).await?;
         crate::view::flows_json(self.store(), std::slice::from_ref(&flow), true)
@@ -66,7 +66,7 @@ impl Local {
         let args = crate::engine::string_args(&input.args.clone().unwrap_or_default())?;
         let run = self
             .engine()
-            .start_run(&stage, &flow, json!({"reason": "manual"}), &args)
+            .start_run(&stage, &flow, json!({"reason": "manual"}), &args, None)
             .await?;
         self.get_run(run.id).await
     }

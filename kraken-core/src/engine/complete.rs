@@ -191,6 +191,7 @@ impl Engine {
                     flow,
                     json!({"reason": "parent", "run_id": run_id}),
                     &Default::default(),
+                    None,
                 )
                 .await?;
             }

@@ -57,7 +57,9 @@ fn starts_with_flow(stage: &StageRow) -> bool {
 
 impl Engine {
     /// Create a flow of `kind` on a branch and start its root stages (or only
-    /// `only_stage`, for timed triggers). Internal: no permission check.
+    /// `only_stage`, for timed triggers), with the repository changes that
+    /// triggered it (`repo_data_id`, a `repo_changes` record) attached to the
+    /// flow and its runs. Internal: no permission check.
     pub async fn start_flow(
         &self,
         branch: &BranchRow,
@@ -65,6 +67,7 @@ impl Engine {
         args: &Map<String, Value>,
         reason: &str,
         only_stage: Option<&StageRow>,
+        repo_data_id: Option<i64>,
     ) -> Result<FlowRow> {
         let mut per_stage: HashMap<String, Map<String, Value>> = HashMap::new();
         let mut common = Map::new();
@@ -131,7 +134,7 @@ impl Engine {
                 flow_id: 0,
                 args: Value::Object(per_stage.remove(&stage.name).unwrap_or_default()),
                 reason: json!({"reason": reason}),
-                repo_data_id: None,
+                repo_data_id,
                 state: run_state::CREATING,
                 planning_until: Some(lease),
             })
@@ -145,7 +148,7 @@ impl Engine {
                     branch_name: Some(branch_name),
                     args: Value::Object(flow_args),
                     seq: json!({"shared": shared, "own": own}),
-                    trigger_data_id: None,
+                    trigger_data_id: repo_data_id,
                 },
                 &new_runs,
             )
@@ -173,13 +176,15 @@ impl Engine {
         Ok(flow)
     }
 
-    /// Start a stage in a flow: a new run, or a replay of the existing one.
+    /// Start a stage in a flow: a new run, or a replay of the existing one;
+    /// `repo_data_id` is the repository changes that triggered it.
     pub(crate) async fn start_run(
         &self,
         stage: &StageRow,
         flow: &FlowRow,
         reason: Value,
         args: &Map<String, Value>,
+        repo_data_id: Option<i64>,
     ) -> Result<RunRow> {
         if let Some(run) = self.store.run_of_stage_in_flow(flow.id, stage.id).await? {
             self.restart_run(&run, true).await?;
@@ -193,7 +198,7 @@ impl Engine {
                 flow_id: flow.id,
                 args: Value::Object(args.clone()),
                 reason,
-                repo_data_id: None,
+                repo_data_id,
                 state: run_state::CREATING,
                 planning_until: Some(lease),
             })

@@ -220,6 +220,7 @@ impl Engine {
                     &Default::default(),
                     &reason,
                     Some(&stage),
+                    None,
                 )
                 .await
                 .map(|_| ())
@@ -265,8 +266,14 @@ impl Engine {
             return Ok(());
         }
         let flow = self.store.require_flow(parent_run.flow_id).await?;
-        self.start_run(stage, &flow, json!({"reason": reason}), &Default::default())
-            .await?;
+        self.start_run(
+            stage,
+            &flow,
+            json!({"reason": reason}),
+            &Default::default(),
+            None,
+        )
+        .await?;
         Ok(())
     }
 

@@ -105,6 +105,8 @@ pub struct RunRow {
     pub reason: Json<Value>,
     /// Repository changes.
     pub repo_data_id: Option<i64>,
+    /// The repository changes' data (a list of trigger records), when any.
+    pub repo_data: Option<Json<Value>>,
     /// Analysis done (ms).
     pub processed_at: Option<i64>,
     /// Sequences.
@@ -122,7 +124,8 @@ pub struct RunRow {
 const RUN_SELECT: &str = "SELECT r.id, r.started, r.finished, r.state, r.note, r.stage_id, \
     s.name AS stage_name, r.flow_id, r.args, r.fix_cnt, r.new_cnt, r.no_change_cnt, r.regr_cnt, \
     r.issues_new, r.issues_total, r.jobs_error, r.jobs_total, r.tests_not_run, r.tests_passed, \
-    r.tests_total, r.artifacts, r.label, r.reason, r.repo_data_id, r.processed_at, r.seq, r.created, \
+    r.tests_total, r.artifacts, r.label, r.reason, r.repo_data_id, \
+    (SELECT rc.data FROM repo_changes rc WHERE rc.id = r.repo_data_id) AS repo_data, r.processed_at, r.seq, r.created, \
     r.deleted, r.planning_until, r.completing_until FROM runs r JOIN stages s ON s.id = r.stage_id";
 
 /// Live job counters of a run (over non-covered jobs).
@@ -330,6 +333,23 @@ impl Store {
     pub async fn set_flow_artifacts(&self, flow_id: i64, artifacts: &Value) -> Result<()> {
         on_write!(&self.db, p => sqlx::query("UPDATE flows SET artifacts = $1 WHERE id = $2")
             .bind(Json(artifacts)).bind(flow_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Record repository changes (a list of trigger records: a webhook's
+    /// digest or a poll's commits); returns the record's id.
+    pub async fn insert_repo_changes(&self, data: &Value) -> Result<i64> {
+        let now = now_ms();
+        Ok(on_write!(&self.db, p => sqlx::query_scalar(
+            "INSERT INTO repo_changes (data, created, updated) VALUES ($1, $2, $2) RETURNING id")
+            .bind(Json(data)).bind(now).fetch_one(p).await?))
+    }
+
+    /// Attach repository changes to a flow that has none yet.
+    pub async fn set_flow_trigger_data(&self, flow_id: i64, repo_data_id: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE flows SET trigger_data_id = $1 WHERE id = $2 AND trigger_data_id IS NULL")
+            .bind(repo_data_id).bind(flow_id).execute(p).await?.rows_affected());
         Ok(())
     }
 
