@@ -49,6 +49,8 @@ pub mod store;
 pub mod triggers;
 #[cfg(feature = "local")]
 pub mod view;
+#[cfg(feature = "local")]
+pub mod webhooks;
 
 #[cfg(feature = "client")]
 pub use api::Kraken;

@@ -33,7 +33,7 @@ pub mod service_logs;
 use extract::{AppState, error_response};
 use handlers::{
     agents, backend, badges, cloud, diag, exec, flows, install, logs, misc, projects, results,
-    stages, tools, users,
+    stages, tools, users, webhooks,
 };
 
 /// How to run a server.
@@ -241,7 +241,10 @@ pub fn app(core: Arc<Core>) -> Router {
             "/artifacts/{store}/{scope}/{id}/{*path}",
             get(results::download_artifact),
         )
-        .route("/webhooks/{project}/{provider}", post(webhooks_unsupported))
+        .route(
+            "/webhooks/{project}/{provider}",
+            post(webhooks::receive).layer(DefaultBodyLimit::disable()),
+        )
         .route("/any_log", get(logs::any_log))
         .route("/install/kraken-agent-install.sh", get(install::install_sh))
         .route("/install/agent", get(install::agent))
@@ -436,12 +439,4 @@ async fn udp_logs(core: Arc<Core>, socket: tokio::net::UdpSocket) {
             tracing::warn!(error = %e, "cannot store UDP log records");
         }
     }
-}
-
-/// Webhooks of GitHub, Gitea, GitLab and Radicle are not taken by this server.
-async fn webhooks_unsupported() -> Response {
-    error_response(&ApiError::new(
-        400,
-        "webhooks are not supported by this server: start flows with `kraken flows create` or POST /api/branches/{id}/flows/ci",
-    ))
 }

@@ -818,11 +818,57 @@ impl Local {
             o.insert("flow_id".into(), json!(place.flow_id));
             o.insert("run_id".into(), json!(place.run_id));
             o.insert("secrets".into(), json!(secrets));
+            let trigger = self.trigger_data(&place).await?;
+            if let Some(steps) = o.get_mut("steps").and_then(Value::as_array_mut) {
+                for st in steps.iter_mut().filter_map(Value::as_object_mut) {
+                    Self::inject_trigger_fields(st, trigger.as_ref());
+                }
+            }
+            if let Some(t) = trigger {
+                o.insert("trigger_data".into(), t);
+            }
             if !with_steps {
                 o.remove("steps");
             }
         }
         Ok(j)
+    }
+
+    /// The repository changes behind a job's run (its own, or its flow's):
+    /// the list of trigger records the original hands agents as `trigger_data`.
+    async fn trigger_data(&self, place: &JobPlace) -> Result<Option<Value>> {
+        let run = self.store().require_run(place.run_id).await?;
+        if let Some(d) = run.repo_data {
+            return Ok(Some(d.0));
+        }
+        let flow = self.store().require_flow(place.flow_id).await?;
+        match flow.trigger_data_id {
+            Some(id) => self.store().repo_changes(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// `trigger_data` on a step, and on a `git` step its repository's
+    /// `http_url` too: the agent checks out the trigger's `after` commit
+    /// when both name the same repository (the original's agent compares
+    /// them as strings, so `http_url` is the trigger's own spelling when the
+    /// step's URL names the same repository).
+    fn inject_trigger_fields(o: &mut Map<String, Value>, trigger: Option<&Value>) {
+        let Some(trigger) = trigger else {
+            return;
+        };
+        if o.get("tool").and_then(Value::as_str) == Some("git")
+            && let Some(url) = o.get("checkout").and_then(Value::as_str)
+        {
+            let repo = trigger
+                .get(0)
+                .and_then(|t| t.get("repo"))
+                .and_then(Value::as_str)
+                .filter(|r| crate::webhooks::same_repo(r, url));
+            let http_url = repo.map_or_else(|| crate::webhooks::http_url(url), str::to_string);
+            o.insert("http_url".into(), json!(http_url));
+        }
+        o.insert("trigger_data".into(), trigger.clone());
     }
 
     async fn secret_values(&self, project_id: i64) -> Result<Vec<String>> {
@@ -948,6 +994,7 @@ impl Local {
                 .as_object_mut()
                 .ok_or_else(|| Error::internal("step JSON"))?;
             self.inject_step_fields(o, &secrets, &place).await?;
+            Self::inject_trigger_fields(o, self.trigger_data(&place).await?.as_ref());
             // For an agent `attempts` is the schema's: how many times to try
             // the step (the original's agent runs it `attempts` times, and
             // not at all for 0), not how many times it was handed out.

@@ -69,6 +69,8 @@ pub(crate) mod stages;
 pub(crate) mod tools;
 #[cfg(feature = "local")]
 pub(crate) mod users;
+#[cfg(feature = "local")]
+pub mod webhooks;
 
 pub use client::{FollowEvent, Kraken};
 #[cfg(feature = "local")]

@@ -18,6 +18,7 @@ pub(crate) mod complete;
 pub(crate) mod context;
 pub(crate) mod planner;
 pub mod recovery;
+pub mod repo;
 pub(crate) mod scheduler;
 pub(crate) mod stage_schema;
 pub(crate) mod tasks;

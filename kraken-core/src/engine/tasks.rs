@@ -13,6 +13,8 @@ use crate::model::{flow_kind, run_state};
 pub const ANALYZE_RESULTS_HISTORY: &str = "analyze_results_history";
 /// Recompute a run's counters and children (what `POST /runs/{id}` asks for).
 pub const ANALYZE_RUN: &str = "analyze_run";
+/// Start or join a flow for a webhook delivery: `[project_id, trigger]`.
+pub const TRIGGER_FLOW: &str = "trigger_flow";
 
 impl Engine {
     /// Queue the results-history analysis of a run.
@@ -36,6 +38,10 @@ impl Engine {
                 match (task.func.as_str(), run_id) {
                     (ANALYZE_RESULTS_HISTORY, Some(id)) => self.analyze_results_history(id).await,
                     (ANALYZE_RUN, Some(id)) => self.analyze_run(id).await,
+                    (TRIGGER_FLOW, Some(project_id)) => {
+                        let trigger = task.args.0.get(1).cloned().unwrap_or(Value::Null);
+                        self.trigger_flow(project_id, &trigger).await.map(|_| ())
+                    }
                     (other, _) => Err(crate::error::Error::bad_request(format!(
                         "unknown task {other} with arguments {}",
                         task.args.0

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Store, now_ms, on_read, on_write};
+use super::{Store, in_tx, now_ms, on_read, on_write};
 use crate::error::Result;
 
 /// A `bg_tasks` row.
@@ -105,5 +105,39 @@ impl Store {
             on_read!(&self.db, p => sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {TASK_COLS} FROM bg_tasks ORDER BY id DESC LIMIT $1"))).bind(limit).fetch_all(p).await?),
         )
+    }
+}
+
+impl Store {
+    /// Take a webhook delivery once: record `delivery` for the project and
+    /// queue the task `func(args)` in one transaction. Returns false (and
+    /// queues nothing) when the same delivery was taken before, at or after
+    /// `since` (ms; `i64::MIN` for "ever"), by this server or another.
+    /// Records older than a week are forgotten.
+    pub async fn take_webhook_delivery(
+        &self,
+        project_id: i64,
+        delivery: &str,
+        since: i64,
+        func: &str,
+        args: &Value,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let taken = in_tx!(&self.db, tx => {
+            sqlx::query("DELETE FROM webhook_deliveries WHERE created < $1")
+                .bind(now - 7 * 86_400_000).execute(&mut *tx).await?;
+            let n = sqlx::query(
+                "INSERT INTO webhook_deliveries (project_id, delivery, created) VALUES ($1, $2, $3) \
+                 ON CONFLICT (project_id, delivery) DO UPDATE SET created = excluded.created \
+                 WHERE webhook_deliveries.created < $4")
+                .bind(project_id).bind(delivery).bind(now).bind(since)
+                .execute(&mut *tx).await?.rows_affected();
+            if n == 1 {
+                sqlx::query("INSERT INTO bg_tasks (func, args, state, created) VALUES ($1, $2, 'queued', $3)")
+                    .bind(func).bind(Json(args)).bind(now).execute(&mut *tx).await?;
+            }
+            n == 1
+        });
+        Ok(taken)
     }
 }

@@ -18,3 +18,4 @@ pub mod results;
 pub mod stages;
 pub mod tools;
 pub mod users;
+pub mod webhooks;

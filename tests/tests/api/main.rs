@@ -20,3 +20,4 @@ mod security;
 mod stages;
 mod tools;
 mod ui_compat;
+mod webhooks;

@@ -94,7 +94,11 @@ pub(crate) fn url_with_token(url: &str, token: &str) -> Option<String> {
 
 /// The commit of the trigger when it was a push to this very repository.
 fn trigger_commit(f: Fields<'_>) -> Option<String> {
-    let td = f.get("trigger_data")?.as_object()?;
+    // A list of trigger records (as the original sends it); its first one.
+    let td = match f.get("trigger_data")? {
+        Value::Array(a) => a.first()?.as_object()?,
+        v => v.as_object()?,
+    };
     let repo = td.get("repo")?.as_str()?;
     let http_url = f.get("http_url")?.as_str()?;
     let after = td.get("after")?.as_str()?;
