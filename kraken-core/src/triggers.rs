@@ -159,6 +159,79 @@ pub fn timers_of(triggers: Option<&Value>) -> Result<Vec<(Timer, String)>, Strin
     Ok(out)
 }
 
+/// A repository trigger (`triggers.repo`): the repositories and branches
+/// to poll, how often, and how to fetch them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoTrigger {
+    /// `(url, branch)` pairs: `url`/`branch`, then each of `repos`.
+    pub repos: Vec<(String, String)>,
+    /// Seconds between polls.
+    pub interval: i64,
+    /// `-c key=value` options of git.
+    pub git_cfg: Vec<(String, String)>,
+    /// Name of a project secret holding an access token (HTTPS repositories).
+    pub access_token: Option<String>,
+}
+
+/// Timer kind of repository triggers in `stage_timers`.
+pub const REPO_TIMER: &str = "repo";
+
+/// The repository trigger of a schema's `triggers`, if any; errors name
+/// what is wrong with it.
+pub fn repo_trigger_of(triggers: Option<&Value>) -> Result<Option<RepoTrigger>, String> {
+    let Some(r) = triggers.and_then(|t| t.get("repo")) else {
+        return Ok(None);
+    };
+    let Some(o) = r.as_object() else {
+        return Err("triggers.repo must be an object: {\"url\": ..., \"branch\": ..., \"interval\": \"60s\"}".into());
+    };
+    fn text(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+    let mut repos = Vec::new();
+    let branch_of =
+        |m: &serde_json::Map<String, Value>| text(m.get("branch")).unwrap_or("master").to_string();
+    if let Some(url) = text(o.get("url")) {
+        repos.push((url.to_string(), branch_of(o)));
+    }
+    for r in o
+        .get("repos")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let m = r
+            .as_object()
+            .ok_or("triggers.repo.repos items must be objects with url and branch")?;
+        let url = text(m.get("url")).ok_or("triggers.repo.repos items need a url")?;
+        repos.push((url.to_string(), branch_of(m)));
+    }
+    if repos.is_empty() {
+        return Err("triggers.repo needs a url (or repos: [{url, branch}])".into());
+    }
+    let spec = o
+        .get("interval")
+        .map(value_text)
+        .unwrap_or_else(|| "60s".into());
+    let interval = parse_interval(&spec).ok_or_else(|| {
+        format!("incorrect triggers.repo.interval '{spec}': use e.g. '60s' or '10m'")
+    })?;
+    let git_cfg = o
+        .get("git_cfg")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), value_text(v))).collect())
+        .unwrap_or_default();
+    let access_token = text(o.get("access-token")).map(str::to_string);
+    Ok(Some(RepoTrigger {
+        repos,
+        interval,
+        git_cfg,
+        access_token,
+    }))
+}
+
 fn value_text(v: &Value) -> String {
     v.as_str()
         .map(str::to_string)
@@ -171,6 +244,14 @@ pub fn timer_from_stored(kind: &str, spec: &str) -> Option<Timer> {
         "interval" => parse_interval(spec).map(Timer::Interval),
         "date" => parse_date(spec).map(Timer::Date),
         "cron" => parse_cron(spec).ok().map(|c| Timer::Cron(Box::new(c))),
+        REPO_TIMER => serde_json::from_str::<Value>(spec)
+            .ok()
+            .and_then(|v| {
+                repo_trigger_of(Some(&serde_json::json!({ "repo": v })))
+                    .ok()
+                    .flatten()
+            })
+            .map(|r| Timer::Interval(r.interval)),
         _ => None,
     }
 }

@@ -713,3 +713,34 @@ pub fn required(found: bool, what: &str, how: &str) -> bool {
     }
     found
 }
+
+/// Run git in `dir` (as user Dev) and return its output; panics on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository with two commits on `main`; returns its URL and both ids.
+pub fn repo_with_two_commits(dir: &Path, name: &str) -> (String, String, String) {
+    let repo = dir.join(name);
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("f.txt"), "one\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    std::fs::write(repo.join("f.txt"), "two\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "second"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    (format!("file://{}", repo.display()), first, second)
+}

@@ -140,7 +140,7 @@ impl Core {
         let blobs = Storage::open(config.storage.as_deref(), &config.data_dir)?;
         let admin_id = seed::seed(&store, &config).await?;
         Ok(Arc::new(Core {
-            engine: Engine::new(store),
+            engine: Engine::with_git_cache(store, config.data_dir.join("git-cache")),
             config,
             blobs,
             admin_id,

@@ -57,8 +57,9 @@ impl Local {
             .engine()
             .prepare_stage_schema(code, ctx, Prepare::Store(env))
             .await?;
-        // Timed triggers must parse too.
+        // Timed and repository triggers must parse too.
         timers_of(schema.get("triggers")).map_err(Error::BadRequest)?;
+        crate::triggers::repo_trigger_of(schema.get("triggers")).map_err(Error::BadRequest)?;
         Ok((code, schema))
     }
 
@@ -67,7 +68,7 @@ impl Local {
     pub(crate) async fn register_stage_timers(&self, stage_id: i64, schema: &Value) -> Result<()> {
         let timers = timers_of(schema.get("triggers")).map_err(Error::BadRequest)?;
         let now = Utc::now();
-        let rows: Vec<(String, String, Option<i64>)> = timers
+        let mut rows: Vec<(String, String, Option<i64>)> = timers
             .iter()
             .map(|(t, spec)| {
                 (
@@ -77,6 +78,18 @@ impl Local {
                 )
             })
             .collect();
+        // A repository trigger polls at once, then every interval.
+        if let Some(repo) = schema.get("triggers").and_then(|t| t.get("repo"))
+            && crate::triggers::repo_trigger_of(schema.get("triggers"))
+                .map_err(Error::BadRequest)?
+                .is_some()
+        {
+            rows.push((
+                crate::triggers::REPO_TIMER.to_string(),
+                repo.to_string(),
+                Some(now.timestamp_millis()),
+            ));
+        }
         self.store().set_stage_timers(stage_id, &rows).await
     }
 

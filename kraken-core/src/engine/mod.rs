@@ -37,16 +37,30 @@ pub struct Engine {
     validator: stage_schema::ValidatorCache,
     /// This engine's name in leases it holds (process id and start time).
     instance: String,
+    /// Where polled repositories are fetched to (bare clones, one per URL).
+    git_cache: std::path::PathBuf,
+    /// Repository triggers being polled by this process (timer ids): a
+    /// poll slower than its interval is not started twice.
+    polling: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Engine {
-    /// An engine over `store` (no loop runs until [`Engine::start_loops`]).
+    /// An engine over `store` (no loop runs until [`Engine::start_loops`]);
+    /// polled repositories are cached in the system's temporary directory.
     pub fn new(store: Store) -> Arc<Engine> {
+        Self::with_git_cache(store, std::env::temp_dir().join("kraken-git-cache"))
+    }
+
+    /// An engine over `store` that keeps the clones of polled repositories
+    /// in `git_cache` (a server uses `<data dir>/git-cache`).
+    pub fn with_git_cache(store: Store, git_cache: std::path::PathBuf) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             events: Events::default(),
             validator: std::sync::Mutex::new(None),
             instance: format!("{}-{}", std::process::id(), crate::store::now_ms()),
+            git_cache,
+            polling: Default::default(),
         })
     }
 

@@ -137,3 +137,329 @@ impl Engine {
         Ok(Some(flow))
     }
 }
+
+/// How long one git command against a remote may take.
+const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// The most commits recorded per repository and poll (as the original).
+const MAX_COMMITS: usize = 20;
+
+/// A bare clone of a remote repository kept under the engine's git cache.
+pub(crate) struct CachedRepo {
+    dir: std::path::PathBuf,
+    /// The URL fetched from (with the access token, when one is used).
+    fetch_url: String,
+    /// Secrets to hide in messages (the token).
+    mask: Vec<String>,
+    git_cfg: Vec<(String, String)>,
+}
+
+impl CachedRepo {
+    /// The cache of `url` under `cache` (created on first fetch).
+    pub(crate) fn new(
+        cache: &std::path::Path,
+        url: &str,
+        token: Option<&str>,
+        git_cfg: &[(String, String)],
+    ) -> CachedRepo {
+        let name: String = url
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let fetch_url = token
+            .filter(|t| !t.is_empty())
+            .and_then(|t| crate::agent::tools::url_with_token(url, t))
+            .unwrap_or_else(|| url.to_string());
+        CachedRepo {
+            dir: cache.join(format!("{name}.git")),
+            fetch_url,
+            mask: token.map(|t| vec![t.to_string()]).unwrap_or_default(),
+            git_cfg: git_cfg.to_vec(),
+        }
+    }
+
+    async fn git(&self, args: &[&str]) -> std::result::Result<String, String> {
+        let mut cmd = tokio::process::Command::new("git");
+        for (k, v) in &self.git_cfg {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        cmd.arg("--git-dir")
+            .arg(&self.dir)
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
+            Err(_) => return Err(format!("git {} took over {GIT_TIMEOUT:?}", args[0])),
+            Ok(Err(e)) => return Err(format!("cannot run git: {e} (is git installed?)")),
+            Ok(Ok(o)) => o,
+        };
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let err = err.trim().lines().last().unwrap_or("").to_string();
+            return Err(crate::mask::mask_secrets(
+                &format!("git {} failed: {err}", args[0]),
+                &self.mask,
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Fetch `branch` from the remote; returns its head commit.
+    pub(crate) async fn fetch(&self, branch: &str) -> std::result::Result<String, String> {
+        if !self.dir.join("HEAD").exists() {
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+            self.git(&["init", "--quiet", "--bare"]).await?;
+        }
+        let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+        self.git(&["fetch", "--quiet", "--no-tags", &self.fetch_url, &refspec])
+            .await
+            .map_err(|e| {
+                crate::mask::mask_secrets(
+                    &format!("cannot fetch branch '{branch}': {e}"),
+                    &self.mask,
+                )
+            })?;
+        Ok(self
+            .git(&["rev-parse", &format!("refs/heads/{branch}")])
+            .await?
+            .trim()
+            .to_string())
+    }
+
+    /// A file's content at a commit.
+    pub(crate) async fn read_file(
+        &self,
+        commit: &str,
+        path: &str,
+    ) -> std::result::Result<String, String> {
+        let path = path.trim_start_matches("./").trim_start_matches('/');
+        self.git(&["show", &format!("{commit}:{path}")])
+            .await
+            .map_err(|_| format!("no file '{path}' in commit {commit}"))
+    }
+
+    /// The commits (no merges, newest first, at most [`MAX_COMMITS`]) after
+    /// `since` up to `head`; without `since` (or when it is not an
+    /// ancestor, after a force push) those of the last two weeks.
+    async fn commits(
+        &self,
+        since: Option<&str>,
+        head: &str,
+    ) -> std::result::Result<Vec<Value>, String> {
+        let max = format!("-n{MAX_COMMITS}");
+        let format = "--format=%x1e%H%x1f%an%x1f%ae%x1f%aI%x1f%B%x1f";
+        let ancestor = match since {
+            Some(s) => self
+                .git(&["merge-base", "--is-ancestor", s, head])
+                .await
+                .is_ok(),
+            None => false,
+        };
+        let range = match since {
+            Some(s) if ancestor => format!("{s}..{head}"),
+            _ => head.to_string(),
+        };
+        let mut args = vec!["log", "--no-merges", &max, format, "--name-status"];
+        if !ancestor {
+            args.push("--since=2 weeks ago");
+        }
+        args.push(&range);
+        let out = self.git(&args).await?;
+        Ok(parse_log(&out))
+    }
+}
+
+/// Parse `git log --format=%x1e%H%x1f%an%x1f%ae%x1f%aI%x1f%B%x1f --name-status`
+/// into the original's commit records.
+fn parse_log(out: &str) -> Vec<Value> {
+    let mut commits = Vec::new();
+    for rec in out.split('\u{1e}').filter(|r| !r.trim().is_empty()) {
+        let f: Vec<&str> = rec.splitn(6, '\u{1f}').collect();
+        if f.len() < 6 {
+            continue;
+        }
+        let (mut added, mut modified, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+        for line in f[5].lines().filter(|l| !l.trim().is_empty()) {
+            let parts: Vec<&str> = line.split('\t').collect();
+            match (
+                parts.first().and_then(|s| s.chars().next()),
+                parts.as_slice(),
+            ) {
+                (Some('A' | 'C'), [_, p, ..]) => added.push(p.to_string()),
+                (Some('D'), [_, p, ..]) => removed.push(p.to_string()),
+                (Some('R'), [_, old, new, ..]) => {
+                    removed.push(old.to_string());
+                    added.push(new.to_string());
+                }
+                (Some(_), [_, p, ..]) => modified.push(p.to_string()),
+                _ => {}
+            }
+        }
+        commits.push(json!({
+            "id": f[0].trim(),
+            "author": {"name": f[1], "email": f[2]},
+            "timestamp": f[3],
+            "message": f[4].trim_end(),
+            "added": added,
+            "modified": modified,
+            "removed": removed,
+        }));
+    }
+    commits
+}
+
+impl Engine {
+    /// The value of a project secret of kind `simple` named `name`.
+    pub(crate) async fn simple_secret(
+        &self,
+        project_id: i64,
+        name: &str,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .store
+            .project_secrets(project_id)
+            .await?
+            .into_iter()
+            .find(|s| s.name == name && s.kind == crate::model::secret_kind::SIMPLE)
+            .and_then(|s| {
+                s.data
+                    .0
+                    .get("secret")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }))
+    }
+
+    /// Poll the repositories of a stage's `triggers.repo` (fired by its
+    /// timer, once per interval across servers): new commits start the
+    /// stage (a CI flow for a root stage) with the commits as its repository
+    /// changes; none start nothing. A repository that cannot be fetched
+    /// puts the reason on the stage (`repo_error`) and in the services log,
+    /// and is tried again at the next interval.
+    pub(crate) async fn poll_repo_trigger(
+        &self,
+        timer: &crate::store::stages::TimerRow,
+        stage: &StageRow,
+        branch: &crate::store::branches::BranchRow,
+    ) -> Result<()> {
+        let spec: Value = serde_json::from_str(&timer.spec)?;
+        let Some(trigger) = crate::triggers::repo_trigger_of(Some(&json!({ "repo": spec })))
+            .map_err(crate::error::Error::BadRequest)?
+        else {
+            return Ok(());
+        };
+        let token = match &trigger.access_token {
+            Some(name) => match self.simple_secret(branch.project_id, name).await? {
+                Some(t) => Some(t),
+                None => {
+                    let msg = format!(
+                        "repository trigger: no secret '{name}' in the project for the access token"
+                    );
+                    tracing::warn!(stage = stage.id, "{msg}");
+                    self.store
+                        .set_stage_repo_error(stage.id, Some(&msg))
+                        .await?;
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
+        let mut state: serde_json::Map<String, Value> = timer
+            .state
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let mut changes = Vec::new();
+        let mut errors = Vec::new();
+        for (url, branch_name) in &trigger.repos {
+            let repo = CachedRepo::new(&self.git_cache, url, token.as_deref(), &trigger.git_cfg);
+            let key = format!("{url}#{branch_name}");
+            let last = state.get(&key).and_then(Value::as_str).map(str::to_string);
+            let outcome = async {
+                let head = repo.fetch(branch_name).await?;
+                if last.as_deref() == Some(head.as_str()) {
+                    return Ok::<_, String>((head, Vec::new()));
+                }
+                let commits = repo.commits(last.as_deref(), &head).await?;
+                Ok((head, commits))
+            }
+            .await;
+            match outcome {
+                Ok((head, commits)) => {
+                    if !commits.is_empty() {
+                        changes.push(json!({
+                            "trigger": "git-push",
+                            "repo": url,
+                            "ref": format!("refs/heads/{branch_name}"),
+                            "before": last.clone().unwrap_or_default(),
+                            "after": head,
+                            "commits": commits,
+                        }));
+                    }
+                    state.insert(key, json!(head));
+                }
+                Err(e) => errors.push(format!("{url} ({branch_name}): {e}")),
+            }
+        }
+        self.store
+            .set_timer_state(timer.id, &Value::Object(state).to_string())
+            .await?;
+        if errors.is_empty() {
+            if stage
+                .repo_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("repository trigger"))
+            {
+                self.store.set_stage_repo_error(stage.id, None).await?;
+            }
+        } else {
+            let msg = format!("repository trigger: {}", errors.join("; "));
+            tracing::warn!(
+                stage = stage.id,
+                branch = branch.id,
+                "stage {}: {msg}",
+                stage.name
+            );
+            self.store
+                .set_stage_repo_error(stage.id, Some(&msg))
+                .await?;
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let rc_id = self
+            .store
+            .insert_repo_changes(&Value::Array(changes))
+            .await?;
+        let reason = "commit to repo";
+        if stage.parent() == "root" {
+            let flow = self
+                .start_flow(
+                    branch,
+                    flow_kind::CI,
+                    &Default::default(),
+                    reason,
+                    Some(stage),
+                    Some(rc_id),
+                )
+                .await?;
+            tracing::info!(
+                flow = flow.id,
+                branch = branch.id,
+                "stage {}: new commits, flow {} started",
+                stage.name,
+                flow.id
+            );
+        } else {
+            self.trigger_child(stage, reason, Some(rc_id)).await?;
+        }
+        Ok(())
+    }
+}

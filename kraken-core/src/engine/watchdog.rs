@@ -191,7 +191,7 @@ impl Engine {
     }
 
     /// Fire due timed triggers (interval, date, cron) of enabled, existing stages.
-    pub async fn fire_timers(&self) -> Result<()> {
+    pub async fn fire_timers(self: &std::sync::Arc<Self>) -> Result<()> {
         let now = Utc::now();
         for t in self.store.due_timers(now.timestamp_millis()).await? {
             let Some(expected) = t.next_run_time else {
@@ -212,6 +212,27 @@ impl Engine {
             let Some(branch) = self.store.branch(stage.branch_id).await? else {
                 continue;
             };
+            if t.kind == crate::triggers::REPO_TIMER {
+                // Polled in the background: a slow remote delays no other trigger.
+                let fresh = self
+                    .polling
+                    .lock()
+                    .map(|mut p| p.insert(t.id))
+                    .unwrap_or(false);
+                if !fresh {
+                    continue;
+                }
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = engine.poll_repo_trigger(&t, &stage, &branch).await {
+                        tracing::warn!(stage = stage.id, error = %e, "repository trigger failed");
+                    }
+                    if let Ok(mut p) = engine.polling.lock() {
+                        p.remove(&t.id);
+                    }
+                });
+                continue;
+            }
             let reason = t.kind.clone();
             let outcome = if stage.parent() == "root" {
                 self.start_flow(
@@ -225,7 +246,7 @@ impl Engine {
                 .await
                 .map(|_| ())
             } else {
-                self.trigger_child_by_timer(&stage, &reason).await
+                self.trigger_child(&stage, &reason, None).await
             };
             if let Err(e) = outcome {
                 tracing::warn!(stage = stage.id, trigger = %t.kind, error = %e, "timed trigger failed");
@@ -234,12 +255,13 @@ impl Engine {
         Ok(())
     }
 
-    /// A timed trigger of a child stage runs it in the flow of the parent
-    /// stage's latest CI run, unless that flow already has a run of it.
-    async fn trigger_child_by_timer(
+    /// A timed or repository trigger of a child stage runs it in the flow of
+    /// the parent stage's latest CI run, unless that flow already has a run of it.
+    pub(crate) async fn trigger_child(
         &self,
         stage: &crate::store::stages::StageRow,
         reason: &str,
+        repo_data_id: Option<i64>,
     ) -> Result<()> {
         let Some(parent) = self
             .store()
@@ -271,7 +293,7 @@ impl Engine {
             &flow,
             json!({"reason": reason}),
             &Default::default(),
-            None,
+            repo_data_id,
         )
         .await?;
         Ok(())

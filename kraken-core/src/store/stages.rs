@@ -157,12 +157,15 @@ pub struct TimerRow {
     pub id: i64,
     /// Stage.
     pub stage_id: i64,
-    /// `interval`, `date`, `cron` or `repo_interval`.
+    /// `interval`, `date`, `cron` or `repo` (repository polling).
     pub kind: String,
     /// The trigger's value from the schema.
     pub spec: String,
     /// Next firing (ms), none when it will not fire again.
     pub next_run_time: Option<i64>,
+    /// What the trigger remembers between firings (JSON; for `repo`, the
+    /// last commit seen per repository URL).
+    pub state: Option<String>,
 }
 
 impl Store {
@@ -285,7 +288,7 @@ impl Store {
     /// Timers of a stage.
     pub async fn stage_timers(&self, stage_id: i64) -> Result<Vec<TimerRow>> {
         Ok(on_read!(&self.db, p => sqlx::query_as::<_, TimerRow>(
-            "SELECT id, stage_id, kind, spec, next_run_time FROM stage_timers WHERE stage_id = $1 ORDER BY kind")
+            "SELECT id, stage_id, kind, spec, next_run_time, state FROM stage_timers WHERE stage_id = $1 ORDER BY kind")
             .bind(stage_id).fetch_all(p).await?))
     }
 
@@ -317,7 +320,7 @@ impl Store {
     /// Timers due at `now` (ms).
     pub async fn due_timers(&self, now: i64) -> Result<Vec<TimerRow>> {
         Ok(on_read!(&self.db, p => sqlx::query_as::<_, TimerRow>(
-            "SELECT id, stage_id, kind, spec, next_run_time FROM stage_timers \
+            "SELECT id, stage_id, kind, spec, next_run_time, state FROM stage_timers \
              WHERE next_run_time IS NOT NULL AND next_run_time <= $1 ORDER BY next_run_time")
             .bind(now).fetch_all(p).await?))
     }
@@ -333,6 +336,20 @@ impl Store {
 }
 
 impl Store {
+    /// Keep what a trigger remembers between firings.
+    pub async fn set_timer_state(&self, id: i64, state: &str) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE stage_timers SET state = $1 WHERE id = $2")
+            .bind(state).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Set (or clear) the repository error shown on a stage.
+    pub async fn set_stage_repo_error(&self, stage_id: i64, error: Option<&str>) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query("UPDATE stages SET repo_error = $1 WHERE id = $2")
+            .bind(error).bind(stage_id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
     /// A stage (not deleted), or "Stage not found".
     pub async fn require_stage(&self, id: i64) -> Result<StageRow> {
         self.stage(id)

@@ -12,6 +12,7 @@ mod handle;
 mod openapi;
 mod original_agent;
 mod projects;
+mod repo_triggers;
 mod restart;
 mod results;
 mod schema_sandbox;

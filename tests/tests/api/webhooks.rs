@@ -2,46 +2,14 @@
 //! git repository starts a flow whose `git` step checks out the pushed
 //! commit; deliveries are authenticated, idempotent and bounded.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use kraken_core::webhooks::{sign_sha1, sign_sha256};
-use kraken_tests::{Client, TestServer};
+use kraken_tests::{Client, TestServer, repo_with_two_commits};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A repository with two commits on `main`; returns its URL and both ids.
-fn repo_with_two_commits(dir: &Path, name: &str) -> (String, String, String) {
-    let repo = dir.join(name);
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("f.txt"), "one\n").unwrap();
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "first"]);
-    let first = git(&repo, &["rev-parse", "HEAD"]);
-    std::fs::write(repo.join("f.txt"), "two\n").unwrap();
-    git(&repo, &["commit", "-q", "-am", "second"]);
-    let second = git(&repo, &["rev-parse", "HEAD"]);
-    (format!("file://{}", repo.display()), first, second)
-}
 
 /// A stage cloning `url` and printing the commit it got and the trigger
 /// the schema saw in `ctx.flow.trigger`.

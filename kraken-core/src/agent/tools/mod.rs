@@ -19,6 +19,7 @@ mod cloc;
 mod custom;
 mod data;
 mod git;
+pub(crate) use git::url_with_token;
 mod gotest;
 mod junit;
 mod lint;
