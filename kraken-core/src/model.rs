@@ -866,7 +866,7 @@ pub struct Stage {
     pub description: Option<String>,
     /// Disabled stages are not started.
     pub enabled: bool,
-    /// Schema from a repository (not supported by this server).
+    /// The schema is read from `schema_file` in the repository `repo_url`.
     pub schema_from_repo_enabled: bool,
     /// Repository URL.
     pub repo_url: Option<String>,
@@ -886,6 +886,9 @@ pub struct Stage {
     pub repo_version: Option<String>,
     /// Schema file in the repository.
     pub schema_file: Option<String>,
+    /// When the schema was last read from the repository.
+    #[serde(default)]
+    pub last_repo_refresh: Option<Timestamp>,
     /// The evaluated schema (with schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Value>,

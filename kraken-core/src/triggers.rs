@@ -244,6 +244,7 @@ pub fn timer_from_stored(kind: &str, spec: &str) -> Option<Timer> {
         "interval" => parse_interval(spec).map(Timer::Interval),
         "date" => parse_date(spec).map(Timer::Date),
         "cron" => parse_cron(spec).ok().map(|c| Timer::Cron(Box::new(c))),
+        crate::engine::stage_repo::SCHEMA_REPO_TIMER => parse_interval(spec).map(Timer::Interval),
         REPO_TIMER => serde_json::from_str::<Value>(spec)
             .ok()
             .and_then(|v| {

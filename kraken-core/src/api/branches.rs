@@ -90,7 +90,14 @@ impl Local {
             ];
             let fields = StageFields::of(&stage);
             let new_stage = self.store().create_stage(row.id, &fields, seq).await?;
-            self.register_stage_timers(new_stage.id, &fields.schema)
+            self.engine()
+                .register_stage_timers(
+                    new_stage.id,
+                    &fields.schema,
+                    fields
+                        .schema_from_repo_enabled
+                        .then(|| fields.repo_refresh_interval.as_deref().unwrap_or("")),
+                )
                 .await?;
         }
         if continue_numbering {

@@ -1,8 +1,5 @@
 //! Stages: create, read, update, delete, schema preview and schedule.
 
-use std::collections::{HashMap, HashSet};
-
-use chrono::Utc;
 use serde_json::{Map, Value};
 
 use super::Local;
@@ -15,36 +12,10 @@ use crate::model::{
     Timestamp,
 };
 use crate::schema::SchemaEnv;
-use crate::store::branches::BranchRow;
 use crate::store::stages::{StageFields, StageRow};
 use crate::triggers::timers_of;
 
 impl Local {
-    async fn schema_env(&self, branch: &BranchRow, stage_name: &str) -> Result<SchemaEnv> {
-        let other_stages = self
-            .store()
-            .branch_stages(branch.id)
-            .await?
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        let secrets: HashMap<String, i64> = self
-            .store()
-            .project_secrets(branch.project_id)
-            .await?
-            .into_iter()
-            .map(|s| (s.name, s.kind))
-            .collect();
-        let (groups, _) = self.store().list_groups(0, 1_000_000).await?;
-        let groups: HashSet<String> = groups.into_iter().map(|g| g.name).collect();
-        Ok(SchemaEnv {
-            stage_name: stage_name.to_string(),
-            other_stages,
-            secrets,
-            groups,
-        })
-    }
-
     /// Evaluate, validate and check stage code (empty code: the default
     /// stage). Returns the code used and the schema; errors are 400s.
     async fn evaluate_stage_code(
@@ -63,36 +34,6 @@ impl Local {
         Ok((code, schema))
     }
 
-    /// Store the timed triggers (interval, date, cron) of a stage's schema;
-    /// unchanged triggers keep their schedule.
-    pub(crate) async fn register_stage_timers(&self, stage_id: i64, schema: &Value) -> Result<()> {
-        let timers = timers_of(schema.get("triggers")).map_err(Error::BadRequest)?;
-        let now = Utc::now();
-        let mut rows: Vec<(String, String, Option<i64>)> = timers
-            .iter()
-            .map(|(t, spec)| {
-                (
-                    t.kind().to_string(),
-                    spec.clone(),
-                    t.next_after(now).map(|n| n.timestamp_millis()),
-                )
-            })
-            .collect();
-        // A repository trigger polls at once, then every interval.
-        if let Some(repo) = schema.get("triggers").and_then(|t| t.get("repo"))
-            && crate::triggers::repo_trigger_of(schema.get("triggers"))
-                .map_err(Error::BadRequest)?
-                .is_some()
-        {
-            rows.push((
-                crate::triggers::REPO_TIMER.to_string(),
-                repo.to_string(),
-                Some(now.timestamp_millis()),
-            ));
-        }
-        self.store().set_stage_timers(stage_id, &rows).await
-    }
-
     async fn stage_row(&self, id: i64) -> Result<StageRow> {
         self.store()
             .stage(id)
@@ -100,13 +41,48 @@ impl Local {
             .ok_or_else(|| Error::not_found("Stage not found"))
     }
 
-    fn check_repo_fields(input: &StageInput) -> Result<()> {
-        if input.schema_from_repo_enabled == Some(true) {
+    /// Whether the stage reads its schema from a repository after this
+    /// input, checking that the repository fields it needs are there.
+    fn check_repo_fields(input: &StageInput, current: Option<&StageRow>) -> Result<bool> {
+        let from_repo = input
+            .schema_from_repo_enabled
+            .unwrap_or_else(|| current.is_some_and(|c| c.schema_from_repo_enabled));
+        if !from_repo {
+            return Ok(false);
+        }
+        let field = |given: &Option<String>, stored: Option<&Option<String>>| {
+            given
+                .clone()
+                .or_else(|| stored.cloned().flatten())
+                .filter(|v| !v.trim().is_empty())
+        };
+        if field(&input.repo_url, current.map(|c| &c.repo_url)).is_none() {
             return Err(Error::bad_request(
-                "schema from a repository is not supported by this server: put the schema code in the stage",
+                "repo_url is required when schema_from_repo_enabled is true",
             ));
         }
-        Ok(())
+        if field(&input.schema_file, current.map(|c| &c.schema_file)).is_none() {
+            return Err(Error::bad_request(
+                "schema_file is required when schema_from_repo_enabled is true (e.g. \"kraken.star\")",
+            ));
+        }
+        if let Some(every) = field(
+            &input.repo_refresh_interval,
+            current.map(|c| &c.repo_refresh_interval),
+        ) && crate::triggers::parse_interval(&every).is_none()
+        {
+            return Err(Error::bad_request(format!(
+                "incorrect repo_refresh_interval '{every}': use e.g. '10m' or '1h'"
+            )));
+        }
+        crate::engine::stage_repo::clone_params(
+            field(
+                &input.git_clone_params,
+                current.map(|c| &c.git_clone_params),
+            )
+            .as_deref(),
+        )?;
+        Ok(true)
     }
 
     /// `POST /branches/{id}/stages`: evaluate the schema code with the branch's
@@ -116,7 +92,7 @@ impl Local {
         let branch = self.branch_row(branch_id).await?;
         self.who.require_pwrusr(branch.project_id)?;
         let name = super::required(&input.name, "'name' is a required property")?.to_string();
-        Self::check_repo_fields(input)?;
+        let from_repo = Self::check_repo_fields(input, None)?;
         if self
             .store()
             .stage_by_name(branch_id, &name)
@@ -131,17 +107,21 @@ impl Local {
             .engine()
             .prepare_context(CtxFor::Branch(&branch), &Map::new())
             .await?;
-        let env = self.schema_env(&branch, &name).await?;
-        let (code, schema) = self
-            .evaluate_stage_code(input.schema_code.as_deref().unwrap_or(""), ctx, env)
-            .await?;
+        let env = self.engine().schema_env(&branch, &name).await?;
+        // A schema from a repository starts as the default one until read.
+        let code = if from_repo {
+            ""
+        } else {
+            input.schema_code.as_deref().unwrap_or("")
+        };
+        let (code, schema) = self.evaluate_stage_code(code, ctx, env).await?;
         let fields = StageFields {
             name,
             description: input.description.clone(),
             enabled: input.enabled.unwrap_or(true),
             schema,
             schema_code: Some(code),
-            schema_from_repo_enabled: false,
+            schema_from_repo_enabled: from_repo,
             repo_url: input.repo_url.clone(),
             repo_branch: input.repo_branch.clone(),
             repo_access_token: input.repo_access_token.clone(),
@@ -153,8 +133,24 @@ impl Local {
             .store()
             .create_stage(branch_id, &fields, [0, 0, 0])
             .await?;
-        self.register_stage_timers(row.id, &fields.schema).await?;
-        Ok(row.to_model(true))
+        self.stage_timers_and_schema(&row).await
+    }
+
+    /// Register a stored stage's timers and, when its schema comes from a
+    /// repository, read it now (an error shows on the stage, as `repo_error`).
+    async fn stage_timers_and_schema(&self, row: &StageRow) -> Result<Stage> {
+        self.engine()
+            .register_stage_timers(
+                row.id,
+                &row.schema.0,
+                row.schema_from_repo_enabled
+                    .then(|| row.repo_refresh_interval.as_deref().unwrap_or("")),
+            )
+            .await?;
+        if row.schema_from_repo_enabled {
+            self.engine().refresh_stage_schema(row.id).await?;
+        }
+        Ok(self.stage_row(row.id).await?.to_model(true))
     }
 
     /// `GET /stages/{id}`.
@@ -173,7 +169,7 @@ impl Local {
         let branch = self.branch_row(stage.branch_id).await?;
         self.who.require_pwrusr(branch.project_id)?;
         let name = super::required(&input.name, "'name' is a required property")?.to_string();
-        Self::check_repo_fields(input)?;
+        let from_repo = Self::check_repo_fields(input, Some(&stage))?;
         if name != stage.name
             && self
                 .store()
@@ -187,13 +183,15 @@ impl Local {
         }
         let mut fields = StageFields::of(&stage);
         fields.name = name.clone();
-        if let Some(code) = &input.schema_code {
+        fields.schema_from_repo_enabled = from_repo;
+        // With a schema from a repository, the repository is its source.
+        if let Some(code) = input.schema_code.as_ref().filter(|_| !from_repo) {
             let args = crate::schema::stage_default_args(&stage.schema.0);
             let ctx = self
                 .engine()
                 .prepare_context(CtxFor::Stage(&stage, &branch), &args)
                 .await?;
-            let mut env = self.schema_env(&branch, &name).await?;
+            let mut env = self.engine().schema_env(&branch, &name).await?;
             env.other_stages.retain(|s| *s != stage.name);
             let (code, schema) = self.evaluate_stage_code(code, ctx, env).await?;
             fields.schema = schema;
@@ -219,8 +217,8 @@ impl Local {
         take!(schema_file);
         take!(git_clone_params);
         self.store().update_stage(id, &fields).await?;
-        self.register_stage_timers(id, &fields.schema).await?;
-        Ok(self.stage_row(id).await?.to_model(true))
+        let row = self.stage_row(id).await?;
+        self.stage_timers_and_schema(&row).await
     }
 
     /// `DELETE /stages/{id}`: soft delete; its timed triggers stop (pwrusr).

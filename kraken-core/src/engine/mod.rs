@@ -20,6 +20,7 @@ pub(crate) mod planner;
 pub mod recovery;
 pub mod repo;
 pub(crate) mod scheduler;
+pub mod stage_repo;
 pub(crate) mod stage_schema;
 pub(crate) mod tasks;
 pub(crate) mod watchdog;

@@ -70,6 +70,8 @@ impl Engine {
         };
         let reason = crate::webhooks::reason(trigger);
         let repo = trigger.get("repo").and_then(Value::as_str).unwrap_or("");
+        // Schemas read from the pushed repository are read again first.
+        self.refresh_schemas_of_repo(branch.id, repo).await?;
         let rc_id = self.store.insert_repo_changes(&json!([trigger])).await?;
 
         let latest = self
@@ -151,6 +153,8 @@ pub(crate) struct CachedRepo {
     /// Secrets to hide in messages (the token).
     mask: Vec<String>,
     git_cfg: Vec<(String, String)>,
+    /// Extra options of `git fetch` (from a stage's `git_clone_params`).
+    fetch_args: Vec<String>,
 }
 
 impl CachedRepo {
@@ -180,7 +184,14 @@ impl CachedRepo {
             fetch_url,
             mask: token.map(|t| vec![t.to_string()]).unwrap_or_default(),
             git_cfg: git_cfg.to_vec(),
+            fetch_args: Vec::new(),
         }
+    }
+
+    /// Pass `args` to every fetch.
+    pub(crate) fn with_fetch_args(mut self, args: Vec<String>) -> CachedRepo {
+        self.fetch_args = args;
+        self
     }
 
     async fn git(&self, args: &[&str]) -> std::result::Result<String, String> {
@@ -218,14 +229,13 @@ impl CachedRepo {
             self.git(&["init", "--quiet", "--bare"]).await?;
         }
         let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
-        self.git(&["fetch", "--quiet", "--no-tags", &self.fetch_url, &refspec])
-            .await
-            .map_err(|e| {
-                crate::mask::mask_secrets(
-                    &format!("cannot fetch branch '{branch}': {e}"),
-                    &self.mask,
-                )
-            })?;
+        let mut args = vec!["fetch", "--quiet", "--no-tags"];
+        args.extend(self.fetch_args.iter().map(String::as_str));
+        args.push(&self.fetch_url);
+        args.push(&refspec);
+        self.git(&args).await.map_err(|e| {
+            crate::mask::mask_secrets(&format!("cannot fetch branch '{branch}': {e}"), &self.mask)
+        })?;
         Ok(self
             .git(&["rev-parse", &format!("refs/heads/{branch}")])
             .await?
@@ -434,6 +444,13 @@ impl Engine {
         if changes.is_empty() {
             return Ok(());
         }
+        for c in &changes {
+            if let Some(url) = c.get("repo").and_then(Value::as_str) {
+                self.refresh_schemas_of_repo(branch.id, url).await?;
+            }
+        }
+        // The stage as it is now (its schema may have been read again).
+        let stage = &self.store.require_stage(stage.id).await?;
         let rc_id = self
             .store
             .insert_repo_changes(&Value::Array(changes))

@@ -212,7 +212,9 @@ impl Engine {
             let Some(branch) = self.store.branch(stage.branch_id).await? else {
                 continue;
             };
-            if t.kind == crate::triggers::REPO_TIMER {
+            if t.kind == crate::triggers::REPO_TIMER
+                || t.kind == super::stage_repo::SCHEMA_REPO_TIMER
+            {
                 // Polled in the background: a slow remote delays no other trigger.
                 let fresh = self
                     .polling
@@ -224,8 +226,13 @@ impl Engine {
                 }
                 let engine = self.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = engine.poll_repo_trigger(&t, &stage, &branch).await {
-                        tracing::warn!(stage = stage.id, error = %e, "repository trigger failed");
+                    let outcome = if t.kind == crate::triggers::REPO_TIMER {
+                        engine.poll_repo_trigger(&t, &stage, &branch).await
+                    } else {
+                        engine.refresh_stage_schema(stage.id).await.map(|_| ())
+                    };
+                    if let Err(e) = outcome {
+                        tracing::warn!(stage = stage.id, trigger = %t.kind, error = %e, "repository trigger failed");
                     }
                     if let Ok(mut p) = engine.polling.lock() {
                         p.remove(&t.id);

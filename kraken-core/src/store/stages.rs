@@ -47,6 +47,8 @@ pub struct StageRow {
     pub schema_from_repo_enabled: bool,
     /// Git clone parameters.
     pub git_clone_params: Option<String>,
+    /// When the schema was last read from the repository (ms).
+    pub last_repo_refresh: Option<i64>,
     /// Created (ms).
     pub created: i64,
     /// Deleted (ms).
@@ -73,6 +75,7 @@ impl StageRow {
             git_clone_params: self.git_clone_params.clone(),
             repo_version: self.repo_version.clone(),
             schema_file: self.schema_file.clone(),
+            last_repo_refresh: ots(self.last_repo_refresh),
             schema: with_schema.then(|| self.schema.0.clone()),
             schema_code: if with_schema {
                 self.schema_code.clone()
@@ -99,7 +102,7 @@ impl StageRow {
 
 const STAGE_COLS: &str = "id, name, description, branch_id, enabled, schema, schema_code, timeouts, \
     repo_access_token, repo_branch, repo_error, repo_refresh_interval, repo_state, repo_url, \
-    repo_version, schema_file, schema_from_repo_enabled, git_clone_params, created, deleted";
+    repo_version, schema_file, schema_from_repo_enabled, git_clone_params, last_repo_refresh, created, deleted";
 
 /// The editable columns of a stage.
 #[derive(Debug, Clone, Default)]
@@ -188,12 +191,13 @@ impl Store {
                 "INSERT INTO stages (name, description, branch_id, enabled, schema, schema_code, triggers, \
                  timeouts, repo_access_token, repo_branch, repo_refresh_interval, repo_url, schema_file, \
                  schema_from_repo_enabled, git_clone_params, repo_state, created, updated) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0, $16, $16) RETURNING id")
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $17, $16, $16) RETURNING id")
                 .bind(&f.name).bind(&f.description).bind(branch_id).bind(f.enabled)
                 .bind(Json(&f.schema)).bind(&f.schema_code).bind(Json(json!({"parent": true})))
                 .bind(Json(json!({}))).bind(&f.repo_access_token).bind(&f.repo_branch)
                 .bind(&f.repo_refresh_interval).bind(&f.repo_url).bind(&f.schema_file)
                 .bind(f.schema_from_repo_enabled).bind(&f.git_clone_params).bind(now)
+                .bind(if f.schema_from_repo_enabled { 1_i64 } else { 0 })
                 .fetch_one(&mut *tx).await?;
             for (kind, value) in [seq_kind::RUN, seq_kind::CI_RUN, seq_kind::DEV_RUN].into_iter().zip(seqs) {
                 sqlx::query("INSERT INTO branch_sequences (kind, branch_id, stage_id, value) VALUES ($1, $2, $3, $4)")
@@ -258,6 +262,37 @@ impl Store {
             .bind(&f.repo_branch).bind(&f.repo_access_token).bind(&f.repo_refresh_interval)
             .bind(&f.schema_file).bind(&f.git_clone_params).bind(now_ms()).bind(id)
             .execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Store a schema read from the stage's repository at `version`.
+    pub async fn set_stage_repo_schema(
+        &self,
+        id: i64,
+        schema: &Value,
+        code: &str,
+        version: &str,
+        at: i64,
+    ) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE stages SET schema = $1, schema_code = $2, repo_version = $3, repo_state = 0, \
+             repo_error = NULL, last_repo_refresh = $4, updated = $4 WHERE id = $5")
+            .bind(Json(schema)).bind(code).bind(version).bind(at).bind(id)
+            .execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Record a read of the stage's repository that did not change its schema.
+    pub async fn set_stage_repo_state(
+        &self,
+        id: i64,
+        state: i64,
+        error: Option<&str>,
+        at: i64,
+    ) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE stages SET repo_state = $1, repo_error = $2, last_repo_refresh = $3 WHERE id = $4")
+            .bind(state).bind(error).bind(at).bind(id).execute(p).await?.rows_affected());
         Ok(())
     }
 

@@ -443,7 +443,7 @@ pub struct Stage {
     pub description: Option<String>,
     /// Disabled stages are not started.
     pub enabled: bool,
-    /// Schema from a repository (not supported by this server).
+    /// The schema is read from `schema_file` in the repository `repo_url`.
     pub schema_from_repo_enabled: bool,
     /// Repository URL.
     #[schema(required = true)]
@@ -471,6 +471,9 @@ pub struct Stage {
     /// Schema file in the repository.
     #[schema(required = true)]
     pub schema_file: Option<String>,
+    /// When the schema was last read from the repository.
+    #[schema(required = true)]
+    pub last_repo_refresh: Option<Timestamp>,
     /// The evaluated schema (with schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]

@@ -133,3 +133,156 @@ async fn a_bad_repo_trigger_is_refused_when_the_stage_is_saved() {
         a.message()
     );
 }
+
+/// Stage code whose one job is named `job`.
+fn named_job_code(job: &str) -> String {
+    format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{{\"name\": \"{job}\", \"steps\": [{{\"tool\": \"shell\", \"cmd\": \"echo {job}\"}}], \"environments\": [{{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}}]}}]}}\n"
+    )
+}
+
+fn commit_file(repo: &std::path::Path, name: &str, content: &str, msg: &str) -> String {
+    std::fs::write(repo.join(name), content).unwrap();
+    git(repo, &["add", name]);
+    git(repo, &["commit", "-q", "-m", msg]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn job_name(stage: &Value) -> String {
+    stage["schema"]["jobs"][0]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test]
+async fn stage_schema_from_a_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _, _) = repo_with_two_commits(tmp.path(), "schemas");
+    let repo = tmp.path().join("schemas");
+    let v1 = commit_file(&repo, "kraken.star", &named_job_code("v1"), "v1");
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("repo-schemas").await;
+    let bid = admin.branch(pid, "main").await;
+    let fields = serde_json::json!({
+        "name": "from-repo", "schema_from_repo_enabled": true, "repo_url": url,
+        "repo_branch": "main", "schema_file": "kraken.star"
+    });
+
+    // Bad fields are refused and store nothing.
+    for (change, want) in [
+        (
+            serde_json::json!({"schema_file": ""}),
+            "schema_file is required",
+        ),
+        (
+            serde_json::json!({"repo_url": null}),
+            "repo_url is required",
+        ),
+        (
+            serde_json::json!({"git_clone_params": "--upload-pack=touch"}),
+            "not allowed",
+        ),
+        (
+            serde_json::json!({"repo_refresh_interval": "often"}),
+            "repo_refresh_interval",
+        ),
+    ] {
+        let mut body = fields.clone();
+        for (k, v) in change.as_object().unwrap() {
+            if v.is_null() {
+                body.as_object_mut().unwrap().remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        let a = admin
+            .post(&format!("/api/branches/{bid}/stages"), body)
+            .await;
+        assert_eq!(a.status, 400, "{want}: {}", a.body);
+        assert!(a.message().contains(want), "{}", a.message());
+    }
+
+    // Created: the schema is read from the repository at once.
+    let a = admin
+        .post(&format!("/api/branches/{bid}/stages"), fields.clone())
+        .await;
+    let st = a.expect(201).clone();
+    let sid = st["id"].as_i64().unwrap();
+    assert_eq!(st["repo_state"], 0, "{st}");
+    assert_eq!(st["repo_version"], v1.as_str());
+    assert!(st["repo_error"].is_null());
+    assert!(st["last_repo_refresh"].is_string(), "{st}");
+    assert_eq!(job_name(&st), "v1");
+
+    // A schema that does not evaluate keeps the previous one and says why.
+    commit_file(
+        &repo,
+        "kraken.star",
+        "def stage(ctx):\n    return {{{\n",
+        "broken",
+    );
+    let st = admin
+        .put(&format!("/api/stages/{sid}"), fields.clone())
+        .await;
+    let st = st.expect(200);
+    assert_eq!(st["repo_state"], 2, "{st}");
+    assert!(
+        st["repo_error"].as_str().unwrap().contains("kraken.star"),
+        "{st}"
+    );
+    assert_eq!(job_name(st), "v1");
+
+    // A push to the repository reads the schema again before the flow starts.
+    let v2 = commit_file(&repo, "kraken.star", &named_job_code("v2"), "v2");
+    admin
+        .put(
+            &format!("/api/projects/{pid}"),
+            serde_json::json!({"webhooks": {"github_enabled": true}}),
+        )
+        .await
+        .expect(200);
+    let push = serde_json::json!({
+        "ref": "refs/heads/main", "before": v1, "after": v2,
+        "repository": {"clone_url": url}, "pusher": {"name": "dev"}, "commits": []
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhooks/{pid}/github", s.url))
+        .header("X-GitHub-Event", "push")
+        .json(&push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let flows = admin
+        .wait_for(&format!("/api/branches/{bid}/flows/ci"), WAIT, |b| {
+            b["total"] == 1
+        })
+        .await;
+    let done = admin
+        .wait_flow(flows["items"][0]["id"].as_i64().unwrap(), WAIT)
+        .await;
+    let jobs = admin
+        .run_jobs(done["runs"][0]["id"].as_i64().unwrap())
+        .await;
+    assert_eq!(jobs[0]["name"], "v2");
+    let st = admin.get(&format!("/api/stages/{sid}")).await;
+    assert_eq!(st.body["repo_state"], 0);
+    assert_eq!(st.body["repo_version"], v2.as_str());
+
+    // With a refresh interval, a new commit is picked up by itself.
+    let mut every = fields.clone();
+    every["repo_refresh_interval"] = "1s".into();
+    admin
+        .put(&format!("/api/stages/{sid}"), every)
+        .await
+        .expect(200);
+    let v3 = commit_file(&repo, "kraken.star", &named_job_code("v3"), "v3");
+    let st = admin
+        .wait_for(&format!("/api/stages/{sid}"), WAIT, |st| {
+            st["repo_version"] == v3.as_str()
+        })
+        .await;
+    assert_eq!(job_name(&st), "v3");
+}
