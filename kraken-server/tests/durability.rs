@@ -699,3 +699,94 @@ async fn a_large_artifact_streams_through_the_server() {
         mib(after_download - before)
     );
 }
+
+/// Two servers on one PostgreSQL: a webhook delivered to both (again and
+/// again, at once) starts one flow, and a polled repository is polled once
+/// per interval, not once per server: one flow per new commit.
+#[tokio::test]
+async fn two_servers_take_a_webhook_and_a_new_commit_once() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        eprintln!(
+            "skipped: two servers need a shared PostgreSQL; set KRAKEN_TEST_DB_URL=postgres://... to run it"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (url, _, _) = kraken_tests::repo_with_two_commits(tmp.path(), "app");
+    let a = spawn(&tmp.path().join("a"), &db, None, &[]);
+    let b = spawn(&tmp.path().join("b"), &db, None, &[]);
+    let admin = Client::login(&a.url, "admin", "admin").await;
+    let p = admin.project("hooks").await;
+    let hooked = admin.branch(p, "main").await;
+    admin
+        .stage(hooked, "build", &shell_stage("root", "j", &["true"]))
+        .await;
+    admin
+        .put(
+            &format!("/api/projects/{p}"),
+            json!({"webhooks": {"github_enabled": true}}),
+        )
+        .await
+        .expect(200);
+    let body = serde_json::to_vec(&json!({
+        "ref": "refs/heads/main", "before": "0", "after": "1",
+        "repository": {"clone_url": url}, "pusher": {"name": "dev"}, "commits": []
+    }))
+    .expect("json");
+    let http = reqwest::Client::new();
+    let mut sends = Vec::new();
+    for i in 0..10 {
+        let base = if i % 2 == 0 { &a.url } else { &b.url };
+        sends.push(
+            http.post(format!("{base}/webhooks/{p}/github"))
+                .header("X-GitHub-Event", "push")
+                .header("X-GitHub-Delivery", "the-one")
+                .body(body.clone())
+                .send(),
+        );
+    }
+    for r in futures_util::future::join_all(sends).await {
+        assert_eq!(r.expect("delivered").status(), 204);
+    }
+    admin
+        .wait_for(
+            &format!("/api/branches/{hooked}/flows/ci"),
+            AFTER_RESTART,
+            |b| b["total"] == 1,
+        )
+        .await;
+
+    // A polled repository on another branch of the project.
+    let polled = admin.branch(p, "polled").await;
+    let code = format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"repo\": {{\"url\": \"{url}\", \"branch\": \"main\", \"interval\": \"1s\"}}}}, \
+         \"jobs\": [{{\"name\": \"j\", \"steps\": [{{\"tool\": \"shell\", \"cmd\": \"true\"}}], \
+         \"environments\": [{{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}}]}}]}}\n"
+    );
+    admin.stage(polled, "poll", &code).await;
+    admin
+        .wait_for(
+            &format!("/api/branches/{polled}/flows/ci"),
+            AFTER_RESTART,
+            |b| b["total"] == 1,
+        )
+        .await;
+    let repo = tmp.path().join("app");
+    std::fs::write(repo.join("new.txt"), "x").expect("write");
+    kraken_tests::git(&repo, &["add", "new.txt"]);
+    kraken_tests::git(&repo, &["commit", "-q", "-m", "third"]);
+    admin
+        .wait_for(
+            &format!("/api/branches/{polled}/flows/ci"),
+            AFTER_RESTART,
+            |b| b["total"] == 2,
+        )
+        .await;
+    // Several intervals later, still one flow per commit and one webhook flow.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let polled_flows = admin.get(&format!("/api/branches/{polled}/flows/ci")).await;
+    assert_eq!(polled_flows.body["total"], 2, "{}", polled_flows.body);
+    let hooked_flows = admin.get(&format!("/api/branches/{hooked}/flows/ci")).await;
+    assert_eq!(hooked_flows.body["total"], 1, "{}", hooked_flows.body);
+}
