@@ -150,6 +150,19 @@ pub enum ProjectsCmd {
     },
     /// Delete a project.
     Delete { project: String },
+    /// Take the webhooks of a code host (github, gitea, gitlab, radicle) and
+    /// print where it should deliver them.
+    Webhook {
+        project: String,
+        /// github, gitea, gitlab or radicle.
+        provider: String,
+        /// The shared secret (HMAC key; GitLab's token). Gitea and GitLab need one.
+        #[arg(long, conflicts_with = "disable")]
+        secret: Option<String>,
+        /// Stop taking this provider's webhooks.
+        #[arg(long)]
+        disable: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,18 +215,21 @@ pub enum StagesCmd {
     List { branch: String },
     /// Show a stage with its schema.
     Show { stage: String },
-    /// Create a stage from a Starlark file (`def stage(ctx): ...`); prints its id.
+    /// Create a stage from a Starlark file (`def stage(ctx): ...`), or from a
+    /// file in a repository (`--from-repo`); prints its id.
     Create {
         branch: String,
         name: String,
         /// The schema code file (default: the hello-world stage).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from_repo")]
         file: Option<PathBuf>,
+        #[command(flatten)]
+        repo: RepoSchemaArgs,
     },
-    /// Change a stage: new code, name, enabled.
+    /// Change a stage: new code, name, enabled, schema repository.
     Update {
         stage: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["from_repo", "no_repo"])]
         file: Option<PathBuf>,
         #[arg(long)]
         name: Option<String>,
@@ -221,6 +237,11 @@ pub enum StagesCmd {
         enable: bool,
         #[arg(long)]
         disable: bool,
+        #[command(flatten)]
+        repo: RepoSchemaArgs,
+        /// Stop reading the schema from the repository (keeps the last one read).
+        #[arg(long, conflicts_with = "from_repo")]
+        no_repo: bool,
     },
     /// Delete a stage.
     Delete { stage: String },
@@ -232,6 +253,26 @@ pub enum StagesCmd {
     },
     /// Next run times of the stage's timed triggers.
     Schedule { stage: String },
+}
+
+/// Where a stage's schema comes from when it is read from a repository.
+#[derive(Debug, Args)]
+pub struct RepoSchemaArgs {
+    /// Read the schema code from this repository (URL).
+    #[arg(long, value_name = "URL")]
+    pub from_repo: Option<String>,
+    /// The file holding the schema code in the repository.
+    #[arg(long, value_name = "PATH", requires = "from_repo")]
+    pub schema_file: Option<String>,
+    /// The repository's branch (default: master).
+    #[arg(long, value_name = "BRANCH", requires = "from_repo")]
+    pub repo_branch: Option<String>,
+    /// The name of a project secret holding an access token for HTTPS.
+    #[arg(long, value_name = "SECRET", requires = "from_repo")]
+    pub repo_token: Option<String>,
+    /// Read the file again every INTERVAL (e.g. 10m).
+    #[arg(long, value_name = "INTERVAL", requires = "from_repo")]
+    pub refresh: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -812,3 +812,92 @@ async fn a_job_waiting_for_an_executor_says_why() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_and_schemas_from_a_repository_from_the_command_line() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let token = admin.token.clone().unwrap();
+    let cli = Cli::new(Some(&s.url), Some(&token));
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _, _) = kraken_tests::repo_with_two_commits(tmp.path(), "schemas");
+    let repo = tmp.path().join("schemas");
+    std::fs::write(
+        repo.join("ci.star"),
+        shell_stage("root", "from-repo", &["true"]),
+    )
+    .unwrap();
+    kraken_tests::git(&repo, &["add", "ci.star"]);
+    kraken_tests::git(&repo, &["commit", "-q", "-m", "ci"]);
+    let head = kraken_tests::git(&repo, &["rev-parse", "HEAD"]);
+
+    cli.ok(&["projects", "create", "demo"]).await;
+    cli.ok(&["branches", "create", "demo", "main"]).await;
+    let out = cli
+        .ok(&["projects", "webhook", "demo", "github", "--secret", "s3"])
+        .await;
+    assert_eq!(
+        out,
+        format!(
+            "github webhooks of project demo are on: deliver them (JSON) to {}/webhooks/1/github",
+            s.url
+        )
+    );
+    let p = admin.get("/api/projects/1").await;
+    assert_eq!(p.body["webhooks"]["github_enabled"], true);
+    assert_eq!(p.body["webhooks"]["github_secret"], "s3");
+    // Gitea needs a secret; unknown providers are refused.
+    let o = cli.run(&["projects", "webhook", "demo", "gitea"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("need a shared secret"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cli.run(&["projects", "webhook", "demo", "bitbucket"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    cli.ok(&["projects", "webhook", "demo", "github", "--disable"])
+        .await;
+    let p = admin.get("/api/projects/1").await;
+    assert_eq!(p.body["webhooks"]["github_enabled"], false);
+
+    let id = cli
+        .ok(&[
+            "stages",
+            "create",
+            "demo/main",
+            "build",
+            "--from-repo",
+            &url,
+            "--repo-branch",
+            "main",
+            "--schema-file",
+            "ci.star",
+        ])
+        .await;
+    let shown = cli.ok(&["stages", "show", &id]).await;
+    assert!(shown.contains(&head), "{shown}");
+    assert!(shown.contains("ci.star"), "{shown}");
+    assert!(
+        shown.contains("from-repo"),
+        "the repository's schema: {shown}"
+    );
+    // A missing file: the stage keeps its schema and the CLI says why.
+    let o = cli
+        .run(&[
+            "stages",
+            "update",
+            &id,
+            "--from-repo",
+            &url,
+            "--repo-branch",
+            "main",
+            "--schema-file",
+            "nope.star",
+        ])
+        .await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("no file 'nope.star'"), "{}", stderr(&o));
+    let shown = cli.ok(&["stages", "show", &id]).await;
+    assert!(shown.contains("error"), "{shown}");
+}

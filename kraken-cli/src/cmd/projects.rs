@@ -4,7 +4,7 @@ use kraken_core::Kraken;
 use kraken_core::model::*;
 
 use crate::args::ProjectsCmd;
-use crate::out::{Out, opt};
+use crate::out::{Out, opt, usage};
 use crate::resolve::project_id;
 
 /// Runs one `kraken projects` verb.
@@ -82,6 +82,56 @@ pub async fn run(k: &Kraken, out: &Out, c: &ProjectsCmd) -> anyhow::Result<()> {
         ProjectsCmd::Delete { project } => {
             k.delete_project(project_id(k, project).await?).await?;
             Ok(())
+        }
+        ProjectsCmd::Webhook {
+            project,
+            provider,
+            secret,
+            disable,
+        } => {
+            let id = project_id(k, project).await?;
+            if !["github", "gitea", "gitlab", "radicle"].contains(&provider.as_str()) {
+                return Err(usage(format!(
+                    "unknown webhook provider '{provider}': use github, gitea, gitlab or radicle"
+                )));
+            }
+            if !disable && secret.is_none() && matches!(provider.as_str(), "gitea" | "gitlab") {
+                return Err(usage(format!(
+                    "{provider} webhooks need a shared secret: add --secret SECRET"
+                )));
+            }
+            let mut hooks = Webhooks::default();
+            let on = Some(!*disable);
+            match provider.as_str() {
+                "github" => (hooks.github_enabled, hooks.github_secret) = (on, secret.clone()),
+                "gitea" => (hooks.gitea_enabled, hooks.gitea_secret) = (on, secret.clone()),
+                "gitlab" => (hooks.gitlab_enabled, hooks.gitlab_secret) = (on, secret.clone()),
+                _ => (hooks.radicle_enabled, hooks.radicle_secret) = (on, secret.clone()),
+            }
+            let p = k
+                .update_project(
+                    id,
+                    &ProjectChanges {
+                        webhooks: Some(hooks),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let path = format!("/webhooks/{}/{provider}", p.id);
+            let url = match k.base_url() {
+                Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+                None => format!("<server URL>{path}"),
+            };
+            out.show(&p, || {
+                if *disable {
+                    out.line(format!("{provider} webhooks of project {} are off", p.name))
+                } else {
+                    out.line(format!(
+                        "{provider} webhooks of project {} are on: deliver them (JSON) to {url}",
+                        p.name
+                    ))
+                }
+            })
         }
     }
 }

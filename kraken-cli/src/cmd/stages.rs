@@ -40,27 +40,54 @@ pub async fn run(k: &Kraken, out: &Out, c: &StagesCmd) -> anyhow::Result<()> {
                     ("name", s.name.clone()),
                     ("enabled", s.enabled.to_string()),
                 ])?;
+                if s.schema_from_repo_enabled {
+                    out.fields(&[
+                        ("repository", opt(&s.repo_url)),
+                        ("repo branch", opt(&s.repo_branch)),
+                        ("schema file", opt(&s.schema_file)),
+                        ("repo version", opt(&s.repo_version)),
+                        (
+                            "repo state",
+                            match s.repo_state {
+                                0 => "ok",
+                                1 => "reading",
+                                _ => "error",
+                            }
+                            .to_string(),
+                        ),
+                        ("repo error", opt(&s.repo_error)),
+                        (
+                            "last read",
+                            s.last_repo_refresh.map(|t| out.when(t)).unwrap_or_default(),
+                        ),
+                    ])?;
+                } else if let Some(e) = &s.repo_error {
+                    out.fields(&[("repo error", e.clone())])?;
+                }
                 out.line("schema:")?;
                 out.line(serde_json::to_string_pretty(
                     s.schema.as_ref().unwrap_or(&Value::Null),
                 )?)
             })
         }
-        StagesCmd::Create { branch, name, file } => {
+        StagesCmd::Create {
+            branch,
+            name,
+            file,
+            repo,
+        } => {
             let code = match file {
                 Some(f) => Some(read_file(f)?),
                 None => None,
             };
-            let s = k
-                .create_stage(
-                    branch_id(k, branch).await?,
-                    &StageInput {
-                        name: Some(name.clone()),
-                        schema_code: code,
-                        ..Default::default()
-                    },
-                )
-                .await?;
+            let mut input = StageInput {
+                name: Some(name.clone()),
+                schema_code: code,
+                ..Default::default()
+            };
+            repo_fields(&mut input, repo);
+            let s = k.create_stage(branch_id(k, branch).await?, &input).await?;
+            repo_warning(&s);
             out.value(&s, s.id)
         }
         StagesCmd::Update {
@@ -69,10 +96,12 @@ pub async fn run(k: &Kraken, out: &Out, c: &StagesCmd) -> anyhow::Result<()> {
             name,
             enable,
             disable,
+            repo,
+            no_repo,
         } => {
             let id = stage_id(k, stage).await?;
             let current = k.get_stage(id).await?;
-            let input = StageInput {
+            let mut input = StageInput {
                 name: Some(name.clone().unwrap_or(current.name)),
                 schema_code: match file {
                     Some(f) => Some(read_file(f)?),
@@ -87,7 +116,12 @@ pub async fn run(k: &Kraken, out: &Out, c: &StagesCmd) -> anyhow::Result<()> {
                 },
                 ..Default::default()
             };
+            repo_fields(&mut input, repo);
+            if *no_repo {
+                input.schema_from_repo_enabled = Some(false);
+            }
             let s = k.update_stage(id, &input).await?;
+            repo_warning(&s);
             out.value(&s, s.id)
         }
         StagesCmd::Delete { stage } => {
@@ -121,5 +155,26 @@ pub async fn run(k: &Kraken, out: &Out, c: &StagesCmd) -> anyhow::Result<()> {
                 )
             })
         }
+    }
+}
+
+/// The repository fields of `--from-repo` and its companions.
+fn repo_fields(input: &mut StageInput, repo: &crate::args::RepoSchemaArgs) {
+    if let Some(url) = &repo.from_repo {
+        input.schema_from_repo_enabled = Some(true);
+        input.repo_url = Some(url.clone());
+        input.schema_file = repo.schema_file.clone();
+        input.repo_branch = repo.repo_branch.clone();
+        input.repo_access_token = repo.repo_token.clone();
+        input.repo_refresh_interval = repo.refresh.clone();
+    }
+}
+
+/// Say on stderr when a schema could not be read from its repository.
+fn repo_warning(s: &Stage) {
+    if s.schema_from_repo_enabled
+        && let Some(e) = &s.repo_error
+    {
+        eprintln!("kraken: the schema could not be read from the repository: {e}");
     }
 }

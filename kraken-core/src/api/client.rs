@@ -570,6 +570,16 @@ impl Kraken {
         })
     }
 
+    /// The server's base URL (`http://host:8080`) for a handle on a remote
+    /// server; `None` in process.
+    pub fn base_url(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Remote(r) => Some(&r.base),
+            #[cfg(feature = "local")]
+            Backend::Local(..) => None,
+        }
+    }
+
     /// A handle on a remote server (`http://host:8080`) with a bearer token.
     pub fn connect(base: &str, token: Option<String>) -> Result<Kraken> {
         let base = server_base(base)?;
