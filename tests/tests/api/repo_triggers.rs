@@ -286,3 +286,67 @@ async fn stage_schema_from_a_repository() {
         .await;
     assert_eq!(job_name(&st), "v3");
 }
+
+/// A private HTTP repository: the access token from a project secret is
+/// what git authenticates with, and it never shows in the stage's error.
+#[tokio::test]
+async fn a_private_repository_gets_the_access_token_and_errors_hide_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let auth = req
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Authorization: "))
+                    .map(str::to_string);
+                let answer = match auth {
+                    None => {
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    }
+                    Some(a) => {
+                        let _ = tx.send(a);
+                        "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    }
+                };
+                let _ = sock.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("private").await;
+    let bid = admin.branch(pid, "main").await;
+    admin
+        .post(
+            &format!("/api/projects/{pid}/secrets"),
+            serde_json::json!({"name": "gh_token", "kind": "simple", "secret": "tok-9876"}),
+        )
+        .await
+        .expect(201);
+    let url = format!("http://127.0.0.1:{port}/org/app.git");
+    let code = format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"repo\": {{\"url\": \"{url}\", \"branch\": \"main\", \"interval\": \"1s\", \"access-token\": \"gh_token\"}}}}, \"jobs\": []}}\n"
+    );
+    let sid = admin.stage(bid, "private", &code).await;
+    let auth = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("git asked with credentials")
+        .unwrap();
+    // Basic base64("tok-9876:")
+    assert_eq!(auth.trim(), "Basic dG9rLTk4NzY6");
+    let st = admin
+        .wait_for(&format!("/api/stages/{sid}"), WAIT, |st| {
+            st["repo_error"].as_str().is_some()
+        })
+        .await;
+    let err = st["repo_error"].as_str().unwrap();
+    assert!(err.contains("cannot fetch branch 'main'"), "{err}");
+    assert!(!err.contains("tok-9876"), "the token is hidden: {err}");
+}
