@@ -900,4 +900,41 @@ async fn webhooks_and_schemas_from_a_repository_from_the_command_line() {
     assert!(stderr(&o).contains("no file 'nope.star'"), "{}", stderr(&o));
     let shown = cli.ok(&["stages", "show", &id]).await;
     assert!(shown.contains("error"), "{shown}");
+
+    // A push delivered to the project: `flows show` says what started the flow.
+    // The secret set before stays (and the CLI says so).
+    let on = cli.ok(&["projects", "webhook", "demo", "github"]).await;
+    assert!(on.ends_with("(signed with the secret set before)"), "{on}");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "ref": "refs/heads/main", "before": "0", "after": head,
+        "repository": {"clone_url": url}, "pusher": {"name": "dev"},
+        "commits": [{"id": head}]
+    }))
+    .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhooks/1/github", s.url))
+        .header("X-GitHub-Event", "push")
+        .header(
+            "X-Hub-Signature-256",
+            kraken_core::webhooks::sign_sha256("s3", &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let fid = admin
+        .wait_for("/api/branches/1/flows/ci", Duration::from_secs(30), |b| {
+            b["total"] == 1
+        })
+        .await["items"][0]["id"]
+        .to_string();
+    let shown = cli.ok(&["flows", "show", &fid]).await;
+    let short: String = head.chars().take(12).collect();
+    assert!(
+        shown.contains(&format!(
+            "github-push of {short} (refs/heads/main) to {url} by dev, 1 commit"
+        )),
+        "{shown}"
+    );
 }

@@ -120,6 +120,9 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
                     ("created", out.when(f.created)),
                     ("duration", f.duration.clone()),
                 ])?;
+                if let Some(t) = &f.trigger {
+                    out.fields(&[("trigger", trigger_line(t))])?;
+                }
                 out.table(RUN_HEADERS, f.runs.iter().map(run_row).collect())
             })?;
         }
@@ -257,4 +260,41 @@ pub async fn run(k: &Kraken, out: &Out, c: &FlowsCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What started a flow, in one line: `github-push of 3f2a9c1d (refs/heads/main)
+/// to https://... by dev`, `git-push of ... (2 commits)`.
+fn trigger_line(t: &Value) -> String {
+    let text = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("");
+    let after: String = text("after").chars().take(12).collect();
+    let mut line = format!("{} of {after}", text("trigger"));
+    if let Some(r) = t.get("ref").and_then(Value::as_str) {
+        line.push_str(&format!(" ({r})"));
+    }
+    if let Some(pr) = t.get("pull_request") {
+        let head = pr
+            .pointer("/head/ref")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let base = pr
+            .pointer("/base/ref")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        line.push_str(&format!(" ({head} into {base})"));
+    }
+    if !text("repo").is_empty() {
+        line.push_str(&format!(" to {}", text("repo")));
+    }
+    let who = ["/pusher/name", "/pusher/username", "/sender/login"]
+        .iter()
+        .find_map(|p| t.pointer(p).and_then(Value::as_str));
+    if let Some(w) = who {
+        line.push_str(&format!(" by {w}"));
+    }
+    if let Some(n) = t.get("commits").and_then(Value::as_array).map(Vec::len)
+        && n > 0
+    {
+        line.push_str(&format!(", {n} commit{}", if n == 1 { "" } else { "s" }));
+    }
+    line
 }

@@ -126,8 +126,18 @@ pub async fn run(k: &Kraken, out: &Out, c: &ProjectsCmd) -> anyhow::Result<()> {
                 if *disable {
                     out.line(format!("{provider} webhooks of project {} are off", p.name))
                 } else {
+                    let signed = p
+                        .webhooks
+                        .get(format!("{provider}_secret"))
+                        .and_then(serde_json::Value::as_str)
+                        .is_some_and(|s| !s.is_empty());
+                    let note = match (signed, secret.is_some()) {
+                        (true, false) => " (signed with the secret set before)",
+                        (false, _) => " (unsigned: anyone can start builds, set --secret)",
+                        (true, true) => "",
+                    };
                     out.line(format!(
-                        "{provider} webhooks of project {} are on: deliver them (JSON) to {url}",
+                        "{provider} webhooks of project {} are on: deliver them (JSON) to {url}{note}",
                         p.name
                     ))
                 }
