@@ -381,7 +381,11 @@ impl Core {
 
     /// The job `job_id` if `agent` runs it now: its claim is the agent's,
     /// and the job is neither finished nor canceled.
-    async fn running_job(&self, agent: &AgentRow, job_id: i64) -> Result<(JobRow, JobPlace)> {
+    pub(crate) async fn running_job(
+        &self,
+        agent: &AgentRow,
+        job_id: i64,
+    ) -> Result<(JobRow, JobPlace)> {
         let job = self.store().require_job(job_id).await?;
         if job.agent_used_id != Some(agent.id) {
             return Err(Error::forbidden(format!(
