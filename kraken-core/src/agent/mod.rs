@@ -438,12 +438,14 @@ impl Agent {
                     Ok(d) => d,
                     Err(e) => return docker::Executor::Broken(e),
                 };
+                let network = job.get("network").and_then(Value::as_str);
                 let started = Instant::now();
                 match docker::Container::start(
                     job_id,
                     image,
                     &self.cfg.work_dir,
                     &[job_dir.to_path_buf(), scratch],
+                    network,
                 )
                 .await
                 {

@@ -822,6 +822,10 @@ impl Local {
             o.insert("flow_id".into(), json!(place.flow_id));
             o.insert("run_id".into(), json!(place.run_id));
             o.insert("secrets".into(), json!(secrets));
+            // This project's agents start a docker job's container on it.
+            if let Some(n) = &job.network {
+                o.insert("network".into(), json!(n));
+            }
             if !with_steps {
                 o.remove("steps");
             }
