@@ -149,6 +149,9 @@ async fn sh(
     }
 }
 
+/// The exit code of the packing script for a path that does not exist.
+const MISSING: i64 = 3;
+
 async fn save(run: &StepRun<'_>) -> Result<StepOutcome, String> {
     let f = Fields(run.fields);
     let key = match f.str("key")? {
@@ -181,7 +184,7 @@ async fn save(run: &StepRun<'_>) -> Result<StepOutcome, String> {
         }
         let tgz = process::TempFile::reserve(&scratch, "kk-cache-", ".tar.gz");
         let script = "if [ ! -e \"$KK_CACHE_DIR/$KK_CACHE_NAME\" ]; then \
-                        echo \"path '$KK_CACHE_PATH' does not exist\" >&2; exit 2; fi; \
+                        echo \"path '$KK_CACHE_PATH' does not exist\" >&2; exit 3; fi; \
                       cd \"$KK_CACHE_DIR\" && tar -czf \"$KK_CACHE_TGZ\" \"./$KK_CACHE_NAME\"";
         let env = vec![
             ("KK_CACHE_PATH".to_string(), path.clone()),
@@ -197,12 +200,11 @@ async fn save(run: &StepRun<'_>) -> Result<StepOutcome, String> {
             None => {}
             Some(Ok(stop)) => return Ok(stop),
             Some(Err(code)) => {
-                let msg = if Path::new(&cwd).join(&expanded).exists()
-                    || matches!(run.executor, crate::agent::docker::Executor::Docker(_))
-                {
-                    format!("cannot pack '{path}' for the cache: tar exited with {code}")
-                } else {
+                // 3: the script found no such path (tar itself exits 1 or 2).
+                let msg = if code == MISSING {
                     format!("path '{path}' does not exist")
+                } else {
+                    format!("cannot pack '{path}' for the cache: tar exited with {code}")
                 };
                 return Ok(StepOutcome {
                     retcode: Some(code),
