@@ -46,6 +46,24 @@ fn validate_parameters(p: &Value) -> Result<()> {
     })
 }
 
+/// Whether `url` names a git repository the way `git clone` takes it: a
+/// URL of a git transport, `user@host:path`, or an absolute path.
+fn is_git_url(url: &str) -> bool {
+    let url = url.trim();
+    if url.is_empty() || url.starts_with('-') || url.chars().any(char::is_control) {
+        return false;
+    }
+    if let Some((scheme, rest)) = url.split_once("://") {
+        return matches!(scheme, "https" | "http" | "ssh" | "git" | "file") && !rest.is_empty();
+    }
+    if url.starts_with('/') {
+        return true;
+    }
+    // scp-like: [user@]host:path, no slash before the colon.
+    matches!(url.split_once(':'), Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty())
+        && url.contains('@')
+}
+
 /// A private temporary directory, removed on drop.
 struct ScratchDir(std::path::PathBuf);
 
@@ -69,17 +87,28 @@ impl Drop for ScratchDir {
 /// minutes); its trimmed standard output, or its last error line.
 async fn git(cwd: &std::path::Path, args: &[&str]) -> std::result::Result<String, String> {
     let run = tokio::process::Command::new("git")
-        .arg("-c")
-        .arg("protocol.ext.allow=never")
+        .args(["-c", "protocol.ext.allow=never"])
+        // A transfer that stalls for 30 s is given up.
+        .args(["-c", "http.lowSpeedLimit=1", "-c", "http.lowSpeedTime=30"])
         .args(args)
         .current_dir(cwd)
         .env("GIT_TERMINAL_PROMPT", "0")
+        // No prompt for ssh either, and no endless wait for a host.
+        .env(
+            "GIT_SSH_COMMAND",
+            "ssh -o BatchMode=yes -o ConnectTimeout=20",
+        )
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(300), run)
         .await
-        .map_err(|_| format!("git {} took more than 5 minutes", args[0]))?
+        .map_err(|_| {
+            format!(
+                "git {} took more than 5 minutes",
+                args.first().unwrap_or(&"")
+            )
+        })?
         .map_err(|e| format!("cannot run git (is it installed?): {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -251,9 +280,10 @@ impl Local {
             .as_deref()
             .filter(|f| !f.trim().is_empty())
             .unwrap_or("tool.json");
-        if url.trim().is_empty() || url.starts_with('-') {
+        if !is_git_url(url) {
             return Err(Error::bad_request(format!(
-                "incorrect remote tool url '{url}': give a git repository URL"
+                "incorrect remote tool url '{url}': give a git repository URL (https://, \
+                 http://, ssh://, git://, file://, user@host:path or an absolute path)"
             )));
         }
         if tag.is_some_and(|t| t.starts_with('-')) {
@@ -366,7 +396,31 @@ impl Local {
 
 #[cfg(test)]
 mod tests {
-    use super::bump_version;
+    use super::{bump_version, is_git_url};
+
+    #[test]
+    fn remote_tool_urls_are_git_urls() {
+        for ok in [
+            "https://github.com/me/tools.git",
+            "file:///srv/repo",
+            "git@github.com:me/tools.git",
+            "/srv/repo",
+            "ssh://git@host/x",
+        ] {
+            assert!(is_git_url(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-upload-pack=x",
+            "ext::sh -c x",
+            "tools",
+            "ftp://x/y",
+            "a/b:c",
+            "http://",
+        ] {
+            assert!(!is_git_url(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn versions_bump_their_trailing_number() {

@@ -460,6 +460,15 @@ async fn a_remote_tool_from_a_git_repository_runs() {
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
+    let r = admin
+        .post("/api/tools", json!({"url": "not a repository"}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.message().contains("give a git repository URL"),
+        "{}",
+        r.body
+    );
 
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "Main").await;
