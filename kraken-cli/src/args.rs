@@ -544,6 +544,18 @@ pub enum ToolsCmd {
     Versions { name: String },
     /// Register a tool from its tool.json.
     Register { file: PathBuf },
+    /// Load a tool from a git repository (the server clones it at TAG and
+    /// registers its tool.json; version: the commit's short SHA).
+    Load {
+        /// The repository's URL.
+        url: String,
+        /// Tag or branch (default: the repository's default branch).
+        #[arg(long)]
+        tag: Option<String>,
+        /// The tool.json's path in the repository.
+        #[arg(long, default_value = "tool.json")]
+        tool_file: String,
+    },
     /// Delete a tool version.
     Delete { tool: i64 },
 }

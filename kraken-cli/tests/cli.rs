@@ -938,3 +938,59 @@ async fn webhooks_and_schemas_from_a_repository_from_the_command_line() {
         "{shown}"
     );
 }
+
+/// `kraken tools load URL --tag T --tool-file F` loads a remote tool: the
+/// server clones the repository and registers its tool.json.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_load_registers_a_tool_from_a_git_repository() {
+    let s = TestServer::start().await;
+    let token = s.admin().await.token.unwrap();
+    let cli = Cli::new(Some(&s.url), Some(&token));
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("t")).unwrap();
+    std::fs::write(
+        repo.path().join("t/tool.json"),
+        r#"{"name": "from-git", "description": "d", "location": ".", "entry": "m", "parameters": {"properties": {}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        repo.path().join("t/m.py"),
+        "def run(step):\n    return 0, ''\n",
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+            .args(args)
+            .current_dir(repo.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "tool"]);
+    git(&["tag", "v1"]);
+    let sha = git(&["rev-parse", "--short", "HEAD"]);
+    let url = format!("file://{}", repo.path().display());
+    let out = cli
+        .ok(&[
+            "tools",
+            "load",
+            &url,
+            "--tag",
+            "v1",
+            "--tool-file",
+            "t/tool.json",
+        ])
+        .await;
+    assert!(out.ends_with(&format!("from-git {sha}")), "{out}");
+    let o = cli.run(&["tools", "load", &url, "--tag", "nope"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot fetch remote tool"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -423,6 +423,36 @@ impl Storage {
         })
     }
 
+    /// The blobs whose keys start with the folder `prefix` (whole path
+    /// segments: `cache/1` lists `cache/1/...`, not `cache/10/...`), with
+    /// their keys as given to [`Storage::put_stream`].
+    pub async fn list(&self, prefix: &str) -> SResult<Vec<Listed>> {
+        let loc = self.key(prefix.trim_end_matches('/'));
+        let read_err = |e| StorageError::Read {
+            key: prefix.to_string(),
+            store: self.label.clone(),
+            source: Box::new(e),
+        };
+        let metas: Vec<object_store::ObjectMeta> =
+            match self.store.list(Some(&loc)).try_collect().await {
+                Ok(m) => m,
+                // A local folder that was never written.
+                Err(object_store::Error::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(read_err(e)),
+            };
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let key = m.location.as_ref().strip_prefix(&self.prefix)?.to_string();
+                Some(Listed {
+                    key,
+                    size: m.size,
+                    modified: m.last_modified,
+                })
+            })
+            .collect())
+    }
+
     /// Remove the blob under `key` (nothing if there is none).
     pub async fn delete(&self, key: &str) -> SResult<()> {
         match self.store.delete(&self.key(key)).await {
@@ -430,6 +460,17 @@ impl Storage {
             Err(e) => Err(self.write_err(key, e)),
         }
     }
+}
+
+/// A blob found by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    /// Its key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was written.
+    pub modified: chrono::DateTime<chrono::Utc>,
 }
 
 /// A file's bytes as a stream, chunk by chunk.
@@ -516,6 +557,32 @@ mod tests {
             s.get("artifacts/big.bin").await,
             Err(StorageError::NotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn folders_list_their_blobs_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Storage::open(None, tmp.path()).unwrap();
+        assert!(s.list("cache/1").await.unwrap().is_empty());
+        for k in [
+            "cache/1/a/1/x.tgz",
+            "cache/1/a/2/meta.json",
+            "cache/10/b/3/meta.json",
+        ] {
+            s.put_bytes(k, Bytes::from_static(b"abc")).await.unwrap();
+        }
+        let mut keys: Vec<String> = s
+            .list("cache/1/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| {
+                assert_eq!(l.size, 3);
+                l.key
+            })
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["cache/1/a/1/x.tgz", "cache/1/a/2/meta.json"]);
     }
 
     #[tokio::test]

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use kraken_core::agent::tools::{ArtifactStore, BackgroundProcs, StepOutcome, StepRun, run_step};
+use kraken_core::agent::tools::{
+    ArtifactStore, BackgroundProcs, CACHE_META, CacheEntry, StepOutcome, StepRun, run_step,
+};
 use kraken_core::model::tc_result;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -81,6 +83,57 @@ impl ArtifactStore for DirStore {
                 .get(&tool_id)
                 .cloned()
                 .ok_or_else(|| format!("no tool {tool_id}"))
+        })
+    }
+
+    // The cache: one entry (id 1) per key, in `<root>/.cache/<key>/1/`.
+    fn cache_save<'a>(
+        &'a self,
+        key: &'a str,
+        name: &'a str,
+        local: &'a Path,
+    ) -> BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            let dir = self.root.join(".cache").join(key).join("1");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            std::fs::copy(local, dir.join(name)).map_err(|e| e.to_string())
+        })
+    }
+
+    fn cache_lookup<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CacheEntry>, String>> {
+        Box::pin(async move {
+            let meta = self
+                .root
+                .join(".cache")
+                .join(key)
+                .join("1")
+                .join(CACHE_META);
+            let Ok(text) = std::fs::read_to_string(meta) else {
+                return Ok(None);
+            };
+            let files = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            Ok(Some(CacheEntry { id: 1, files }))
+        })
+    }
+
+    fn cache_fetch<'a>(
+        &'a self,
+        key: &'a str,
+        entry: i64,
+        name: &'a str,
+        dest: &'a Path,
+    ) -> BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            let from = self
+                .root
+                .join(".cache")
+                .join(key)
+                .join(entry.to_string())
+                .join(name);
+            std::fs::copy(from, dest).map_err(|e| e.to_string())
         })
     }
 }
@@ -1326,4 +1379,64 @@ async fn custom_tool_packages_are_fetched_once_per_version() {
         !lines.iter().any(|l| l.contains("fetching the package")),
         "{lines:?}"
     );
+}
+
+/// `cache` saves paths inside and outside the job dir (`..`, `$VAR`) and
+/// restores them where they were; a missing path fails a save; a key never
+/// saved restores nothing and passes.
+#[tokio::test]
+async fn cache_saves_and_restores_paths_where_they_were() {
+    let mut job = Job::new();
+    let outside = job.dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("deep")).unwrap();
+    std::fs::write(outside.join("deep/o.txt"), "outside\n").unwrap();
+    std::fs::create_dir_all(job.path().join("build")).unwrap();
+    std::fs::write(job.path().join("build/b.bin"), [0u8, 1, 2, 255]).unwrap();
+    job.env.insert("OUT_NAME".into(), "outside".into());
+
+    let (o, log) = job
+        .run(
+            "cache",
+            json!({"action": "save", "key": "k1", "paths": ["build", "../../${OUT_NAME}"]}),
+        )
+        .await;
+    assert!(o.ok, "{o:?} {log:?}");
+    let saved =
+        std::fs::read_to_string(job.store.root.join(".cache/k1/1").join(CACHE_META)).unwrap();
+    let meta: Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(
+        meta,
+        json!({"build.tar.gz": "build", ".._.._outside.tar.gz": "../../${OUT_NAME}"})
+    );
+
+    std::fs::remove_dir_all(job.path().join("build")).unwrap();
+    std::fs::remove_dir_all(&outside).unwrap();
+    let (o, log) = job
+        .run("cache", json!({"action": "restore", "keys": ["k1", "k2"]}))
+        .await;
+    assert!(o.ok, "{o:?} {log:?}");
+    assert!(log.iter().any(|l| l == "no cache for key 'k2'"), "{log:?}");
+    assert_eq!(
+        std::fs::read(job.path().join("build/b.bin")).unwrap(),
+        [0u8, 1, 2, 255]
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("deep/o.txt")).unwrap(),
+        "outside\n"
+    );
+
+    let (o, log) = job
+        .run(
+            "cache",
+            json!({"action": "save", "key": "k3", "paths": ["nope"]}),
+        )
+        .await;
+    assert!(!o.ok, "{log:?}");
+    assert_eq!(o.msg.as_deref(), Some("path 'nope' does not exist"));
+    let (o, _) = job
+        .run("cache", json!({"action": "save", "paths": ["x"]}))
+        .await;
+    assert!(o.msg.unwrap().contains("needs 'key'"));
+    let (o, _) = job.run("cache", json!({"action": "drop"})).await;
+    assert!(o.msg.unwrap().contains("unknown cache action 'drop'"));
 }

@@ -238,6 +238,11 @@ pub fn app(core: Arc<Core>) -> Router {
         .route("/backend/artifacts/{job}/file", get(backend::read_artifact))
         .route("/backend/tools/{id}/package", get(backend::read_tool))
         .route(
+            "/backend/cache/{job}",
+            get(backend::cache_entry).put(backend::cache_put),
+        )
+        .route("/backend/cache/{job}/file", get(backend::cache_read))
+        .route(
             "/artifacts/{store}/{scope}/{id}/{*path}",
             get(results::download_artifact),
         )
@@ -279,6 +284,7 @@ pub struct Server {
     agents_stop: tokio::sync::watch::Sender<bool>,
     agents: Vec<JoinHandle<()>>,
     udp: JoinHandle<()>,
+    cache_sweep: JoinHandle<()>,
     engine: Option<kraken_core::api::EngineLoops>,
     service_logs: Option<JoinHandle<()>>,
     /// Locks on the built-in agents' work dirs, released on shutdown.
@@ -305,6 +311,7 @@ impl Server {
         }
         self.engine.take();
         self.udp.abort();
+        self.cache_sweep.abort();
         if let Some(w) = self.service_logs.take() {
             w.abort();
         }
@@ -365,6 +372,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let udp_addr = udp_socket.local_addr()?;
     core.set_udp_log_addr(udp_addr.to_string());
     let udp = tokio::spawn(udp_logs(core.clone(), udp_socket));
+    let cache_sweep = tokio::spawn(sweep_cache(core.clone()));
     let service_logs = service_logs::spawn_writer(core.clone());
     let engine = core.start_engine();
     let (agents_stop, agents_rx) = tokio::sync::watch::channel(false);
@@ -411,10 +419,25 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         agents_stop,
         agents,
         udp,
+        cache_sweep,
         engine: Some(engine),
         service_logs,
         agent_locks: locks,
     })
+}
+
+/// Remove expired cache entries (and superseded ones) of every branch,
+/// at start and then hourly; saves purge their own branch as they go.
+async fn sweep_cache(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match core.purge_cache(None, chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(blobs = n, "removed expired cache entries"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep the cache"),
+        }
+    }
 }
 
 /// Receive log datagrams of the original's agents; store them in batches

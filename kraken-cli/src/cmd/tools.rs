@@ -34,6 +34,20 @@ pub async fn run(k: &Kraken, out: &Out, c: &ToolsCmd) -> anyhow::Result<()> {
             let t = k.create_or_update_tool(&input).await?;
             out.value(&t, format!("{} {}", t.id, opt(&t.version)))
         }
+        ToolsCmd::Load {
+            url,
+            tag,
+            tool_file,
+        } => {
+            let input = ToolInput {
+                url: Some(url.clone()),
+                tag: tag.clone(),
+                tool_file: Some(tool_file.clone()),
+                ..ToolInput::default()
+            };
+            let t = k.create_or_update_tool(&input).await?;
+            out.value(&t, format!("{} {} {}", t.id, t.name, opt(&t.version)))
+        }
         ToolsCmd::Delete { tool } => {
             k.delete_tool(*tool).await?;
             Ok(())

@@ -13,7 +13,9 @@
 //!
 //! One container per job: started before the first step (`docker run -d`
 //! with a shell loop as process 1, the job's work directory and its scratch
-//! directory mounted at the same paths, the agent's user and group), each step's commands run
+//! directory mounted at the same paths, the agent's user and group, the
+//! network its environment names: `"network": "none"`, `"host"`, ... or
+//! Docker's default bridge), each step's commands run
 //! in it with `docker exec` (working directory and the step's environment
 //! passed along), a step stopped by a timeout or a cancel has every
 //! process of the container killed, and the container is removed when
@@ -114,12 +116,14 @@ pub async fn remove_leftovers(work_dir: &Path) {
 
 impl Container {
     /// Start the container of job `job_id` from `image`, with `mounts`
-    /// (directories mounted at the same path) and the agent's identity.
+    /// (directories mounted at the same path), the agent's identity and
+    /// `network` (`docker run --network`; `None`: Docker's default bridge).
     pub async fn start(
         job_id: i64,
         image: &str,
         work_dir: &Path,
         mounts: &[PathBuf],
+        network: Option<&str>,
     ) -> Result<Container, String> {
         if image.is_empty() || image == "any" {
             return Err(format!(
@@ -158,6 +162,10 @@ impl Container {
             "--user".into(),
             user,
         ];
+        if let Some(net) = network {
+            args.push("--network".into());
+            args.push(net.into());
+        }
         for m in mounts {
             let abs = std::path::absolute(m).map_err(|e| format!("{}: {e}", m.display()))?;
             args.push("-v".into());
@@ -172,9 +180,17 @@ impl Container {
             "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done".into(),
         ]);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        docker(&argv, DOCKER_TIMEOUT).await.map_err(|e| {
-            format!("cannot start a container of image '{image}' (it needs /bin/sh): {e}")
-        })?;
+        docker(&argv, DOCKER_TIMEOUT)
+            .await
+            .map_err(|e| match network {
+                Some(net) => format!(
+                    "cannot start a container of image '{image}' on network '{net}' (the image \
+                 needs /bin/sh, the network must exist on the agent's machine): {e}"
+                ),
+                None => {
+                    format!("cannot start a container of image '{image}' (it needs /bin/sh): {e}")
+                }
+            })?;
         Ok(Container {
             name,
             image: image.to_string(),

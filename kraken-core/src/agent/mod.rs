@@ -162,6 +162,73 @@ impl ArtifactStore for Store {
         }
         .boxed()
     }
+
+    fn cache_save<'a>(
+        &'a self,
+        key: &'a str,
+        name: &'a str,
+        local: &'a Path,
+    ) -> BoxFuture<'a, std::result::Result<u64, String>> {
+        async move {
+            self.transport
+                .cache_put(
+                    self.job_id,
+                    key.to_string(),
+                    name.to_string(),
+                    local.to_path_buf(),
+                )
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
+    fn cache_lookup<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, std::result::Result<Option<tools::CacheEntry>, String>> {
+        async move {
+            let v = self
+                .transport
+                .cache_entry(self.job_id, key.to_string())
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(id) = v.get("entry").and_then(Value::as_i64) else {
+                return Ok(None);
+            };
+            let files = v
+                .get("files")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, p)| Some((k.clone(), p.as_str()?.to_string())))
+                .collect();
+            Ok(Some(tools::CacheEntry { id, files }))
+        }
+        .boxed()
+    }
+
+    fn cache_fetch<'a>(
+        &'a self,
+        key: &'a str,
+        entry: i64,
+        name: &'a str,
+        dest: &'a Path,
+    ) -> BoxFuture<'a, std::result::Result<u64, String>> {
+        async move {
+            self.transport
+                .cache_read(
+                    self.job_id,
+                    key.to_string(),
+                    entry,
+                    name.to_string(),
+                    dest.to_path_buf(),
+                )
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
 }
 
 impl Agent {
@@ -371,12 +438,14 @@ impl Agent {
                     Ok(d) => d,
                     Err(e) => return docker::Executor::Broken(e),
                 };
+                let network = job.get("network").and_then(Value::as_str);
                 let started = Instant::now();
                 match docker::Container::start(
                     job_id,
                     image,
                     &self.cfg.work_dir,
                     &[job_dir.to_path_buf(), scratch],
+                    network,
                 )
                 .await
                 {

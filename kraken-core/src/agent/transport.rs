@@ -43,6 +43,28 @@ pub trait Transport: Send + Sync {
     ) -> BoxFuture<'_, Result<u64>>;
     /// The package (`tool.zip`) of a custom tool a step of the job uses.
     fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>>;
+    /// Store the file `local` as file `name` of the job's cache entry
+    /// under `key` (streamed); `meta.json`, sent last, completes the entry.
+    fn cache_put(
+        &self,
+        job_id: i64,
+        key: String,
+        name: String,
+        local: PathBuf,
+    ) -> BoxFuture<'_, Result<u64>>;
+    /// The cache entry a restore of `key` takes for the job:
+    /// `{"entry": <id> | null, "files": {"<name>": "<path>"}}`.
+    fn cache_entry(&self, job_id: i64, key: String) -> BoxFuture<'_, Result<Value>>;
+    /// Write file `name` of cache entry `entry` of `key` to `dest`
+    /// (streamed); returns its size.
+    fn cache_read(
+        &self,
+        job_id: i64,
+        key: String,
+        entry: i64,
+        name: String,
+        dest: PathBuf,
+    ) -> BoxFuture<'_, Result<u64>>;
 }
 
 /// Open a file to upload.
@@ -126,6 +148,41 @@ impl Transport for InProcess {
     }
     fn read_tool(&self, job_id: i64, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>>> {
         async move { self.core.agent_read_tool(&self.auth, job_id, tool_id).await }.boxed()
+    }
+    fn cache_put(
+        &self,
+        job_id: i64,
+        key: String,
+        name: String,
+        local: PathBuf,
+    ) -> BoxFuture<'_, Result<u64>> {
+        async move {
+            let body = open_upload(&local).await?;
+            self.core
+                .agent_cache_put(&self.auth, job_id, &key, &name, body)
+                .await
+        }
+        .boxed()
+    }
+    fn cache_entry(&self, job_id: i64, key: String) -> BoxFuture<'_, Result<Value>> {
+        async move { self.core.agent_cache_entry(&self.auth, job_id, &key).await }.boxed()
+    }
+    fn cache_read(
+        &self,
+        job_id: i64,
+        key: String,
+        entry: i64,
+        name: String,
+        dest: PathBuf,
+    ) -> BoxFuture<'_, Result<u64>> {
+        async move {
+            let blob = self
+                .core
+                .agent_cache_read(&self.auth, job_id, &key, entry, &name)
+                .await?;
+            save_download(blob.body, &dest).await
+        }
+        .boxed()
     }
 }
 
@@ -239,6 +296,52 @@ impl Http {
         Self::json_of(self.authed(req, what).await?, what).await
     }
 
+    /// PUT the file `local` to `url`, streamed, and parse the JSON answer.
+    async fn put_file(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        local: &Path,
+        what: &str,
+    ) -> Result<Value> {
+        // A streamed body cannot be sent twice: when the key changed under
+        // the request (authorization), the file is opened again.
+        let mut first = true;
+        loop {
+            let key = self.current_key();
+            let mut req = self
+                .client
+                .put(url)
+                .query(query)
+                .body(reqwest::Body::wrap_stream(open_upload(local).await?));
+            if let Some(k) = &key {
+                req = req.bearer_auth(k);
+            }
+            match Self::send(req, what).await {
+                Err(Error::Unauthorized(_)) if first && self.current_key() != key => {
+                    first = false;
+                }
+                resp => return Self::json_of(resp?, what).await,
+            }
+        }
+    }
+
+    /// GET `req` and write its body to `dest`, streamed.
+    async fn get_to_file(
+        &self,
+        req: reqwest::RequestBuilder,
+        dest: &Path,
+        what: &str,
+    ) -> Result<u64> {
+        let body = self
+            .authed(req, what)
+            .await?
+            .bytes_stream()
+            .map_err(std::io::Error::other)
+            .boxed();
+        save_download(body, dest).await
+    }
+
     /// Send `req`; a non-2xx answer becomes an error with the server's message.
     async fn send(req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
         let resp = req
@@ -305,34 +408,16 @@ impl Transport for Http {
         public: bool,
         local: PathBuf,
     ) -> BoxFuture<'_, Result<i64>> {
-        const WHAT: &str = "uploading an artifact";
         async move {
-            // A streamed body cannot be sent twice: when the key changed
-            // under the request (authorization), the file is opened again.
-            let mut first = true;
-            loop {
-                let key = self.current_key();
-                let mut req = self
-                    .client
-                    .put(format!("{}/backend/artifacts/{job_id}", self.base))
-                    .query(&[
-                        ("path", path.as_str()),
-                        ("public", if public { "true" } else { "false" }),
-                    ])
-                    .body(reqwest::Body::wrap_stream(open_upload(&local).await?));
-                if let Some(k) = &key {
-                    req = req.bearer_auth(k);
-                }
-                match Self::send(req, WHAT).await {
-                    Err(Error::Unauthorized(_)) if first && self.current_key() != key => {
-                        first = false;
-                    }
-                    resp => {
-                        let v = Self::json_of(resp?, WHAT).await?;
-                        return Ok(v.get("size").and_then(Value::as_i64).unwrap_or(0));
-                    }
-                }
-            }
+            let query = [
+                ("path", path.as_str()),
+                ("public", if public { "true" } else { "false" }),
+            ];
+            let url = format!("{}/backend/artifacts/{job_id}", self.base);
+            let v = self
+                .put_file(&url, &query, &local, "uploading an artifact")
+                .await?;
+            Ok(v.get("size").and_then(Value::as_i64).unwrap_or(0))
         }
         .boxed()
     }
@@ -358,13 +443,8 @@ impl Transport for Http {
                 ("path", path.as_str()),
             ]);
         async move {
-            let body = self
-                .authed(req, "downloading an artifact")
-                .await?
-                .bytes_stream()
-                .map_err(std::io::Error::other)
-                .boxed();
-            save_download(body, &dest).await
+            self.get_to_file(req, &dest, "downloading an artifact")
+                .await
         }
         .boxed()
     }
@@ -381,6 +461,52 @@ impl Transport for Http {
                 .await
                 .map_err(|e| Error::Transport(format!("downloading a tool package: {e}")))?;
             Ok(bytes.to_vec())
+        }
+        .boxed()
+    }
+    fn cache_put(
+        &self,
+        job_id: i64,
+        key: String,
+        name: String,
+        local: PathBuf,
+    ) -> BoxFuture<'_, Result<u64>> {
+        async move {
+            let url = format!("{}/backend/cache/{job_id}", self.base);
+            let query = [("key", key.as_str()), ("name", name.as_str())];
+            let v = self
+                .put_file(&url, &query, &local, "saving to the cache")
+                .await?;
+            Ok(v.get("size").and_then(Value::as_u64).unwrap_or(0))
+        }
+        .boxed()
+    }
+    fn cache_entry(&self, job_id: i64, key: String) -> BoxFuture<'_, Result<Value>> {
+        let req = self
+            .client
+            .get(format!("{}/backend/cache/{job_id}", self.base))
+            .query(&[("key", key.as_str())]);
+        async move { self.authed_json(req, "looking up the cache").await }.boxed()
+    }
+    fn cache_read(
+        &self,
+        job_id: i64,
+        key: String,
+        entry: i64,
+        name: String,
+        dest: PathBuf,
+    ) -> BoxFuture<'_, Result<u64>> {
+        let req = self
+            .client
+            .get(format!("{}/backend/cache/{job_id}/file", self.base))
+            .query(&[
+                ("key", key.as_str()),
+                ("entry", entry.to_string().as_str()),
+                ("name", name.as_str()),
+            ]);
+        async move {
+            self.get_to_file(req, &dest, "restoring from the cache")
+                .await
         }
         .boxed()
     }

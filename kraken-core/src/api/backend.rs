@@ -381,7 +381,11 @@ impl Core {
 
     /// The job `job_id` if `agent` runs it now: its claim is the agent's,
     /// and the job is neither finished nor canceled.
-    async fn running_job(&self, agent: &AgentRow, job_id: i64) -> Result<(JobRow, JobPlace)> {
+    pub(crate) async fn running_job(
+        &self,
+        agent: &AgentRow,
+        job_id: i64,
+    ) -> Result<(JobRow, JobPlace)> {
         let job = self.store().require_job(job_id).await?;
         if job.agent_used_id != Some(agent.id) {
             return Err(Error::forbidden(format!(
@@ -827,6 +831,10 @@ impl Local {
             if let Some(t) = trigger {
                 o.insert("trigger_data".into(), t);
             }
+            // This project's agents start a docker job's container on it.
+            if let Some(n) = &job.network {
+                o.insert("network".into(), json!(n));
+            }
             if !with_steps {
                 o.remove("steps");
             }
@@ -1036,8 +1044,24 @@ impl Local {
         &self,
         o: &mut Map<String, Value>,
         secrets: &[crate::store::projects::SecretRow],
-        _place: &JobPlace,
+        place: &JobPlace,
     ) -> Result<()> {
+        // A `data` step that reads: the value at its pointer of its scope's
+        // data, now (this server's `get`; the original had none).
+        if o.get("tool").and_then(Value::as_str) == Some("data")
+            && o.get("operation").and_then(Value::as_str) == Some("get")
+        {
+            let scope = o.get("scope").and_then(Value::as_str).unwrap_or("flow");
+            let pointer = o.get("json_pointer").and_then(Value::as_str).unwrap_or("/");
+            match self.scope_data(place, scope).await {
+                Ok((_, current)) => {
+                    o.insert("data_value".into(), get_at_pointer(&current, pointer));
+                }
+                Err(e) => {
+                    o.insert("data_error".into(), json!(e.to_string()));
+                }
+            }
+        }
         let find = |name: &str| secrets.iter().find(|s| s.name == name);
         if let Some(name) = o.get("ssh-key").and_then(Value::as_str).map(str::to_string)
             && let Some(s) = find(&name).filter(|s| s.kind == secret_kind::SSH_KEY)
@@ -1302,38 +1326,10 @@ impl Local {
         self.store().set_flow_artifacts(place.flow_id, &flow).await
     }
 
-    /// The server side of the `data` tool: store reported data in the step's scope.
-    async fn apply_step_data(
-        &self,
-        place: &JobPlace,
-        step: &crate::store::jobs::StepRow,
-        data: Value,
-    ) -> Result<()> {
-        let f = &step.fields.0;
-        // The step's own `value` wins over what the agent reported, as in the
-        // original; both are JSON texts (the schema types `value` a string)
-        // and are stored parsed, a text that is no JSON as a string.
-        let data = match f.get("value") {
-            None | Some(Value::Null) => data,
-            Some(Value::String(s)) if s.is_empty() => data,
-            Some(v) => v.clone(),
-        };
-        let scope = f.get("scope").and_then(Value::as_str).unwrap_or("flow");
-        let operation = f.get("operation").and_then(Value::as_str).unwrap_or("set");
-        let pointer = f.get("json_pointer").and_then(Value::as_str).unwrap_or("/");
-        // A jq program stays text; other data is JSON given as text.
-        let data = match data {
-            Value::String(s) if operation != "jq" => {
-                serde_json::from_str(&s).unwrap_or(Value::String(s))
-            }
-            other => other,
-        };
-        if !matches!(operation, "set" | "jq" | "jsonpatch") {
-            return Err(Error::bad_request(format!(
-                "unknown data operation '{operation}': use set, jq or jsonpatch"
-            )));
-        }
-        let (entity, current) = match scope {
+    /// The user data of a `data` step's scope (`flow`, `branch`,
+    /// `branch-ci`, `branch-dev`, `project`): the entity's id and its data.
+    async fn scope_data(&self, place: &JobPlace, scope: &str) -> Result<(i64, Value)> {
+        Ok(match scope {
             "flow" | "" => (
                 place.flow_id,
                 self.store().require_flow(place.flow_id).await?.user_data.0,
@@ -1364,7 +1360,46 @@ impl Local {
                     "incorrect data scope '{other}'"
                 )));
             }
+        })
+    }
+
+    /// The server side of the `data` tool: store reported data in the step's scope.
+    async fn apply_step_data(
+        &self,
+        place: &JobPlace,
+        step: &crate::store::jobs::StepRow,
+        data: Value,
+    ) -> Result<()> {
+        let f = &step.fields.0;
+        // The step's own `value` wins over what the agent reported, as in the
+        // original; both are JSON texts (the schema types `value` a string)
+        // and are stored parsed, a text that is no JSON as a string.
+        let data = match f.get("value") {
+            None | Some(Value::Null) => data,
+            Some(Value::String(s)) if s.is_empty() => data,
+            Some(v) => v.clone(),
         };
+        let scope = f.get("scope").and_then(Value::as_str).unwrap_or("flow");
+        let operation = f.get("operation").and_then(Value::as_str).unwrap_or("set");
+        let pointer = f.get("json_pointer").and_then(Value::as_str).unwrap_or("/");
+        // A jq program stays text; other data is JSON given as text.
+        let data = match data {
+            Value::String(s) if operation != "jq" => {
+                serde_json::from_str(&s).unwrap_or(Value::String(s))
+            }
+            other => other,
+        };
+        if operation == "get" {
+            // A `get` step reads (its value was sent with the step); what an
+            // agent reports for it (the original's reports its file) is not stored.
+            return Ok(());
+        }
+        if !matches!(operation, "set" | "jq" | "jsonpatch") {
+            return Err(Error::bad_request(format!(
+                "unknown data operation '{operation}': use set, jq, jsonpatch or get"
+            )));
+        }
+        let (entity, current) = self.scope_data(place, scope).await?;
         let value = match operation {
             "set" => data,
             "jq" => {

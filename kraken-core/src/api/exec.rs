@@ -175,6 +175,7 @@ impl Local {
                 system_id: job.system_id,
                 timeout: job.timeout,
                 completed_with: None,
+                network: job.network.clone(),
             })
             .await?;
         for s in &steps {

@@ -41,6 +41,8 @@ pub(crate) mod agents;
 pub mod backend;
 #[cfg(feature = "local")]
 pub(crate) mod branches;
+#[cfg(feature = "local")]
+pub mod cache;
 pub mod client;
 #[cfg(feature = "local")]
 pub(crate) mod diagnostics;

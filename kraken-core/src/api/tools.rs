@@ -46,6 +46,84 @@ fn validate_parameters(p: &Value) -> Result<()> {
     })
 }
 
+/// Whether `url` names a git repository the way `git clone` takes it: a
+/// URL of a git transport, `user@host:path`, or an absolute path.
+fn is_git_url(url: &str) -> bool {
+    let url = url.trim();
+    if url.is_empty() || url.starts_with('-') || url.chars().any(char::is_control) {
+        return false;
+    }
+    if let Some((scheme, rest)) = url.split_once("://") {
+        return matches!(scheme, "https" | "http" | "ssh" | "git" | "file") && !rest.is_empty();
+    }
+    if url.starts_with('/') {
+        return true;
+    }
+    // scp-like: [user@]host:path, no slash before the colon.
+    matches!(url.split_once(':'), Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty())
+        && url.contains('@')
+}
+
+/// A private temporary directory, removed on drop.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new() -> Result<ScratchDir> {
+        let n: u64 = rand::random();
+        let dir = std::env::temp_dir().join(format!("kraken-tool-{n:016x}"));
+        std::fs::create_dir(&dir)
+            .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run `git args` in `cwd` (no prompts, no `ext::` transports, at most 5
+/// minutes); its trimmed standard output, or its last error line.
+async fn git(cwd: &std::path::Path, args: &[&str]) -> std::result::Result<String, String> {
+    let run = tokio::process::Command::new("git")
+        .args(["-c", "protocol.ext.allow=never"])
+        // A transfer that stalls for 30 s is given up.
+        .args(["-c", "http.lowSpeedLimit=1", "-c", "http.lowSpeedTime=30"])
+        .args(args)
+        .current_dir(cwd)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        // No prompt for ssh either, and no endless wait for a host.
+        .env(
+            "GIT_SSH_COMMAND",
+            "ssh -o BatchMode=yes -o ConnectTimeout=20",
+        )
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+        .await
+        .map_err(|_| {
+            format!(
+                "git {} took more than 5 minutes",
+                args.first().unwrap_or(&"")
+            )
+        })?
+        .map_err(|e| format!("cannot run git (is it installed?): {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("git failed")
+            .trim_start_matches("fatal: ")
+            .to_string())
+    }
+}
+
 impl Local {
     /// `GET /tools`: the latest version of each tool.
     pub async fn get_tools(&self, paging: &Paging) -> Result<List<Tool>> {
@@ -94,20 +172,20 @@ impl Local {
     }
 
     /// `POST /tools`: register a tool from its `tool.json` (a new version, or
-    /// an overwrite of the version given); superadmins.
+    /// an overwrite of the version given), or a remote tool from a git
+    /// repository (`{url, tag, tool_file}`, see `load_remote_tool`); superadmins.
     pub async fn create_or_update_tool(&self, input: &ToolInput) -> Result<Tool> {
         input.check_limits()?;
         self.who.require_superadmin(ADMIN_ONLY)?;
+        if input.name.is_none()
+            && let Some(url) = input.url.as_deref()
+        {
+            return Ok(self.load_remote_tool(url, input).await?.to_model());
+        }
         Ok(self.register_tool(input).await?.to_model())
     }
 
     async fn register_tool(&self, input: &ToolInput) -> Result<ToolRow> {
-        if input.url.is_some() && input.name.is_none() {
-            return Err(Error::bad_request(
-                "remote tools (url, tag, tool_file) cannot be loaded by this server: register the \
-                 tool's tool.json with POST /tools, or upload its package with POST /tools/{name}/zip",
-            ));
-        }
         let name = required(&input.name, "Missing name in tool")?;
         if name.contains('@') || name.contains('/') {
             return Err(Error::bad_request(format!(
@@ -189,6 +267,109 @@ impl Local {
             .to_model())
     }
 
+    /// `POST /tools {url, tag, tool_file}`: a remote tool. Its repository is
+    /// cloned (`git clone --depth 1 --branch <tag>`; the default branch
+    /// without a tag), its `tool_file` (default `tool.json`, a path in the
+    /// repository) registered as the tool, with the commit's short SHA as
+    /// its version unless the file names one, and the directory of that file
+    /// at that commit stored as the tool's package, as an uploaded zip is.
+    async fn load_remote_tool(&self, url: &str, input: &ToolInput) -> Result<ToolRow> {
+        let tag = input.tag.as_deref().filter(|t| !t.trim().is_empty());
+        let tool_file = input
+            .tool_file
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or("tool.json");
+        if !is_git_url(url) {
+            return Err(Error::bad_request(format!(
+                "incorrect remote tool url '{url}': give a git repository URL (https://, \
+                 http://, ssh://, git://, file://, user@host:path or an absolute path)"
+            )));
+        }
+        if tag.is_some_and(|t| t.starts_with('-')) {
+            return Err(Error::bad_request(format!(
+                "incorrect remote tool tag '{}'",
+                tag.unwrap_or_default()
+            )));
+        }
+        let tool_file = super::backend::safe_rel_path(tool_file).map_err(|_| {
+            Error::bad_request(format!(
+                "incorrect tool_file '{tool_file}': give a path inside the repository"
+            ))
+        })?;
+        let tmp = ScratchDir::new()?;
+        let repo = tmp.0.join("repo");
+        let mut clone = vec!["clone", "--quiet", "--depth", "1"];
+        if let Some(t) = tag {
+            clone.extend(["--branch", t]);
+        }
+        clone.push("--");
+        clone.push(url);
+        let repo_str = repo.to_string_lossy().into_owned();
+        clone.push(&repo_str);
+        git(&tmp.0, &clone).await.map_err(|e| {
+            Error::bad_request(format!(
+                "cannot fetch remote tool from {url}{}: {e}",
+                tag.map(|t| format!(" at {t}")).unwrap_or_default()
+            ))
+        })?;
+        let sha = git(&repo, &["rev-parse", "--short", "HEAD"])
+            .await
+            .map_err(Error::internal)?;
+        let text = std::fs::read_to_string(repo.join(&tool_file)).map_err(|e| {
+            Error::bad_request(format!(
+                "the repository {url} has no tool file {tool_file}: {e}"
+            ))
+        })?;
+        let mut meta: ToolInput = serde_json::from_str(&text).map_err(|e| {
+            Error::bad_request(format!("{tool_file} in {url} is not a tool.json: {e}"))
+        })?;
+        if meta.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+            return Err(Error::bad_request(format!(
+                "{tool_file} in {url} has no name"
+            )));
+        }
+        meta.check_limits()?;
+        if meta.version.as_deref().is_none_or(str::is_empty) {
+            meta.version = Some(sha.clone());
+        }
+        meta.url = Some(url.to_string());
+        meta.tag = tag.map(str::to_string);
+        meta.tool_file = Some(tool_file.clone());
+        // The tool's directory at that commit, as a zip (git's own archive:
+        // committed files only, no .git).
+        let dir = match tool_file.rsplit_once('/') {
+            Some((d, _)) => format!("HEAD:{d}"),
+            None => "HEAD".to_string(),
+        };
+        let zip = tmp.0.join("tool.zip");
+        let zip_str = zip.to_string_lossy().into_owned();
+        git(&repo, &["archive", "--format=zip", "-o", &zip_str, &dir])
+            .await
+            .map_err(Error::internal)?;
+        let row = self.register_tool(&meta).await?;
+        let rel = format!("tools/tool-{}/tool.zip", row.id);
+        let file = tokio::fs::File::open(&zip)
+            .await
+            .map_err(|e| Error::internal(format!("cannot read {}: {e}", zip.display())))?;
+        self.core
+            .storage()
+            .put_stream(
+                &rel,
+                crate::storage::file_stream(file),
+                crate::model::limits::UPLOAD_BODY as u64,
+            )
+            .await?;
+        self.store()
+            .set_tool_location(row.id, &format!("blob:{rel}"))
+            .await?;
+        tracing::info!(tool = %row.name, version = ?row.version, url, "remote tool loaded");
+        self.store()
+            .tool(row.id)
+            .await?
+            .ok_or_else(|| Error::internal("tool vanished"))
+    }
+
     /// `DELETE /tools/{id}`: not the built-ins (superadmins).
     pub async fn delete_tool(&self, id: i64) -> Result<Empty> {
         self.who.require_superadmin(ADMIN_ONLY)?;
@@ -215,7 +396,31 @@ impl Local {
 
 #[cfg(test)]
 mod tests {
-    use super::bump_version;
+    use super::{bump_version, is_git_url};
+
+    #[test]
+    fn remote_tool_urls_are_git_urls() {
+        for ok in [
+            "https://github.com/me/tools.git",
+            "file:///srv/repo",
+            "git@github.com:me/tools.git",
+            "/srv/repo",
+            "ssh://git@host/x",
+        ] {
+            assert!(is_git_url(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-upload-pack=x",
+            "ext::sh -c x",
+            "tools",
+            "ftp://x/y",
+            "a/b:c",
+            "http://",
+        ] {
+            assert!(!is_git_url(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn versions_bump_their_trailing_number() {

@@ -458,6 +458,11 @@ impl Engine {
                     .map(str::to_ascii_lowercase)
                     .filter(|e| !e.is_empty())
                     .unwrap_or_else(|| "local".to_string());
+                // Validated by the schema (a plain name, docker jobs only).
+                let network = env
+                    .get("network")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 let systems: Vec<String> = match env.get("system") {
                     Some(Value::String(s)) => vec![s.clone()],
                     Some(Value::Array(a)) => a
@@ -558,6 +563,7 @@ impl Engine {
                             system_id: system.id,
                             timeout,
                             completed_with,
+                            network: network.clone(),
                         },
                         steps: new_steps,
                         covers: old_jobs

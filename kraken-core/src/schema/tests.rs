@@ -1317,3 +1317,34 @@ fn prepare_stage_schema_follows_the_originals_order() {
         Err("Cannot find parent stage nope".to_string())
     );
 }
+
+/// `network` (this server's addition) names a docker job's network: a
+/// plain name, and on docker jobs only.
+#[test]
+fn environment_networks_are_names_for_docker_jobs_only() {
+    let v = validator();
+    let with_env = |e: Value| {
+        let mut s = one_job(json!([{"tool": "shell", "cmd": "x"}]));
+        s["jobs"][0]["environments"][0] = e;
+        s
+    };
+    let docker_none = with_env(
+        json!({"system": "img", "executor": "docker", "agents_group": "all", "network": "none"}),
+    );
+    assert_eq!(v.validate(&docker_none), Ok(()));
+    assert_eq!(check_stage(&docker_none, &env()), Ok(()));
+    let bad = with_env(
+        json!({"system": "img", "executor": "docker", "agents_group": "all", "network": "--privileged"}),
+    );
+    let e = v.validate(&bad).unwrap_err();
+    assert!(e.contains("/jobs/0/environments/0/network"), "{e}");
+    let local = with_env(json!({"system": "any", "agents_group": "all", "network": "none"}));
+    assert_eq!(v.validate(&local), Ok(()));
+    assert_eq!(
+        check_stage(&local, &env()),
+        Err(
+            "Network none of job 'pkg' applies to docker jobs only (its executor is 'local')"
+                .to_string()
+        )
+    );
+}

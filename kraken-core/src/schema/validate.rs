@@ -320,6 +320,16 @@ pub fn check_stage(schema: &Value, env: &SchemaEnv) -> Result<(), String> {
         }
         let envs = job.get("environments").and_then(Value::as_array);
         for e in envs.into_iter().flatten() {
+            if let Some(net) = e.get("network") {
+                let executor = e.get("executor").and_then(Value::as_str).unwrap_or("local");
+                if executor != "docker" {
+                    let job_name = job.get("name").map(py_str).unwrap_or_default();
+                    return Err(format!(
+                        "Network {} of job '{job_name}' applies to docker jobs only (its executor is '{executor}')",
+                        py_str(net)
+                    ));
+                }
+            }
             let Some(group) = e.get("agents_group") else {
                 continue;
             };

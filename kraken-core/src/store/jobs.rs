@@ -54,12 +54,14 @@ pub struct JobRow {
     pub deleted: Option<i64>,
     /// The job this one retries (its agent went silent).
     pub retry_of: Option<i64>,
+    /// The network of a docker job's container (`None`: Docker's default).
+    pub network: Option<String>,
 }
 
 const JOB_SELECT: &str = "SELECT j.id, j.name, j.assigned, j.started, j.finished, j.completed, j.run_id, \
     j.state, j.completion_status, j.covered, j.notes, j.agent_used_id, a.name AS agent_name, \
     j.agents_group_id, g.name AS agents_group_name, j.timeout, j.system_id, s.name AS system_name, \
-    s.executor, j.created, j.deleted, j.retry_of FROM jobs j JOIN agents_groups g ON g.id = j.agents_group_id \
+    s.executor, j.created, j.deleted, j.retry_of, j.network FROM jobs j JOIN agents_groups g ON g.id = j.agents_group_id \
     JOIN systems s ON s.id = j.system_id LEFT JOIN agents a ON a.id = j.agent_used_id";
 
 /// A `steps` row with its tool.
@@ -114,6 +116,8 @@ pub struct NewJobRow {
     pub timeout: i64,
     /// Completed at once with this status and note (a job that cannot run).
     pub completed_with: Option<(i64, String)>,
+    /// The network of a docker job's container (`None`: Docker's default).
+    pub network: Option<String>,
 }
 
 /// A step of a planned job.
@@ -174,9 +178,9 @@ impl Store {
                 };
                 let job_id: i64 = sqlx::query_scalar(
                     "INSERT INTO jobs (name, run_id, state, completion_status, covered, notes, agents_group_id, timeout, \
-                     system_id, completed, created, updated) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9, $10, $10) RETURNING id")
+                     system_id, completed, created, updated, network) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING id")
                     .bind(&j.name).bind(j.run_id).bind(state).bind(status).bind(notes).bind(j.agents_group_id)
-                    .bind(j.timeout).bind(j.system_id).bind(completed).bind(now).fetch_one(&mut *tx).await?;
+                    .bind(j.timeout).bind(j.system_id).bind(completed).bind(now).bind(&j.network).fetch_one(&mut *tx).await?;
                 for st in &pj.steps {
                     sqlx::query(
                         "INSERT INTO steps (idx, job_id, tool_id, fields, fields_masked, fields_raw, created, updated) \
@@ -224,9 +228,9 @@ impl Store {
                 .bind(job.id).execute(&mut *tx).await?;
             let new_id: i64 = sqlx::query_scalar(
                 "INSERT INTO jobs (name, run_id, state, covered, notes, agents_group_id, timeout, system_id, \
-                 retry_of, created, updated) VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $9) RETURNING id")
+                 retry_of, created, updated, network) VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id")
                 .bind(&job.name).bind(job.run_id).bind(job_state::QUEUED).bind(new_note).bind(job.agents_group_id)
-                .bind(job.timeout).bind(job.system_id).bind(job.id).bind(now).fetch_one(&mut *tx).await?;
+                .bind(job.timeout).bind(job.system_id).bind(job.id).bind(now).bind(&job.network).fetch_one(&mut *tx).await?;
             for s in &steps {
                 let mut fields = s.fields_raw.0.clone();
                 if let Some(o) = fields.as_object_mut() {
@@ -263,9 +267,9 @@ impl Store {
         };
         Ok(on_write!(&self.db, p => sqlx::query_scalar(
             "INSERT INTO jobs (name, run_id, state, completion_status, covered, notes, agents_group_id, timeout, \
-             system_id, completed, created, updated) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9, $10, $10) RETURNING id")
+             system_id, completed, created, updated, network) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING id")
             .bind(&j.name).bind(j.run_id).bind(state).bind(status).bind(notes).bind(j.agents_group_id)
-            .bind(j.timeout).bind(j.system_id).bind(completed).bind(now).fetch_one(p).await?))
+            .bind(j.timeout).bind(j.system_id).bind(completed).bind(now).bind(&j.network).fetch_one(p).await?))
     }
 
     /// Insert a step.

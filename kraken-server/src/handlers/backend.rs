@@ -146,3 +146,77 @@ pub async fn read_tool(
         .agent_read_tool(&agent_auth(&headers, peer), job_id, tool_id)
         .await?)
 }
+
+/// `PUT /backend/cache/{job}?key=K&name=N`: a file of the job's cache
+/// entry under `key`, streamed into the blob storage.
+pub async fn cache_put(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    P(job_id): P<i64>,
+    q: Q,
+    body: Body,
+) -> R<Json<Value>> {
+    let body = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed();
+    let size = st
+        .core
+        .agent_cache_put(
+            &agent_auth(&headers, peer),
+            job_id,
+            required(&q, "key")?,
+            required(&q, "name")?,
+            body,
+        )
+        .await?;
+    Ok(Json(json!({"size": size})))
+}
+
+/// `GET /backend/cache/{job}?key=K`: the entry a restore of `key` takes.
+pub async fn cache_entry(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    P(job_id): P<i64>,
+    q: Q,
+) -> R<Json<Value>> {
+    Ok(Json(
+        st.core
+            .agent_cache_entry(&agent_auth(&headers, peer), job_id, required(&q, "key")?)
+            .await?,
+    ))
+}
+
+/// `GET /backend/cache/{job}/file?key=K&entry=E&name=N`: a file of a cache
+/// entry, streamed.
+pub async fn cache_read(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    P(job_id): P<i64>,
+    q: Q,
+) -> R<Response> {
+    let entry = q
+        .int("entry")?
+        .ok_or_else(|| AppError(Error::bad_request("missing entry parameter")))?;
+    let blob = st
+        .core
+        .agent_cache_read(
+            &agent_auth(&headers, peer),
+            job_id,
+            required(&q, "key")?,
+            entry,
+            required(&q, "name")?,
+        )
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, blob.size.to_string()),
+        ],
+        Body::from_stream(blob.body),
+    )
+        .into_response())
+}

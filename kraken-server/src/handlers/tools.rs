@@ -27,7 +27,7 @@ pub async fn get_tools(Caller(k): Caller, q: Q) -> R<Json<List<Tool>>> {
     post,
     path = "/tools",
     tag = "tools",
-    summary = "Create a tool or a version of it (superadmin)",
+    summary = "Create a tool or a version of it, or load one from a git repository (superadmin)",
     request_body = doc::ToolInput,
     responses((status = 201, description = "Created", body = doc::Tool), WriteErrors),
 )]

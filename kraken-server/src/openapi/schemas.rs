@@ -1544,13 +1544,13 @@ pub struct Deployment {
     pub kubernetes: Option<JsonMap>,
 }
 
-/// `POST /tools` (a `tool.json`) or the `meta` part of a zip upload.
+/// `POST /tools` (a `tool.json`, or `{url, tag, tool_file}` of a remote
+/// tool) or the `meta` part of a zip upload.
 #[derive(ToSchema)]
 pub struct ToolInput {
-    /// Name.
+    /// Name (required, but for a remote tool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(
-        required = true,
         nullable = false,
         min_length = 1,
         max_length = 255,
@@ -1569,23 +1569,24 @@ pub struct ToolInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 2048)]
     pub entry: Option<String>,
-    /// Parameters schema.
+    /// Parameters schema (required, but for a remote tool: `{url, tag,
+    /// tool_file}` alone, whose tool.json in the repository gives them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(required = true)]
     pub parameters: Option<Value>,
     /// Version to overwrite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 255)]
     pub version: Option<String>,
-    /// Remote tool repository.
+    /// A git repository to load the tool from (without `name`): the server
+    /// clones it at `tag` and registers its `tool_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 2048)]
     pub url: Option<String>,
-    /// Remote tool tag.
+    /// Tag or branch of a remote tool (default: the repository's default branch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 255)]
     pub tag: Option<String>,
-    /// Remote tool file.
+    /// A remote tool's tool.json, a path in the repository (default `tool.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 2048)]
     pub tool_file: Option<String>,

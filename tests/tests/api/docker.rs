@@ -12,7 +12,7 @@ use kraken_tests::{TestServer, manual_agent, required};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// The image the tests run: busybox and a file only it has.
-const IMAGE: &str = "kraken-test-busybox:2";
+const IMAGE: &str = "kraken-test-busybox:3";
 
 /// Whether a Docker daemon answers (see [`required`]).
 fn docker_here() -> bool {
@@ -48,7 +48,7 @@ fn ensure_image() {
         std::fs::copy(busybox, bin.join("busybox")).unwrap();
         for applet in [
             "sh", "echo", "cat", "ls", "sleep", "kill", "env", "pwd", "touch", "id", "true",
-            "false", "ps",
+            "false", "ps", "tar", "gzip", "mkdir", "rm", "nc",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
@@ -267,4 +267,125 @@ async fn jobs_wait_for_an_agent_that_has_their_executor() {
         Value::Null,
         "the note goes once it runs"
     );
+}
+
+/// The address of the host on Docker's default bridge (its gateway).
+fn bridge_gateway() -> String {
+    let o = std::process::Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{(index .IPAM.Config 0).Gateway}}",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "docker network inspect: {o:?}");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// `"network": "none"` gives a job's container no network at all (only
+/// `lo`; a port the test opens on the host's bridge address is out of
+/// reach), while the default bridge reaches it.
+#[tokio::test]
+async fn the_environment_network_decides_what_a_container_reaches() {
+    if !docker_here() {
+        return;
+    }
+    ensure_image();
+    let gateway = bridge_gateway();
+    let listener = tokio::net::TcpListener::bind((gateway.as_str(), 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        while let Ok((sock, _)) = listener.accept().await {
+            let mut line = String::new();
+            let mut r = tokio::io::BufReader::new(sock);
+            let _ = r.read_line(&mut line).await;
+            let _ = seen_tx.send(line.trim().to_string());
+        }
+    });
+    let probe = |who: &str| {
+        json!({"tool": "shell", "cmd": format!(
+            "ls /sys/class/net; if echo from-{who} | nc -w 5 {gateway} {port}; then echo reached-host; else echo no-route; fi"
+        )})
+    };
+    let job = |name: &str, network: Option<&str>| {
+        let mut env =
+            json!({"system": IMAGE, "executor": "docker", "agents_group": "all", "config": "c"});
+        if let Some(n) = network {
+            env["network"] = json!(n);
+        }
+        json!({"name": name, "timeout": 120, "steps": [probe(name)], "environments": [env]})
+    };
+    let jobs = json!([job("isolated", Some("none")), job("bridged", None)]);
+    let code = format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \"jobs\": {jobs}}}\n"
+    );
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin.stage(bid, "net", &code).await;
+    let f = admin.flow(bid).await;
+    let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    let jobs = admin
+        .run_jobs(done["runs"][0]["id"].as_i64().unwrap())
+        .await;
+    let log_of = |name: &str| {
+        let job = jobs.iter().find(|j| j["name"] == name).unwrap();
+        assert_eq!(job["completion_status"], 0, "{job}");
+        job["id"].as_i64().unwrap()
+    };
+    let isolated = admin.job_log(log_of("isolated")).await;
+    let bridged = admin.job_log(log_of("bridged")).await;
+    let has = |log: &[String], line: &str| log.iter().any(|l| l == line);
+    assert!(has(&isolated, "lo"), "{isolated:?}");
+    assert!(!has(&isolated, "eth0"), "no interface but lo: {isolated:?}");
+    assert!(has(&isolated, "no-route"), "{isolated:?}");
+    assert!(has(&bridged, "eth0"), "{bridged:?}");
+    assert!(has(&bridged, "reached-host"), "{bridged:?}");
+    // Only the bridged job's line arrived.
+    assert_eq!(seen_rx.recv().await.as_deref(), Some("from-bridged"));
+    assert!(seen_rx.try_recv().is_err(), "a second connection came");
+}
+
+/// The `cache` tool in a container: what a docker job saves (packed with
+/// the image's `tar`) the next flow's job restores in its container.
+#[tokio::test]
+async fn a_docker_job_saves_and_restores_its_cache() {
+    if !docker_here() {
+        return;
+    }
+    ensure_image();
+    let steps = [
+        json!({"tool": "cache", "action": "restore", "keys": ["k"]}),
+        json!({"tool": "shell", "cmd": "cat deps/d.txt 2>/dev/null || echo nothing-yet; mkdir -p deps; cat /etc/kraken-image > deps/d.txt"}),
+        json!({"tool": "cache", "action": "save", "key": "k", "paths": ["deps"]}),
+    ];
+    let code = stage(IMAGE, &steps, 120);
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin.stage(bid, "d", &code).await;
+    let mut logs = Vec::new();
+    for _ in 0..2 {
+        let f = admin.flow(bid).await;
+        let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+        let job = admin
+            .run_jobs(done["runs"][0]["id"].as_i64().unwrap())
+            .await
+            .remove(0);
+        assert_eq!(job["completion_status"], 0, "{job}");
+        logs.push(admin.job_log(job["id"].as_i64().unwrap()).await);
+    }
+    let has = |log: &[String], line: &str| log.iter().any(|l| l == line);
+    assert!(has(&logs[0], "nothing-yet"), "{:?}", logs[0]);
+    assert!(has(&logs[1], "only-in-the-test-image"), "{:?}", logs[1]);
+    assert!(!has(&logs[1], "nothing-yet"), "{:?}", logs[1]);
 }

@@ -933,6 +933,69 @@ async fn data_jq_and_jsonpatch_change_flow_data() {
     );
 }
 
+/// The `data` tool's `get` (this server's): a step reads the value at its
+/// pointer of its scope's data, writes it to its `file` and shows it in its
+/// log; nothing is stored.
+#[tokio::test]
+async fn data_get_reads_stored_data_into_a_file() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let env = r#"{"system": "any", "agents_group": "all", "config": "default"}"#;
+    let code = format!(
+        r#"def stage(ctx):
+    return {{"parent": "root", "triggers": {{"parent": True}}, "jobs": [{{"name": "d", "steps": [
+        {{"tool": "data", "value": "{{\"count\": 1, \"nested\": {{\"n\": 5, \"tags\": [\"x\"]}}}}"}},
+        {{"tool": "data", "value": "{{\"release\": \"1.2\"}}", "scope": "branch-ci"}},
+        {{"tool": "data", "operation": "get", "json_pointer": "/nested", "file": "out/nested.json"}},
+        {{"tool": "data", "operation": "get", "scope": "branch-ci", "json_pointer": "/release"}},
+        {{"tool": "data", "operation": "get", "json_pointer": "/missing"}},
+        {{"tool": "shell", "cmd": "cat out/nested.json"}}],
+        "environments": [{env}]}}]}}
+"#
+    );
+    admin.stage(bid, "d", &code).await;
+    let f = admin.flow(bid).await;
+    let done = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    let jobs = admin
+        .run_jobs(done["runs"][0]["id"].as_i64().unwrap())
+        .await;
+    assert_eq!(jobs[0]["completion_status"], 0, "{}", jobs[0]);
+    let log = admin.job_log(jobs[0]["id"].as_i64().unwrap()).await;
+    let text = log.join("\n");
+    assert!(
+        text.contains("branch-ci data at /release: \"1.2\""),
+        "{text}"
+    );
+    assert!(text.contains("flow data at /missing: null"), "{text}");
+    assert!(text.contains("wrote it to out/nested.json"), "{text}");
+    // The file the shell step printed is the stored value as JSON.
+    let start = log
+        .iter()
+        .position(|l| l == "$ cat out/nested.json")
+        .unwrap();
+    let printed: Vec<&str> = log[start + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with("---"))
+        .map(String::as_str)
+        .collect();
+    let read: Value = serde_json::from_str(&printed.join("\n")).unwrap();
+    assert_eq!(read, json!({"n": 5, "tags": ["x"]}));
+    // Reading stored nothing.
+    let ud = admin
+        .get(&format!(
+            "/api/user_data?scope=flow&entity_id={}",
+            done["id"]
+        ))
+        .await;
+    let stored: Value = serde_json::from_str(ud.expect(200)["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        json!({"count": 1, "nested": {"n": 5, "tags": ["x"]}})
+    );
+}
+
 /// `pylint` on this project's agent feeds the issues analysis: the run's
 /// issues are listed, and an issue that appears in the next flow counts as
 /// new.

@@ -5,6 +5,7 @@ mod agent_trust;
 mod agents;
 mod auth;
 mod branches;
+mod cache;
 mod docker;
 mod errors;
 mod exec;

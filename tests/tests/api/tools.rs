@@ -356,3 +356,138 @@ async fn an_uploaded_tool_runs_and_reports_results() {
         .join("\n");
     assert!(log.contains("greeting world"), "{log}");
 }
+
+/// Run `git args` in `dir` (a test repository), asserting it worked.
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "git {args:?}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A remote tool (`POST /tools {url, tag, tool_file}`): the server clones
+/// the repository at the tag, registers its tool.json with the commit's
+/// short SHA as version, packages the tool's directory, and a step using it
+/// runs on the agent like an uploaded tool.
+#[tokio::test]
+async fn a_remote_tool_from_a_git_repository_runs() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path().join("tools/greeter");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(repo.path().join("README"), "not part of the tool\n").unwrap();
+    std::fs::write(
+        dir.join("tool.json"),
+        json!({"name": "remote-greeter", "description": "Greets from git.", "location": ".",
+               "entry": "greeter", "parameters": {"properties": {"who": {"type": "string"}},
+               "required": ["who"]}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("greeter.py"),
+        "def run_tests(step, report_result=None):\n    print('hello from git,', step['who'])\n    report_result({'cmd': 'greet', 'test': 'greets', 'status': 1})\n    return 0, ''\n",
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "greeter"]);
+    git(repo.path(), &["tag", "v1"]);
+    let sha = git(repo.path(), &["rev-parse", "--short", "HEAD"]);
+    // Work after the tag is not what the tool is made of.
+    std::fs::write(
+        dir.join("greeter.py"),
+        "raise SystemExit('not the tagged one')\n",
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-q", "-am", "broken"]);
+    let url = format!("file://{}", repo.path().display());
+
+    let t = admin
+        .post(
+            "/api/tools",
+            json!({"url": url, "tag": "v1", "tool_file": "tools/greeter/tool.json"}),
+        )
+        .await;
+    let tool = t.expect(201);
+    assert_eq!(tool["name"], "remote-greeter", "{tool}");
+    assert_eq!(tool["version"], sha.as_str(), "{tool}");
+    assert_eq!(tool["url"], url.as_str(), "{tool}");
+    assert_eq!(tool["tag"], "v1", "{tool}");
+
+    // A tag or tool file the repository does not have: a clear 400.
+    let r = admin
+        .post(
+            "/api/tools",
+            json!({"url": url, "tag": "v9", "tool_file": "tools/greeter/tool.json"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.message().contains("cannot fetch remote tool"),
+        "{}",
+        r.body
+    );
+    assert!(r.message().contains("v9"), "{}", r.body);
+    let r = admin
+        .post(
+            "/api/tools",
+            json!({"url": url, "tag": "v1", "tool_file": "nope/tool.json"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.message().contains("has no tool file nope/tool.json"),
+        "{}",
+        r.body
+    );
+    let r = admin
+        .post(
+            "/api/tools",
+            json!({"url": url, "tool_file": "../x/tool.json"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = admin
+        .post("/api/tools", json!({"url": "not a repository"}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.message().contains("give a git repository URL"),
+        "{}",
+        r.body
+    );
+
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"g\", \"steps\": [{\"tool\": \"remote-greeter\", \"who\": \"world\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"c\"}]}]}\n";
+    admin.stage(bid, "g", code).await;
+    let f = admin.flow(bid).await;
+    let done = admin
+        .wait_flow(
+            f["id"].as_i64().unwrap(),
+            std::time::Duration::from_secs(60),
+        )
+        .await;
+    let run = &done["runs"][0];
+    assert_eq!(run["jobs_error"], 0, "{done}");
+    assert_eq!(run["tests_passed"], 1, "{done}");
+    let jobs = admin.run_jobs(run["id"].as_i64().unwrap()).await;
+    let log = admin
+        .job_log(jobs[0]["id"].as_i64().unwrap())
+        .await
+        .join("\n");
+    assert!(log.contains("hello from git, world"), "{log}");
+}

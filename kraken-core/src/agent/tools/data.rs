@@ -8,6 +8,12 @@
 //! jsonpatch` it is an RFC 6902 patch (a JSON list of operations). The server
 //! applies either to the stored data at `json_pointer`. `value` wins over
 //! `file`, as in the original. Invalid JSON is an error naming its origin.
+//!
+//! `operation: get` (this server's; the original's agent and server had
+//! none) reads instead: the server sends the value at `json_pointer` of the
+//! `scope`'s data with the step (`data_value`), and the step writes it as
+//! JSON to `file` (relative to `cwd`, directories created) when given, and
+//! shows it in its log; nothing is stored. A place with no data is `null`.
 
 use serde_json::Value;
 
@@ -22,9 +28,51 @@ fn parse(text: &str, jq: bool, origin: &str) -> Result<Value, String> {
     }
 }
 
+/// Longest value shown whole in the log of a `get` step.
+const SHOWN: usize = 2000;
+
+/// A `get` step: write the value the server sent to `file`, show it.
+async fn get(run: &StepRun<'_>) -> Result<StepOutcome, String> {
+    let f = Fields(run.fields);
+    if let Some(e) = f.str("data_error")? {
+        return Err(format!("cannot read the data: {e}"));
+    }
+    let value = f
+        .0
+        .get("data_value")
+        .ok_or("the server sent no data with this get step (it needs a Kraken in Rust server)")?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    let scope = f.str("scope")?.unwrap_or("flow");
+    let pointer = f.str("json_pointer")?.unwrap_or("/");
+    let shown = if text.len() > SHOWN {
+        let cut = (0..=SHOWN)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        format!("{}... ({} bytes)", &text[..cut], text.len())
+    } else {
+        text.clone()
+    };
+    log(run, format!("{scope} data at {pointer}: {shown}")).await;
+    if let Some(file) = f.str("file")?.filter(|p| !p.is_empty()) {
+        let path = step_cwd(run)?.join(file);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        std::fs::write(&path, format!("{text}\n"))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        log(run, format!("wrote it to {file}")).await;
+    }
+    Ok(StepOutcome::done())
+}
+
 /// Run a `data` step.
 pub(crate) async fn run(run: &StepRun<'_>) -> Result<StepOutcome, String> {
     let f = Fields(run.fields);
+    if f.str("operation")? == Some("get") {
+        return get(run).await;
+    }
     let jq = f.str("operation")? == Some("jq");
     let data = match f.get("value") {
         Some(Value::String(s)) if !s.is_empty() => parse(s, jq, "field 'value'")?,

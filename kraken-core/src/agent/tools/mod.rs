@@ -1,9 +1,9 @@
 //! Step tools of the agent: each runs one step of a job in the job's work
 //! directory and reports a [`StepOutcome`].
 //!
-//! Built-in tools here: `shell`, `git`, `artifacts`, `junit_collect`,
-//! `pytest`, `data`, `rndtest`, `values_collect`, `cloc`, `gotest`,
-//! `pylint`, `nglint`. Output lines are streamed through [`StepRun::output`]
+//! Built-in tools here: `shell`, `git`, `artifacts`, `cache`,
+//! `junit_collect`, `pytest`, `data`, `rndtest`, `values_collect`, `cloc`,
+//! `gotest`, `pylint`, `nglint`, `local_tool`. Output lines are streamed through [`StepRun::output`]
 //! as they come; a step stops when its timeout, the job deadline or a cancel
 //! arrives, and its whole process group is killed (see [`process`]).
 //!
@@ -15,6 +15,7 @@
 //! (anything else, with a message).
 
 mod artifacts;
+mod cache;
 mod cloc;
 mod custom;
 mod data;
@@ -57,6 +58,42 @@ pub trait ArtifactStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<PathBuf>, String>>;
     /// The package (`tool.zip`) of custom tool `tool_id`.
     fn tool_package(&self, tool_id: i64) -> BoxFuture<'_, Result<Vec<u8>, String>>;
+    /// Store the local file `local` as file `name` of this job's cache
+    /// entry under `key`; [`CACHE_META`] (sent last) completes the entry.
+    /// Returns the stored size.
+    fn cache_save<'a>(
+        &'a self,
+        key: &'a str,
+        name: &'a str,
+        local: &'a Path,
+    ) -> BoxFuture<'a, Result<u64, String>>;
+    /// The entry a restore of `key` takes (the newest complete one of this
+    /// job's stage and job name), if any.
+    fn cache_lookup<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CacheEntry>, String>>;
+    /// Write file `name` of cache entry `entry` of `key` to `dest`.
+    fn cache_fetch<'a>(
+        &'a self,
+        key: &'a str,
+        entry: i64,
+        name: &'a str,
+        dest: &'a Path,
+    ) -> BoxFuture<'a, Result<u64, String>>;
+}
+
+/// The file of a cache entry that lists its archives, sent last.
+pub const CACHE_META: &str = "meta.json";
+
+/// A saved cache entry: the id of the job that saved it and its archives
+/// (archive name -> the path it was made from, as the step gave it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheEntry {
+    /// The saving job's id.
+    pub id: i64,
+    /// Archive name -> path.
+    pub files: BTreeMap<String, String>,
 }
 
 /// Processes started with `background: true`, killed when the job ends.
@@ -257,6 +294,7 @@ pub const TOOLS: &[&str] = &[
     "shell",
     "git",
     "artifacts",
+    "cache",
     "junit_collect",
     "pytest",
     "data",
@@ -274,6 +312,7 @@ async fn run_tool(run: &StepRun<'_>) -> Result<StepOutcome, String> {
         "shell" => shell::run(run).await,
         "git" => git::run(run).await,
         "artifacts" => artifacts::run(run).await,
+        "cache" => cache::run(run).await,
         "junit_collect" => junit::run(run).await,
         "pytest" => pytest::run(run).await,
         "data" => data::run(run).await,
