@@ -35,7 +35,8 @@ impl Engine {
         while let Some(task) = self
             .store
             .claim_task(&self.instance, TASK_LEASE_MS, TaskQueue::Main)
-            .await? {
+            .await?
+        {
             let run_id = task.args.0.get(0).and_then(Value::as_i64);
             let work = async {
                 match (task.func.as_str(), run_id) {

@@ -126,7 +126,10 @@ impl Commit {
                 _ => None,
             })
         });
-        let git_ref = match pr.and_then(|p| p.pointer("/head/ref")).and_then(Value::as_str) {
+        let git_ref = match pr
+            .and_then(|p| p.pointer("/head/ref"))
+            .and_then(Value::as_str)
+        {
             Some(r) => r.to_string(),
             None => text(first.get("ref")),
         };
@@ -317,7 +320,10 @@ impl Summary {
             return Vec::new();
         }
         vec![
-            ("jobs", format!("{} ({} failed)", self.jobs.total, self.jobs.failed)),
+            (
+                "jobs",
+                format!("{} ({} failed)", self.jobs.total, self.jobs.failed),
+            ),
             (
                 "tests",
                 format!(
@@ -343,7 +349,11 @@ impl Summary {
     }
 
     fn event_word(&self) -> &'static str {
-        if self.event == "start" { "run" } else { "run ended" }
+        if self.event == "start" {
+            "run"
+        } else {
+            "run ended"
+        }
     }
 
     /// The whole message as plain text (e-mail, Radicle comments).
@@ -412,7 +422,13 @@ pub fn applies(channel: &str, event: Event, config: &Value, commit: Option<&Comm
 /// Where a notification goes, for people: from the masked config, so no
 /// secret is shown.
 pub fn target(channel: &str, masked: &Value, commit: Option<&Commit>) -> String {
-    let field = |k: &str| masked.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let field = |k: &str| {
+        masked
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let commit_of = |c: Option<&Commit>| {
         c.map(|c| format!("{} {}", c.repo, c.sha))
             .unwrap_or_default()
@@ -485,7 +501,10 @@ mod tests {
         let push = json!([{"trigger": "github-push", "ref": "refs/heads/main", "before": "a",
                            "after": "b1", "repo": "https://github.com/org/repo.git"}]);
         let c = Commit::from_trigger_data(&push).unwrap();
-        assert_eq!((c.sha.as_str(), c.git_ref.as_str()), ("b1", "refs/heads/main"));
+        assert_eq!(
+            (c.sha.as_str(), c.git_ref.as_str()),
+            ("b1", "refs/heads/main")
+        );
         assert_eq!(
             c.host_and_path(),
             Some(("https://github.com".into(), "org/repo".into()))
@@ -507,7 +526,12 @@ mod tests {
         let c = Commit::default();
         assert!(applies("github", Event::Start, &cfg, Some(&c)));
         assert!(!applies("github", Event::End, &cfg, None));
-        assert!(!applies("slack", Event::Start, &json!({"channel": "x"}), None));
+        assert!(!applies(
+            "slack",
+            Event::Start,
+            &json!({"channel": "x"}),
+            None
+        ));
         assert!(applies("slack", Event::End, &json!({"channel": "x"}), None));
         assert!(applies("webhook", Event::Start, &json!({"url": "x"}), None));
         assert!(!applies("radicle", Event::End, &cfg, Some(&c)));

@@ -310,7 +310,9 @@ async fn radicle(http: &reqwest::Client, d: Delivery<'_>) -> Result<String, Send
 async fn webhook(http: &reqwest::Client, d: Delivery<'_>) -> Result<String, SendError> {
     let url = field(d.config, "url");
     if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(SendError::Fatal("the webhook url must be an http(s) URL".into()));
+        return Err(SendError::Fatal(
+            "the webhook url must be an http(s) URL".into(),
+        ));
     }
     let body = serde_json::to_vec(&d.summary.to_json())
         .map_err(|e| SendError::Fatal(format!("cannot encode the summary: {e}")))?;
@@ -348,9 +350,10 @@ fn mailer(s: &Settings) -> Result<Mailer, SendError> {
     let (host, port) = match server.rsplit_once(':') {
         Some((h, p)) => (
             h,
-            Some(p.parse::<u16>().map_err(|_| {
-                SendError::Fatal(format!("bad port in smtp_server '{server}'"))
-            })?),
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| SendError::Fatal(format!("bad port in smtp_server '{server}'")))?,
+            ),
         ),
         None => (server, None),
     };
@@ -399,7 +402,11 @@ fn html_escape(s: &str) -> String {
 async fn email(d: Delivery<'_>) -> Result<String, SendError> {
     let to = match d.config {
         Value::String(s) => s.clone(),
-        _ => return Err(SendError::Fatal("the e-mail recipient must be a string".into())),
+        _ => {
+            return Err(SendError::Fatal(
+                "the e-mail recipient must be a string".into(),
+            ));
+        }
     };
     let s = d.summary;
     let from = if d.settings.smtp_from.trim().is_empty() {
@@ -412,7 +419,11 @@ async fn email(d: Delivery<'_>) -> Result<String, SendError> {
         .map_err(|e| SendError::Fatal(format!("bad smtp_from address '{from}': {e}")))?;
     let mut msg = Message::builder().from(from);
     let mut any = false;
-    for addr in to.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()) {
+    for addr in to
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
         let mb: Mailbox = addr
             .parse()
             .map_err(|e| SendError::Fatal(format!("bad recipient '{addr}': {e}")))?;

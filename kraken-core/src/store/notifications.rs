@@ -32,7 +32,8 @@ pub struct NotificationRow {
     pub delivered: Option<i64>,
 }
 
-const COLS: &str = "id, run_id, event, channel, target, state, attempts, last_error, created, updated, delivered";
+const COLS: &str =
+    "id, run_id, event, channel, target, state, attempts, last_error, created, updated, delivered";
 
 impl Store {
     /// Queue a notification and the task that sends it, unless one with
@@ -68,14 +69,18 @@ impl Store {
 
     /// A notification.
     pub async fn notification(&self, id: i64) -> Result<Option<NotificationRow>> {
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLS} FROM notifications WHERE id = $1"))).bind(id).fetch_optional(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM notifications WHERE id = $1"))).bind(id).fetch_optional(p).await?),
+        )
     }
 
     /// The notifications of a run, oldest first.
     pub async fn run_notifications(&self, run_id: i64) -> Result<Vec<NotificationRow>> {
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLS} FROM notifications WHERE run_id = $1 ORDER BY id"))).bind(run_id).fetch_all(p).await?))
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM notifications WHERE run_id = $1 ORDER BY id"))).bind(run_id).fetch_all(p).await?),
+        )
     }
 
     /// Record an attempt: the state it left the notification in (`pending`

@@ -33,7 +33,8 @@ pub struct TaskRow {
     pub attempts: i64,
 }
 
-const TASK_COLS: &str = "id, func, args, state, error, created, started, ended, run_after, attempts";
+const TASK_COLS: &str =
+    "id, func, args, state, error, created, started, ended, run_after, attempts";
 
 /// The function of notification tasks: they have their own worker (see
 /// `engine/notify.rs`), so a slow endpoint never holds the analysis back.
@@ -106,9 +107,11 @@ impl Store {
     /// When the next queued task of `queue` that waits is due (ms), if any.
     pub async fn next_task_due(&self, queue: TaskQueue) -> Result<Option<i64>> {
         let which = queue.condition();
-        Ok(on_read!(&self.db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        Ok(
+            on_read!(&self.db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT MIN(run_after) FROM bg_tasks WHERE {which} AND state = 'queued'")))
-            .fetch_one(p).await?))
+            .fetch_one(p).await?),
+        )
     }
 
     /// Put a task `owner` holds back in the queue until `run_after` (ms),
