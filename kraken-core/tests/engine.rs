@@ -35,6 +35,7 @@ impl Fixture {
                 &Default::default(),
                 "test",
                 None,
+                None,
             )
             .await
             .unwrap()

@@ -338,8 +338,17 @@ impl Engine {
         })
         .await;
         if let Err(e) = outcome {
-            tracing::warn!(task = task.id, error = %e, "notification task failed");
-            let _ = self.store.finish_task(task.id, Some(&e.to_string())).await;
+            // Not the endpoint's doing (the database, a missing run): the
+            // notification fails rather than staying pending.
+            let why = e.to_string();
+            tracing::warn!(task = task.id, error = %why, "notification task failed");
+            if let Some(id) = task.args.0.get(0).and_then(Value::as_i64) {
+                let _ = self
+                    .store
+                    .record_notification_attempt(id, "failed", Some(&why), "")
+                    .await;
+            }
+            let _ = self.store.finish_task(task.id, Some(&why)).await;
         }
     }
 
@@ -405,12 +414,15 @@ impl Engine {
                 let first = self.notify_int("retry_delay_ms", 10_000).await?;
                 let next = now_ms() + notify::backoff(first, attempt);
                 let retry = matches!(e, SendError::Retry(_)) && next <= n.created + retry_for;
-                if retry
-                    && self
+                if retry {
+                    if !self
                         .store
                         .retry_task(task.id, &self.instance, next, &why)
                         .await?
-                {
+                    {
+                        // Its lease ran out and another worker has it now.
+                        return Ok(());
+                    }
                     self.store
                         .record_notification_attempt(id, "pending", Some(&why), &target)
                         .await?;

@@ -464,9 +464,10 @@ async fn email(d: Delivery<'_>) -> Result<String, SendError> {
         .subject(subject)
         .multipart(MultiPart::alternative_plain_html(s.text(), html))
         .map_err(|e| SendError::Fatal(format!("cannot build the e-mail: {e}")))?;
-    let resp = mailer(d.settings)?
-        .send(message)
+    let mailer = mailer(d.settings)?;
+    let resp = tokio::time::timeout(3 * REQUEST_TIMEOUT, mailer.send(message))
         .await
+        .map_err(|_| SendError::Retry("SMTP: timed out".into()))?
         .map_err(|e| smtp_error(&e))?;
     Ok(format!("SMTP {}", resp.code()))
 }
@@ -479,9 +480,14 @@ pub async fn check_smtp(settings: &Settings) -> Result<(), String> {
         return Err("STMP server address is empty".into());
     }
     let m = mailer(settings).map_err(|e| e.to_string())?;
-    match m.test_connection().await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err("the SMTP server did not answer as expected".into()),
-        Err(e) => Err(smtp_error(&e).to_string()),
+    // Bounded as a whole: a server that accepts and never speaks.
+    match tokio::time::timeout(REQUEST_TIMEOUT, m.test_connection()).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err("SMTP: the server did not answer as expected".into()),
+        Ok(Err(e)) => Err(smtp_error(&e).to_string()),
+        Err(_) => Err(format!(
+            "SMTP: no answer in {} s",
+            REQUEST_TIMEOUT.as_secs()
+        )),
     }
 }
