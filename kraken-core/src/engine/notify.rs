@@ -370,17 +370,14 @@ impl Engine {
         }
         let event = Event::parse(&n.event).unwrap_or(Event::End);
         let attempt = task.attempts + 1;
-        let run = match self.store.run(n.run_id).await? {
-            Some(r) => r,
-            None => {
-                self.store
-                    .record_notification_attempt(id, "failed", Some("the run is gone"), "")
-                    .await?;
-                return self
-                    .store
-                    .finish_task(task.id, Some("the run is gone"))
-                    .await;
-            }
+        let Some(run) = self.store.run(n.run_id).await? else {
+            self.store
+                .record_notification_attempt(id, "failed", Some("the run is gone"), "")
+                .await?;
+            return self
+                .store
+                .finish_task(task.id, Some("the run is gone"))
+                .await;
         };
         let p = self.prepare_notification(&run, event).await?;
         let settings = self.notify_settings().await?;

@@ -36,7 +36,7 @@ fn credentials(config: &Value) -> Result<(String, String), SendError> {
     }
 }
 
-fn commit<'a>(s: &'a Summary) -> Result<&'a Commit, SendError> {
+fn commit(s: &Summary) -> Result<&Commit, SendError> {
     s.commit
         .as_ref()
         .ok_or_else(|| SendError::Fatal("the flow has no commit to report on".into()))

@@ -377,16 +377,6 @@ async fn pushed_flow(s: &TestServer, branch: i64, sha: &str) -> i64 {
         .id
 }
 
-async fn notifications(admin: &Client, run: i64) -> Vec<Value> {
-    admin
-        .get(&format!("/api/runs/{run}/notifications"))
-        .await
-        .expect(200)
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// Wait until no notification of the run is pending; returns them.
 async fn settled(admin: &Client, run: i64, n: usize) -> Vec<Value> {
     let body = admin
@@ -646,8 +636,7 @@ async fn a_failed_job_and_a_regression_set_failure() {
         .await
         .iter()
         .map(Req::json)
-        .filter(|b| b["event"] == "end")
-        .last()
+        .rfind(|b| b["event"] == "end")
         .unwrap();
     assert_eq!(hook["result"], "failure");
     assert_eq!(hook["tests"]["regressions"], 1);
