@@ -353,8 +353,11 @@ pub enum FlowsCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCmd {
-    /// Show a run.
+    /// Show a run (and how its notifications went).
     Show { run: i64 },
+    /// The run's notifications (commit statuses, Slack, e-mail, ...): where
+    /// each went, its state, attempts and last error.
+    Notifications { run: i64 },
     /// Start a stage in a flow (or replay its run); prints the run id.
     Create {
         flow: i64,

@@ -51,6 +51,8 @@ pub struct Events {
     agent_wakers: std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<Notify>>>,
     /// Woken when the background task queue has work.
     pub tasks: Notify,
+    /// Woken when notifications were queued.
+    pub notify: Notify,
 }
 
 impl Default for Events {
@@ -60,6 +62,7 @@ impl Default for Events {
             scheduler: Notify::new(),
             agent_wakers: std::sync::Mutex::new(std::collections::HashMap::new()),
             tasks: Notify::new(),
+            notify: Notify::new(),
         }
     }
 }

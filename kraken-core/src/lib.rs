@@ -38,6 +38,8 @@ pub mod jq;
 pub mod mask;
 pub mod model;
 #[cfg(feature = "local")]
+pub mod notify;
+#[cfg(feature = "local")]
 pub mod results;
 #[cfg(feature = "local")]
 pub mod schema;

@@ -131,6 +131,7 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             exec::cancel_run
         ))
         .routes(routes!(flows::get_run_jobs))
+        .routes(routes!(flows::get_run_notifications))
         .routes(routes!(exec::get_run_artifacts))
         .routes(routes!(exec::create_job))
         .routes(routes!(flows::get_job, exec::job_rerun, exec::delete_job))

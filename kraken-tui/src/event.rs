@@ -135,6 +135,8 @@ pub enum Loaded {
         run: Box<Run>,
         /// Its jobs.
         jobs: Vec<Job>,
+        /// How its notifications went.
+        notifications: Vec<kraken_core::model::RunNotification>,
     },
     /// One job with its steps.
     Job(Box<Job>),

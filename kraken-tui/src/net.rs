@@ -504,9 +504,11 @@ pub async fn fetch(k: &Kraken, what: &Watch) -> kraken_core::Result<Loaded> {
                 ..Paging::default()
             };
             let jobs = k.get_run_jobs(*id, &paging, false).await?.items;
+            let notifications = k.get_run_notifications(*id).await?;
             Loaded::Jobs {
                 run: Box::new(run),
                 jobs,
+                notifications,
             }
         }
         Watch::Job(id) => Loaded::Job(Box::new(k.get_job(*id).await?)),

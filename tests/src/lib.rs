@@ -136,6 +136,15 @@ impl TestServer {
         }
     }
 
+    /// Another server on the same database (PostgreSQL: several servers
+    /// share one), with its own data directory and `agents` built-in agents.
+    pub async fn start_another(&self, agents: usize) -> Server {
+        let dir = self
+            .data_dir
+            .with_file_name(format!("data-{:08x}", rand::random::<u32>()));
+        start_on(&dir, self.db.url.clone(), agents, None).await
+    }
+
     /// The server's core (database, engine) for test set-up.
     pub fn core(&self) -> std::sync::Arc<kraken_core::Core> {
         self.server.as_ref().expect("server running").core.clone()

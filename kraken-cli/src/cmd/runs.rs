@@ -68,17 +68,58 @@ fn parse_change(s: &str) -> anyhow::Result<i64> {
     })
 }
 
+const NOTIFICATION_HEADERS: &[&str] = &[
+    "ID",
+    "EVENT",
+    "CHANNEL",
+    "TARGET",
+    "STATE",
+    "ATTEMPTS",
+    "UPDATED",
+    "LAST ERROR",
+];
+
+fn notification_row(out: &Out, n: &RunNotification) -> Vec<String> {
+    vec![
+        n.id.to_string(),
+        n.event.clone(),
+        n.channel.clone(),
+        n.target.clone(),
+        n.state.clone(),
+        n.attempts.to_string(),
+        out.when(n.updated),
+        n.last_error.clone().unwrap_or_default(),
+    ]
+}
+
 /// Runs one `kraken runs` verb.
 pub async fn run(k: &Kraken, out: &Out, c: &RunsCmd) -> anyhow::Result<()> {
     match c {
         RunsCmd::Show { run } => {
             let r = k.get_run(*run).await?;
+            let notes = k.get_run_notifications(*run).await?;
             out.show(&r, || {
                 out.table(RUN_HEADERS, vec![run_row(&r)])?;
                 if let Some(n) = &r.note {
                     out.line(format!("note: {n}"))?;
                 }
+                if !notes.is_empty() {
+                    out.line("notifications:")?;
+                    out.table(
+                        NOTIFICATION_HEADERS,
+                        notes.iter().map(|n| notification_row(out, n)).collect(),
+                    )?;
+                }
                 Ok(())
+            })?;
+        }
+        RunsCmd::Notifications { run } => {
+            let notes = k.get_run_notifications(*run).await?;
+            out.show(&notes, || {
+                out.table(
+                    NOTIFICATION_HEADERS,
+                    notes.iter().map(|n| notification_row(out, n)).collect(),
+                )
             })?;
         }
         RunsCmd::Create { flow, stage, args } => {

@@ -417,6 +417,8 @@ ops! {
 
     /// `GET /runs/{id}`.
     fn get_run(id: i64) -> Run = GET ("/runs/{}", id);
+    /// `GET /runs/{id}/notifications`.
+    fn get_run_notifications(run_id: i64) -> Vec<RunNotification> = GET ("/runs/{}/notifications", run_id);
     /// `PUT /runs/{id}`: start a manual run or replay.
     fn run_run_jobs(run_id: i64) -> Run = PUT ("/runs/{}", run_id);
     /// `POST /runs/{id}`: analyse again.

@@ -7,39 +7,12 @@
 //! background tasks (the original's `rq` entry, with its job lists), and
 //! the errors logged in the last hour.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use super::Local;
 use crate::error::{Error, Result};
 
-/// How long a reachability check may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Whether a TCP connection to `addr` (`host:port`) opens in time; why not.
-async fn reachable(addr: &str) -> std::result::Result<(), String> {
-    match tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
-        Err(_) => Err(format!(
-            "cannot connect to {addr}: no answer in {} s",
-            CHECK_TIMEOUT.as_secs()
-        )),
-    }
-}
-
 impl Local {
-    async fn setting_text(&self, group: &str, name: &str) -> Result<String> {
-        Ok(self
-            .store()
-            .setting(group, name)
-            .await?
-            .unwrap_or_default()
-            .trim()
-            .to_string())
-    }
-
     /// `GET /diagnostics` (superadmins).
     pub async fn get_diagnostics(&self) -> Result<Value> {
         self.who
@@ -98,37 +71,12 @@ impl Local {
         self.who
             .require_superadmin("only superadmin can check settings")?;
         let state = match resource {
-            "email" => {
-                let server = self.setting_text("notification", "smtp_server").await?;
-                if server.is_empty() {
-                    // The original's words, typo included.
-                    "STMP server address is empty".to_string()
-                } else {
-                    let addr = if server.contains(':') {
-                        server.clone()
-                    } else {
-                        format!("{server}:25")
-                    };
-                    match reachable(&addr).await {
-                        Ok(()) => "ok".to_string(),
-                        Err(e) => e,
-                    }
-                }
-            }
-            "slack" => {
-                if self
-                    .setting_text("notification", "slack_token")
-                    .await?
-                    .is_empty()
-                {
-                    "Slack token is empty".to_string()
-                } else {
-                    match reachable("slack.com:443").await {
-                        Ok(()) => "ok".to_string(),
-                        Err(e) => format!("the token is set but Slack cannot be reached: {e}"),
-                    }
-                }
-            }
+            // Connect (and log in) to the SMTP server; ask Slack's
+            // `auth.test` whether it takes the token.
+            "email" | "slack" => match self.engine().check_notification_settings(resource).await? {
+                Ok(()) => "ok".to_string(),
+                Err(why) => why,
+            },
             "aws" | "azure" | "kubernetes" => format!(
                 "{resource} is not supported by this server: it does not deploy agents in clouds"
             ),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::Local;
 use crate::error::{Error, Result};
-use crate::model::{Flow, List, Run, flow_kind};
+use crate::model::{Flow, List, Run, RunNotification, flow_kind};
 use crate::store::flows::{FlowRow, JobCounts, RunRow};
 
 impl Local {
@@ -128,6 +128,34 @@ impl Local {
             .stage_runs(stage_id, limit.unwrap_or(100).clamp(1, 1000))
             .await?;
         self.runs_json(&runs, &place).await
+    }
+
+    /// `GET /runs/{id}/notifications`: the run's notifications and how
+    /// their delivery went.
+    pub async fn get_run_notifications(&self, run_id: i64) -> Result<Vec<RunNotification>> {
+        let run = self.store().require_run(run_id).await?;
+        let flow = self.store().require_flow(run.flow_id).await?;
+        let place = crate::view::flow_place(self.store(), flow.branch_id).await?;
+        self.who.require_view(place.project_id)?;
+        Ok(self
+            .store()
+            .run_notifications(run_id)
+            .await?
+            .into_iter()
+            .map(|n| RunNotification {
+                id: n.id,
+                run_id: n.run_id,
+                event: n.event,
+                channel: n.channel,
+                target: n.target,
+                state: n.state,
+                attempts: n.attempts,
+                last_error: n.last_error,
+                created: crate::model::Timestamp(n.created),
+                updated: crate::model::Timestamp(n.updated),
+                delivered: n.delivered.map(crate::model::Timestamp),
+            })
+            .collect())
     }
 
     /// `GET /runs/{id}`.

@@ -23,6 +23,26 @@ const SETTINGS: &[(&str, &str, &str, &str)] = &[
     ("notification", "smtp_user", "text", ""),
     ("notification", "smtp_password", "password", ""),
     ("notification", "slack_token", "password", ""),
+    // Not in the original: where the notifications go (GitHub Enterprise,
+    // self-hosted GitLab / Gitea / Radicle; empty: the repository's host)
+    // and how long a failed one is retried.
+    (
+        "notification",
+        "github_api_url",
+        "text",
+        "https://api.github.com",
+    ),
+    ("notification", "gitlab_api_url", "text", ""),
+    ("notification", "gitea_api_url", "text", ""),
+    ("notification", "radicle_api_url", "text", ""),
+    (
+        "notification",
+        "slack_api_url",
+        "text",
+        "https://slack.com/api",
+    ),
+    ("notification", "retry_delay_ms", "integer", "10000"),
+    ("notification", "retry_for_ms", "integer", "3600000"),
     ("monitoring", "sentry_dsn", "password", ""),
     ("cloud", "aws_access_key", "text", ""),
     ("cloud", "aws_secret_access_key", "password", ""),

@@ -16,6 +16,7 @@ use crate::store::Store;
 
 pub(crate) mod complete;
 pub(crate) mod context;
+pub(crate) mod notify;
 pub(crate) mod planner;
 pub mod recovery;
 pub mod repo;
@@ -59,7 +60,12 @@ impl Engine {
             store,
             events: Events::default(),
             validator: std::sync::Mutex::new(None),
-            instance: format!("{}-{}", std::process::id(), crate::store::now_ms()),
+            instance: {
+                // Unique among the engines of one process too (tests run several).
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("{}-{}-{n}", std::process::id(), crate::store::now_ms())
+            },
             git_cache,
             polling: Default::default(),
         })
@@ -122,6 +128,9 @@ impl EngineLoops {
                     tokio::time::timeout(Duration::from_secs(2), k.events.tasks.notified()).await;
             }
         }));
+
+        // Notifications: their own worker, so a slow endpoint holds nothing else.
+        tasks.push(tokio::spawn(engine.clone().notification_worker()));
 
         // Recovery: at start, then every few seconds (see recovery.rs).
         let k = engine.clone();

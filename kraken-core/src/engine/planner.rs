@@ -220,6 +220,9 @@ impl Engine {
         self.store.set_run_state(run.id, state).await?;
         self.store.reopen_flow(run.flow_id).await?;
         let run = self.store.require_run(run.id).await?;
+        // A new start of the run: commit statuses go back to pending.
+        self.queue_notifications(run.id, crate::notify::Event::Start, lease)
+            .await;
         self.trigger_jobs_leased(&run, replay, lease).await
     }
 
@@ -325,6 +328,9 @@ impl Engine {
                 .await?;
             return self.store.require_run(run.id).await;
         }
+        // Commit statuses become pending (queued, sent by the notification worker).
+        self.queue_notifications(run.id, crate::notify::Event::Start, 0)
+            .await;
         if flow.kind == flow_kind::CI {
             let newer = branch
                 .ci_last_incomplete_flow_id

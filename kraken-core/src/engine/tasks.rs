@@ -8,6 +8,8 @@ use super::recovery::{TASK_LEASE_MS, while_renewing};
 use crate::error::Result;
 use crate::events::Event;
 use crate::model::{flow_kind, run_state};
+use crate::notify::Event as NotifyEvent;
+use crate::store::tasks::TaskQueue;
 
 /// Task names.
 pub const ANALYZE_RESULTS_HISTORY: &str = "analyze_results_history";
@@ -32,7 +34,11 @@ impl Engine {
 
     /// Run queued tasks until none is left.
     pub async fn run_queued_tasks(&self) -> Result<()> {
-        while let Some(task) = self.store.claim_task(&self.instance, TASK_LEASE_MS).await? {
+        while let Some(task) = self
+            .store
+            .claim_task(&self.instance, TASK_LEASE_MS, TaskQueue::Main)
+            .await?
+        {
             let run_id = task.args.0.get(0).and_then(Value::as_i64);
             let work = async {
                 match (task.func.as_str(), run_id) {
@@ -99,6 +105,10 @@ impl Engine {
             .set_run_processed(run_id, &counters, summary.as_ref().map(|s| (flow.id, s)))
             .await?;
         crate::fault::point("after-run-processed");
+        // Regressions and new issues are known now: tell people. (Keyed by
+        // the completion, so doing this again after a restart queues nothing.)
+        self.queue_notifications(run_id, NotifyEvent::End, run.finished.unwrap_or(0))
+            .await;
         self.events.publish(Event::Run {
             run_id,
             flow_id: flow.id,

@@ -24,6 +24,7 @@ pub mod branches;
 pub mod flows;
 pub mod jobs;
 pub mod logs;
+pub mod notifications;
 pub mod projects;
 pub mod results;
 pub mod settings;

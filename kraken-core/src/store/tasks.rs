@@ -27,9 +27,36 @@ pub struct TaskRow {
     pub started: Option<i64>,
     /// Ended (ms).
     pub ended: Option<i64>,
+    /// Not to be run before (ms); `None`: at once.
+    pub run_after: Option<i64>,
+    /// How many times it was tried and put back (see [`Store::retry_task`]).
+    pub attempts: i64,
 }
 
-const TASK_COLS: &str = "id, func, args, state, error, created, started, ended";
+const TASK_COLS: &str =
+    "id, func, args, state, error, created, started, ended, run_after, attempts";
+
+/// The function of notification tasks: they have their own worker (see
+/// `engine/notify.rs`), so a slow endpoint never holds the analysis back.
+pub const NOTIFY_FUNC: &str = "notify";
+
+/// Which tasks a worker claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskQueue {
+    /// Every task but notifications (results analysis, ...).
+    Main,
+    /// Notifications only.
+    Notify,
+}
+
+impl TaskQueue {
+    fn condition(self) -> &'static str {
+        match self {
+            TaskQueue::Main => "func <> 'notify'",
+            TaskQueue::Notify => "func = 'notify'",
+        }
+    }
+}
 
 impl Store {
     /// Queue a task unless the same one is already queued; returns whether it was added.
@@ -46,19 +73,26 @@ impl Store {
         Ok(true)
     }
 
-    /// Claim the oldest task that is queued, or started by a worker whose
-    /// lease ran out (its server stopped): `owner` holds it for `lease_ms`.
-    pub async fn claim_task(&self, owner: &str, lease_ms: i64) -> Result<Option<TaskRow>> {
+    /// Claim the oldest task of `queue` that is queued and due (its
+    /// `run_after` passed), or started by a worker whose lease ran out (its
+    /// server stopped): `owner` holds it for `lease_ms`.
+    pub async fn claim_task(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        queue: TaskQueue,
+    ) -> Result<Option<TaskRow>> {
+        let which = queue.condition();
         loop {
             let now = now_ms();
-            let next: Option<i64> = on_read!(&self.db, p => sqlx::query_scalar(
-                "SELECT id FROM bg_tasks WHERE state = 'queued' \
-                 OR (state = 'started' AND (lease_until IS NULL OR lease_until < $1)) ORDER BY id LIMIT 1")
+            let next: Option<i64> = on_read!(&self.db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM bg_tasks WHERE {which} AND ((state = 'queued' AND (run_after IS NULL OR run_after <= $1)) \
+                 OR (state = 'started' AND (lease_until IS NULL OR lease_until < $1))) ORDER BY id LIMIT 1")))
                 .bind(now).fetch_optional(p).await?);
             let Some(id) = next else { return Ok(None) };
             let n = on_write!(&self.db, p => sqlx::query(
                 "UPDATE bg_tasks SET state = 'started', started = $1, claimed_by = $2, lease_until = $3 \
-                 WHERE id = $4 AND (state = 'queued' \
+                 WHERE id = $4 AND ((state = 'queued' AND (run_after IS NULL OR run_after <= $1)) \
                  OR (state = 'started' AND (lease_until IS NULL OR lease_until < $1)))")
                 .bind(now).bind(owner).bind(now + lease_ms).bind(id).execute(p).await?.rows_affected());
             if n == 1 {
@@ -68,6 +102,32 @@ impl Store {
                 );
             }
         }
+    }
+
+    /// When the next queued task of `queue` that waits is due (ms), if any.
+    pub async fn next_task_due(&self, queue: TaskQueue) -> Result<Option<i64>> {
+        let which = queue.condition();
+        Ok(
+            on_read!(&self.db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT MIN(run_after) FROM bg_tasks WHERE {which} AND state = 'queued'")))
+            .fetch_one(p).await?),
+        )
+    }
+
+    /// Put a task `owner` holds back in the queue until `run_after` (ms),
+    /// one attempt more, with why this one failed; false when it lost it.
+    pub async fn retry_task(
+        &self,
+        id: i64,
+        owner: &str,
+        run_after: i64,
+        error: &str,
+    ) -> Result<bool> {
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE bg_tasks SET state = 'queued', run_after = $1, attempts = attempts + 1, error = $2, \
+             claimed_by = NULL, lease_until = NULL WHERE id = $3 AND claimed_by = $4 AND state = 'started'")
+            .bind(run_after).bind(error).bind(id).bind(owner).execute(p).await?.rows_affected());
+        Ok(n == 1)
     }
 
     /// Extend the lease of a task `owner` works on; false when it lost it.

@@ -1,7 +1,7 @@
 //! Flows, runs and jobs (reading).
 
 use axum::Json;
-use kraken_core::model::{Flow, Job, List, Run, StageSchedule};
+use kraken_core::model::{Flow, Job, List, Run, RunNotification, StageSchedule};
 
 use crate::extract::{Caller, P, Q, R};
 use crate::openapi::ReadErrors;
@@ -90,6 +90,22 @@ pub async fn get_stage_schedule(Caller(k): Caller, P(id): P<i64>) -> R<Json<Stag
 )]
 pub async fn get_run(Caller(k): Caller, P(id): P<i64>) -> R<Json<Run>> {
     Ok(Json(k.get_run(id).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/notifications",
+    tag = "flows",
+    summary = "Notifications of a run and how their delivery went",
+    description = "Commit statuses, Slack, e-mail, Discord, Radicle and webhook notifications queued for the run's start and end (from its stage's `notification` section): where each goes (secrets masked), its state (`pending`, `delivered`, `failed`), the attempts made and the last error. Not in the original.",
+    params(("id" = i64, Path, description = "Run id")),
+    responses((status = 200, description = "OK", body = Vec<doc::RunNotification>), ReadErrors),
+)]
+pub async fn get_run_notifications(
+    Caller(k): Caller,
+    P(id): P<i64>,
+) -> R<Json<Vec<RunNotification>>> {
+    Ok(Json(k.get_run_notifications(id).await?))
 }
 
 #[utoipa::path(

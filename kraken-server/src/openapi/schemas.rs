@@ -511,6 +511,33 @@ pub struct Schedule {
     pub next_run_time: Option<Timestamp>,
 }
 
+/// A notification of a run's start or end (`GET /runs/{id}/notifications`).
+#[derive(ToSchema)]
+pub struct RunNotification {
+    /// Id.
+    pub id: i64,
+    /// Run.
+    pub run_id: i64,
+    /// `start` or `end`.
+    pub event: String,
+    /// `github`, `gitlab`, `gitea`, `slack`, `email`, `discord`, `radicle` or `webhook`.
+    pub channel: String,
+    /// Where it goes (secrets masked).
+    pub target: String,
+    /// `pending` (being sent or waiting for a retry), `delivered` or `failed` (given up).
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Queued.
+    pub created: Timestamp,
+    /// Last attempt (or queued).
+    pub updated: Timestamp,
+    /// Delivered.
+    pub delivered: Option<Timestamp>,
+}
+
 /// `GET /stages/{id}/schedule`.
 #[derive(ToSchema)]
 pub struct StageSchedule {

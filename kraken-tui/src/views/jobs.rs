@@ -35,12 +35,31 @@ pub(crate) fn job_end(j: &Job) -> Option<kraken_core::model::Timestamp> {
     j.finished.or(j.completed)
 }
 
+/// `notified 3/4, 1 failed, 1 pending` (delivered of all), or empty
+/// when the run has no notifications (`kraken runs show` has the details).
+fn notified_summary(n: &[kraken_core::model::RunNotification]) -> String {
+    if n.is_empty() {
+        return String::new();
+    }
+    let count = |s: &str| n.iter().filter(|x| x.state == s).count();
+    let mut out = format!("notified {}/{}", count("delivered"), n.len());
+    for s in ["failed", "pending"] {
+        let c = count(s);
+        if c > 0 {
+            out.push_str(&format!(", {c} {s}"));
+        }
+    }
+    out
+}
+
 /// The jobs of one run.
 #[derive(Debug)]
 pub struct JobsView {
     run_id: i64,
     stage: String,
     run: Option<Run>,
+    /// How the run's notifications went (`notified 3/4, 1 failed`).
+    notified: String,
     list: FilterList<Job>,
 }
 
@@ -51,6 +70,7 @@ impl JobsView {
             run_id,
             stage: stage.to_string(),
             run: None,
+            notified: String::new(),
             list: FilterList::new(),
         }
     }
@@ -69,12 +89,19 @@ impl Component for JobsView {
         let DashEvent::Loaded { data, .. } = ev else {
             return false;
         };
-        let Loaded::Jobs { run, jobs } = *data else {
+        let Loaded::Jobs {
+            run,
+            jobs,
+            notifications,
+        } = *data
+        else {
             return false;
         };
         let changed = self.list.set_items(jobs);
-        let head_changed = self.run.as_ref() != Some(&*run);
+        let notified = notified_summary(&notifications);
+        let head_changed = self.run.as_ref() != Some(&*run) || notified != self.notified;
         self.run = Some(*run);
+        self.notified = notified;
         changed || head_changed
     }
 
@@ -146,6 +173,9 @@ impl Component for JobsView {
             if !tests.is_empty() {
                 title.push(Span::raw(format!("tests {tests} ")));
             }
+            if !self.notified.is_empty() {
+                title.push(Span::raw(format!("{} ", self.notified)));
+            }
         }
         let filter = self.list.filter_title();
         if !filter.is_empty() {
@@ -204,5 +234,36 @@ impl Component for JobsView {
 
     fn is_editing(&self) -> bool {
         self.list.editing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::notified_summary;
+    use kraken_core::model::{RunNotification, Timestamp};
+
+    fn n(state: &str) -> RunNotification {
+        RunNotification {
+            id: 1,
+            run_id: 1,
+            event: "end".into(),
+            channel: "github".into(),
+            target: String::new(),
+            state: state.into(),
+            attempts: 1,
+            last_error: None,
+            created: Timestamp(0),
+            updated: Timestamp(0),
+            delivered: None,
+        }
+    }
+
+    #[test]
+    fn the_run_title_says_how_its_notifications_went() {
+        assert_eq!(notified_summary(&[]), "");
+        assert_eq!(
+            notified_summary(&[n("delivered"), n("failed"), n("pending"), n("delivered")]),
+            "notified 2/4, 1 failed, 1 pending"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod docker;
 mod errors;
 mod exec;
 mod handle;
+mod notify;
 mod openapi;
 mod original_agent;
 mod projects;

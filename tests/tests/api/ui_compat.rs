@@ -152,11 +152,13 @@ async fn diagnostics_and_settings_checks() {
         .await
         .expect(403);
 
-    // Email: not configured, then a server that answers, then one that does not.
+    // Email: not configured, then a server that is not there. (A real SMTP
+    // server answering "ok" is in notify.rs.)
     let st = admin.get("/api/settings/email/working-state").await;
     assert_eq!(st.expect(200)["state"], "STMP server address is empty");
-    let smtp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = smtp.local_addr().unwrap().to_string();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
     admin
         .put(
             "/api/settings",
@@ -165,14 +167,11 @@ async fn diagnostics_and_settings_checks() {
         .await
         .expect(200);
     let st = admin.get("/api/settings/email/working-state").await;
-    assert_eq!(st.expect(200)["state"], "ok");
-    drop(smtp);
-    let st = admin.get("/api/settings/email/working-state").await;
     assert!(
         st.expect(200)["state"]
             .as_str()
             .unwrap()
-            .starts_with("cannot connect to"),
+            .starts_with("SMTP:"),
         "{:?}",
         st.body
     );
