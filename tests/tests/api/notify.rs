@@ -844,3 +844,68 @@ async fn two_servers_on_postgresql_send_each_notification_once() {
     }
     other.shutdown().await.unwrap();
 }
+
+/// End to end with real deliveries: a GitHub push webhook sets `pending`
+/// then `success` on the pushed commit, and a Radicle patch webhook gets
+/// the results as a comment on that patch.
+#[tokio::test]
+async fn webhook_deliveries_get_commit_statuses_and_patch_comments() {
+    let rec = Recorder::start(0).await;
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    configure(&admin, &rec, "127.0.0.1:1", 60_000).await;
+    let notification = "{\"github\": {\"credentials\": \"bot:#{KK_SECRET_SIMPLE_token}\"}, \
+         \"radicle\": {\"credentials\": \"bot:#{KK_SECRET_SIMPLE_token}\"}}";
+    let (pid, _) = project(&admin, "hooked", &stage(PASS, notification)).await;
+    admin
+        .put(
+            &format!("/api/projects/{pid}"),
+            json!({"webhooks": {"github_enabled": true, "radicle_enabled": true}}),
+        )
+        .await
+        .expect(200);
+    let http = reqwest::Client::new();
+
+    let push = json!({"ref": "refs/heads/main", "before": "0", "after": SHA,
+        "repository": {"clone_url": "https://github.com/acme/widget.git"},
+        "pusher": {"name": "dev"}, "commits": []});
+    let r = http
+        .post(format!("{}/webhooks/{pid}/github", s.url))
+        .header("X-GitHub-Event", "push")
+        .json(&push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let gh = rec.wait_ok("/github/", 2).await;
+    assert_eq!(gh[0].json()["state"], "pending");
+    assert_eq!(gh[1].json()["state"], "success");
+    for r in &gh {
+        assert_eq!(r.path, format!("/github/repos/acme/widget/statuses/{SHA}"));
+        assert_eq!(r.header("authorization"), basic("bot", TOKEN));
+    }
+
+    let patch = json!({"action": "created",
+        "patch": {"id": "41aafe22200464bf905b143d4233f7f1fa4a9210", "after": SHA, "title": "T",
+                  "commits": [{"id": SHA}]},
+        "author": {"alias": "dev"},
+        "repository": {"id": "z3gqcJUoA1n9HaHKufZs5FCSGazv5", "default_branch": "main",
+                       "clone_url": "https://seed.example/z3gqcJUoA1n9HaHKufZs5FCSGazv5.git"}});
+    let r = http
+        .post(format!("{}/webhooks/{pid}/radicle", s.url))
+        .header("X-Radicle-Event-Type", "patch")
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let rad = rec.wait_ok("/radicle/", 1).await;
+    assert_eq!(
+        rad[0].path,
+        "/radicle/api/v1/projects/rad:z3gqcJUoA1n9HaHKufZs5FCSGazv5/patches/41aafe22200464bf905b143d4233f7f1fa4a9210"
+    );
+    assert_eq!(rad[0].header("authorization"), format!("Bearer {TOKEN}"));
+    let body = rad[0].json();
+    assert_eq!(body["type"], "revision.comment");
+    assert!(body["body"].as_str().unwrap().contains("build"), "{body}");
+}
