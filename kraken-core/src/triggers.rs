@@ -211,6 +211,14 @@ pub fn repo_trigger_of(triggers: Option<&Value>) -> Result<Option<RepoTrigger>, 
     if repos.is_empty() {
         return Err("triggers.repo needs a url (or repos: [{url, branch}])".into());
     }
+    if let Some((bad, _)) = repos
+        .iter()
+        .find(|(u, _)| !crate::engine::repo::is_git_url(u))
+    {
+        return Err(format!(
+            "triggers.repo: '{bad}' is not a git repository URL (https, http, ssh, git, file, user@host:path or an absolute path)"
+        ));
+    }
     let spec = o
         .get("interval")
         .map(value_text)
@@ -218,11 +226,19 @@ pub fn repo_trigger_of(triggers: Option<&Value>) -> Result<Option<RepoTrigger>, 
     let interval = parse_interval(&spec).ok_or_else(|| {
         format!("incorrect triggers.repo.interval '{spec}': use e.g. '60s' or '10m'")
     })?;
-    let git_cfg = o
+    let git_cfg: Vec<(String, String)> = o
         .get("git_cfg")
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), value_text(v))).collect())
         .unwrap_or_default();
+    if let Some((k, _)) = git_cfg
+        .iter()
+        .find(|(k, _)| !crate::engine::repo::server_git_key_allowed(k))
+    {
+        return Err(format!(
+            "triggers.repo.git_cfg: git config '{k}' is not allowed on the server; only http.* transfer settings (e.g. http.lowSpeedTime, http.sslVerify, http.proxy)"
+        ));
+    }
     let access_token = text(o.get("access-token")).map(str::to_string);
     Ok(Some(RepoTrigger {
         repos,

@@ -123,6 +123,10 @@ pub fn judge(
     if let Err(v) = authenticate(provider, header, body, secret) {
         return v;
     }
+    // PostgreSQL's JSON cannot hold NUL characters: refused for every store alike.
+    if body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return Verdict::Refused("payload holds a NUL character (\\u0000)".into());
+    }
     let req: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return Verdict::Refused("payload is not a JSON object".into()),
@@ -134,6 +138,12 @@ pub fn judge(
         Provider::Radicle => digest_radicle(&event, &req),
     };
     let data = match digested {
+        Ok(Digested::Trigger(d)) if !is_commit_id(d.get("after")) => {
+            return Verdict::Refused(format!(
+                "{} {event} payload: 'after' is not a commit id (40 or 64 hexadecimal digits)",
+                provider.name()
+            ));
+        }
         Ok(Digested::Trigger(d)) => d,
         Ok(Digested::Ignore(msg)) => return Verdict::Ignored(msg),
         Err(missing) => {
@@ -148,6 +158,13 @@ pub fn judge(
         None => format!("sha256:{}", hex::encode(Sha256::digest(body))),
     };
     Verdict::Trigger { data, delivery }
+}
+
+/// A full commit id: 40 (SHA-1) or 64 (SHA-256) hexadecimal digits.
+pub fn is_commit_id(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_str).is_some_and(|s| {
+        (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// Check the signature or token of a delivery.
@@ -579,9 +596,11 @@ mod tests {
         move |k: &str| map.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
+    const B2: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+
     fn push_body() -> Vec<u8> {
         serde_json::to_vec(&json!({
-            "ref": "refs/heads/main", "before": "a1", "after": "b2",
+            "ref": "refs/heads/main", "before": "a1", "after": B2,
             "repository": {"clone_url": "https://github.com/o/r.git"},
             "pusher": {"name": "me"}, "commits": [{"id": "b2"}]
         }))
@@ -611,7 +630,7 @@ mod tests {
             };
             assert_eq!(delivery, "id:github:d1");
             assert_eq!(data["trigger"], "github-push");
-            assert_eq!(data["after"], "b2");
+            assert_eq!(data["after"], B2);
             assert_eq!(data["repo"], "https://github.com/o/r.git");
             assert_eq!(target(&data).unwrap(), ("ci", "main".to_string()));
             assert_eq!(reason(&data), "github push");
@@ -676,7 +695,7 @@ mod tests {
             "object_kind": "merge_request",
             "user": {"username": "root", "name": "Admin"},
             "project": {"web_url": "http://gl.example/root/demo", "git_http_url": "http://gl.example/root/demo.git"},
-            "object_attributes": {"action": "open", "oldrev": "o1", "last_commit": {"id": "n2"},
+            "object_attributes": {"action": "open", "oldrev": "o1", "last_commit": {"id": B2},
                 "source_branch": "feat", "target_branch": "main", "url": "http://gl.example/root/demo/-/merge_requests/2",
                 "id": 2, "title": "T", "updated_at": "2021-11-01 06:15:26 UTC"}
         }))
@@ -716,6 +735,27 @@ mod tests {
             &settings,
         );
         assert_eq!(wrong, Verdict::Refused("Invalid token".into()));
+    }
+
+    #[test]
+    fn payloads_naming_no_commit_or_holding_nul_are_refused() {
+        let settings = json!({"github_enabled": true});
+        let h = headers(&[("X-GitHub-Event", "push")]);
+        for (after, want) in [("../../x", "not a commit id"), ("abc", "not a commit id")] {
+            let body = serde_json::to_vec(
+                &json!({"ref": "refs/heads/main", "before": "0", "after": after,
+                "repository": {"clone_url": "https://h/o/r.git"}, "pusher": {}, "commits": []}),
+            )
+            .unwrap();
+            match judge(Provider::GitHub, &h, &body, &settings) {
+                Verdict::Refused(m) => assert!(m.contains(want), "{m}"),
+                v => panic!("{v:?}"),
+            }
+        }
+        let nul = br#"{"ref": "refs/heads/main\u0000", "after": "x"}"#;
+        assert!(
+            matches!(judge(Provider::GitHub, &h, nul, &settings), Verdict::Refused(m) if m.contains("NUL"))
+        );
     }
 
     #[test]

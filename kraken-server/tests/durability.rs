@@ -730,7 +730,7 @@ async fn two_servers_take_a_webhook_and_a_new_commit_once() {
         .await
         .expect(200);
     let body = serde_json::to_vec(&json!({
-        "ref": "refs/heads/main", "before": "0", "after": "1",
+        "ref": "refs/heads/main", "before": "0", "after": "1111111111111111111111111111111111111111",
         "repository": {"clone_url": url}, "pusher": {"name": "dev"}, "commits": []
     }))
     .expect("json");

@@ -56,10 +56,18 @@ impl Local {
                 .or_else(|| stored.cloned().flatten())
                 .filter(|v| !v.trim().is_empty())
         };
-        if field(&input.repo_url, current.map(|c| &c.repo_url)).is_none() {
-            return Err(Error::bad_request(
-                "repo_url is required when schema_from_repo_enabled is true",
-            ));
+        match field(&input.repo_url, current.map(|c| &c.repo_url)) {
+            None => {
+                return Err(Error::bad_request(
+                    "repo_url is required when schema_from_repo_enabled is true",
+                ));
+            }
+            Some(u) if !crate::engine::repo::is_git_url(&u) => {
+                return Err(Error::bad_request(format!(
+                    "repo_url '{u}' is not a git repository URL (https, http, ssh, git, file, user@host:path or an absolute path)"
+                )));
+            }
+            Some(_) => {}
         }
         if field(&input.schema_file, current.map(|c| &c.schema_file)).is_none() {
             return Err(Error::bad_request(

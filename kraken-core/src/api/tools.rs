@@ -46,24 +46,6 @@ fn validate_parameters(p: &Value) -> Result<()> {
     })
 }
 
-/// Whether `url` names a git repository the way `git clone` takes it: a
-/// URL of a git transport, `user@host:path`, or an absolute path.
-fn is_git_url(url: &str) -> bool {
-    let url = url.trim();
-    if url.is_empty() || url.starts_with('-') || url.chars().any(char::is_control) {
-        return false;
-    }
-    if let Some((scheme, rest)) = url.split_once("://") {
-        return matches!(scheme, "https" | "http" | "ssh" | "git" | "file") && !rest.is_empty();
-    }
-    if url.starts_with('/') {
-        return true;
-    }
-    // scp-like: [user@]host:path, no slash before the colon.
-    matches!(url.split_once(':'), Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty())
-        && url.contains('@')
-}
-
 /// A private temporary directory, removed on drop.
 struct ScratchDir(std::path::PathBuf);
 
@@ -280,7 +262,7 @@ impl Local {
             .as_deref()
             .filter(|f| !f.trim().is_empty())
             .unwrap_or("tool.json");
-        if !is_git_url(url) {
+        if !crate::engine::repo::is_git_url(url) {
             return Err(Error::bad_request(format!(
                 "incorrect remote tool url '{url}': give a git repository URL (https://, \
                  http://, ssh://, git://, file://, user@host:path or an absolute path)"
@@ -396,7 +378,7 @@ impl Local {
 
 #[cfg(test)]
 mod tests {
-    use super::{bump_version, is_git_url};
+    use super::bump_version;
 
     #[test]
     fn remote_tool_urls_are_git_urls() {
@@ -407,7 +389,7 @@ mod tests {
             "/srv/repo",
             "ssh://git@host/x",
         ] {
-            assert!(is_git_url(ok), "{ok}");
+            assert!(crate::engine::repo::is_git_url(ok), "{ok}");
         }
         for bad in [
             "",
@@ -418,7 +400,7 @@ mod tests {
             "a/b:c",
             "http://",
         ] {
-            assert!(!is_git_url(bad), "{bad}");
+            assert!(!crate::engine::repo::is_git_url(bad), "{bad}");
         }
     }
 

@@ -25,6 +25,34 @@ pub enum Delivery {
 }
 
 impl Core {
+    /// Whether a project takes a provider's webhooks, checked before a
+    /// delivery's payload is read: an unknown provider is a 404, an unknown
+    /// project or a provider turned off a 400.
+    pub async fn webhook_accepted(&self, project_id: i64, provider: &str) -> Result<()> {
+        let provider = Provider::parse(provider).ok_or_else(|| {
+            Error::not_found(format!(
+                "unknown webhook provider '{provider}': use github, gitea, gitlab or radicle"
+            ))
+        })?;
+        let Some(project) = self.store().project(project_id).await? else {
+            return Err(Error::bad_request("Invalid project id"));
+        };
+        let on = project
+            .webhooks
+            .as_ref()
+            .and_then(|w| w.0.get(format!("{}_enabled", provider.name())))
+            .and_then(Value::as_bool)
+            == Some(true);
+        if on {
+            Ok(())
+        } else {
+            Err(Error::bad_request(format!(
+                "webhooks from {} disabled",
+                provider.name()
+            )))
+        }
+    }
+
     /// Take a webhook delivery for a project. Refusals (unknown project,
     /// webhooks disabled, missing or wrong signature, malformed payload)
     /// are 400s and start nothing. (The server refuses payloads over

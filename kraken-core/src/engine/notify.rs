@@ -72,10 +72,41 @@ impl Engine {
         }
         let p = self.prepare_notification(&run, event).await?;
         let commit = p.summary.commit.clone();
+        // Credentials go to a host taken from the trigger only when the
+        // trigger's repository is one the stage clones or polls: a delivery
+        // naming another host never receives the stage's tokens.
+        let known_repo = commit.as_ref().is_some_and(|c| {
+            let mut repos = super::repo::stage_git_repos(&stage);
+            if let Ok(Some(t)) = crate::triggers::repo_trigger_of(stage.schema.0.get("triggers")) {
+                repos.extend(t.repos.into_iter().map(|(u, _)| u));
+            }
+            repos.extend(stage.repo_url.clone());
+            repos.iter().any(|u| crate::webhooks::same_repo(u, &c.repo))
+        });
+        let settings = self.notify_settings().await?;
         let mut queued = 0;
         for channel in notify::CHANNELS {
             let masked = p.masked.get(channel).cloned().unwrap_or(Value::Null);
             if !notify::applies(channel, event, &masked, commit.as_ref()) {
+                continue;
+            }
+            let api_set = match channel {
+                "gitlab" => !settings.gitlab_api_url.trim().is_empty(),
+                "gitea" => !settings.gitea_api_url.trim().is_empty(),
+                "radicle" => !settings.radicle_api_url.trim().is_empty(),
+                _ => true,
+            };
+            if !api_set && !known_repo {
+                self.notify_log(
+                    &p,
+                    "WARNING",
+                    format!(
+                        "{channel} notification of run {run_id} not sent: the trigger's repository {} is not one stage {} clones or polls, and no {channel}_api_url is set, so its credentials are not sent there",
+                        commit.as_ref().map(|c| c.repo.as_str()).unwrap_or(""),
+                        stage.name
+                    ),
+                )
+                .await;
                 continue;
             }
             let target = notify::target(channel, &masked, commit.as_ref());
@@ -311,9 +342,15 @@ impl Engine {
             }
             // Woken by a new notification, a finished one, or the next due
             // retry; every 2 s anyway (other servers queue too).
-            let wait = match self.store.next_task_due(TaskQueue::Notify).await {
-                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(5, 2000) as u64),
-                _ => Duration::from_secs(2),
+            // With every slot busy only a finished send (or the 2 s tick)
+            // can make room: no polling for due retries meanwhile.
+            let wait = if running.len() >= IN_FLIGHT {
+                Duration::from_secs(2)
+            } else {
+                match self.store.next_task_due(TaskQueue::Notify).await {
+                    Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(5, 2000) as u64),
+                    _ => Duration::from_secs(2),
+                }
             };
             tokio::select! {
                 _ = self.events.notify.notified() => {}

@@ -3,6 +3,7 @@
 //! repository (`triggers.repo`).
 
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use super::Engine;
 use crate::error::Result;
@@ -140,6 +141,45 @@ impl Engine {
     }
 }
 
+/// Whether `url` names a git repository the way `git clone` takes it: a
+/// URL of a git transport (https, http, ssh, git, file), `user@host:path`,
+/// or an absolute path; never an option or a `transport::` helper.
+pub fn is_git_url(url: &str) -> bool {
+    let url = url.trim();
+    if url.is_empty() || url.starts_with('-') || url.chars().any(char::is_control) {
+        return false;
+    }
+    if let Some((scheme, rest)) = url.split_once("://") {
+        return matches!(scheme, "https" | "http" | "ssh" | "git" | "file") && !rest.is_empty();
+    }
+    if url.starts_with('/') {
+        return true;
+    }
+    // scp-like: [user@]host:path, no slash before the colon.
+    matches!(url.split_once(':'), Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty())
+        && url.contains('@')
+}
+
+/// Whether a stage may set the git config `key` for the server's own git
+/// commands (polling, schemas from repositories): HTTP transfer settings
+/// only (`http.<setting>` or `http.<url>.<setting>`), none that names a
+/// program or a file.
+pub fn server_git_key_allowed(key: &str) -> bool {
+    const SETTINGS: &[&str] = &[
+        "lowspeedlimit",
+        "lowspeedtime",
+        "postbuffer",
+        "sslverify",
+        "version",
+        "proxy",
+        "extraheader",
+        "followredirects",
+        "useragent",
+    ];
+    let k = key.trim().to_ascii_lowercase();
+    k.starts_with("http.") && k.rsplit('.').next().is_some_and(|s| SETTINGS.contains(&s))
+}
+
 /// How long one git command against a remote may take.
 const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// The most commits recorded per repository and poll (as the original).
@@ -165,7 +205,8 @@ impl CachedRepo {
         token: Option<&str>,
         git_cfg: &[(String, String)],
     ) -> CachedRepo {
-        let name: String = url
+        // Readable, and unique per URL (`a/b` and `a_b` are two clones).
+        let readable: String = url
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '-' {
@@ -174,7 +215,10 @@ impl CachedRepo {
                     '_'
                 }
             })
+            .take(80)
             .collect();
+        let digest = sha2::Sha256::digest(url.as_bytes());
+        let name = format!("{readable}-{}", hex::encode(&digest[..6]));
         let fetch_url = token
             .filter(|t| !t.is_empty())
             .and_then(|t| crate::agent::tools::url_with_token(url, t))
@@ -196,9 +240,15 @@ impl CachedRepo {
 
     async fn git(&self, args: &[&str]) -> std::result::Result<String, String> {
         let mut cmd = tokio::process::Command::new("git");
-        for (k, v) in &self.git_cfg {
+        for (k, v) in self
+            .git_cfg
+            .iter()
+            .filter(|(k, _)| server_git_key_allowed(k))
+        {
             cmd.arg("-c").arg(format!("{k}={v}"));
         }
+        // Never a transport that runs a program, whatever the URL says.
+        cmd.args(["-c", "protocol.ext.allow=never"]);
         cmd.arg("--git-dir")
             .arg(&self.dir)
             .args(args)
@@ -223,11 +273,37 @@ impl CachedRepo {
 
     /// Fetch `branch` from the remote; returns its head commit.
     pub(crate) async fn fetch(&self, branch: &str) -> std::result::Result<String, String> {
+        if !is_git_url(&self.fetch_url) {
+            return Err("not a git repository URL (https, http, ssh, git, file, user@host:path or an absolute path)".into());
+        }
+        if branch.starts_with('-')
+            || branch
+                .chars()
+                .any(|c| c.is_control() || c == ' ' || c == ':')
+        {
+            return Err(format!("'{branch}' is not a branch name"));
+        }
         if !self.dir.join("HEAD").exists() {
             std::fs::create_dir_all(&self.dir)
                 .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
             self.git(&["init", "--quiet", "--bare"]).await?;
         }
+        // One fetch at a time into a clone (two stages may poll one URL).
+        let lock = {
+            static LOCKS: std::sync::LazyLock<
+                std::sync::Mutex<
+                    std::collections::HashMap<
+                        std::path::PathBuf,
+                        std::sync::Arc<tokio::sync::Mutex<()>>,
+                    >,
+                >,
+            > = std::sync::LazyLock::new(Default::default);
+            let mut locks = LOCKS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks.entry(self.dir.clone()).or_default().clone()
+        };
+        let _held = lock.lock().await;
         let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
         let mut args = vec!["fetch", "--quiet", "--no-tags"];
         args.extend(self.fetch_args.iter().map(String::as_str));
@@ -418,9 +494,19 @@ impl Engine {
                 Err(e) => errors.push(format!("{url} ({branch_name}): {e}")),
             }
         }
-        self.store
-            .set_timer_state(timer.id, &Value::Object(state).to_string())
+        // Recorded only if no other server recorded a poll meanwhile (a fetch
+        // slower than the interval): then that server starts the flow.
+        let recorded = self
+            .store
+            .swap_timer_state(
+                timer.id,
+                timer.state.as_deref(),
+                &Value::Object(state).to_string(),
+            )
             .await?;
+        if !recorded {
+            return Ok(());
+        }
         if errors.is_empty() {
             if stage
                 .repo_error

@@ -57,17 +57,11 @@ pub fn clone_params(params: Option<&str>) -> Result<CloneParams> {
             "-c" | "--config" => {
                 let kv = words.next().ok_or_else(bad)?;
                 let (k, v) = kv.split_once('=').ok_or_else(bad)?;
-                let key = k.to_ascii_lowercase();
-                // Keys that make git run a program are refused.
-                if key.ends_with(".sshcommand")
-                    || key.starts_with("core.")
-                    || key.contains("askpass")
-                    || key.ends_with(".uploadpack")
-                    || key.ends_with(".receivepack")
-                    || key.starts_with("credential")
-                    || key.starts_with("protocol.ext")
-                {
-                    return Err(bad());
+                // HTTP transfer settings only: no key that runs a program.
+                if !super::repo::server_git_key_allowed(k) {
+                    return Err(Error::bad_request(format!(
+                        "git_clone_params: git config '{k}' is not allowed on the server; only http.* transfer settings (e.g. http.lowSpeedTime, http.sslVerify, http.proxy)"
+                    )));
                 }
                 cfg.push((k.to_string(), v.to_string()));
             }

@@ -150,7 +150,9 @@ impl Commit {
     /// The repository's host URL (`https://host[:port]`) and its path
     /// without the leading `/` and a trailing `.git` (`org/repo`).
     pub fn host_and_path(&self) -> Option<(String, String)> {
-        let (scheme, rest) = self.repo.split_once("://")?;
+        // SSH forms (`git@host:org/repo`, `ssh://host:2222/org/repo`) as https.
+        let repo = crate::webhooks::http_url(&self.repo);
+        let (scheme, rest) = repo.split_once("://")?;
         let (host, path) = rest.split_once('/')?;
         let host = host.rsplit('@').next().unwrap_or(host);
         let path = path.trim_end_matches('/');

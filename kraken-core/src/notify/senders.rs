@@ -94,7 +94,17 @@ async fn exchange(req: reqwest::RequestBuilder) -> Result<(StatusCode, String), 
         .await
         .map_err(|e| request_error(&e))?;
     let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
+    // At most 64 KiB of an answer is read (Slack's JSON is a few hundred bytes).
+    let mut resp = resp;
+    let mut raw = Vec::new();
+    while raw.len() < 64 * 1024 {
+        match resp.chunk().await {
+            Ok(Some(c)) => raw.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    raw.truncate(64 * 1024);
+    let body = String::from_utf8_lossy(&raw).into_owned();
     let short: String = body.chars().take(300).collect();
     if status.is_success() {
         return Ok((status, body));

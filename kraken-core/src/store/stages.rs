@@ -371,11 +371,13 @@ impl Store {
 }
 
 impl Store {
-    /// Keep what a trigger remembers between firings.
-    pub async fn set_timer_state(&self, id: i64, state: &str) -> Result<()> {
-        on_write!(&self.db, p => sqlx::query("UPDATE stage_timers SET state = $1 WHERE id = $2")
-            .bind(state).bind(id).execute(p).await?.rows_affected());
-        Ok(())
+    /// Keep what a trigger remembers between firings, unless it changed
+    /// since it was `old` (another server's firing); returns whether it did.
+    pub async fn swap_timer_state(&self, id: i64, old: Option<&str>, state: &str) -> Result<bool> {
+        let n = on_write!(&self.db, p => sqlx::query(
+            "UPDATE stage_timers SET state = $1 WHERE id = $2 AND COALESCE(state, '') = $3")
+            .bind(state).bind(id).bind(old.unwrap_or("")).execute(p).await?.rows_affected());
+        Ok(n == 1)
     }
 
     /// Set (or clear) the repository error shown on a stage.

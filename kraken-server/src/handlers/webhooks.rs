@@ -23,11 +23,27 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> R<Response> {
-    let Ok(body) = axum::body::to_bytes(body, MAX_PAYLOAD).await else {
-        return Ok(error_response(&ApiError::new(
-            413,
-            format!("webhook payload is over the limit of {MAX_PAYLOAD} bytes"),
-        )));
+    // Refused before the payload is read: unknown provider or project, off.
+    st.core.webhook_accepted(project_id, &provider).await?;
+    // A bounded number of payloads in memory at once.
+    static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+    let Ok(_permit) = READING.acquire().await else {
+        return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
+    };
+    let body = match axum::body::to_bytes(body, MAX_PAYLOAD).await {
+        Ok(b) => b,
+        Err(e) if e.to_string().contains("length limit") => {
+            return Ok(error_response(&ApiError::new(
+                413,
+                format!("webhook payload is over the limit of {MAX_PAYLOAD} bytes"),
+            )));
+        }
+        Err(e) => {
+            return Ok(error_response(&ApiError::new(
+                400,
+                format!("cannot read the webhook payload: {e}"),
+            )));
+        }
     };
     let header = |name: &str| {
         headers

@@ -909,3 +909,67 @@ async fn webhook_deliveries_get_commit_statuses_and_patch_comments() {
     assert_eq!(body["type"], "revision.comment");
     assert!(body["body"].as_str().unwrap().contains("build"), "{body}");
 }
+
+/// A delivery naming a repository the stage neither clones nor polls never
+/// makes the server send the stage's credentials to that repository's host.
+#[tokio::test]
+async fn credentials_go_only_to_repositories_the_stage_knows() {
+    let rec = Recorder::start(0).await;
+    let evil = Recorder::start(0).await;
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    configure(&admin, &rec, "127.0.0.1:1", 60_000).await;
+    // No API URL for GitLab: it would be taken from the repository's host.
+    admin
+        .put(
+            "/api/settings",
+            json!({"notification": {"gitlab_api_url": ""}}),
+        )
+        .await
+        .expect(200);
+    let notification = "{\"gitlab\": {\"credentials\": \"bot:#{KK_SECRET_SIMPLE_token}\"}, \
+         \"webhook\": {\"url\": \"URL/hook\"}}"
+        .replace("URL", &rec.url);
+    let (pid, bid) = project(&admin, "guarded", &stage(PASS, &notification)).await;
+    admin
+        .put(
+            &format!("/api/projects/{pid}"),
+            json!({"webhooks": {"github_enabled": true}}),
+        )
+        .await
+        .expect(200);
+    let push = json!({"ref": "refs/heads/main", "before": "0", "after": SHA,
+        "repository": {"clone_url": format!("{}/evil/repo.git", evil.url)},
+        "pusher": {"name": "mallory"}, "commits": []});
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhooks/{pid}/github", s.url))
+        .header("X-GitHub-Event", "push")
+        .json(&push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let flows = admin
+        .wait_for(&format!("/api/branches/{bid}/flows/ci"), WAIT, |b| {
+            b["total"] == 1
+        })
+        .await;
+    let fid = flows["items"][0]["id"].as_i64().unwrap();
+    admin.wait_flow(fid, WAIT).await;
+    // The webhook (no credentials) still reports the start and end of the run.
+    rec.wait_ok("/hook", 2).await;
+    assert!(
+        evil.requests("/").is_empty(),
+        "nothing goes to the delivery's host"
+    );
+    let logs = admin
+        .get(&format!("/api/logs?flow_id={fid}&services=rq&limit=1000"))
+        .await;
+    assert!(
+        logs.body
+            .to_string()
+            .contains("its credentials are not sent there"),
+        "{}",
+        logs.body
+    );
+}

@@ -119,7 +119,7 @@ async fn a_bad_repo_trigger_is_refused_when_the_stage_is_saved() {
     let admin = s.admin().await;
     let pid = admin.project("p").await;
     let bid = admin.branch(pid, "main").await;
-    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"repo\": {\"url\": \"x\", \"interval\": \"soon\"}}, \"jobs\": []}\n";
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"repo\": {\"url\": \"https://h/r.git\", \"interval\": \"soon\"}}, \"jobs\": []}\n";
     let a = admin
         .post(
             &format!("/api/branches/{bid}/stages"),

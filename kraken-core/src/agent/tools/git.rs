@@ -102,7 +102,9 @@ fn trigger_commit(f: Fields<'_>) -> Option<String> {
     let repo = td.get("repo")?.as_str()?;
     let http_url = f.get("http_url")?.as_str()?;
     let after = td.get("after")?.as_str()?;
-    (repo == http_url && !after.is_empty()).then(|| after.to_string())
+    // A commit id only: never something `git checkout` takes as an option.
+    let commit = !after.is_empty() && after.bytes().all(|b| b.is_ascii_hexdigit());
+    (repo == http_url && commit).then(|| after.to_string())
 }
 
 /// Run a `git` step.
