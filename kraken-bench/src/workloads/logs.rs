@@ -72,6 +72,49 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     out.figure("created → first line readable", first_at.as_secs_f64(), "s");
     out.figure("created → last line readable", last_at.as_secs_f64(), "s");
     out.figure("created → flow completed", done_at.as_secs_f64(), "s");
+    // Paging the finished log: the job's output view and its step's view.
+    let pages = [
+        (
+            "job log, first page",
+            format!("/api/jobs/{job}/logs?start=0&limit=10"),
+        ),
+        (
+            "job log, middle page",
+            format!("/api/jobs/{job}/logs?start={}&limit=10", n / 2),
+        ),
+        (
+            "job log, last page",
+            format!(
+                "/api/jobs/{job}/logs?start={}&limit=10",
+                n.saturating_sub(10)
+            ),
+        ),
+        (
+            "job log, newest (order=desc)",
+            format!("/api/jobs/{job}/logs?start=0&limit=10&order=desc"),
+        ),
+        (
+            "step log, last page",
+            format!(
+                "/api/jobs/{job}/0/logs?start={}&limit=10",
+                n.saturating_sub(10)
+            ),
+        ),
+    ];
+    for (name, path) in pages {
+        let mut took = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            ctx.api.get(&path).await?;
+            took.push(t.elapsed());
+        }
+        took.sort();
+        out.figure(
+            format!("{name} (median of 5)"),
+            took[2].as_secs_f64() * 1000.0,
+            "ms",
+        );
+    }
     out.note(format!(
         "one job runs `{cmd}` on the server's agents; GET /api/jobs/{{id}}/logs?start=0&limit=3&order=desc \
          is polled (every {} ms, then {} ms) until it counts {n} lines and one of the newest is `{n}`; \

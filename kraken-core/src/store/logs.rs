@@ -1,5 +1,7 @@
 //! Log lines: step output of jobs and the server's own logs.
 
+use std::collections::{BTreeMap, HashMap};
+
 use super::{Store, in_tx, on_read};
 use crate::error::Result;
 use crate::model::LogFilter;
@@ -153,24 +155,72 @@ macro_rules! bind_all {
 }
 
 impl Store {
-    /// Store log lines (in batches, in one transaction); returns the id of the last one.
+    /// Store log lines (in batches, in one transaction); returns the id of
+    /// the last one. A job's lines get their positions (among its tool
+    /// output, and among its step's lines) and its kept counts grow, in the
+    /// same transaction: pages of its log are then found by position.
     pub async fn insert_logs(&self, logs: &[NewLog]) -> Result<Option<i64>> {
         if logs.is_empty() {
             return Ok(None);
         }
+        let is_tool = |l: &NewLog| l.job_id != 0 && !l.tool.is_empty() && l.service == "agent";
+        // Ordered maps: every transaction takes the count rows' locks in
+        // the same order (no deadlock between servers).
+        let mut jobs: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        let mut steps: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        for l in logs.iter().filter(|l| l.job_id != 0) {
+            let j = jobs.entry(l.job_id).or_default();
+            j.0 += 1;
+            j.1 += i64::from(is_tool(l));
+            *steps.entry((l.job_id, l.step)).or_default() += 1;
+        }
         let last = in_tx!(&self.db, tx => {
+            let mut next_tool: HashMap<i64, i64> = HashMap::new();
+            for (job, (n, t)) in &jobs {
+                let (_, tool_lines): (i64, i64) = sqlx::query_as(
+                    "INSERT INTO job_log_counts (job_id, lines, tool_lines) VALUES ($1, $2, $3) \
+                     ON CONFLICT (job_id) DO UPDATE SET lines = job_log_counts.lines + excluded.lines, \
+                     tool_lines = job_log_counts.tool_lines + excluded.tool_lines RETURNING lines, tool_lines")
+                    .bind(job).bind(n).bind(t).fetch_one(&mut *tx).await?;
+                next_tool.insert(*job, tool_lines - t);
+            }
+            let mut next_step: HashMap<(i64, i64), i64> = HashMap::new();
+            for ((job, step), n) in &steps {
+                let lines: i64 = sqlx::query_scalar(
+                    "INSERT INTO step_log_counts (job_id, step, lines) VALUES ($1, $2, $3) \
+                     ON CONFLICT (job_id, step) DO UPDATE SET lines = step_log_counts.lines + excluded.lines \
+                     RETURNING lines")
+                    .bind(job).bind(step).bind(n).fetch_one(&mut *tx).await?;
+                next_step.insert((*job, *step), lines - n);
+            }
+            let positions: Vec<(Option<i64>, Option<i64>)> = logs
+                .iter()
+                .map(|l| {
+                    if l.job_id == 0 {
+                        return (None, None);
+                    }
+                    let tool = is_tool(l).then(|| {
+                        let p = next_tool.entry(l.job_id).or_default();
+                        *p += 1;
+                        *p - 1
+                    });
+                    let p = next_step.entry((l.job_id, l.step)).or_default();
+                    *p += 1;
+                    (tool, Some(*p - 1))
+                })
+                .collect();
             let mut last = None;
-            for chunk in logs.chunks(400) {
+            for (chunk, pos) in logs.chunks(400).zip(positions.chunks(400)) {
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
-                     flow_kind, flow_id, run_id, job_id, step, tool, agent_id) ",
+                     flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) ",
                 );
-                qb.push_values(chunk, |mut b, l| {
+                qb.push_values(chunk.iter().zip(pos), |mut b, (l, (tp, sp))| {
                     b.push_bind(l.time).push_bind(l.seq).push_bind(l.message.as_str()).push_bind(l.service.as_str())
                         .push_bind(l.host.as_str()).push_bind(l.path.as_str()).push_bind(l.lineno)
                         .push_bind(l.level.as_str()).push_bind(l.branch_id).push_bind(l.flow_kind)
                         .push_bind(l.flow_id).push_bind(l.run_id).push_bind(l.job_id).push_bind(l.step)
-                        .push_bind(l.tool.as_str()).push_bind(l.agent_id);
+                        .push_bind(l.tool.as_str()).push_bind(l.agent_id).push_bind(*tp).push_bind(*sp);
                 });
                 qb.push(" RETURNING id");
                 let ids: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -181,6 +231,61 @@ impl Store {
         Ok(last)
     }
 
+    /// A page of a job's log found by position, when its filter is one
+    /// whose count is kept (the job's tool output, or one step's lines)
+    /// and the job has one; `None` otherwise.
+    async fn page_by_position(
+        &self,
+        f: &LogFilter,
+        start: i64,
+        limit: i64,
+        desc: bool,
+    ) -> Result<Option<(Vec<LogRow>, i64)>> {
+        let Some(job) = f.job_id else { return Ok(None) };
+        let plain = f.run_id.is_none()
+            && f.flow_id.is_none()
+            && f.branch_id.is_none()
+            && f.flow_kind.is_none()
+            && f.agent_id.is_none()
+            && f.after.is_none()
+            && f.services.is_empty()
+            && f.level.is_none()
+            && f.text.is_none();
+        if !plain {
+            return Ok(None);
+        }
+        let (total, col, cond): (Option<i64>, &str, String) = match (f.tool_output_only, f.step) {
+            (true, None) => (
+                on_read!(&self.db, p => sqlx::query_scalar(
+                    "SELECT tool_lines FROM job_log_counts WHERE job_id = $1")
+                    .bind(job).fetch_optional(p).await?),
+                "tool_pos",
+                "job_id = $1".to_string(),
+            ),
+            (false, Some(step)) => (
+                on_read!(&self.db, p => sqlx::query_scalar(
+                    "SELECT lines FROM step_log_counts WHERE job_id = $1 AND step = $2")
+                    .bind(job).bind(step).fetch_optional(p).await?),
+                "step_pos",
+                format!("job_id = $1 AND step = {step}"),
+            ),
+            _ => return Ok(None),
+        };
+        let Some(total) = total else { return Ok(None) };
+        let (op, dir, from) = if desc {
+            ("<=", "DESC", total - 1 - start)
+        } else {
+            (">=", "ASC", start)
+        };
+        let q = format!(
+            "SELECT {LOG_COLS} FROM logs WHERE {cond} AND {col} IS NOT NULL AND {col} {op} $2 \
+             ORDER BY {col} {dir} LIMIT $3"
+        );
+        let rows: Vec<LogRow> = on_read!(&self.db, p => sqlx::query_as::<_, LogRow>(sqlx::AssertSqlSafe(q))
+            .bind(job).bind(from).bind(limit).fetch_all(p).await?);
+        Ok(Some((rows, total)))
+    }
+
     /// A page of log lines matching `f`, ordered by id, and the total count.
     pub async fn query_logs(
         &self,
@@ -189,6 +294,9 @@ impl Store {
         limit: i64,
         desc: bool,
     ) -> Result<(Vec<LogRow>, i64)> {
+        if let Some(page) = self.page_by_position(f, start, limit, desc).await? {
+            return Ok(page);
+        }
         let (cond, params) = where_clause(f);
         let dir = if desc { "DESC" } else { "ASC" };
         let n = params.len();
@@ -237,6 +345,16 @@ impl Store {
         flow_kind: i64,
         before: i64,
     ) -> Result<u64> {
+        // Jobs losing lines lose their kept counts: their pages are then
+        // found by counting and skipping, which stays right for what is left.
+        for table in ["job_log_counts", "step_log_counts"] {
+            let q = format!(
+                "DELETE FROM {table} WHERE job_id IN (SELECT DISTINCT job_id FROM logs \
+                 WHERE branch_id = $1 AND flow_kind = $2 AND time < $3 AND job_id <> 0)"
+            );
+            super::on_write!(&self.db, p => sqlx::query(sqlx::AssertSqlSafe(q))
+                .bind(branch_id).bind(flow_kind).bind(before).execute(p).await?.rows_affected());
+        }
         Ok(super::on_write!(&self.db, p => sqlx::query(
             "DELETE FROM logs WHERE branch_id = $1 AND flow_kind = $2 AND time < $3")
             .bind(branch_id).bind(flow_kind).bind(before).execute(p).await?.rows_affected()))

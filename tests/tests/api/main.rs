@@ -10,6 +10,7 @@ mod docker;
 mod errors;
 mod exec;
 mod handle;
+mod log_paging;
 mod notify;
 mod openapi;
 mod original_agent;
