@@ -136,6 +136,24 @@ async fn a_cache_saved_by_one_flow_is_restored_by_the_next() {
     );
     // The second save supersedes the first: one entry per key is kept.
     assert_eq!(stored_entries(&s, bid, stage, "deps"), [second]);
+
+    // An entry whose archives vanish between look-up and fetch (a newer
+    // save purged it meanwhile) is skipped: the job goes on and passes.
+    let entry = s
+        .data_dir
+        .join(format!("cache/{bid:08}/{stage}-cache_job/deps/{second}"));
+    for f in std::fs::read_dir(&entry).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "gz") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let (_, log) = run_job(admin.flow(bid).await).await;
+    assert!(
+        log.contains("of cache key 'deps' (replaced meanwhile?)"),
+        "{log}"
+    );
+    assert!(log.contains("skipped"), "{log}");
     let _ = stop.send(true);
 }
 

@@ -280,7 +280,16 @@ async fn restore(run: &StepRun<'_>) -> Result<StepOutcome, String> {
                 .await
             {
                 Err(stop) => return Ok(stopped(stop, None)),
-                Ok(Err(e)) => return Err(format!("cannot fetch {name} of cache key '{key}': {e}")),
+                // A cache is an optimisation: an entry replaced (and purged)
+                // by a newer save while this job restored it is skipped.
+                Ok(Err(e)) => {
+                    log(
+                        run,
+                        format!("cannot fetch {name} of cache key '{key}' (replaced meanwhile?): {e}; skipped"),
+                    )
+                    .await;
+                    break;
+                }
                 Ok(Ok(_)) => {}
             }
             let expanded = expand_for(run, path);
