@@ -103,7 +103,7 @@ impl Core {
                         &delivery,
                         since,
                         TRIGGER_FLOW,
-                        &json!([project_id, data]),
+                        &json!([project_id, data, delivery]),
                     )
                     .await?;
                 if !taken {

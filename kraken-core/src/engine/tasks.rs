@@ -46,7 +46,16 @@ impl Engine {
                     (ANALYZE_RUN, Some(id)) => self.analyze_run(id).await,
                     (TRIGGER_FLOW, Some(project_id)) => {
                         let trigger = task.args.0.get(1).cloned().unwrap_or(Value::Null);
-                        self.trigger_flow(project_id, &trigger).await.map(|_| ())
+                        let outcome = self.trigger_flow(project_id, &trigger).await.map(|_| ());
+                        // Failed: the code host's redelivery of it is taken again.
+                        if outcome.is_err()
+                            && let Some(delivery) = task.args.0.get(2).and_then(Value::as_str)
+                        {
+                            self.store
+                                .forget_webhook_delivery(project_id, delivery)
+                                .await?;
+                        }
+                        outcome
                     }
                     (other, _) => Err(crate::error::Error::bad_request(format!(
                         "unknown task {other} with arguments {}",

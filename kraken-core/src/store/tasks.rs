@@ -169,6 +169,15 @@ impl Store {
 }
 
 impl Store {
+    /// Forget a delivery taken before (its flow could not be started), so
+    /// that the code host's redelivery is taken.
+    pub async fn forget_webhook_delivery(&self, project_id: i64, delivery: &str) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE project_id = $1 AND delivery = $2")
+            .bind(project_id).bind(delivery).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
     /// Take a webhook delivery once: record `delivery` for the project and
     /// queue the task `func(args)` in one transaction. Returns false (and
     /// queues nothing) when the same delivery was taken before, at or after

@@ -392,3 +392,21 @@ async fn pull_requests_start_dev_flows_and_pushes_of_another_repo_join() {
     .await;
     assert_eq!(r.status(), 400);
 }
+
+/// A delivery whose flow could not be started is forgotten, so the code
+/// host's redelivery is taken; a taken one is not taken twice.
+#[tokio::test]
+async fn a_forgotten_delivery_is_taken_again() {
+    let s = TestServer::start().await;
+    let core = s.core();
+    let store = core.engine().store();
+    let args = json!([1, {"trigger": "github-push"}, "id:github:d9"]);
+    let take = || store.take_webhook_delivery(1, "id:github:d9", i64::MIN, "noop_test", &args);
+    assert!(take().await.unwrap());
+    assert!(!take().await.unwrap());
+    store
+        .forget_webhook_delivery(1, "id:github:d9")
+        .await
+        .unwrap();
+    assert!(take().await.unwrap());
+}
