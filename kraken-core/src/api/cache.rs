@@ -76,10 +76,35 @@ fn entry_file(name: &str) -> Result<&str> {
     Ok(name)
 }
 
-/// The folder of a key of a job: `cache/<branch>/<stage>-<job name>/<key>`.
+/// Where DEV flows' entries live: pull requests never write what CI
+/// flows restore (they may read CI's entries when they have none).
+const DEV_ROOT: &str = "cache-dev";
+
+/// The folders a job looks up a key in, its own first: a CI job only
+/// CI's, a DEV job DEV's then CI's.
+fn lookup_folders(place: &JobPlace, job: &JobRow, key: &str) -> Result<Vec<String>> {
+    let ci = key_folder_in(ROOT, place, job, key)?;
+    Ok(if place.flow_kind == crate::model::flow_kind::DEV {
+        vec![key_folder_in(DEV_ROOT, place, job, key)?, ci]
+    } else {
+        vec![ci]
+    })
+}
+
+/// The folder a job saves a key in: `cache/<branch>/<stage>-<job name>/<key>`
+/// (`cache-dev/...` for DEV flows).
 fn key_folder(place: &JobPlace, job: &JobRow, key: &str) -> Result<String> {
+    let root = if place.flow_kind == crate::model::flow_kind::DEV {
+        DEV_ROOT
+    } else {
+        ROOT
+    };
+    key_folder_in(root, place, job, key)
+}
+
+fn key_folder_in(root: &str, place: &JobPlace, job: &JobRow, key: &str) -> Result<String> {
     Ok(format!(
-        "{ROOT}/{:08}/{}-{}/{}",
+        "{root}/{:08}/{}-{}/{}",
         place.branch_id,
         place.stage_id,
         cache_segment(&job.name, "job name")?,
@@ -102,7 +127,7 @@ fn entries(listed: Vec<Listed>) -> Entries {
         let Ok(id) = entry.parse::<i64>() else {
             continue;
         };
-        if root != ROOT {
+        if root != ROOT && root != DEV_ROOT {
             continue;
         }
         let folder = parts[..4].join("/");
@@ -229,16 +254,22 @@ impl Core {
         key: &str,
     ) -> Result<Value> {
         let (job, place) = self.cache_job(auth, job_id).await?;
-        let folder = key_folder(&place, &job, key)?;
         let now = chrono::Utc::now();
-        let listed = self.blobs.list(&format!("{folder}/")).await?;
-        let newest = entries(listed)
-            .remove(&folder)
-            .unwrap_or_default()
-            .into_iter()
-            .rev()
-            .find(|(_, files)| complete(files) && !expired(files, now));
-        let Some((entry, _)) = newest else {
+        let mut found = None;
+        for folder in lookup_folders(&place, &job, key)? {
+            let listed = self.blobs.list(&format!("{folder}/")).await?;
+            let newest = entries(listed)
+                .remove(&folder)
+                .unwrap_or_default()
+                .into_iter()
+                .rev()
+                .find(|(_, files)| complete(files) && !expired(files, now));
+            if let Some((entry, _)) = newest {
+                found = Some((folder, entry));
+                break;
+            }
+        }
+        let Some((folder, entry)) = found else {
             return Ok(json!({"key": key, "entry": null, "files": {}}));
         };
         let meta_key = format!("{folder}/{entry}/{META}");
@@ -264,15 +295,19 @@ impl Core {
         name: &str,
     ) -> Result<Blob> {
         let (job, place) = self.cache_job(auth, job_id).await?;
-        let folder = key_folder(&place, &job, key)?;
         let name = entry_file(name)?;
-        self.read_blob(&format!("{folder}/{entry}/{name}"))
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "cache file {name} of entry {entry} of key '{key}' not found (expired?)"
-                ))
-            })
+        let mut blob = None;
+        for folder in lookup_folders(&place, &job, key)? {
+            blob = self.read_blob(&format!("{folder}/{entry}/{name}")).await?;
+            if blob.is_some() {
+                break;
+            }
+        }
+        blob.ok_or_else(|| {
+            Error::not_found(format!(
+                "cache file {name} of entry {entry} of key '{key}' not found (expired?)"
+            ))
+        })
     }
 
     /// Remove expired cache entries, and entries a newer one of the same
@@ -282,15 +317,19 @@ impl Core {
         branch_id: Option<i64>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<usize> {
-        let prefix = match branch_id {
-            Some(b) => format!("{ROOT}/{b:08}/"),
-            None => format!("{ROOT}/"),
-        };
-        let doomed = doomed(self.blobs.list(&prefix).await?, now);
-        for key in &doomed {
-            self.blobs.delete(key).await?;
+        let mut gone = 0;
+        for root in [ROOT, DEV_ROOT] {
+            let prefix = match branch_id {
+                Some(b) => format!("{root}/{b:08}/"),
+                None => format!("{root}/"),
+            };
+            let doomed = doomed(self.blobs.list(&prefix).await?, now);
+            for key in &doomed {
+                self.blobs.delete(key).await?;
+            }
+            gone += doomed.len();
         }
-        Ok(doomed.len())
+        Ok(gone)
     }
 }
 

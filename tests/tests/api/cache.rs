@@ -192,3 +192,49 @@ async fn saving_a_missing_path_fails_and_strangers_are_refused() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 401, "{:?}", r.text().await);
 }
+
+/// Pull requests (DEV flows) never write what CI flows restore: a DEV job
+/// reads CI's entry when it has none of its own, and saves apart.
+#[tokio::test]
+async fn dev_flows_read_ci_caches_but_never_write_them() {
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let work = tempfile::tempdir().unwrap();
+    let stop = http_agent(&s, &admin, work.path()).await;
+    let steps = json!([
+        {"tool": "cache", "action": "restore", "key": "deps"},
+        {"tool": "shell", "cmd": "echo \"found=$(cat aaa/a.txt 2>/dev/null || echo none)\"; mkdir -p aaa; echo #{KK_FLOW_TYPE} > aaa/a.txt"},
+        {"tool": "cache", "action": "save", "key": "deps", "paths": ["aaa"]},
+    ]);
+    let code = format!(
+        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{{\"name\": \"cache job\", \"steps\": {steps}, \"environments\": [{{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"c\"}}]}}]}}\n"
+    );
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin.stage(bid, "cached", &code).await;
+    let found = |kind: &'static str| {
+        let admin = &admin;
+        async move {
+            let f = admin
+                .post(&format!("/api/branches/{bid}/flows/{kind}"), json!({}))
+                .await;
+            let done = admin
+                .wait_flow(f.expect(201)["id"].as_i64().unwrap(), WAIT)
+                .await;
+            let job = admin
+                .run_jobs(done["runs"][0]["id"].as_i64().unwrap())
+                .await
+                .remove(0);
+            assert_eq!(job["completion_status"], 0, "{job}");
+            let log = admin.job_log(job["id"].as_i64().unwrap()).await;
+            log.iter()
+                .find_map(|l| l.trim_end().strip_prefix("found=").map(str::to_string))
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(found("ci").await, "none");
+    assert_eq!(found("dev").await, "CI", "a DEV job reads CI's entry");
+    assert_eq!(found("ci").await, "CI", "a CI job never reads a DEV entry");
+    assert_eq!(found("dev").await, "DEV", "a DEV job prefers its own");
+    let _ = stop.send(true);
+}
