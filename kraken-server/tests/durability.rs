@@ -722,13 +722,7 @@ async fn two_servers_take_a_webhook_and_a_new_commit_once() {
     admin
         .stage(hooked, "build", &shell_stage("root", "j", &["true"]))
         .await;
-    admin
-        .put(
-            &format!("/api/projects/{p}"),
-            json!({"webhooks": {"github_enabled": true}}),
-        )
-        .await
-        .expect(200);
+    admin.webhooks(p, json!({"github_enabled": true})).await;
     let body = serde_json::to_vec(&json!({
         "ref": "refs/heads/main", "before": "0", "after": "1111111111111111111111111111111111111111",
         "repository": {"clone_url": url}, "pusher": {"name": "dev"}, "commits": []

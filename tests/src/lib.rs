@@ -373,6 +373,16 @@ impl Client {
         a.expect(201)["id"].as_i64().expect("project id")
     }
 
+    /// Set a project's webhook settings (`{"github_enabled": true, ...}`).
+    pub async fn webhooks(&self, project: i64, settings: Value) {
+        self.put(
+            &format!("/api/projects/{project}"),
+            json!({ "webhooks": settings }),
+        )
+        .await
+        .expect(200);
+    }
+
     /// Create a branch and return its id.
     pub async fn branch(&self, project: i64, name: &str) -> i64 {
         let a = self

@@ -60,6 +60,23 @@ fn required<'a>(q: &'a Q, key: &str) -> R<&'a str> {
         .ok_or_else(|| AppError(Error::bad_request(format!("missing {key} parameter"))))
 }
 
+fn required_int(q: &Q, key: &str) -> R<i64> {
+    q.int(key)?
+        .ok_or_else(|| AppError(Error::bad_request(format!("missing {key} parameter"))))
+}
+
+/// A blob streamed as bytes of known length.
+fn octet_stream(blob: kraken_core::storage::Blob) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, blob.size.to_string()),
+        ],
+        Body::from_stream(blob.body),
+    )
+        .into_response()
+}
+
 pub async fn upload_artifact(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -107,9 +124,7 @@ pub async fn read_artifact(
     P(job_id): P<i64>,
     q: Q,
 ) -> R<Response> {
-    let run_id = q
-        .int("run_id")?
-        .ok_or_else(|| AppError(Error::bad_request("missing run_id parameter")))?;
+    let run_id = required_int(&q, "run_id")?;
     let blob = st
         .core
         .agent_read_artifact(
@@ -119,14 +134,7 @@ pub async fn read_artifact(
             required(&q, "path")?,
         )
         .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, blob.size.to_string()),
-        ],
-        Body::from_stream(blob.body),
-    )
-        .into_response())
+    Ok(octet_stream(blob))
 }
 
 /// `GET /backend/tools/{id}/package?job=J`: a custom tool's package for the
@@ -138,9 +146,7 @@ pub async fn read_tool(
     P(tool_id): P<i64>,
     q: Q,
 ) -> R<Vec<u8>> {
-    let job_id = q
-        .int("job")?
-        .ok_or_else(|| AppError(Error::bad_request("missing job parameter")))?;
+    let job_id = required_int(&q, "job")?;
     Ok(st
         .core
         .agent_read_tool(&agent_auth(&headers, peer), job_id, tool_id)
@@ -198,9 +204,7 @@ pub async fn cache_read(
     P(job_id): P<i64>,
     q: Q,
 ) -> R<Response> {
-    let entry = q
-        .int("entry")?
-        .ok_or_else(|| AppError(Error::bad_request("missing entry parameter")))?;
+    let entry = required_int(&q, "entry")?;
     let blob = st
         .core
         .agent_cache_read(
@@ -211,12 +215,5 @@ pub async fn cache_read(
             required(&q, "name")?,
         )
         .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, blob.size.to_string()),
-        ],
-        Body::from_stream(blob.body),
-    )
-        .into_response())
+    Ok(octet_stream(blob))
 }

@@ -858,12 +858,11 @@ async fn webhook_deliveries_get_commit_statuses_and_patch_comments() {
          \"radicle\": {\"credentials\": \"bot:#{KK_SECRET_SIMPLE_token}\"}}";
     let (pid, _) = project(&admin, "hooked", &stage(PASS, notification)).await;
     admin
-        .put(
-            &format!("/api/projects/{pid}"),
-            json!({"webhooks": {"github_enabled": true, "radicle_enabled": true}}),
+        .webhooks(
+            pid,
+            json!({"github_enabled": true, "radicle_enabled": true}),
         )
-        .await
-        .expect(200);
+        .await;
     let http = reqwest::Client::new();
 
     let push = json!({"ref": "refs/heads/main", "before": "0", "after": SHA,
@@ -931,13 +930,7 @@ async fn credentials_go_only_to_repositories_the_stage_knows() {
          \"webhook\": {\"url\": \"URL/hook\"}}"
         .replace("URL", &rec.url);
     let (pid, bid) = project(&admin, "guarded", &stage(PASS, &notification)).await;
-    admin
-        .put(
-            &format!("/api/projects/{pid}"),
-            json!({"webhooks": {"github_enabled": true}}),
-        )
-        .await
-        .expect(200);
+    admin.webhooks(pid, json!({"github_enabled": true})).await;
     let push = json!({"ref": "refs/heads/main", "before": "0", "after": SHA,
         "repository": {"clone_url": format!("{}/evil/repo.git", evil.url)},
         "pusher": {"name": "mallory"}, "commits": []});

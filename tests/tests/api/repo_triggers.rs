@@ -237,12 +237,8 @@ async fn stage_schema_from_a_repository() {
     // A push to the repository reads the schema again before the flow starts.
     let v2 = commit_file(&repo, "kraken.star", &named_job_code("v2"), "v2");
     admin
-        .put(
-            &format!("/api/projects/{pid}"),
-            serde_json::json!({"webhooks": {"github_enabled": true}}),
-        )
-        .await
-        .expect(200);
+        .webhooks(pid, serde_json::json!({"github_enabled": true}))
+        .await;
     let push = serde_json::json!({
         "ref": "refs/heads/main", "before": v1, "after": v2,
         "repository": {"clone_url": url}, "pusher": {"name": "dev"}, "commits": []

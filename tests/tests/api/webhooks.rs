@@ -80,12 +80,11 @@ async fn github_push_builds_the_pushed_commit_once() {
     let bid = admin.branch(pid, "main").await;
     admin.stage(bid, "build", &git_stage(&url, true)).await;
     admin
-        .put(
-            &format!("/api/projects/{pid}"),
-            json!({"webhooks": {"github_enabled": true, "github_secret": "s3cr3t"}}),
+        .webhooks(
+            pid,
+            json!({"github_enabled": true, "github_secret": "s3cr3t"}),
         )
-        .await
-        .expect(200);
+        .await;
 
     // The push names the first commit (not the head): that is what builds.
     let body = push_payload(&url, "0000000000000000000000000000000000000000", &first);
@@ -197,12 +196,11 @@ async fn refused_deliveries_start_nothing() {
     assert_eq!(e["message"], "webhooks from github disabled");
 
     admin
-        .put(
-            &format!("/api/projects/{pid}"),
-            json!({"webhooks": {"github_enabled": true, "github_secret": "right"}}),
+        .webhooks(
+            pid,
+            json!({"github_enabled": true, "github_secret": "right"}),
         )
-        .await
-        .expect(200);
+        .await;
     for (headers, want) in [
         (vec![event.clone()], "missing signature in request header"),
         (
@@ -286,12 +284,8 @@ async fn pull_requests_start_dev_flows_and_pushes_of_another_repo_join() {
     // `lib` does not start with a flow: only a push to its repository runs it.
     admin.stage(bid, "lib", &git_stage(&lib_url, false)).await;
     admin
-        .put(
-            &format!("/api/projects/{pid}"),
-            json!({"webhooks": {"gitlab_enabled": true, "gitlab_secret": "tok"}}),
-        )
-        .await
-        .expect(200);
+        .webhooks(pid, json!({"gitlab_enabled": true, "gitlab_secret": "tok"}))
+        .await;
     let gitlab_push = |url: &str, after: &str| {
         serde_json::to_vec(&json!({
             "object_kind": "push", "ref": "refs/heads/main", "before": "0", "after": after,
