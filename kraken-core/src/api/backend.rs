@@ -845,15 +845,7 @@ impl Local {
     /// The repository changes behind a job's run (its own, or its flow's):
     /// the list of trigger records the original hands agents as `trigger_data`.
     async fn trigger_data(&self, place: &JobPlace) -> Result<Option<Value>> {
-        let run = self.store().require_run(place.run_id).await?;
-        if let Some(d) = run.repo_data {
-            return Ok(Some(d.0));
-        }
-        let flow = self.store().require_flow(place.flow_id).await?;
-        match flow.trigger_data_id {
-            Some(id) => self.store().repo_changes(id).await,
-            None => Ok(None),
-        }
+        self.store().run_trigger_data(place.run_id).await
     }
 
     /// `trigger_data` on a step, and on a `git` step its repository's

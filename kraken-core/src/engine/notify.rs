@@ -200,11 +200,7 @@ impl Engine {
                 _ => ("success".into(), String::new()),
             },
         };
-        let repo_data = match (&run.repo_data, flow.trigger_data_id) {
-            (Some(d), _) => Some(d.0.clone()),
-            (None, Some(id)) => self.store.repo_changes(id).await?,
-            (None, None) => None,
-        };
+        let repo_data = self.store.run_trigger_data(run.id).await?;
         let commit = repo_data.as_ref().and_then(Commit::from_trigger_data);
         let start = run.started.unwrap_or(run.created);
         let end = run.finished.unwrap_or_else(now_ms);

@@ -353,6 +353,17 @@ impl Store {
         Ok(())
     }
 
+    /// The repository changes behind a run: its own, else its flow's
+    /// (one query; `None` when neither has any).
+    pub async fn run_trigger_data(&self, run_id: i64) -> Result<Option<Value>> {
+        let v: Option<Option<Json<Value>>> = on_read!(&self.db, p => sqlx::query_scalar(
+            "SELECT COALESCE(own.data, fl.data) FROM runs r JOIN flows f ON f.id = r.flow_id \
+             LEFT JOIN repo_changes own ON own.id = r.repo_data_id \
+             LEFT JOIN repo_changes fl ON fl.id = f.trigger_data_id WHERE r.id = $1")
+            .bind(run_id).fetch_optional(p).await?);
+        Ok(v.flatten().map(|j| j.0))
+    }
+
     /// Data of a repository-changes record.
     pub async fn repo_changes(&self, id: i64) -> Result<Option<Value>> {
         let v: Option<Json<Value>> = on_read!(&self.db, p => sqlx::query_scalar(
