@@ -411,6 +411,52 @@ impl Storage {
         }
     }
 
+    /// The size, time and entity tag of the blob under `key`.
+    pub async fn head(&self, key: &str) -> SResult<BlobMeta> {
+        match self.store.head(&self.key(key)).await {
+            Ok(m) => Ok(BlobMeta::from(m)),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound {
+                key: key.to_string(),
+                store: self.label.clone(),
+            }),
+            Err(e) => Err(StorageError::Read {
+                key: key.to_string(),
+                store: self.label.clone(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Open the blob under `key` for reading, the bytes `range` only when
+    /// given (S3's `Range: bytes=...`); with what [`Storage::head`] says.
+    pub async fn get_ranged(
+        &self,
+        key: &str,
+        range: Option<object_store::GetRange>,
+    ) -> SResult<(BlobMeta, std::ops::Range<u64>, Blob)> {
+        let opts = object_store::GetOptions::new().with_range(range);
+        match self.store.get_opts(&self.key(key), opts).await {
+            Ok(r) => {
+                let meta = BlobMeta::from(r.meta.clone());
+                let range = r.range.clone();
+                let blob = Blob {
+                    size: range.end - range.start,
+                    body: r.into_stream().map_err(std::io::Error::other).boxed(),
+                };
+                Ok((meta, range, blob))
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound {
+                key: key.to_string(),
+                store: self.label.clone(),
+            }),
+            Err(e) => Err(StorageError::Read {
+                key: key.to_string(),
+                store: self.label.clone(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
     /// A blob an earlier version wrote to the data dir under its plain name
     /// (object_store escapes some characters in file names).
     async fn legacy_file(&self, key: &str) -> Option<Blob> {
@@ -458,6 +504,27 @@ impl Storage {
         match self.store.delete(&self.key(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.write_err(key, e)),
+        }
+    }
+}
+
+/// What the store says of one blob ([`Storage::head`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobMeta {
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was written.
+    pub modified: chrono::DateTime<chrono::Utc>,
+    /// The store's entity tag, if it has one.
+    pub etag: Option<String>,
+}
+
+impl From<object_store::ObjectMeta> for BlobMeta {
+    fn from(m: object_store::ObjectMeta) -> Self {
+        BlobMeta {
+            size: m.size,
+            modified: m.last_modified,
+            etag: m.e_tag,
         }
     }
 }

@@ -28,6 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub mod extract;
 pub mod handlers;
 pub mod openapi;
+pub mod s3;
 pub mod service_logs;
 
 use extract::{AppState, error_response};
@@ -59,6 +60,10 @@ pub struct ServerConfig {
     /// (announced to agents as `cfg.clickhouse_addr`); `None`: the HTTP
     /// host with a free port.
     pub udp_bind: Option<String>,
+    /// Where the S3 endpoint for the original agent's `git`, `artifacts`
+    /// and `cache` tools listens; `None`: the HTTP host with a free port;
+    /// `off`: nowhere (those tools then fail on the original agent).
+    pub s3_bind: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +77,7 @@ impl Default for ServerConfig {
             admin_password: None,
             agents: 1,
             udp_bind: None,
+            s3_bind: None,
         }
     }
 }
@@ -278,6 +284,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The UDP address for log datagrams.
     pub udp_addr: SocketAddr,
+    /// The S3 endpoint's address (none when `--s3-bind off`).
+    pub s3_addr: Option<SocketAddr>,
     /// Its core (database, engine).
     pub core: Arc<Core>,
     stop: Option<oneshot::Sender<()>>,
@@ -285,6 +293,7 @@ pub struct Server {
     agents_stop: tokio::sync::watch::Sender<bool>,
     agents: Vec<JoinHandle<()>>,
     udp: JoinHandle<()>,
+    s3: Option<JoinHandle<()>>,
     cache_sweep: JoinHandle<()>,
     engine: Option<kraken_core::api::EngineLoops>,
     service_logs: Option<JoinHandle<()>>,
@@ -312,6 +321,9 @@ impl Server {
         }
         self.engine.take();
         self.udp.abort();
+        if let Some(s3) = self.s3.take() {
+            s3.abort();
+        }
         self.cache_sweep.abort();
         if let Some(w) = self.service_logs.take() {
             w.abort();
@@ -373,6 +385,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let udp_addr = udp_socket.local_addr()?;
     core.set_udp_log_addr(udp_addr.to_string());
     let udp = tokio::spawn(udp_logs(core.clone(), udp_socket));
+    let s3_bind = config
+        .s3_bind
+        .clone()
+        .unwrap_or_else(|| format!("{}:0", addr.ip()));
+    let (s3_addr, s3) = if s3_bind.trim() == "off" {
+        (None, None)
+    } else {
+        let l = TcpListener::bind(&s3_bind).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen for S3 requests on {s3_bind} (--s3-bind): {e}")
+        })?;
+        let a = l.local_addr()?;
+        core.set_s3_addr(a.to_string());
+        (Some(a), Some(s3::serve(core.clone(), l)))
+    };
     let cache_sweep = tokio::spawn(sweep_cache(core.clone()));
     let service_logs = service_logs::spawn_writer(core.clone());
     let engine = core.start_engine();
@@ -414,12 +440,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     Ok(Server {
         addr,
         udp_addr,
+        s3_addr,
         core,
         stop: Some(stop),
         task,
         agents_stop,
         agents,
         udp,
+        s3,
         cache_sweep,
         engine: Some(engine),
         service_logs,
@@ -437,6 +465,11 @@ async fn sweep_cache(core: Arc<Core>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(blobs = n, "removed expired cache entries"),
             Err(e) => tracing::warn!(error = %e, "cannot sweep the cache"),
+        }
+        match core.purge_s3_uploads(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(parts = n, "removed parts of abandoned S3 uploads"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep abandoned S3 uploads"),
         }
     }
 }

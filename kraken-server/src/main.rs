@@ -50,6 +50,13 @@ struct Args {
     #[arg(long, env = "KRAKEN_UDP_BIND")]
     udp_bind: Option<String>,
 
+    /// Address of the S3 endpoint the original agent's git, artifacts and
+    /// cache tools talk to (with per-job credentials); default: the --bind
+    /// host with a free port; "off" to disable. Agents are told this
+    /// address, or the setting general.minio_addr when it is set.
+    #[arg(long, env = "KRAKEN_S3_BIND")]
+    s3_bind: Option<String>,
+
     /// Days after which an unused login session expires.
     #[arg(long, env = "KRAKEN_SESSION_IDLE_DAYS", default_value_t = 30)]
     session_idle_days: u64,
@@ -89,6 +96,7 @@ async fn serve() -> anyhow::Result<()> {
         admin_password: std::env::var("KRAKEN_ADMIN_PASSWORD").ok(),
         agents: args.agents,
         udp_bind: args.udp_bind,
+        s3_bind: args.s3_bind,
     })
     .await?;
     println!(

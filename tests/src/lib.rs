@@ -240,6 +240,7 @@ async fn start_on(
         admin_password: None,
         agents,
         udp_bind: None,
+        s3_bind: None,
         storage,
     })
     .await

@@ -995,6 +995,11 @@ impl Local {
                 .ok_or_else(|| Error::internal("step JSON"))?;
             self.inject_step_fields(o, &secrets, &place).await?;
             Self::inject_trigger_fields(o, self.trigger_data(&place).await?.as_ref());
+            // The original's agent talks to the object storage itself, over
+            // S3 (this project's agents go through /backend).
+            if agent.kind == agent_kind::ADDRESS {
+                self.core.s3_step_fields(&job, &place, o).await?;
+            }
             // For an agent `attempts` is the schema's: how many times to try
             // the step (the original's agent runs it `attempts` times, and
             // not at all for 0), not how many times it was handed out.
@@ -1015,10 +1020,12 @@ impl Local {
             o.insert("flow_kind".into(), json!(place.flow_kind));
             o.insert("flow_id".into(), json!(place.flow_id));
             o.insert("run_id".into(), json!(place.run_id));
-            o.insert(
-                "secrets".into(),
-                json!(self.secret_values(place.project_id).await?),
-            );
+            // The agent masks these in what the step prints.
+            let mut masked = self.secret_values(place.project_id).await?;
+            if let Some(k) = o.get("minio_secret_key").and_then(Value::as_str) {
+                masked.push(k.to_string());
+            }
+            o.insert("secrets".into(), json!(masked));
             o.insert("branch_env".into(), serde_json::to_value(branch.env())?);
             return Ok(json!({"job_step": js}));
         }

@@ -60,6 +60,8 @@ pub(crate) mod projects;
 #[cfg(feature = "local")]
 pub mod results;
 #[cfg(feature = "local")]
+pub mod s3;
+#[cfg(feature = "local")]
 pub(crate) mod secrets;
 #[cfg(feature = "local")]
 pub(crate) mod seed;
@@ -121,6 +123,8 @@ pub struct Core {
     admin_id: i64,
     /// `host:port` of the UDP log listener announced to agents.
     pub(crate) udp_addr: std::sync::Mutex<String>,
+    /// `host:port` the S3 endpoint listens on (empty: it does not).
+    pub(crate) s3_bound: std::sync::Mutex<String>,
     /// Failed-login counts.
     login_limiter: LoginLimiter,
 }
@@ -147,6 +151,7 @@ impl Core {
             blobs,
             admin_id,
             udp_addr: std::sync::Mutex::new(String::new()),
+            s3_bound: std::sync::Mutex::new(String::new()),
             login_limiter: LoginLimiter::default(),
         }))
     }

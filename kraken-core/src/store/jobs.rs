@@ -604,3 +604,26 @@ impl Store {
         )
     }
 }
+
+/// The per-job credentials of the S3 endpoint.
+impl Store {
+    /// The S3 secret of job `job_id`, made from `fresh` if it has none yet
+    /// (a second server handing out a step of the same job gets the first
+    /// one's secret).
+    pub async fn job_s3_secret_or(&self, job_id: i64, fresh: &str) -> Result<String> {
+        on_write!(&self.db, p => sqlx::query(
+            "INSERT INTO job_s3_keys (job_id, secret, created) VALUES ($1, $2, $3) \
+             ON CONFLICT (job_id) DO NOTHING")
+            .bind(job_id).bind(fresh).bind(now_ms()).execute(p).await.map(|_| ()))?;
+        self.job_s3_secret(job_id)
+            .await?
+            .ok_or_else(|| Error::internal("the job's S3 secret vanished"))
+    }
+
+    /// The S3 secret of job `job_id`, if one was made.
+    pub async fn job_s3_secret(&self, job_id: i64) -> Result<Option<String>> {
+        Ok(on_read!(&self.db, p => sqlx::query_scalar::<_, String>(
+            "SELECT secret FROM job_s3_keys WHERE job_id = $1")
+            .bind(job_id).fetch_optional(p).await)?)
+    }
+}

@@ -323,6 +323,7 @@ async fn idle_sessions_expire() {
         admin_password: Some("s3cret".into()),
         agents: 0,
         udp_bind: None,
+        s3_bind: None,
         storage: None,
     })
     .await

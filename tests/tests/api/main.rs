@@ -18,6 +18,7 @@ mod projects;
 mod repo_triggers;
 mod restart;
 mod results;
+mod s3;
 mod schema_sandbox;
 mod secrets;
 mod security;
