@@ -178,3 +178,239 @@ async fn the_original_agent_runs_shell_junit_pytest_and_honours_cancel() {
     assert!(!agent_log().contains("updating agent"), "{}", agent_log());
     let _ = agent.kill().await;
 }
+
+/// Start the original agent (as installed: without `--no-update`); its
+/// process and log file.
+fn start_agent(kk: &Path, s: &TestServer, work: &Path, shims: &Path) -> tokio::process::Child {
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    tokio::process::Command::new(kk)
+        .args(["run", "-s", &format!("{}/", s.url), "-d"])
+        .arg(work.join("data"))
+        .env("PATH", path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(work.join("agent.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn job_in(group: &str, name: &str, parent: &str, steps: &[Value]) -> String {
+    let job = json!({"name": name, "steps": steps,
+        "environments": [{"system": "any", "agents_group": group, "config": "c"}]})
+    .to_string()
+    .replace(":true", ":True");
+    format!(
+        "def stage(ctx):\n    return {{\"parent\": \"{parent}\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{job}]}}\n"
+    )
+}
+
+#[tokio::test]
+async fn the_original_agents_git_artifacts_and_cache_tools_work_through_the_s3_endpoint() {
+    let Some(kk) = kkagent() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let shims = work.path().join("shims");
+    surroundings(&kk, &shims);
+    // One built-in agent (this project's, group `all`) beside the original.
+    let s = TestServer::start_with_agents(1).await;
+    let admin = s.admin().await;
+    admin
+        .put(
+            "/api/settings",
+            json!({"general": {"allow_address_only_agents": true}}),
+        )
+        .await
+        .expect(200);
+    let mut agent = start_agent(&kk, &s, work.path(), &shims);
+    let aid = authorize(&admin).await;
+    let gid = admin
+        .post("/api/groups", json!({"name": "orig"}))
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    admin
+        .put(
+            &format!("/api/agents/{aid}"),
+            json!({"groups": [{"id": gid}]}),
+        )
+        .await
+        .expect(200);
+    let agent_log = || std::fs::read_to_string(work.path().join("agent.log")).unwrap_or_default();
+
+    let (url, first, second) = kraken_tests::repo_with_two_commits(work.path(), "repo");
+    let pid = admin.project("legacy-s3").await;
+    let bid = admin.branch(pid, "main").await;
+    // The original agent: clone, restore the cache, make a 7 MiB artifact
+    // (sent in parts) and store it, save the cache.
+    admin
+        .stage(bid, "up", &job_in("orig", "up", "root", &[
+            json!({"tool": "git", "checkout": url, "branch": "main", "destination": "repo"}),
+            json!({"tool": "cache", "action": "restore", "keys": ["deps"]}),
+            json!({"tool": "shell", "script": "set -e\necho \"restored=$(cat d/v.txt 2>/dev/null || echo none)\"\necho \"cloned=$(git -C repo rev-parse HEAD)\"\nmkdir -p d\necho cache-v1 > d/v.txt\nhead -c 7340032 /dev/urandom > big.bin\nsha256sum big.bin > big.sha\n"}),
+            json!({"tool": "artifacts", "source": ["big.bin", "big.sha"], "public": true}),
+            json!({"tool": "cache", "action": "save", "key": "deps", "paths": ["d"]}),
+        ]))
+        .await;
+    // This project's agent: the original's artifacts, byte-identical; and
+    // artifacts of its own for the next stage.
+    admin
+        .stage(bid, "mid", &job_in("all", "mid", "up", &[
+            json!({"tool": "artifacts", "action": "download", "source": ["big.bin", "big.sha"]}),
+            json!({"tool": "shell", "cmd": "sha256sum -c big.sha && head -c 3000000 /dev/urandom > ours.bin && sha256sum ours.bin > ours.sha"}),
+            json!({"tool": "artifacts", "source": ["ours.bin", "ours.sha"]}),
+        ]))
+        .await;
+    // The original agent again: this project's agent's artifacts.
+    admin
+        .stage(bid, "down", &job_in("orig", "down", "mid", &[
+            json!({"tool": "artifacts", "action": "download", "source": ["ours.bin", "ours.sha"]}),
+            json!({"tool": "shell", "cmd": "sha256sum -c ours.sha"}),
+        ]))
+        .await;
+
+    let mut logs = Vec::new();
+    for round in 0..2 {
+        let f = admin.flow(bid).await;
+        let fid = f["id"].as_i64().unwrap();
+        let done = admin.wait_flow(fid, WAIT).await;
+        let runs = done["runs"].as_array().unwrap().clone();
+        for run in &runs {
+            let jobs = admin.run_jobs(run["id"].as_i64().unwrap()).await;
+            let statuses: Vec<i64> = jobs[0]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["status"].as_i64().unwrap_or(-1))
+                .collect();
+            assert!(
+                statuses.iter().all(|s| *s == 2),
+                "round {round}, stage {}: {statuses:?}\n{}\n{}",
+                run["stage_name"],
+                jobs[0],
+                agent_log()
+            );
+        }
+        assert_eq!(runs.len(), 3, "{done}");
+        // Through /artifacts, the original agent's upload is the file it hashed.
+        let get = |path: String| {
+            let admin = &admin;
+            let base = &s.url;
+            async move {
+                let r = admin
+                    .http
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(admin.token.clone().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 200, "{path}");
+                r.bytes().await.unwrap().to_vec()
+            }
+        };
+        let big = get(format!("/artifacts/public/f/{fid}/big.bin")).await;
+        assert_eq!(big.len(), 7_340_032);
+        let sha =
+            String::from_utf8(get(format!("/artifacts/public/f/{fid}/big.sha")).await).unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            sha.split_whitespace().next().unwrap(),
+            format!("{:x}", sha2::Sha256::digest(&big))
+        );
+        let up_job = admin
+            .run_jobs(
+                runs.iter().find(|r| r["stage_name"] == "up").unwrap()["id"]
+                    .as_i64()
+                    .unwrap(),
+            )
+            .await[0]["id"]
+            .as_i64()
+            .unwrap();
+        logs.push(admin.job_log(up_job).await.join("\n"));
+    }
+    // The clone is of the repository's head; the cache saved by the first
+    // flow is restored by the second.
+    assert!(logs[0].contains(&format!("cloned={second}")), "{}", logs[0]);
+    assert!(logs[0].contains("restored=none"), "{}", logs[0]);
+    assert!(logs[1].contains("restored=cache-v1"), "{}", logs[1]);
+    // The git tool keeps its bundle in the object storage.
+    let bundles = s
+        .core()
+        .storage()
+        .list(&format!("git/{bid:08}"))
+        .await
+        .unwrap();
+    assert!(
+        bundles.iter().any(|b| b.key.ends_with("/repo.bundle")),
+        "{bundles:?}"
+    );
+    // A push naming the first commit: the original's git step checks out
+    // the trigger's commit (it gets `trigger_data` and `http_url`).
+    admin
+        .webhooks(
+            pid,
+            json!({"github_enabled": true, "github_secret": "s3cr3t"}),
+        )
+        .await;
+    let body = serde_json::to_vec(&json!({
+        "ref": "refs/heads/main", "before": "0000000000000000000000000000000000000000", "after": first,
+        "repository": {"clone_url": url, "full_name": "o/r"},
+        "pusher": {"name": "dev", "email": "dev@example.com"},
+        "commits": [{"id": first, "message": "first", "author": {"name": "Dev", "email": "dev@example.com"},
+                     "added": [], "modified": ["f.txt"], "removed": []}]
+    }))
+    .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhooks/{pid}/github", s.url))
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "orig-push-1")
+        .header(
+            "X-Hub-Signature-256",
+            kraken_core::webhooks::sign_sha256("s3cr3t", &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let flows = admin
+        .wait_for(&format!("/api/branches/{bid}/flows/ci"), WAIT, |b| {
+            b["total"] == 3
+        })
+        .await;
+    let fid = flows["items"][0]["id"].as_i64().unwrap();
+    let done = admin.wait_flow(fid, WAIT).await;
+    let up = done["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage_name"] == "up")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let job = admin.run_jobs(up).await[0]["id"].as_i64().unwrap();
+    let log = admin.job_log(job).await.join("\n");
+    assert!(
+        log.contains(&format!("cloned={first}")),
+        "{log}\n{}",
+        agent_log()
+    );
+    logs.push(log);
+    // Per-job credentials are the agent's only: not in the job as the API
+    // shows it, not in its log.
+    let jobs = admin.get(&format!("/api/runs/{up}/jobs")).await;
+    assert!(jobs.expect(200).to_string().contains("\"checkout\""));
+    assert!(
+        !jobs.body.to_string().contains("minio_secret_key"),
+        "{}",
+        jobs.body
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("minio_secret_key")),
+        "{logs:?}"
+    );
+    let _ = agent.kill().await;
+}
