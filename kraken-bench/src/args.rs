@@ -83,6 +83,13 @@ pub struct Args {
     #[arg(long, value_name = "IMAGE")]
     pub docker_image: Option<String>,
 
+    /// e2e: also run the flows on the original Python agent (`kkagent` at
+    /// this path, installed as tests/fixtures/original-agent/README.md
+    /// says; needs root to link /opt/kraken/kktool), started by the bench
+    /// on the server's machine, to time its job start.
+    #[arg(long, value_name = "KKAGENT")]
+    pub original_agent: Option<std::path::PathBuf>,
+
     /// Longest any single wait may take, in seconds (a flow to complete,
     /// a log line to appear, ...) [default: 300; smoke: 60].
     #[arg(long, value_name = "SECS")]
@@ -284,6 +291,8 @@ pub struct Plan {
     pub plain_api: bool,
     /// e2e: an image for docker-executor flows too.
     pub docker_image: Option<String>,
+    /// e2e: the original agent's `kkagent`, to run the flows on it too.
+    pub original_agent: Option<std::path::PathBuf>,
     /// Longest single wait.
     pub timeout: Duration,
     /// Sizes.
@@ -370,6 +379,7 @@ impl Args {
             smoke: self.smoke,
             plain_api: self.plain_api,
             docker_image: self.docker_image,
+            original_agent: self.original_agent,
             timeout: Duration::from_secs(timeout),
             sizes,
         })

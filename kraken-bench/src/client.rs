@@ -59,6 +59,11 @@ impl Api {
         })
     }
 
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Log in (`POST /api/sessions`) and keep the token.
     pub async fn login(&mut self, user: &str, password: &str) -> Result<()> {
         let a = self

@@ -169,6 +169,7 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
     rss("RSS idle".into(), &mut report);
     let mut ctx = Ctx::new(api, plan.sizes.clone(), plan.timeout, plan.plain_api);
     ctx.docker_image = plan.docker_image.clone();
+    ctx.original_agent = plan.original_agent.clone();
     let started = Instant::now();
     for w in &plan.workloads {
         progress(&format!("{}: running", w.name()));

@@ -61,6 +61,31 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
              `running in docker container ...`, written when the job's container runs, before its first step"
         ));
     }
+    if let Some(kkagent) = &ctx.original_agent {
+        // The same flows on the original Python agent, in a group of its own.
+        let agent = OriginalAgent::start(ctx, kkagent).await?;
+        let orig = code.replace(
+            "\"agents_group\": \"all\"",
+            &format!("\"agents_group\": {:?}", agent.group),
+        );
+        let mut ofx = Fixture::create(&ctx.api, "e2e-original", &ctx.tag).await?;
+        let measured = series(
+            ctx,
+            &mut ofx,
+            "echo-original",
+            &orig,
+            "original agent: ",
+            out,
+        )
+        .await;
+        out = ofx.cleanup(measured).await?;
+        agent.stop(ctx).await;
+        out.note(format!(
+            "original agent: the same flows on the original Python agent ({}), idle between flows; \
+             its first log line arrives as a UDP datagram",
+            kkagent.display()
+        ));
+    }
     out.note(match ctx.sse() {
         Some(true) => "first step started = the job's first log line arrives as an SSE `log` event on GET /api/jobs/{id}/logs/stream".to_string(),
         _ => format!(
@@ -212,5 +237,120 @@ async fn first_line_sse(ctx: &Ctx, job: i64, end: Instant) -> Result<bool> {
                 _ => {}
             }
         }
+    }
+}
+
+/// The original Python agent, started for the run: registered, authorized
+/// and alone in a group of its own.
+struct OriginalAgent {
+    child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+    agent_id: i64,
+    group_id: i64,
+    group: String,
+}
+
+impl OriginalAgent {
+    async fn start(ctx: &Ctx, kkagent: &std::path::Path) -> Result<OriginalAgent> {
+        use anyhow::Context;
+        let dir = tempfile::tempdir()?;
+        let bin = kkagent
+            .parent()
+            .context("--original-agent: give the path of kkagent")?;
+        // What it needs around it: kktool under /opt/kraken, a sudo that
+        // runs its arguments.
+        std::fs::create_dir_all("/opt/kraken")
+            .context("--original-agent runs its tools from /opt/kraken: run the bench as root")?;
+        let link = std::path::Path::new("/opt/kraken/kktool");
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(bin.join("kktool"), link)?;
+        let shims = dir.path().join("shims");
+        std::fs::create_dir_all(&shims)?;
+        std::fs::write(shims.join("sudo"), "#!/bin/sh\nexec \"$@\"\n")?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(shims.join("sudo"), std::fs::Permissions::from_mode(0o755))?;
+        ctx.api
+            .put(
+                "/api/settings",
+                &serde_json::json!({"general": {"allow_address_only_agents": true}}),
+            )
+            .await?;
+        let child = tokio::process::Command::new(kkagent)
+            .args([
+                "run",
+                "--no-update",
+                "-s",
+                &format!("{}/", ctx.api.base()),
+                "-d",
+            ])
+            .arg(dir.path().join("data"))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    shims.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("agent.log"))?)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", kkagent.display()))?;
+        let end = Instant::now() + ctx.timeout;
+        let agent_id = loop {
+            let l = ctx.api.get("/api/agents?unauthorized=true").await?;
+            if let Some(id) = l["items"]
+                .as_array()
+                .and_then(|l| l.iter().find(|a| a["address"] == "127.0.0.1"))
+                .and_then(|a| a["id"].as_i64())
+            {
+                break id;
+            }
+            if Instant::now() > end {
+                bail!(
+                    "the original agent did not register within {}s",
+                    ctx.timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let group = format!("kraken-bench-original-{}", ctx.tag);
+        let g = ctx
+            .api
+            .post("/api/groups", &serde_json::json!({"name": group}))
+            .await?;
+        let group_id = id_at(&g, "/id")?;
+        ctx.api
+            .patch(
+                "/api/agents",
+                &serde_json::json!([{"id": agent_id, "authorized": true}]),
+            )
+            .await?;
+        ctx.api
+            .put(
+                &format!("/api/agents/{agent_id}"),
+                &serde_json::json!({"groups": [{"id": group_id}]}),
+            )
+            .await?;
+        Ok(OriginalAgent {
+            child,
+            _dir: dir,
+            agent_id,
+            group_id,
+            group,
+        })
+    }
+
+    async fn stop(mut self, ctx: &Ctx) {
+        let _ = self.child.kill().await;
+        let _ = ctx
+            .api
+            .delete(&format!("/api/agents/{}", self.agent_id))
+            .await;
+        let _ = ctx
+            .api
+            .delete(&format!("/api/groups/{}", self.group_id))
+            .await;
     }
 }

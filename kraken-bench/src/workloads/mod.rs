@@ -32,6 +32,8 @@ pub struct Ctx {
     pub plain_api: bool,
     /// e2e: an image to run the flows in with the `docker` executor too.
     pub docker_image: Option<String>,
+    /// e2e: the original agent's `kkagent`, to run the flows on it too.
+    pub original_agent: Option<std::path::PathBuf>,
     /// Whether the server streams job logs over SSE (learned on first use).
     sse: Mutex<Option<bool>>,
 }
@@ -46,6 +48,7 @@ impl Ctx {
             tag: format!("{:08x}", rand::random::<u32>()),
             plain_api,
             docker_image: None,
+            original_agent: None,
             sse: Mutex::new(plain_api.then_some(false)),
         }
     }

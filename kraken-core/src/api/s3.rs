@@ -753,19 +753,35 @@ impl Core {
 
     /// The `host:port` agents reach the S3 endpoint at: the setting
     /// `general.minio_addr` when set (an address behind NAT, a proxy),
-    /// else where `--s3-bind` listens; `None` when it does not.
+    /// else where `--s3-bind` listens, with the host of the setting
+    /// `general.server_url` when that is a wildcard (`0.0.0.0`, `[::]`);
+    /// `None` when the endpoint does not run.
     pub(crate) async fn s3_addr(&self) -> crate::Result<Option<String>> {
         let bound = self.s3_bound.lock().map(|a| a.clone()).unwrap_or_default();
-        if bound.is_empty() {
+        let Ok(bound) = bound.parse::<std::net::SocketAddr>() else {
             return Ok(None);
+        };
+        let setting = |name: &'static str| async move {
+            Ok::<_, Error>(
+                self.store()
+                    .setting("general", name)
+                    .await?
+                    .map(|v| v.trim().to_string())
+                    .filter(|s| !s.is_empty()),
+            )
+        };
+        if let Some(configured) = setting("minio_addr").await? {
+            return Ok(Some(configured));
         }
-        let configured = self
-            .store()
-            .setting("general", "minio_addr")
-            .await?
-            .map(|v| v.trim().to_string())
-            .filter(|s| !s.is_empty());
-        Ok(Some(configured.unwrap_or(bound)))
+        if bound.ip().is_unspecified()
+            && let Some(host) = setting("server_url")
+                .await?
+                .and_then(|u| reqwest::Url::parse(&u).ok())
+                .and_then(|u| u.host_str().map(str::to_string))
+        {
+            return Ok(Some(format!("{host}:{}", bound.port())));
+        }
+        Ok(Some(bound.to_string()))
     }
 
     /// Say where the S3 endpoint listens (the server does, once bound).

@@ -36,7 +36,7 @@ fn s3(step: &Value, bucket: &str, secret: Option<&str>) -> AmazonS3 {
 /// A job of a one-job flow on a new branch, fetched by an original-style
 /// agent (address only) at 127.0.0.1; (branch, flow, run, job, agent).
 async fn original_style_job(
-    s: &TestServer,
+    base: &str,
     admin: &Client,
     steps: Value,
 ) -> (i64, i64, i64, i64, Client) {
@@ -47,7 +47,11 @@ async fn original_style_job(
         )
         .await
         .expect(200);
-    let agent = s.anonymous();
+    let agent = Client {
+        base: base.to_string(),
+        token: None,
+        http: reqwest::Client::new(),
+    };
     let hello =
         json!({"address": "127.0.0.1", "msg": "host-info", "info": {"system": "debian-12"}});
     agent.post("/backend", hello.clone()).await.expect(200);
@@ -94,7 +98,7 @@ async fn a_job_reads_and_writes_its_own_objects_only_and_only_while_it_runs() {
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
     let (bid, fid, rid, jid, agent) = original_style_job(
-        &s,
+        &s.url,
         &admin,
         json!([
             {"tool": "artifacts", "source": "big.bin", "public": true},
@@ -367,4 +371,86 @@ async fn a_job_reads_and_writes_its_own_objects_only_and_only_while_it_runs() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("InvalidAccessKeyId"), "{e}");
+}
+
+#[tokio::test]
+async fn agents_are_told_an_address_they_can_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = kraken_server::start(kraken_server::ServerConfig {
+        bind: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_path_buf(),
+        agents: 0,
+        s3_bind: Some("0.0.0.0:0".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let port = server.s3_addr.unwrap().port();
+    let admin = Client::login(&server.url(), "admin", "admin").await;
+    // Listening on every address: the host of the server's URL.
+    admin
+        .put(
+            "/api/settings",
+            json!({"general": {"server_url": "https://ci.example.com:8443/kraken"}}),
+        )
+        .await
+        .expect(200);
+    let (_, _, _, _, agent) = original_style_job(
+        &server.url(),
+        &admin,
+        json!([{"tool": "artifacts", "source": "a"}, {"tool": "shell", "cmd": "true"}, {"tool": "cache", "action": "restore", "keys": ["k"]}]),
+    )
+    .await;
+    let step = |agent: &Client| {
+        let agent = agent.clone();
+        async move {
+            agent
+                .post(
+                    "/backend",
+                    json!({"address": "127.0.0.1", "msg": "get-job-step"}),
+                )
+                .await
+                .expect(200)["job_step"]
+                .clone()
+        }
+    };
+    let first = step(&agent).await;
+    assert_eq!(
+        first["minio_addr"],
+        format!("ci.example.com:{port}"),
+        "{first}"
+    );
+    // A shell step talks to no storage: no credentials.
+    agent
+        .post("/backend", json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": first["job_id"], "step_idx": 0,
+            "result": {"status": "done", "duration": 1}}))
+        .await
+        .expect(200);
+    let second = step(&agent).await;
+    assert_eq!(second["tool"], "shell");
+    assert!(second.get("minio_secret_key").is_none(), "{second}");
+    // The address set by hand wins.
+    admin
+        .put(
+            "/api/settings",
+            json!({"general": {"minio_addr": "minio.example.com:9000"}}),
+        )
+        .await
+        .expect(200);
+    agent
+        .post("/backend", json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": first["job_id"], "step_idx": 1,
+            "result": {"status": "done", "duration": 1}}))
+        .await
+        .expect(200);
+    let third = step(&agent).await;
+    assert_eq!(third["minio_addr"], "minio.example.com:9000", "{third}");
+    assert_eq!(third["minio_secret_key"], first["minio_secret_key"]);
+    assert!(
+        third["minio_folders"]["k"]
+            .as_str()
+            .unwrap()
+            .ends_with("-up/k"),
+        "{third}"
+    );
+    server.shutdown().await.unwrap();
 }
