@@ -489,7 +489,13 @@ impl Storage {
         Ok(metas
             .into_iter()
             .filter_map(|m| {
-                let key = m.location.as_ref().strip_prefix(&self.prefix)?.to_string();
+                // object_store escapes some characters (`%#[]{}<>|^~`, ...)
+                // in each segment: the key as it was given.
+                let escaped = m.location.as_ref().strip_prefix(&self.prefix)?;
+                let key = percent_encoding::percent_decode_str(escaped)
+                    .decode_utf8()
+                    .ok()?
+                    .into_owned();
                 Some(Listed {
                     key,
                     size: m.size,
@@ -650,6 +656,21 @@ mod tests {
             .collect();
         keys.sort();
         assert_eq!(keys, ["cache/1/a/1/x.tgz", "cache/1/a/2/meta.json"]);
+        // Keys come back as they were given, whatever the store escaped.
+        let odd = "artifacts/1/a~b#c[1] 100%é.txt";
+        s.put_bytes(odd, Bytes::from_static(b"odd")).await.unwrap();
+        let listed = s.list("artifacts/1").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, odd);
+        assert_eq!(
+            s.get(&listed[0].key)
+                .await
+                .unwrap()
+                .into_bytes()
+                .await
+                .unwrap(),
+            b"odd"
+        );
     }
 
     #[tokio::test]

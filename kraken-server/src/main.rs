@@ -32,7 +32,7 @@ struct Args {
     /// s3://bucket/prefix (endpoint, region and keys from AWS_ENDPOINT,
     /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Default: the
     /// data directory.
-    #[arg(long, env = "KRAKEN_STORAGE")]
+    #[arg(long, alias = "storage-url", env = "KRAKEN_STORAGE")]
     storage: Option<String>,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing filter

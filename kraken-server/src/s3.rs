@@ -50,7 +50,9 @@ fn s3_error(f: S3Failure) -> S3Error {
         S3Failure::Internal(_) => S3ErrorCode::InternalError,
     };
     if code == S3ErrorCode::InternalError {
+        // The details (database, storage paths) are for the server's log.
         tracing::warn!(error = %f, "S3 request failed");
+        return S3Error::with_message(code, "internal error: see the server's log");
     }
     S3Error::with_message(code, f.to_string())
 }
@@ -75,6 +77,15 @@ fn body_stream(body: Option<StreamingBlob>) -> ByteStream {
 
 impl KrakenS3 {
     async fn job<T>(&self, req: &S3Request<T>) -> S3Result<S3Job> {
+        // Signature V2 signs no body and no time the server checks (a
+        // request seen once could be replayed while its job runs): V4
+        // only, as minio-py and every current client sign.
+        if req.credentials.is_some() && req.region.is_none() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "sign requests with AWS Signature Version 4",
+            ));
+        }
         let key = req.credentials.as_ref().map(|c| c.access_key.as_str());
         self.core.s3_job(key).await.map_err(s3_error)
     }
@@ -104,7 +115,9 @@ impl KrakenS3 {
             .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
-        let truncated = all.len() > max;
+        // (max-keys=0 lists nothing and is not truncated: a client would
+        // ask again forever.)
+        let truncated = max > 0 && all.len() > max;
         all.truncate(max);
         let mut objects = Vec::new();
         let mut prefixes = Vec::new();
@@ -410,15 +423,25 @@ impl S3 for KrakenS3 {
             .flatten()
             .filter_map(|p| p.part_number)
             .collect();
-        let meta = self
-            .core
-            .s3_complete_upload(&job, &i.bucket, &i.key, &i.upload_id, &numbers)
-            .await
-            .map_err(s3_error)?;
+        // Joining the parts takes a while for a big object: the answer is
+        // kept alive (whitespace every 100 ms, as MinIO and AWS do) so a
+        // client's read timeout does not fire meanwhile.
+        let core = self.core.clone();
+        let (bucket, key, upload_id) = (i.bucket.clone(), i.key.clone(), i.upload_id.clone());
+        let future = Box::pin(async move {
+            let meta = core
+                .s3_complete_upload(&job, &bucket, &key, &upload_id, &numbers)
+                .await
+                .map_err(s3_error)?;
+            Ok(CompleteMultipartUploadOutput {
+                bucket: Some(bucket),
+                key: Some(key),
+                e_tag: etag(&meta),
+                ..Default::default()
+            })
+        });
         Ok(S3Response::new(CompleteMultipartUploadOutput {
-            bucket: Some(i.bucket.clone()),
-            key: Some(i.key.clone()),
-            e_tag: etag(&meta),
+            future: Some(future),
             ..Default::default()
         }))
     }
@@ -437,13 +460,34 @@ impl S3 for KrakenS3 {
     }
 }
 
+/// Connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 256;
+
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serve the S3 endpoint on `listener` until the task is aborted.
 pub fn serve(core: Arc<Core>, listener: TcpListener) -> JoinHandle<()> {
     let mut b = s3s::service::S3ServiceBuilder::new(KrakenS3 { core: core.clone() });
     b.set_auth(JobKeys { core });
+    // No browser-form uploads (PostObject, which s3s would buffer whole
+    // before refusing), and small XML bodies (a multipart completion).
+    let mut config = s3s::config::S3Config::default();
+    config.post_object_max_file_size = 0;
+    config.form_max_field_size = 64 * 1024;
+    config.form_max_fields_size = 256 * 1024;
+    config.form_max_parts = 32;
+    config.xml_max_body_size = 1024 * 1024;
+    b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        config,
+    ))));
     let service = b.build();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let (tcp, peer): (_, SocketAddr) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
@@ -456,8 +500,11 @@ pub fn serve(core: Arc<Core>, listener: TcpListener) -> JoinHandle<()> {
             let _ = tcp.set_nodelay(true);
             let service = service.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let io = hyper_util::rt::TokioIo::new(tcp);
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
                     .serve_connection(io, service)
                     .await
                 {

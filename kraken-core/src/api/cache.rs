@@ -66,7 +66,7 @@ pub fn cache_segment(s: &str, what: &str) -> Result<String> {
 }
 
 /// A file name inside an entry: already one clean segment.
-fn entry_file(name: &str) -> Result<&str> {
+pub(crate) fn entry_file(name: &str) -> Result<&str> {
     let clean = cache_segment(name, "file name")?;
     if clean != name {
         return Err(Error::bad_request(format!(
@@ -173,8 +173,22 @@ pub fn doomed(listed: Vec<Listed>, now: chrono::DateTime<chrono::Utc>) -> Vec<St
     out
 }
 
+/// Check an entry's `meta.json`: an object of file names (of the entry) to
+/// the paths they were made from.
+pub(crate) fn check_meta(bytes: &[u8]) -> Result<()> {
+    let meta: HashMap<String, String> = serde_json::from_slice(bytes).map_err(|e| {
+        Error::bad_request(format!(
+            "cache {META} must be an object of file names to paths: {e}"
+        ))
+    })?;
+    for file in meta.keys() {
+        entry_file(file)?;
+    }
+    Ok(())
+}
+
 /// Read a small body whole (a `meta.json`), refusing more than `max` bytes.
-async fn small_body(mut body: ByteStream, max: usize) -> Result<Bytes> {
+pub(crate) async fn small_body(mut body: ByteStream, max: usize) -> Result<Bytes> {
     let mut buf = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| Error::bad_request(format!("the upload broke off: {e}")))?;
@@ -226,14 +240,7 @@ impl Core {
                 });
         }
         let bytes = small_body(body, limits::REQUEST_BODY).await?;
-        let meta: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::bad_request(format!(
-                "cache {META} must be an object of file names to paths: {e}"
-            ))
-        })?;
-        for file in meta.keys() {
-            entry_file(file)?;
-        }
+        check_meta(&bytes)?;
         let size = self.blobs.put_bytes(&blob_key, bytes).await?;
         if let Err(e) = self
             .purge_cache(Some(place.branch_id), chrono::Utc::now())
@@ -274,9 +281,10 @@ impl Core {
         };
         let meta_key = format!("{folder}/{entry}/{META}");
         let bytes = match self.read_blob(&meta_key).await? {
-            Some(b) => b.into_bytes().await.map_err(|e| {
-                Error::internal(format!("cannot read {meta_key} from {}: {e}", self.blobs))
-            })?,
+            // Bounded: entries are written over S3 too.
+            Some(b) => small_body(b.body, limits::REQUEST_BODY)
+                .await
+                .map_err(|e| Error::internal(format!("cannot read {meta_key}: {e}")))?,
             None => return Ok(json!({"key": key, "entry": null, "files": {}})),
         };
         let files: Value = serde_json::from_slice(&bytes)

@@ -44,6 +44,9 @@ pub const MAX_OBJECT: u64 = 5 * 1024 * 1024 * 1024;
 /// Where parts of multipart uploads wait for their completion.
 const UPLOADS: &str = "s3-uploads";
 
+/// The blob that says an upload was created (beside its parts `00001`...).
+const CREATED: &str = "created";
+
 /// Parts of an upload not completed within this time are removed.
 pub const UPLOAD_EXPIRY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -237,15 +240,11 @@ impl S3Job {
     /// whole key, or a listing's prefix when `listing`).
     fn allowed(&self, kind: Kind, key: &str, op: S3Op, listing: bool) -> S3Result<()> {
         let deny = |why: String| Err(S3Failure::AccessDenied(why));
-        // A listing's prefix may stop inside the part that is checked:
-        // compare as far as it goes.
-        let under = |head: &str| -> bool {
-            if listing && key.len() < head.len() {
-                head.starts_with(key) && !key.is_empty()
-            } else {
-                key.starts_with(head)
-            }
-        };
+        // A listing's prefix starts with the whole folder a job may read
+        // (the original's tools list exactly that), so a listing never
+        // reads more of the storage than the job's own folder.
+        let _ = listing;
+        let under = |head: &str| -> bool { key.starts_with(head) };
         match kind {
             Kind::Artifacts => {
                 let flow = format!("{}/", self.place.flow_id);
@@ -307,7 +306,8 @@ impl S3Job {
     }
 
     /// The storage folders (ending in `/`) a bucket's keys live under, the
-    /// one written first: a DEV flow's cache is its own, read before CI's.
+    /// one written first: a DEV flow's cache and git bundles are its own,
+    /// read before CI's.
     fn roots(&self, kind: Kind) -> Vec<String> {
         let b = self.place.branch_id;
         match kind {
@@ -316,6 +316,11 @@ impl S3Job {
                 vec![format!("cache-dev/{b:08}/"), format!("cache/{b:08}/")]
             }
             Kind::Cache => vec![format!("cache/{b:08}/")],
+            // Pull requests' bundles are their own: a DEV flow's code must
+            // not plant commits in the bundle CI clones from.
+            Kind::Git if self.place.flow_kind == flow_kind::DEV => {
+                vec![format!("git-dev/{b:08}/"), format!("git/{b:08}/")]
+            }
             Kind::Git => vec![format!("git/{b:08}/")],
             Kind::Tool(t) => vec![format!("tools/tool-{t}/")],
         }
@@ -414,7 +419,9 @@ impl Core {
     /// Where `key` of `bucket` is read from: the first root holding it.
     async fn s3_find(&self, job: &S3Job, bucket: &str, key: &str) -> S3Result<(String, BlobMeta)> {
         let kind = job.kind(bucket)?;
-        let key = clean_key(key)?;
+        // No such key can have been stored (MinIO says NoSuchKey too, and
+        // the original's artifacts tool then lists it as a folder).
+        let key = clean_key(key).map_err(|_| S3Failure::NoSuchKey(key.to_string()))?;
         job.allowed(kind, key, S3Op::Read, false)?;
         for root in job.roots(kind) {
             let full = format!("{root}{key}");
@@ -459,8 +466,34 @@ impl Core {
         let key = clean_key(key)?;
         job.allowed(kind, key, S3Op::Write, false)?;
         let full = format!("{}{key}", job.roots(kind)[0]);
+        if kind == Kind::Cache {
+            return self.s3_put_cache(job, &full, body).await;
+        }
         self.storage().put_stream(&full, body, MAX_OBJECT).await?;
         Ok(self.storage().head(&full).await?)
+    }
+
+    /// A file of a cache entry, by the rules of this project's cache tool
+    /// (`/backend/cache`): plain file names, a `meta.json` that is a small
+    /// object of file names to paths and, once it is written, the purge of
+    /// the branch's expired and superseded entries.
+    async fn s3_put_cache(&self, job: &S3Job, full: &str, body: ByteStream) -> S3Result<BlobMeta> {
+        let name = full.rsplit('/').next().unwrap_or_default();
+        super::cache::entry_file(name)?;
+        if name != META {
+            self.storage().put_stream(full, body, MAX_OBJECT).await?;
+            return Ok(self.storage().head(full).await?);
+        }
+        let bytes = super::cache::small_body(body, crate::model::limits::REQUEST_BODY).await?;
+        super::cache::check_meta(&bytes)?;
+        self.storage().put_bytes(full, bytes).await?;
+        if let Err(e) = self
+            .purge_cache(Some(job.place.branch_id), chrono::Utc::now())
+            .await
+        {
+            tracing::warn!(error = %e, branch = job.place.branch_id, "cannot purge old cache entries");
+        }
+        Ok(self.storage().head(full).await?)
     }
 
     /// `ListObjects(V2)`: the objects under `prefix` (a plain string
@@ -524,11 +557,28 @@ impl Core {
     pub async fn s3_create_upload(&self, job: &S3Job, bucket: &str, key: &str) -> S3Result<String> {
         let kind = job.kind(bucket)?;
         job.allowed(kind, clean_key(key)?, S3Op::Write, false)?;
-        Ok(format!("{}.{}", job.job.id, crate::auth::new_token()))
+        let id = format!("{}.{}", job.job.id, crate::auth::new_token());
+        // Parts are taken only for uploads made here.
+        self.storage()
+            .put_bytes(&format!("{UPLOADS}/{id}/{CREATED}"), bytes::Bytes::new())
+            .await?;
+        Ok(id)
     }
 
-    /// The storage folder of an upload of this job.
-    fn upload_folder(job: &S3Job, upload_id: &str) -> S3Result<String> {
+    /// The storage folder of an upload of this job that was created.
+    async fn upload_folder(&self, job: &S3Job, upload_id: &str) -> S3Result<String> {
+        let folder = Self::upload_name(job, upload_id)?;
+        match self.storage().head(&format!("{folder}/{CREATED}")).await {
+            Ok(_) => Ok(folder),
+            Err(StorageError::NotFound { .. }) => {
+                Err(S3Failure::NoSuchUpload(upload_id.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The storage folder an upload id names, if it is one of this job's.
+    fn upload_name(job: &S3Job, upload_id: &str) -> S3Result<String> {
         let (owner, token) = upload_id
             .split_once('.')
             .ok_or_else(|| S3Failure::NoSuchUpload(upload_id.to_string()))?;
@@ -558,7 +608,7 @@ impl Core {
                 "part number {number} is not between 1 and 10000"
             )));
         }
-        let part = format!("{}/{number:05}", Self::upload_folder(job, upload_id)?);
+        let part = format!("{}/{number:05}", self.upload_folder(job, upload_id).await?);
         self.storage().put_stream(&part, body, MAX_OBJECT).await?;
         Ok(self.storage().head(&part).await?)
     }
@@ -576,7 +626,7 @@ impl Core {
         let kind = job.kind(bucket)?;
         let key = clean_key(key)?;
         job.allowed(kind, key, S3Op::Write, false)?;
-        let folder = Self::upload_folder(job, upload_id)?;
+        let folder = self.upload_folder(job, upload_id).await?;
         if numbers.is_empty() || numbers.windows(2).any(|w| w[0] >= w[1]) {
             return Err(S3Failure::InvalidArgument(
                 "give the parts in ascending order, at least one".into(),
@@ -622,7 +672,7 @@ impl Core {
     ) -> S3Result<()> {
         let kind = job.kind(bucket)?;
         job.allowed(kind, clean_key(key)?, S3Op::Write, false)?;
-        let folder = Self::upload_folder(job, upload_id)?;
+        let folder = self.upload_folder(job, upload_id).await?;
         self.s3_drop_upload(&folder).await
     }
 

@@ -38,6 +38,7 @@ fn s3(step: &Value, bucket: &str, secret: Option<&str>) -> AmazonS3 {
 async fn original_style_job(
     base: &str,
     admin: &Client,
+    kind: &str,
     steps: Value,
 ) -> (i64, i64, i64, i64, Client) {
     admin
@@ -76,7 +77,11 @@ async fn original_style_job(
             &format!("def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{job}]}}\n"),
         )
         .await;
-    let flow = admin.flow(bid).await;
+    let flow = admin
+        .post(&format!("/api/branches/{bid}/flows/{kind}"), json!({}))
+        .await
+        .expect(201)
+        .clone();
     let fid = flow["id"].as_i64().unwrap();
     let rid = flow["runs"][0]["id"].as_i64().unwrap();
     let gj = agent
@@ -100,6 +105,7 @@ async fn a_job_reads_and_writes_its_own_objects_only_and_only_while_it_runs() {
     let (bid, fid, rid, jid, agent) = original_style_job(
         &s.url,
         &admin,
+        "ci",
         json!([
             {"tool": "artifacts", "source": "big.bin", "public": true},
             {"tool": "cache", "action": "save", "key": "deps", "paths": ["d"]},
@@ -398,6 +404,7 @@ async fn agents_are_told_an_address_they_can_reach() {
     let (_, _, _, _, agent) = original_style_job(
         &server.url(),
         &admin,
+        "ci",
         json!([{"tool": "artifacts", "source": "a"}, {"tool": "shell", "cmd": "true"}, {"tool": "cache", "action": "restore", "keys": ["k"]}]),
     )
     .await;
@@ -453,4 +460,172 @@ async fn agents_are_told_an_address_they_can_reach() {
         "{third}"
     );
     server.shutdown().await.unwrap();
+}
+
+async fn next_step(agent: &Client) -> Value {
+    agent
+        .post(
+            "/backend",
+            json!({"address": "127.0.0.1", "msg": "get-job-step"}),
+        )
+        .await
+        .expect(200)["job_step"]
+        .clone()
+}
+
+#[tokio::test]
+async fn pull_requests_keep_bundles_and_caches_apart_and_entries_follow_the_cache_rules() {
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let (bid, fid, rid, jid, agent) = original_style_job(
+        &s.url,
+        &admin,
+        "dev",
+        json!([
+            {"tool": "git", "checkout": "https://example.com/a/b.git"},
+            {"tool": "cache", "action": "save", "key": "deps", "paths": ["d"]},
+            {"tool": "artifacts", "source": "x"},
+        ]),
+    )
+    .await;
+    let storage = s.core().storage().clone();
+    // CI's bundle, cloned from by CI jobs.
+    let folder = "https___example_com_a_b_git";
+    storage
+        .put_bytes(
+            &format!("git/{bid:08}/{folder}/repo.bundle"),
+            "ci-bundle".into(),
+        )
+        .await
+        .unwrap();
+    let step = next_step(&agent).await;
+    let git = s3(&step, &format!("{bid:08}-git"), None);
+    let key = format!("{folder}/repo.bundle");
+    // The pull request reads CI's bundle while it has none of its own...
+    assert_eq!(bytes(&git, &key).await.unwrap(), b"ci-bundle");
+    // ...and what it stores is its own: CI's stays as it was.
+    git.put(
+        &Key::from(key.clone()),
+        PutPayload::from_static(b"pr-bundle"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bytes(&git, &key).await.unwrap(), b"pr-bundle");
+    let ci = storage
+        .get(&format!("git/{bid:08}/{folder}/repo.bundle"))
+        .await
+        .unwrap()
+        .into_bytes()
+        .await
+        .unwrap();
+    assert_eq!(ci, b"ci-bundle");
+
+    // Cache entries: plain file names and a small meta.json mapping them.
+    agent
+        .post(
+            "/backend",
+            json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": jid, "step_idx": 0,
+            "result": {"status": "done", "duration": 1}}),
+        )
+        .await
+        .expect(200);
+    let step = next_step(&agent).await;
+    let entry = format!("{}/{jid}", step["minio_folder"]["deps"].as_str().unwrap());
+    let cache = s3(&step, &format!("{bid:08}-cache"), None);
+    for (name, body, code) in [
+        ("d.tar.gz", "tgz", None),
+        ("d~x.tar.gz", "tgz", Some("InvalidArgument")),
+        ("meta.json", "[1, 2]", Some("InvalidArgument")),
+        ("meta.json", "{\"../x\": \"d\"}", Some("InvalidArgument")),
+        ("meta.json", "{\"d.tar.gz\": \"d\"}", None),
+    ] {
+        let r = cache
+            .put(
+                &Key::from(format!("{entry}/{name}")),
+                PutPayload::from(body.as_bytes().to_vec()),
+            )
+            .await;
+        match code {
+            None => {
+                r.unwrap();
+            }
+            Some(code) => {
+                let e = r.unwrap_err().to_string();
+                assert!(e.contains(code), "{name} {body}: {e}");
+            }
+        }
+    }
+    let big_meta = format!("{{\"d.tar.gz\": \"{}\"}}", "d".repeat(2 * 1024 * 1024));
+    let e = cache
+        .put(
+            &Key::from(format!("{entry}/meta.json")),
+            PutPayload::from(big_meta.into_bytes()),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("InvalidArgument"), "{e}");
+    // A pull request's entry is its own too.
+    assert_eq!(
+        storage
+            .list(&format!("cache/{bid:08}"))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        storage
+            .list(&format!("cache-dev/{bid:08}"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Listed artifact keys are as stored, odd characters and all.
+    agent
+        .post(
+            "/backend",
+            json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": jid, "step_idx": 1,
+            "result": {"status": "done", "duration": 1}}),
+        )
+        .await
+        .expect(200);
+    let step = next_step(&agent).await;
+    let art = s3(&step, &format!("{bid:08}"), None);
+    let odd = format!("{fid}/{rid}/a~b[1].txt");
+    art.put(&Key::from(odd.clone()), PutPayload::from_static(b"odd"))
+        .await
+        .unwrap();
+    let listed: Vec<String> = art
+        .list(Some(&Key::from(format!("{fid}/"))))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed, [Key::from(odd.clone()).to_string()]);
+    assert_eq!(bytes(&art, &odd).await.unwrap(), b"odd");
+    // A listing wider than the job's flow is refused, not filtered.
+    let e = art.list_with_delimiter(None).await.unwrap_err().to_string();
+    assert!(e.contains("AccessDenied"), "{e}");
+
+    // Parts only for uploads made through the endpoint.
+    let job = s.core().s3_job(Some(&format!("KKJOB{jid}"))).await.unwrap();
+    let e = s
+        .core()
+        .s3_upload_part(
+            &job,
+            &format!("{bid:08}"),
+            &format!("{fid}/{rid}/p"),
+            &format!("{jid}.abcdef"),
+            1,
+            Box::pin(futures_util::stream::empty()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, kraken_core::api::s3::S3Failure::NoSuchUpload(_)),
+        "{e}"
+    );
 }
