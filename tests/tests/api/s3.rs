@@ -251,6 +251,33 @@ async fn a_job_reads_and_writes_its_own_objects_only_and_only_while_it_runs() {
         .to_string();
     assert!(e.contains("SignatureDoesNotMatch"), "{e}");
 
+    // Signature V2 (no signed body, no checked time) is refused, even
+    // correctly signed with the job's key.
+    {
+        use base64::Engine;
+        use hmac::Mac;
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let path = format!("/{bid:08}/{fid}/{rid}/small.txt");
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("GET\n\n\n{date}\n{path}").as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let r = reqwest::Client::new()
+            .get(format!(
+                "http://{}{path}",
+                step["minio_addr"].as_str().unwrap()
+            ))
+            .header("Date", date)
+            .header("Authorization", format!("AWS KKJOB{jid}:{sig}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+        let body = r.text().await.unwrap();
+        assert!(body.contains("Signature Version 4"), "{body}");
+    }
+
     // The cache: its own job's entry under its stage and job name.
     let step2 = agent
         .post(
