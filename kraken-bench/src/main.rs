@@ -166,6 +166,11 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
             }
         }
     };
+    // Idle: once freed memory has gone back to the system (allocators
+    // return it with a delay), not in the middle of that.
+    if let Some(p) = pid {
+        settle(p).await;
+    }
     rss("RSS idle".into(), &mut report);
     let mut ctx = Ctx::new(api, plan.sizes.clone(), plan.timeout, plan.plain_api);
     ctx.docker_image = plan.docker_image.clone();
@@ -187,6 +192,11 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
         report.add(w.name(), out);
         rss(format!("RSS after {}", w.name()), &mut report);
     }
+    if let Some(p) = pid {
+        progress("memory: waiting for the server's RSS to settle");
+        settle(p).await;
+        rss("RSS settled after all workloads".into(), &mut report);
+    }
     if let Some(peak) = pid.and_then(|p| proc_status_mib(p, "VmHWM")) {
         memory.push(Figure {
             workload: "memory".into(),
@@ -203,4 +213,20 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
         unit: "s".into(),
     });
     Ok(report)
+}
+
+/// Wait until the server's RSS stops falling: two readings a second apart
+/// within 0.25 MiB, or 30 s.
+async fn settle(pid: u32) {
+    let end = Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = proc_status_mib(pid, "VmRSS");
+    while Instant::now() < end {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = proc_status_mib(pid, "VmRSS");
+        match (last, now) {
+            (Some(a), Some(b)) if (a - b).abs() < 0.25 => return,
+            (_, None) => return,
+            _ => last = now,
+        }
+    }
 }

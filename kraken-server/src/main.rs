@@ -62,10 +62,19 @@ struct Args {
     session_idle_days: u64,
 }
 
+/// jemalloc, with its background thread (turned on in `main`), gives freed
+/// memory back to the system within seconds (glibc's malloc keeps the
+/// peaks of password hashing and results analysis for good).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     // Before anything else (the runtime's threads included): this may be a
     // schema worker process (see kraken_core::schema::sandbox).
     kraken_core::schema::sandbox::run_worker_if_requested();
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("warning: memory freed will not be given back to the system: {e}");
+    }
     serve()
 }
 
