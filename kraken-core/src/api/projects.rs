@@ -108,6 +108,8 @@ impl Local {
                 .await?;
         }
         self.store().delete_project(id).await?;
+        // Roles in a deleted project go with it (`roles_of`).
+        self.core.sessions.forget_all();
         Ok(Empty {})
     }
 
