@@ -182,9 +182,21 @@ pub fn run_json(
     }
 }
 
-/// The job counters of runs, by run id (one query).
-async fn job_counts_by_run(store: &Store, runs: &[RunRow]) -> Result<HashMap<i64, JobCounts>> {
-    let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+/// The live job counters of the runs not processed yet, by run id: one
+/// query, none when every run is processed (a processed run shows the
+/// counters it keeps, see [`run_json`]).
+pub(crate) async fn job_counts_by_run(
+    store: &Store,
+    runs: &[RunRow],
+) -> Result<HashMap<i64, JobCounts>> {
+    let ids: Vec<i64> = runs
+        .iter()
+        .filter(|r| r.state != run_state::PROCESSED)
+        .map(|r| r.id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     Ok(store
         .job_counts(&ids)
         .await?
@@ -194,14 +206,29 @@ async fn job_counts_by_run(store: &Store, runs: &[RunRow]) -> Result<HashMap<i64
 }
 
 /// Flow JSON for several flows of one branch, with their runs and the branch's stages.
+///
+/// A fixed number of queries whatever the number of flows: the stages, the
+/// runs, the job counters of unprocessed runs and the triggers' repository
+/// changes, each one query (and the place with `full`).
 pub async fn flows_json(store: &Store, flows: &[FlowRow], full: bool) -> Result<Vec<Flow>> {
     let Some(first) = flows.first() else {
         return Ok(Vec::new());
     };
-    let stages = store.branch_stages(first.branch_id).await?;
+    let stages: Vec<crate::model::Stage> = store
+        .branch_stages(first.branch_id)
+        .await?
+        .iter()
+        .map(|s| s.to_model(full))
+        .collect();
     let ids: Vec<i64> = flows.iter().map(|f| f.id).collect();
     let runs = store.runs_of_flows(&ids).await?;
     let counts = job_counts_by_run(store, &runs).await?;
+    let mut runs_by_flow: HashMap<i64, Vec<&RunRow>> = HashMap::new();
+    for r in &runs {
+        runs_by_flow.entry(r.flow_id).or_default().push(r);
+    }
+    let trigger_ids: Vec<i64> = flows.iter().filter_map(|f| f.trigger_data_id).collect();
+    let triggers = store.repo_changes_of(&trigger_ids).await?;
     let place = if full {
         Some(flow_place(store, first.branch_id).await?)
     } else {
@@ -209,13 +236,10 @@ pub async fn flows_json(store: &Store, flows: &[FlowRow], full: bool) -> Result<
     };
     let mut out = Vec::with_capacity(flows.len());
     for f in flows {
-        let trigger = match f.trigger_data_id {
-            Some(id) => store
-                .repo_changes(id)
-                .await?
-                .and_then(|d| d.as_array().and_then(|a| a.first().cloned())),
-            None => None,
-        };
+        let trigger = f
+            .trigger_data_id
+            .and_then(|id| triggers.get(&id))
+            .and_then(|d| d.as_array().and_then(|a| a.first().cloned()));
         let end = f.finished.unwrap_or_else(now_ms);
         out.push(Flow {
             id: f.id,
@@ -232,12 +256,15 @@ pub async fn flows_json(store: &Store, flows: &[FlowRow], full: bool) -> Result<
             artifacts: f.artifacts.0.clone(),
             seq: f.seq.0.clone(),
             report_entries: report_entries(&f.artifacts.0, "f", f.id),
-            stages: stages.iter().map(|s| s.to_model(full)).collect(),
-            runs: runs
-                .iter()
-                .filter(|r| r.flow_id == f.id)
-                .map(|r| run_json(r, f, counts.get(&r.id), None))
-                .collect(),
+            stages: stages.clone(),
+            runs: runs_by_flow
+                .get(&f.id)
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| run_json(r, f, counts.get(&r.id), None))
+                        .collect()
+                })
+                .unwrap_or_default(),
             project_id: place.as_ref().map(|p| p.project_id),
             project_name: place.as_ref().map(|p| p.project_name.clone()),
             branch_id: place.as_ref().map(|p| p.branch_id),

@@ -1,5 +1,7 @@
 //! Flows, runs and repository changes.
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
@@ -237,6 +239,31 @@ impl Store {
             on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q))
             .bind(id).fetch_optional(p).await?),
         )
+    }
+
+    /// Non-deleted flows by id (one query), in no particular order.
+    pub async fn flows_by_ids(&self, ids: &[i64]) -> Result<Vec<FlowRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = id_list(ids);
+        let q = format!("SELECT {FLOW_COLS} FROM flows WHERE id IN ({list}) AND deleted IS NULL");
+        Ok(
+            on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q))
+            .fetch_all(p).await?),
+        )
+    }
+
+    /// The data of several `repo_changes` records by id (one query).
+    pub async fn repo_changes_of(&self, ids: &[i64]) -> Result<HashMap<i64, Value>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let list = id_list(ids);
+        let q = format!("SELECT id, data FROM repo_changes WHERE id IN ({list})");
+        let rows: Vec<(i64, Json<Value>)> = on_read!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(q))
+            .fetch_all(p).await?);
+        Ok(rows.into_iter().map(|(id, d)| (id, d.0)).collect())
     }
 
     /// A page of a branch's flows of one kind, newest first, and their total.
@@ -852,4 +879,12 @@ impl Store {
             .await?
             .ok_or_else(|| crate::error::Error::not_found("Run not found"))
     }
+}
+
+/// Ids as the text of an SQL `IN (...)` list (integers only, so no injection).
+fn id_list(ids: &[i64]) -> String {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
