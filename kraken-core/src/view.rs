@@ -211,15 +211,29 @@ pub(crate) async fn job_counts_by_run(
 /// runs, the job counters of unprocessed runs and the triggers' repository
 /// changes, each one query (and the place with `full`).
 pub async fn flows_json(store: &Store, flows: &[FlowRow], full: bool) -> Result<Vec<Flow>> {
+    flows_json_with(store, flows, full, true).await
+}
+
+/// [`flows_json`], with the branch's stages or not (`stages` left empty).
+pub(crate) async fn flows_json_with(
+    store: &Store,
+    flows: &[FlowRow],
+    full: bool,
+    with_stages: bool,
+) -> Result<Vec<Flow>> {
     let Some(first) = flows.first() else {
         return Ok(Vec::new());
     };
-    let stages: Vec<crate::model::Stage> = store
-        .branch_stages(first.branch_id)
-        .await?
-        .iter()
-        .map(|s| s.to_model(full))
-        .collect();
+    let stages: Vec<crate::model::Stage> = if with_stages {
+        store
+            .branch_stages(first.branch_id)
+            .await?
+            .iter()
+            .map(|s| s.to_model(full))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let ids: Vec<i64> = flows.iter().map(|f| f.id).collect();
     let runs = store.runs_of_flows(&ids).await?;
     let counts = job_counts_by_run(store, &runs).await?;
@@ -291,6 +305,7 @@ pub async fn project_json(
     detail: BranchDetail,
 ) -> Result<Project> {
     let secrets = store.project_secrets(row.id).await?;
+    let mut project = project_alone(row, &secrets);
     let mut branches = Vec::new();
     for b in store.project_branches(row.id).await? {
         let mut bj = b.to_model();
@@ -311,7 +326,16 @@ pub async fn project_json(
         }
         branches.push(bj);
     }
-    Ok(Project {
+    project.branches = branches;
+    Ok(project)
+}
+
+/// A project without its branches, its secrets given (no query).
+pub(crate) fn project_alone(
+    row: &ProjectRow,
+    secrets: &[crate::store::projects::SecretRow],
+) -> Project {
+    Project {
         id: row.id,
         created: ts(row.created),
         deleted: ots(row.deleted),
@@ -323,9 +347,9 @@ pub async fn project_json(
             .as_ref()
             .map(|w| w.0.clone())
             .unwrap_or_else(|| json!({})),
-        branches,
+        branches: Vec::new(),
         data: None,
-    })
+    }
 }
 
 async fn flow_brief(

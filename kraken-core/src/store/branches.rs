@@ -298,6 +298,17 @@ impl Store {
         Ok(())
     }
 
+    /// Make `flow_id` the branch's latest incomplete CI flow unless a newer
+    /// one is (one statement, so concurrent creations and completions never
+    /// move it back, and the completed one is left alone).
+    pub async fn advance_branch_ci_incomplete(&self, id: i64, flow_id: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE branches SET ci_last_incomplete_flow_id = $1 \
+             WHERE id = $2 AND (ci_last_incomplete_flow_id IS NULL OR ci_last_incomplete_flow_id < $1)")
+            .bind(flow_id).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
     /// Sequences of a branch (branch-level and per non-deleted stage), by id.
     pub async fn branch_sequences(&self, branch_id: i64) -> Result<Vec<SequenceRow>> {
         Ok(on_read!(&self.db, p => sqlx::query_as::<_, SequenceRow>(
