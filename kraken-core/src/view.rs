@@ -53,11 +53,10 @@ pub fn report_entries(artifacts: &Value, prefix: &str, id: i64) -> Vec<ReportEnt
         .unwrap_or_default()
 }
 
-/// What `GET /projects/{id}` and list answers include per branch.
+/// What `GET /projects/{id}` answers include per branch (the list,
+/// [`projects_with_last_results`], has each branch's latest flows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BranchDetail {
-    /// `last_completed_flow` / `last_incomplete_flow`.
-    LastResults,
     /// `ci_flows` / `dev_flows` (10 latest each).
     Results,
     /// Nothing more.
@@ -310,12 +309,6 @@ pub async fn project_json(
     for b in store.project_branches(row.id).await? {
         let mut bj = b.to_model();
         match detail {
-            BranchDetail::LastResults => {
-                bj.last_completed_flow =
-                    Some(flow_brief(store, b.ci_last_completed_flow_id, true).await?);
-                bj.last_incomplete_flow =
-                    Some(flow_brief(store, b.ci_last_incomplete_flow_id, false).await?);
-            }
             BranchDetail::Results => {
                 bj.ci_flows =
                     Some(latest_flows(store, b.id, crate::model::flow_kind::CI, 10).await?);
@@ -328,6 +321,51 @@ pub async fn project_json(
     }
     project.branches = branches;
     Ok(project)
+}
+
+/// Projects with their branches' latest completed and incomplete CI flows
+/// (`GET /projects`): secrets, branches and flows of all of them in three
+/// queries, whatever the number of projects and branches.
+pub async fn projects_with_last_results(
+    store: &Store,
+    rows: &[ProjectRow],
+) -> Result<Vec<Project>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut secrets: HashMap<i64, Vec<crate::store::projects::SecretRow>> = HashMap::new();
+    for s in store.secrets_of_projects(&ids).await? {
+        secrets.entry(s.project_id).or_default().push(s);
+    }
+    let mut branches: HashMap<i64, Vec<crate::store::branches::BranchRow>> = HashMap::new();
+    for b in store.branches_of_projects(&ids).await? {
+        branches.entry(b.project_id).or_default().push(b);
+    }
+    let flow_ids: Vec<i64> = branches
+        .values()
+        .flatten()
+        .flat_map(|b| [b.ci_last_completed_flow_id, b.ci_last_incomplete_flow_id])
+        .flatten()
+        .collect();
+    let flows: HashMap<i64, FlowRow> = store
+        .flows_by_ids(&flow_ids)
+        .await?
+        .into_iter()
+        .map(|f| (f.id, f))
+        .collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut project = project_alone(row, secrets.get(&row.id).map_or(&[][..], Vec::as_slice));
+        for b in branches.get(&row.id).map_or(&[][..], Vec::as_slice) {
+            let mut bj = b.to_model();
+            let flow = |id: Option<i64>| id.and_then(|id| flows.get(&id));
+            bj.last_completed_flow =
+                Some(flow_brief_of(store, flow(b.ci_last_completed_flow_id), true).await?);
+            bj.last_incomplete_flow =
+                Some(flow_brief_of(store, flow(b.ci_last_incomplete_flow_id), false).await?);
+            project.branches.push(bj);
+        }
+        out.push(project);
+    }
+    Ok(out)
 }
 
 /// A project without its branches, its secrets given (no query).
@@ -352,15 +390,17 @@ pub(crate) fn project_alone(
     }
 }
 
-async fn flow_brief(
+/// The brief of a flow read already (`None`: there is none). Queries only
+/// for a flow whose summary does not say whether it has errors.
+async fn flow_brief_of(
     store: &Store,
-    flow_id: Option<i64>,
+    flow: Option<&FlowRow>,
     completed: bool,
 ) -> Result<Option<FlowBrief>> {
-    let Some(id) = flow_id else { return Ok(None) };
-    let Some(flow) = store.flow(id).await? else {
+    let Some(flow) = flow else {
         return Ok(None);
     };
+    let id = flow.id;
     let stored = flow
         .summary
         .as_ref()
@@ -368,7 +408,7 @@ async fn flow_brief(
         .and_then(Value::as_bool);
     let errors = match stored {
         Some(e) => e,
-        None => flow_errors(store, &flow, None).await?,
+        None => flow_errors(store, flow, None).await?,
     };
     Ok(Some(FlowBrief {
         id,

@@ -217,6 +217,18 @@ impl Store {
         )
     }
 
+    /// The branches of several projects (one query), ordered as [`Store::project_branches`].
+    pub async fn branches_of_projects(&self, project_ids: &[i64]) -> Result<Vec<BranchRow>> {
+        if project_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = format!(
+            "{BRANCH_SELECT} WHERE {} AND b.deleted IS NULL ORDER BY b.name, b.id",
+            super::in_ids(&self.db, "b.project_id", 1)
+        );
+        super::fetch_all_by_ids(&self.db, q, project_ids).await
+    }
+
     /// Non-deleted branches of a project, by name.
     pub async fn project_branches(&self, project_id: i64) -> Result<Vec<BranchRow>> {
         let q = format!(

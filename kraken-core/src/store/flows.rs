@@ -254,12 +254,11 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list = id_list(ids);
-        let q = format!("SELECT {FLOW_COLS} FROM flows WHERE id IN ({list}) AND deleted IS NULL");
-        Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q))
-            .fetch_all(p).await?),
-        )
+        let q = format!(
+            "SELECT {FLOW_COLS} FROM flows WHERE {} AND deleted IS NULL",
+            super::in_ids(&self.db, "id", 1)
+        );
+        super::fetch_all_by_ids(&self.db, q, ids).await
     }
 
     /// The data of several `repo_changes` records by id (one query).
@@ -267,10 +266,11 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let list = id_list(ids);
-        let q = format!("SELECT id, data FROM repo_changes WHERE id IN ({list})");
-        let rows: Vec<(i64, Json<Value>)> = on_read!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(q))
-            .fetch_all(p).await?);
+        let q = format!(
+            "SELECT id, data FROM repo_changes WHERE {}",
+            super::in_ids(&self.db, "id", 1)
+        );
+        let rows: Vec<(i64, Json<Value>)> = super::fetch_all_by_ids(&self.db, q, ids).await?;
         Ok(rows.into_iter().map(|(id, d)| (id, d.0)).collect())
     }
 
@@ -880,12 +880,4 @@ impl Store {
             .await?
             .ok_or_else(|| crate::error::Error::not_found("Run not found"))
     }
-}
-
-/// Ids as the text of an SQL `IN (...)` list (integers only, so no injection).
-fn id_list(ids: &[i64]) -> String {
-    let mut v = ids.to_vec();
-    v.sort_unstable();
-    v.dedup();
-    v.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
