@@ -309,7 +309,9 @@ async fn the_project_list_gives_each_project_its_own_branches_secrets_and_flows(
     let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"j\", \"steps\": [{\"tool\": \"shell\", \"cmd\": \"true\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}\n";
     admin.stage(b_main, "build", code).await;
     let flow = admin.flow(b_main).await["id"].as_i64().unwrap();
-    admin.wait_flow(flow, std::time::Duration::from_secs(30)).await;
+    admin
+        .wait_flow(flow, std::time::Duration::from_secs(30))
+        .await;
 
     let list = admin.get("/api/projects").await;
     let items = list.expect(200)["items"].as_array().unwrap().clone();
