@@ -14,6 +14,7 @@ use base64::Engine;
 use crate::error::{Error, Result};
 use crate::model::Role;
 
+pub mod cache;
 pub mod limiter;
 
 /// An Argon2id hash with the parameters of [`hash_password`], of a random

@@ -53,11 +53,10 @@ pub fn report_entries(artifacts: &Value, prefix: &str, id: i64) -> Vec<ReportEnt
         .unwrap_or_default()
 }
 
-/// What `GET /projects/{id}` and list answers include per branch.
+/// What `GET /projects/{id}` answers include per branch (the list,
+/// [`projects_with_last_results`], has each branch's latest flows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BranchDetail {
-    /// `last_completed_flow` / `last_incomplete_flow`.
-    LastResults,
     /// `ci_flows` / `dev_flows` (10 latest each).
     Results,
     /// Nothing more.
@@ -182,9 +181,21 @@ pub fn run_json(
     }
 }
 
-/// The job counters of runs, by run id (one query).
-async fn job_counts_by_run(store: &Store, runs: &[RunRow]) -> Result<HashMap<i64, JobCounts>> {
-    let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+/// The live job counters of the runs not processed yet, by run id: one
+/// query, none when every run is processed (a processed run shows the
+/// counters it keeps, see [`run_json`]).
+pub(crate) async fn job_counts_by_run(
+    store: &Store,
+    runs: &[RunRow],
+) -> Result<HashMap<i64, JobCounts>> {
+    let ids: Vec<i64> = runs
+        .iter()
+        .filter(|r| r.state != run_state::PROCESSED)
+        .map(|r| r.id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     Ok(store
         .job_counts(&ids)
         .await?
@@ -194,14 +205,43 @@ async fn job_counts_by_run(store: &Store, runs: &[RunRow]) -> Result<HashMap<i64
 }
 
 /// Flow JSON for several flows of one branch, with their runs and the branch's stages.
+///
+/// A fixed number of queries whatever the number of flows: the stages, the
+/// runs, the job counters of unprocessed runs and the triggers' repository
+/// changes, each one query (and the place with `full`).
 pub async fn flows_json(store: &Store, flows: &[FlowRow], full: bool) -> Result<Vec<Flow>> {
+    flows_json_with(store, flows, full, true).await
+}
+
+/// [`flows_json`], with the branch's stages or not (`stages` left empty).
+pub(crate) async fn flows_json_with(
+    store: &Store,
+    flows: &[FlowRow],
+    full: bool,
+    with_stages: bool,
+) -> Result<Vec<Flow>> {
     let Some(first) = flows.first() else {
         return Ok(Vec::new());
     };
-    let stages = store.branch_stages(first.branch_id).await?;
+    let stages: Vec<crate::model::Stage> = if with_stages {
+        store
+            .branch_stages(first.branch_id)
+            .await?
+            .iter()
+            .map(|s| s.to_model(full))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let ids: Vec<i64> = flows.iter().map(|f| f.id).collect();
     let runs = store.runs_of_flows(&ids).await?;
     let counts = job_counts_by_run(store, &runs).await?;
+    let mut runs_by_flow: HashMap<i64, Vec<&RunRow>> = HashMap::new();
+    for r in &runs {
+        runs_by_flow.entry(r.flow_id).or_default().push(r);
+    }
+    let trigger_ids: Vec<i64> = flows.iter().filter_map(|f| f.trigger_data_id).collect();
+    let triggers = store.repo_changes_of(&trigger_ids).await?;
     let place = if full {
         Some(flow_place(store, first.branch_id).await?)
     } else {
@@ -209,13 +249,10 @@ pub async fn flows_json(store: &Store, flows: &[FlowRow], full: bool) -> Result<
     };
     let mut out = Vec::with_capacity(flows.len());
     for f in flows {
-        let trigger = match f.trigger_data_id {
-            Some(id) => store
-                .repo_changes(id)
-                .await?
-                .and_then(|d| d.as_array().and_then(|a| a.first().cloned())),
-            None => None,
-        };
+        let trigger = f
+            .trigger_data_id
+            .and_then(|id| triggers.get(&id))
+            .and_then(|d| d.as_array().and_then(|a| a.first().cloned()));
         let end = f.finished.unwrap_or_else(now_ms);
         out.push(Flow {
             id: f.id,
@@ -232,12 +269,15 @@ pub async fn flows_json(store: &Store, flows: &[FlowRow], full: bool) -> Result<
             artifacts: f.artifacts.0.clone(),
             seq: f.seq.0.clone(),
             report_entries: report_entries(&f.artifacts.0, "f", f.id),
-            stages: stages.iter().map(|s| s.to_model(full)).collect(),
-            runs: runs
-                .iter()
-                .filter(|r| r.flow_id == f.id)
-                .map(|r| run_json(r, f, counts.get(&r.id), None))
-                .collect(),
+            stages: stages.clone(),
+            runs: runs_by_flow
+                .get(&f.id)
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| run_json(r, f, counts.get(&r.id), None))
+                        .collect()
+                })
+                .unwrap_or_default(),
             project_id: place.as_ref().map(|p| p.project_id),
             project_name: place.as_ref().map(|p| p.project_name.clone()),
             branch_id: place.as_ref().map(|p| p.branch_id),
@@ -264,16 +304,11 @@ pub async fn project_json(
     detail: BranchDetail,
 ) -> Result<Project> {
     let secrets = store.project_secrets(row.id).await?;
+    let mut project = project_alone(row, &secrets);
     let mut branches = Vec::new();
     for b in store.project_branches(row.id).await? {
         let mut bj = b.to_model();
         match detail {
-            BranchDetail::LastResults => {
-                bj.last_completed_flow =
-                    Some(flow_brief(store, b.ci_last_completed_flow_id, true).await?);
-                bj.last_incomplete_flow =
-                    Some(flow_brief(store, b.ci_last_incomplete_flow_id, false).await?);
-            }
             BranchDetail::Results => {
                 bj.ci_flows =
                     Some(latest_flows(store, b.id, crate::model::flow_kind::CI, 10).await?);
@@ -284,7 +319,61 @@ pub async fn project_json(
         }
         branches.push(bj);
     }
-    Ok(Project {
+    project.branches = branches;
+    Ok(project)
+}
+
+/// Projects with their branches' latest completed and incomplete CI flows
+/// (`GET /projects`): secrets, branches and flows of all of them in three
+/// queries, whatever the number of projects and branches.
+pub async fn projects_with_last_results(
+    store: &Store,
+    rows: &[ProjectRow],
+) -> Result<Vec<Project>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut secrets: HashMap<i64, Vec<crate::store::projects::SecretRow>> = HashMap::new();
+    for s in store.secrets_of_projects(&ids).await? {
+        secrets.entry(s.project_id).or_default().push(s);
+    }
+    let mut branches: HashMap<i64, Vec<crate::store::branches::BranchRow>> = HashMap::new();
+    for b in store.branches_of_projects(&ids).await? {
+        branches.entry(b.project_id).or_default().push(b);
+    }
+    let flow_ids: Vec<i64> = branches
+        .values()
+        .flatten()
+        .flat_map(|b| [b.ci_last_completed_flow_id, b.ci_last_incomplete_flow_id])
+        .flatten()
+        .collect();
+    let flows: HashMap<i64, FlowRow> = store
+        .flows_by_ids(&flow_ids)
+        .await?
+        .into_iter()
+        .map(|f| (f.id, f))
+        .collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut project = project_alone(row, secrets.get(&row.id).map_or(&[][..], Vec::as_slice));
+        for b in branches.get(&row.id).map_or(&[][..], Vec::as_slice) {
+            let mut bj = b.to_model();
+            let flow = |id: Option<i64>| id.and_then(|id| flows.get(&id));
+            bj.last_completed_flow =
+                Some(flow_brief_of(store, flow(b.ci_last_completed_flow_id), true).await?);
+            bj.last_incomplete_flow =
+                Some(flow_brief_of(store, flow(b.ci_last_incomplete_flow_id), false).await?);
+            project.branches.push(bj);
+        }
+        out.push(project);
+    }
+    Ok(out)
+}
+
+/// A project without its branches, its secrets given (no query).
+pub(crate) fn project_alone(
+    row: &ProjectRow,
+    secrets: &[crate::store::projects::SecretRow],
+) -> Project {
+    Project {
         id: row.id,
         created: ts(row.created),
         deleted: ots(row.deleted),
@@ -296,20 +385,22 @@ pub async fn project_json(
             .as_ref()
             .map(|w| w.0.clone())
             .unwrap_or_else(|| json!({})),
-        branches,
+        branches: Vec::new(),
         data: None,
-    })
+    }
 }
 
-async fn flow_brief(
+/// The brief of a flow read already (`None`: there is none). Queries only
+/// for a flow whose summary does not say whether it has errors.
+async fn flow_brief_of(
     store: &Store,
-    flow_id: Option<i64>,
+    flow: Option<&FlowRow>,
     completed: bool,
 ) -> Result<Option<FlowBrief>> {
-    let Some(id) = flow_id else { return Ok(None) };
-    let Some(flow) = store.flow(id).await? else {
+    let Some(flow) = flow else {
         return Ok(None);
     };
+    let id = flow.id;
     let stored = flow
         .summary
         .as_ref()
@@ -317,7 +408,7 @@ async fn flow_brief(
         .and_then(Value::as_bool);
     let errors = match stored {
         Some(e) => e,
-        None => flow_errors(store, &flow, None).await?,
+        None => flow_errors(store, flow, None).await?,
     };
     Ok(Some(FlowBrief {
         id,

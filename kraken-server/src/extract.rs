@@ -82,7 +82,7 @@ impl FromRequestParts<AppState> for Caller {
             })
         })?;
         let who = state.core.authenticate(&token).await?;
-        Ok(Caller(state.core.kraken_for(who)))
+        Ok(Caller(state.core.kraken_as(who)))
     }
 }
 
@@ -146,7 +146,7 @@ impl FromRequestParts<AppState> for MaybeCaller {
             },
             Some(token) => {
                 let who = state.core.authenticate(&token).await?;
-                Ok(MaybeCaller(Some(state.core.kraken_for(who))))
+                Ok(MaybeCaller(Some(state.core.kraken_as(who))))
             }
         }
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::Local;
 use crate::error::{Error, Result};
 use crate::model::{Flow, List, Run, RunNotification, flow_kind};
-use crate::store::flows::{FlowRow, JobCounts, RunRow};
+use crate::store::flows::{FlowRow, RunRow};
 
 impl Local {
     /// The project id of a branch (for permission checks).
@@ -90,28 +90,28 @@ impl Local {
     }
 
     async fn runs_json(&self, runs: &[RunRow], place: &crate::view::FlowPlace) -> Result<Vec<Run>> {
-        let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
-        let counts: HashMap<i64, JobCounts> = self
+        let counts = crate::view::job_counts_by_run(self.store(), runs).await?;
+        let flow_ids: Vec<i64> = runs.iter().map(|r| r.flow_id).collect();
+        let flows: HashMap<i64, FlowRow> = self
             .store()
-            .job_counts(&ids)
+            .flows_by_ids(&flow_ids)
             .await?
             .into_iter()
-            .map(|c| (c.run_id, c))
+            .map(|f| (f.id, f))
             .collect();
-        let mut flows: HashMap<i64, FlowRow> = HashMap::new();
-        let mut out = Vec::with_capacity(runs.len());
-        for r in runs {
-            if let std::collections::hash_map::Entry::Vacant(e) = flows.entry(r.flow_id) {
-                e.insert(self.store().require_flow(r.flow_id).await?);
-            }
-            out.push(crate::view::run_json(
-                r,
-                &flows[&r.flow_id],
-                counts.get(&r.id),
-                Some(place),
-            ));
-        }
-        Ok(out)
+        runs.iter()
+            .map(|r| {
+                let flow = flows
+                    .get(&r.flow_id)
+                    .ok_or_else(|| Error::not_found("Flow not found"))?;
+                Ok(crate::view::run_json(
+                    r,
+                    flow,
+                    counts.get(&r.id),
+                    Some(place),
+                ))
+            })
+            .collect()
     }
 
     /// `GET /stages/{id}/runs`: a bare array, newest first.
@@ -164,11 +164,12 @@ impl Local {
         let flow = self.store().require_flow(run.flow_id).await?;
         let place = crate::view::flow_place(self.store(), flow.branch_id).await?;
         self.who.require_view(place.project_id)?;
-        let counts = self.store().job_counts(&[id]).await?;
+        let counts =
+            crate::view::job_counts_by_run(self.store(), std::slice::from_ref(&run)).await?;
         Ok(crate::view::run_json(
             &run,
             &flow,
-            counts.first(),
+            counts.get(&id),
             Some(&place),
         ))
     }

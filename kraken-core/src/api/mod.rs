@@ -18,6 +18,8 @@ use std::time::Duration;
 #[cfg(feature = "local")]
 use crate::auth::Principal;
 #[cfg(feature = "local")]
+use crate::auth::cache::SessionCache;
+#[cfg(feature = "local")]
 use crate::auth::limiter::LoginLimiter;
 #[cfg(feature = "local")]
 use crate::engine::Engine;
@@ -127,6 +129,8 @@ pub struct Core {
     pub(crate) s3_bound: std::sync::Mutex<String>,
     /// Failed-login counts.
     login_limiter: LoginLimiter,
+    /// Authenticated sessions kept in memory.
+    pub(crate) sessions: SessionCache,
 }
 
 #[cfg(feature = "local")]
@@ -153,6 +157,7 @@ impl Core {
             udp_addr: std::sync::Mutex::new(String::new()),
             s3_bound: std::sync::Mutex::new(String::new()),
             login_limiter: LoginLimiter::default(),
+            sessions: SessionCache::default(),
         }))
     }
 
@@ -265,9 +270,14 @@ impl Core {
 
     /// A handle acting as `who`.
     pub fn kraken_for(self: &Arc<Self>, who: Principal) -> Local {
+        self.kraken_as(Arc::new(who))
+    }
+
+    /// A handle acting as `who` (as [`Core::authenticate`] answers it).
+    pub fn kraken_as(self: &Arc<Self>, who: Arc<Principal>) -> Local {
         Local {
             core: self.clone(),
-            who: Arc::new(who),
+            who,
         }
     }
 
@@ -277,15 +287,32 @@ impl Core {
     }
 
     /// Resolve a bearer token to the principal it stands for.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+    ///
+    /// A session read in the last [`crate::auth::cache::SESSION_CACHE_MAX_AGE`]
+    /// is answered from memory with no query (see [`crate::auth::cache`]); its
+    /// last use is still written at most every minute, so idle sessions expire.
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>> {
+        let now = Timestamp::now().millis();
+        let idle = self.config.session_idle_timeout.as_millis() as i64;
+        if let Some(cached) = self.sessions.get(token)
+            && now - cached.last_used <= idle
+        {
+            if now - cached.last_used > SESSION_TOUCH_INTERVAL_MS
+                && let Some(id) = cached.who.session_id
+            {
+                self.store().touch_session(id).await?;
+                self.sessions.touched(token, now);
+            }
+            return Ok(cached.who);
+        }
+        let ticket = self.sessions.ticket();
         let invalid = || Error::Unauthorized(INVALID_TOKEN.to_string());
         let Some(session) = self.store().session_by_token(token).await? else {
             return Err(invalid());
         };
-        let now = Timestamp::now().millis();
-        let idle = self.config.session_idle_timeout.as_millis() as i64;
         if now - session.last_used > idle {
             self.store().end_session(session.id).await?;
+            self.sessions.forget_token(token);
             return Err(Error::Unauthorized(
                 "the session has expired: log in again".to_string(),
             ));
@@ -296,12 +323,15 @@ impl Core {
         if !user.enabled() {
             // Disabling ends the sessions; this catches any left over.
             self.store().end_session(session.id).await?;
+            self.sessions.forget_token(token);
             return Err(invalid());
         }
+        let mut last_used = session.last_used;
         if now - session.last_used > SESSION_TOUCH_INTERVAL_MS {
             self.store().touch_session(session.id).await?;
+            last_used = now;
         }
-        Ok(Principal {
+        let who = Arc::new(Principal {
             user_id: user.id,
             name: user.name.clone(),
             superadmin: user.superadmin,
@@ -309,7 +339,9 @@ impl Core {
             session_id: Some(session.id),
             token: Some(session.token),
             roles: self.store().roles_of(user.id).await?,
-        })
+        });
+        self.sessions.insert(ticket, token, who.clone(), last_used);
+        Ok(who)
     }
 }
 

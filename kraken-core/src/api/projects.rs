@@ -16,20 +16,16 @@ fn secret_name_ok(name: &str) -> bool {
 impl Local {
     /// `GET /projects`: the projects the caller has a role in (all for superadmins).
     pub async fn get_projects(&self) -> Result<List<Project>> {
-        let mut items = Vec::new();
-        for row in self.store().list_projects().await? {
-            if self.who.can(row.id, crate::model::Role::Viewer) {
-                items.push(
-                    crate::view::project_json(
-                        self.store(),
-                        &row,
-                        crate::view::BranchDetail::LastResults,
-                    )
-                    .await?,
-                );
-            }
-        }
-        Ok(List::all(items))
+        let rows: Vec<_> = self
+            .store()
+            .list_projects()
+            .await?
+            .into_iter()
+            .filter(|row| self.who.can(row.id, crate::model::Role::Viewer))
+            .collect();
+        Ok(List::all(
+            crate::view::projects_with_last_results(self.store(), &rows).await?,
+        ))
     }
 
     /// `POST /projects`: superadmins only.
@@ -108,6 +104,8 @@ impl Local {
                 .await?;
         }
         self.store().delete_project(id).await?;
+        // Roles in a deleted project go with it (`roles_of`).
+        self.core.sessions.forget_all();
         Ok(Empty {})
     }
 

@@ -1,7 +1,7 @@
 //! Results endpoints: test case results, their history and comments, issues,
 //! flow analysis and history, artifact downloads, background tasks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
@@ -30,68 +30,107 @@ fn comment_json(c: &crate::store::results::CommentRow) -> TestCaseComment {
 
 impl Local {
     async fn tcr_json(&self, t: &TcrFull, with_place: bool) -> Result<TestCaseResult> {
-        let comment = match t.comment_id {
-            Some(id) => self.store().comment(id).await?.map(|c| comment_json(&c)),
-            None => None,
-        };
-        let place = if with_place {
-            let b = self
-                .store()
-                .branch_any(t.branch_id)
-                .await?
-                .ok_or_else(|| Error::not_found("Branch not found"))?;
-            let stage = self
-                .store()
-                .stage_any(t.stage_id)
-                .await?
-                .ok_or_else(|| Error::not_found("Stage not found"))?;
-            Some(ResultPlace {
-                project_id: b.project_id,
-                project_name: b.project_name,
-                branch_id: b.id,
-                branch_name: b.name,
-                flow_id: t.flow_id,
-                flow_kind: flow_kind::name(t.flow_kind).to_string(),
-                flow_label: t
-                    .flow_label
-                    .clone()
-                    .unwrap_or_else(|| format!("{}.", t.flow_id)),
-                flow_created_at: Timestamp(t.flow_created),
-                run_id: t.run_id,
-                stage_id: t.stage_id,
-                stage_name: stage.name,
-            })
-        } else {
-            None
-        };
-        Ok(TestCaseResult {
-            id: t.id,
-            test_case_id: t.test_case_id,
-            test_case_name: t.test_case_name.clone(),
-            result: t.result,
-            values: t.vals.as_ref().map(|v| v.0.clone()),
-            cmd_line: t.cmd_line.clone(),
-            message: t.message.clone(),
-            failure_type: t.failure_type.clone(),
-            output: t.output.clone(),
-            duration: t.duration_ms.map(|ms| ms as f64 / 1000.0),
-            instability: t.instability,
-            age: t.age,
-            change: t.change,
-            relevancy: t.relevancy,
-            job_id: t.job_id,
-            job_name: t.job_name.clone(),
-            agents_group_id: t.agents_group_id,
-            agents_group_name: t.agents_group_name.clone(),
-            system_id: t.system_id,
-            system_name: t.system_name.clone(),
-            agent_id: t.agent_id.unwrap_or(0),
-            agent_name: t.agent_name.clone().unwrap_or_default(),
-            comment,
-            place,
-        })
+        self.tcrs_json(std::slice::from_ref(t), with_place)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::internal("result disappeared"))
     }
 
+    /// Results as the API shows them: their comments in one query, and
+    /// with `with_place` the branch and stage of each read once per id.
+    async fn tcrs_json(&self, rows: &[TcrFull], with_place: bool) -> Result<Vec<TestCaseResult>> {
+        let comment_ids: Vec<i64> = rows.iter().filter_map(|t| t.comment_id).collect();
+        let comments = self.store().comments_by_ids(&comment_ids).await?;
+        let mut branches: HashMap<i64, crate::store::branches::BranchRow> = HashMap::new();
+        let mut stages: HashMap<i64, String> = HashMap::new();
+        if with_place {
+            for t in rows {
+                if let std::collections::hash_map::Entry::Vacant(e) = branches.entry(t.branch_id) {
+                    e.insert(
+                        self.store()
+                            .branch_any(t.branch_id)
+                            .await?
+                            .ok_or_else(|| Error::not_found("Branch not found"))?,
+                    );
+                }
+                if let std::collections::hash_map::Entry::Vacant(e) = stages.entry(t.stage_id) {
+                    e.insert(
+                        self.store()
+                            .stage_any(t.stage_id)
+                            .await?
+                            .ok_or_else(|| Error::not_found("Stage not found"))?
+                            .name,
+                    );
+                }
+            }
+        }
+        Ok(rows
+            .iter()
+            .map(|t| {
+                let comment = t
+                    .comment_id
+                    .and_then(|id| comments.get(&id))
+                    .map(comment_json);
+                let place = with_place.then(|| {
+                    let b = &branches[&t.branch_id];
+                    ResultPlace {
+                        project_id: b.project_id,
+                        project_name: b.project_name.clone(),
+                        branch_id: b.id,
+                        branch_name: b.name.clone(),
+                        flow_id: t.flow_id,
+                        flow_kind: flow_kind::name(t.flow_kind).to_string(),
+                        flow_label: t
+                            .flow_label
+                            .clone()
+                            .unwrap_or_else(|| format!("{}.", t.flow_id)),
+                        flow_created_at: Timestamp(t.flow_created),
+                        run_id: t.run_id,
+                        stage_id: t.stage_id,
+                        stage_name: stages[&t.stage_id].clone(),
+                    }
+                });
+                tcr_model(t, comment, place)
+            })
+            .collect())
+    }
+}
+
+/// A result's API form.
+fn tcr_model(
+    t: &TcrFull,
+    comment: Option<TestCaseComment>,
+    place: Option<ResultPlace>,
+) -> TestCaseResult {
+    TestCaseResult {
+        id: t.id,
+        test_case_id: t.test_case_id,
+        test_case_name: t.test_case_name.clone(),
+        result: t.result,
+        values: t.vals.as_ref().map(|v| v.0.clone()),
+        cmd_line: t.cmd_line.clone(),
+        message: t.message.clone(),
+        failure_type: t.failure_type.clone(),
+        output: t.output.clone(),
+        duration: t.duration_ms.map(|ms| ms as f64 / 1000.0),
+        instability: t.instability,
+        age: t.age,
+        change: t.change,
+        relevancy: t.relevancy,
+        job_id: t.job_id,
+        job_name: t.job_name.clone(),
+        agents_group_id: t.agents_group_id,
+        agents_group_name: t.agents_group_name.clone(),
+        system_id: t.system_id,
+        system_name: t.system_name.clone(),
+        agent_id: t.agent_id.unwrap_or(0),
+        agent_name: t.agent_name.clone().unwrap_or_default(),
+        comment,
+        place,
+    }
+}
+
+impl Local {
     async fn viewable_run(&self, run_id: i64) -> Result<crate::store::flows::RunRow> {
         let run = self.store().require_run(run_id).await?;
         let flow = self.store().require_flow(run.flow_id).await?;
@@ -130,11 +169,10 @@ impl Local {
             .store()
             .query_tcrs(run_id, filter, &order, start, limit)
             .await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for r in &rows {
-            items.push(self.tcr_json(r, false).await?);
-        }
-        Ok(List { items, total })
+        Ok(List {
+            items: self.tcrs_json(&rows, false).await?,
+            total,
+        })
     }
 
     async fn viewable_tcr(&self, id: i64) -> Result<TcrFull> {
@@ -170,9 +208,7 @@ impl Local {
             items.push(self.tcr_json(&t, true).await?);
             total += 1;
         }
-        for r in &rows {
-            items.push(self.tcr_json(r, true).await?);
-        }
+        items.extend(self.tcrs_json(&rows, true).await?);
         Ok(List { items, total })
     }
 

@@ -123,7 +123,9 @@ impl Local {
         let s = self
             .own_session(token, "only user can logout itself")
             .await?;
-        self.store().end_session(s.0).await
+        self.store().end_session(s.0).await?;
+        self.core.sessions.forget_token(token);
+        Ok(())
     }
 
     async fn own_session(&self, token: &str, msg: &str) -> Result<(i64, i64)> {
@@ -225,6 +227,7 @@ impl Local {
             for (pid, role) in changes {
                 self.store().set_role(id, pid, role).await?;
             }
+            self.core.sessions.forget_user(id);
         }
         if input.enabled.is_some() || input.superadmin.is_some() {
             if user.name == "admin"
@@ -238,9 +241,10 @@ impl Local {
                 .update_user(&user, input.enabled, input.superadmin)
                 .await?;
             if input.enabled == Some(false) {
-                let ended = self.store().end_user_sessions(user.id).await?;
+                let ended = self.store().end_user_sessions(user.id, None).await?;
                 tracing::info!(user = %user.name, sessions = ended, "user disabled: sessions ended");
             }
+            self.core.sessions.forget_user(id);
         }
         self.user_with_roles(id).await
     }
@@ -265,6 +269,12 @@ impl Local {
         self.store()
             .set_password(user.id, &hash_password(new)?)
             .await?;
+        // Every other session of the user ends: whoever knew the old password
+        // is logged out. The session that changed it, the user's own, stays.
+        let keep = self.who.session_id.filter(|_| self.who.user_id == user.id);
+        let ended = self.store().end_user_sessions(user.id, keep).await?;
+        self.core.sessions.forget_user(user.id);
+        tracing::info!(user = %user.name, sessions = ended, "password changed: other sessions ended");
         Ok(Empty {})
     }
 }

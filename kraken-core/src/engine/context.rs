@@ -70,10 +70,8 @@ impl Engine {
         let project = self.store.require_project(branch.project_id).await?;
         let secrets = self.store.project_secrets(project.id).await?;
 
-        let mut project_json = serde_json::to_value(
-            crate::view::project_json(self.store(), &project, crate::view::BranchDetail::Plain)
-                .await?,
-        )?;
+        let mut project_json =
+            serde_json::to_value(crate::view::project_alone(&project, &secrets))?;
         if let Some(o) = project_json.as_object_mut() {
             o.remove("branches");
             o.insert("data".into(), project.user_data.0.clone());
@@ -124,9 +122,14 @@ impl Engine {
         match (flow, run) {
             (Some(f), Some(r)) => {
                 let mut fj = serde_json::to_value(
-                    crate::view::flows_json(self.store(), std::slice::from_ref(f), false)
-                        .await?
-                        .pop(),
+                    crate::view::flows_json_with(
+                        self.store(),
+                        std::slice::from_ref(f),
+                        false,
+                        false,
+                    )
+                    .await?
+                    .pop(),
                 )?;
                 if let Some(o) = fj.as_object_mut() {
                     o.remove("stages");

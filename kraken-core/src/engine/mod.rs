@@ -34,6 +34,8 @@ pub use stage_schema::workflow_schema;
 /// change of flows, runs and jobs goes through its methods.
 #[derive(Debug)]
 pub struct Engine {
+    /// This engine, for work it hands to a task of its own.
+    me: std::sync::Weak<Engine>,
     store: Store,
     events: Events,
     validator: stage_schema::ValidatorCache,
@@ -56,7 +58,8 @@ impl Engine {
     /// An engine over `store` that keeps the clones of polled repositories
     /// in `git_cache` (a server uses `<data dir>/git-cache`).
     pub fn with_git_cache(store: Store, git_cache: std::path::PathBuf) -> Arc<Engine> {
-        Arc::new(Engine {
+        Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
             store,
             events: Events::default(),
             validator: std::sync::Mutex::new(None),
@@ -79,6 +82,21 @@ impl Engine {
     /// Change notifications of this process.
     pub fn events(&self) -> &Events {
         &self.events
+    }
+
+    /// Complete a run in a task of its own, off the caller's path (a run
+    /// whose jobs all ended when they were created). Should this process
+    /// stop first, the recovery of any server completes it (a run whose
+    /// jobs all ended).
+    pub(crate) fn complete_run_soon(&self, run_id: i64) {
+        let Some(engine) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = engine.complete_run(run_id, None).await {
+                tracing::warn!(run = run_id, error = %e, "completing the run failed");
+            }
+        });
     }
 
     /// Spawn the scheduler, watchdog and task worker of this engine.

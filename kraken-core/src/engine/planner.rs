@@ -167,7 +167,8 @@ impl Engine {
         );
         for (stage, run_id) in stages.iter().zip(run_ids) {
             let run = self.store.require_run(run_id).await?;
-            self.complete_starting_run(run, stage, &flow, lease).await?;
+            self.start_created_run(run, stage, &flow, branch, lease)
+                .await?;
         }
         if stages.is_empty() {
             // Nothing to run: the flow is done at once.
@@ -240,6 +241,23 @@ impl Engine {
             .branch_any(flow.branch_id)
             .await?
             .ok_or_else(|| Error::not_found("Branch not found"))?;
+        let id = run.id;
+        self.start_created_run(run, stage, flow, &branch, lease)
+            .await?;
+        self.store.require_run(id).await
+    }
+
+    /// [`Engine::complete_starting_run`] with the run's branch known. The run
+    /// row is brought up to date in memory, so it is written once (arguments,
+    /// sequences, label and state together) and never read back.
+    async fn start_created_run(
+        &self,
+        mut run: RunRow,
+        stage: &StageRow,
+        flow: &FlowRow,
+        branch: &BranchRow,
+        lease: i64,
+    ) -> Result<()> {
         let mut run_args = schema::stage_default_args(&stage.schema.0);
         if let Some(fa) = flow.args.0.as_object() {
             for (k, v) in fa {
@@ -277,37 +295,27 @@ impl Engine {
         } else {
             run_state::IN_PROGRESS
         };
-        // Labels are rendered with the run's context (sequences known).
-        self.store
-            .start_run_row(
-                run.id,
-                &Value::Object(run_args.clone()),
-                &seq,
-                None,
-                run_state::CREATING,
-            )
-            .await?;
-        let run = self.store.require_run(run.id).await?;
-        let ctx = self
-            .prepare_context(CtxFor::Run(&run, flow, stage, &branch), &run_args)
-            .await?;
-        let mut label_args = run_args.clone();
-        label_args.extend(secret_args(
-            &self.store.project_secrets(branch.project_id).await?,
-        ));
-        let render = |key: &str| {
-            stage
-                .schema
-                .0
-                .get(key)
-                .and_then(Value::as_str)
-                // The masked text: a label is shown to every viewer.
-                .map(|t| schema::render(t, &label_args, &ctx).1)
-        };
-        if let Some(fl) = render("flow_label") {
-            self.store.set_flow_label_if_unset(flow.id, &fl).await?;
+        run.args = sqlx::types::Json(Value::Object(run_args.clone()));
+        run.seq = sqlx::types::Json(seq.clone());
+        // Labels are rendered with the run's context (sequences known); a
+        // stage without labels needs no context here.
+        let label_of = |key: &str| stage.schema.0.get(key).and_then(Value::as_str);
+        let mut run_label = None;
+        if label_of("flow_label").is_some() || label_of("run_label").is_some() {
+            let ctx = self
+                .prepare_context(CtxFor::Run(&run, flow, stage, branch), &run_args)
+                .await?;
+            let mut label_args = run_args.clone();
+            label_args.extend(secret_args(
+                &self.store.project_secrets(branch.project_id).await?,
+            ));
+            // The masked text: a label is shown to every viewer.
+            let render = |key: &str| label_of(key).map(|t| schema::render(t, &label_args, &ctx).1);
+            if let Some(fl) = render("flow_label") {
+                self.store.set_flow_label_if_unset(flow.id, &fl).await?;
+            }
+            run_label = render("run_label");
         }
-        let run_label = render("run_label");
         self.store
             .start_run_row(
                 run.id,
@@ -317,7 +325,8 @@ impl Engine {
                 state,
             )
             .await?;
-        let run = self.store.require_run(run.id).await?;
+        run.label = run_label;
+        run.state = state;
         self.events.publish(Event::Run {
             run_id: run.id,
             flow_id: flow.id,
@@ -326,23 +335,18 @@ impl Engine {
             self.store
                 .move_planning_lease(run.id, Some(lease), None)
                 .await?;
-            return self.store.require_run(run.id).await;
+            return Ok(());
         }
         // Commit statuses become pending (queued, sent by the notification worker).
         self.queue_notifications(run.id, crate::notify::Event::Start, 0)
             .await;
         if flow.kind == flow_kind::CI {
-            let newer = branch
-                .ci_last_incomplete_flow_id
-                .is_none_or(|id| id < flow.id);
-            if newer {
-                self.store
-                    .set_branch_ci_flows(branch.id, branch.ci_last_completed_flow_id, Some(flow.id))
-                    .await?;
-            }
+            self.store
+                .advance_branch_ci_incomplete(branch.id, flow.id)
+                .await?;
         }
-        self.trigger_jobs_leased(&run, false, lease).await?;
-        self.store.require_run(run.id).await
+        self.plan_jobs_leased(&run, stage, branch, false, lease)
+            .await
     }
 
     /// Create the jobs of a run from its stage's schema, re-evaluated with the
@@ -354,7 +358,48 @@ impl Engine {
         replay: bool,
         lease: i64,
     ) -> Result<()> {
-        if let Err(e) = self.try_trigger_jobs(run, replay, lease).await {
+        let known = async {
+            let stage = self
+                .store()
+                .stage_any(run.stage_id)
+                .await?
+                .ok_or_else(|| Error::not_found("Stage not found"))?;
+            let flow = self.store.require_flow(run.flow_id).await?;
+            let branch = self
+                .store()
+                .branch_any(flow.branch_id)
+                .await?
+                .ok_or_else(|| Error::not_found("Branch not found"))?;
+            Ok::<_, Error>((stage, branch))
+        }
+        .await;
+        let outcome = match known {
+            Ok((stage, branch)) => {
+                self.try_trigger_jobs(run, &stage, &branch, replay, lease)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        self.after_planning(run, outcome).await
+    }
+
+    /// [`Engine::trigger_jobs_leased`] with the run's stage and branch known.
+    async fn plan_jobs_leased(
+        &self,
+        run: &RunRow,
+        stage: &StageRow,
+        branch: &BranchRow,
+        replay: bool,
+        lease: i64,
+    ) -> Result<()> {
+        let outcome = self
+            .try_trigger_jobs(run, stage, branch, replay, lease)
+            .await;
+        self.after_planning(run, outcome).await
+    }
+
+    async fn after_planning(&self, run: &RunRow, outcome: Result<()>) -> Result<()> {
+        if let Err(e) = outcome {
             let note = format!("Triggering run's jobs failed: {e}");
             tracing::warn!(run = run.id, %note);
             self.complete_run(run.id, Some(&note)).await?;
@@ -362,21 +407,19 @@ impl Engine {
         Ok(())
     }
 
-    async fn try_trigger_jobs(&self, run: &RunRow, replay: bool, lease: i64) -> Result<()> {
+    async fn try_trigger_jobs(
+        &self,
+        run: &RunRow,
+        stage: &StageRow,
+        branch: &BranchRow,
+        replay: bool,
+        lease: i64,
+    ) -> Result<()> {
+        // The flow is read again: its label may have been set just now.
         let flow = self.store.require_flow(run.flow_id).await?;
-        let stage = self
-            .store()
-            .stage_any(run.stage_id)
-            .await?
-            .ok_or_else(|| Error::not_found("Stage not found"))?;
-        let branch = self
-            .store()
-            .branch_any(flow.branch_id)
-            .await?
-            .ok_or_else(|| Error::not_found("Branch not found"))?;
         let args = run.args.0.as_object().cloned().unwrap_or_default();
         let ctx = self
-            .prepare_context(CtxFor::Run(run, &flow, &stage, &branch), &args)
+            .prepare_context(CtxFor::Run(run, &flow, stage, branch), &args)
             .await?;
 
         // Renew the planning lease: the evaluation below is bounded (2 s).
@@ -395,7 +438,9 @@ impl Engine {
         let (_, evaluated) = self
             .prepare_stage_schema(&code, ctx.clone(), super::stage_schema::Prepare::Run)
             .await?;
-        self.store.set_stage_schema(stage.id, &evaluated).await?;
+        if evaluated != stage.schema.0 {
+            self.store.set_stage_schema(stage.id, &evaluated).await?;
+        }
 
         let mut arg_values = args.clone();
         let secrets = self.store.project_secrets(branch.project_id).await?;
@@ -601,8 +646,8 @@ impl Engine {
         });
         tracing::info!(run = run.id, flow = flow.id, stage = %stage.name, jobs = created, "run started");
         if created == erred {
-            // No job can run: the run is over.
-            self.complete_run(run.id, None).await?;
+            // No job can run: the run is over (completed off the caller's path).
+            self.complete_run_soon(run.id);
         } else {
             self.events.wake_scheduler();
         }

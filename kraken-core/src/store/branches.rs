@@ -217,6 +217,18 @@ impl Store {
         )
     }
 
+    /// The branches of several projects (one query), ordered as [`Store::project_branches`].
+    pub async fn branches_of_projects(&self, project_ids: &[i64]) -> Result<Vec<BranchRow>> {
+        if project_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = format!(
+            "{BRANCH_SELECT} WHERE {} AND b.deleted IS NULL ORDER BY b.name, b.id",
+            super::in_ids(&self.db, "b.project_id", 1)
+        );
+        super::fetch_all_by_ids(&self.db, q, project_ids).await
+    }
+
     /// Non-deleted branches of a project, by name.
     pub async fn project_branches(&self, project_id: i64) -> Result<Vec<BranchRow>> {
         let q = format!(
@@ -295,6 +307,17 @@ impl Store {
         on_write!(&self.db, p => sqlx::query(
             "UPDATE branches SET ci_last_completed_flow_id = $1, ci_last_incomplete_flow_id = $2 WHERE id = $3")
             .bind(completed).bind(incomplete).bind(id).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Make `flow_id` the branch's latest incomplete CI flow unless a newer
+    /// one is (one statement, so concurrent creations and completions never
+    /// move it back, and the completed one is left alone).
+    pub async fn advance_branch_ci_incomplete(&self, id: i64, flow_id: i64) -> Result<()> {
+        on_write!(&self.db, p => sqlx::query(
+            "UPDATE branches SET ci_last_incomplete_flow_id = $1 \
+             WHERE id = $2 AND (ci_last_incomplete_flow_id IS NULL OR ci_last_incomplete_flow_id < $1)")
+            .bind(flow_id).bind(id).execute(p).await?.rows_affected());
         Ok(())
     }
 

@@ -1,5 +1,7 @@
 //! Flows, runs and repository changes.
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
@@ -53,6 +55,14 @@ impl FlowRow {
 
 const FLOW_COLS: &str = "id, finished, state, kind, branch_name, branch_id, args, artifacts, label, \
     trigger_data_id, summary, user_data, seq, created, deleted";
+
+/// A flow of a page with the number of flows of all pages.
+#[derive(Debug, sqlx::FromRow)]
+struct FlowPageRow {
+    #[sqlx(flatten)]
+    flow: FlowRow,
+    total: i64,
+}
 
 /// A `runs` row with its stage's name.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -239,6 +249,31 @@ impl Store {
         )
     }
 
+    /// Non-deleted flows by id (one query), in no particular order.
+    pub async fn flows_by_ids(&self, ids: &[i64]) -> Result<Vec<FlowRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = format!(
+            "SELECT {FLOW_COLS} FROM flows WHERE {} AND deleted IS NULL",
+            super::in_ids(&self.db, "id", 1)
+        );
+        super::fetch_all_by_ids(&self.db, q, ids).await
+    }
+
+    /// The data of several `repo_changes` records by id (one query).
+    pub async fn repo_changes_of(&self, ids: &[i64]) -> Result<HashMap<i64, Value>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let q = format!(
+            "SELECT id, data FROM repo_changes WHERE {}",
+            super::in_ids(&self.db, "id", 1)
+        );
+        let rows: Vec<(i64, Json<Value>)> = super::fetch_all_by_ids(&self.db, q, ids).await?;
+        Ok(rows.into_iter().map(|(id, d)| (id, d.0)).collect())
+    }
+
     /// A page of a branch's flows of one kind, newest first, and their total.
     pub async fn branch_flows(
         &self,
@@ -247,16 +282,22 @@ impl Store {
         start: i64,
         limit: i64,
     ) -> Result<(Vec<FlowRow>, i64)> {
+        // The page and the total in one query; a page past the end has no
+        // row to carry the total, so only then is it counted apart.
         let q = format!(
-            "SELECT {FLOW_COLS} FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL \
+            "SELECT {FLOW_COLS}, COUNT(*) OVER () AS total FROM flows \
+             WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL \
              ORDER BY id DESC LIMIT $3 OFFSET $4"
         );
-        let rows = on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q))
+        let rows = on_read!(&self.db, p => sqlx::query_as::<_, FlowPageRow>(sqlx::AssertSqlSafe(q))
             .bind(branch_id).bind(kind).bind(limit).bind(start).fetch_all(p).await?);
-        let total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL")
-            .bind(branch_id).bind(kind).fetch_one(p).await?);
-        Ok((rows, total))
+        let total = match rows.first() {
+            Some(r) => r.total,
+            None => on_read!(&self.db, p => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL")
+                .bind(branch_id).bind(kind).fetch_one(p).await?),
+        };
+        Ok((rows.into_iter().map(|r| r.flow).collect(), total))
     }
 
     /// Flows of a branch and kind around `middle`: up to `limit` with id ≥ middle
@@ -410,17 +451,11 @@ impl Store {
         if flow_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = flow_ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let q =
-            format!("{RUN_SELECT} WHERE r.flow_id IN ({ids}) AND r.deleted IS NULL ORDER BY r.id");
-        Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
-            .fetch_all(p).await?),
-        )
+        let q = format!(
+            "{RUN_SELECT} WHERE {} AND r.deleted IS NULL ORDER BY r.id",
+            super::in_ids(&self.db, "r.flow_id", 1)
+        );
+        super::fetch_all_by_ids(&self.db, q, flow_ids).await
     }
 
     /// Runs of a stage, newest first.
@@ -454,23 +489,16 @@ impl Store {
         if run_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = run_ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
         let q = format!(
             "SELECT run_id, COUNT(*) AS total, \
              SUM(CASE WHEN state NOT IN (3, 4, 5) THEN 1 ELSE 0 END) AS waiting, \
              SUM(CASE WHEN state = 3 THEN 1 ELSE 0 END) AS executing, \
              SUM(CASE WHEN state = 4 THEN 1 ELSE 0 END) AS processing, \
              SUM(CASE WHEN completion_status IS NOT NULL AND completion_status <> 0 THEN 1 ELSE 0 END) AS error \
-             FROM jobs WHERE run_id IN ({ids}) AND covered = FALSE AND deleted IS NULL GROUP BY run_id"
+             FROM jobs WHERE {} AND covered = FALSE AND deleted IS NULL GROUP BY run_id",
+            super::in_ids(&self.db, "run_id", 1)
         );
-        Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, JobCounts>(sqlx::AssertSqlSafe(q))
-            .fetch_all(p).await?),
-        )
+        super::fetch_all_by_ids(&self.db, q, run_ids).await
     }
 
     /// Set a run's state.

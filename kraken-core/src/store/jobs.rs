@@ -337,18 +337,11 @@ impl Store {
         if job_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = job_ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
         let q = format!(
-            "{STEP_SELECT} WHERE st.job_id IN ({ids}) AND st.deleted IS NULL ORDER BY st.job_id, st.idx"
+            "{STEP_SELECT} WHERE {} AND st.deleted IS NULL ORDER BY st.job_id, st.idx",
+            super::in_ids(&self.db, "st.job_id", 1)
         );
-        Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, StepRow>(sqlx::AssertSqlSafe(q))
-            .fetch_all(p).await?),
-        )
+        super::fetch_all_by_ids(&self.db, q, job_ids).await
     }
 
     /// One step of a job.

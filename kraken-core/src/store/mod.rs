@@ -80,6 +80,44 @@ macro_rules! in_tx {
 }
 pub(crate) use {in_tx, on_read, on_write};
 
+/// `col` is one of ids bound as the single parameter `$n`, so the query's
+/// text, and with it the prepared statement each connection keeps, is the
+/// same whatever the ids (an `IN (1,2,3)` list written into the text is
+/// prepared anew for every new set of ids). Bind the ids with
+/// [`fetch_all_by_ids`].
+pub(crate) fn in_ids(db: &Db, col: &str, n: usize) -> String {
+    match db {
+        Db::Sqlite { .. } => format!("{col} IN (SELECT value FROM json_each(${n}))"),
+        Db::Pg(_) => format!("{col} = ANY(${n})"),
+    }
+}
+
+/// Rows of query `q` (read pool) whose only parameter is the id list of
+/// [`in_ids`]: a JSON array on SQLite, an array on PostgreSQL.
+pub(crate) async fn fetch_all_by_ids<T>(db: &Db, q: String, ids: &[i64]) -> Result<Vec<T>>
+where
+    T: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    Ok(match db {
+        Db::Sqlite { read, .. } => {
+            let list = serde_json::to_string(ids)?;
+            sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(q))
+                .bind(list)
+                .fetch_all(read)
+                .await?
+        }
+        Db::Pg(p) => {
+            sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(q))
+                .bind(ids.to_vec())
+                .fetch_all(p)
+                .await?
+        }
+    })
+}
+
 /// The database a [`Store`] talks to.
 #[derive(Clone)]
 pub struct Store {

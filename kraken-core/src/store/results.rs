@@ -1,6 +1,8 @@
 //! Artifacts, test cases and their results, issues, test case comments.
 
 use crate::model::{IssueFilter, TcrFilter};
+use std::collections::HashMap;
+
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -511,6 +513,23 @@ impl Store {
         Ok(on_read!(&self.db, p => sqlx::query_as::<_, CommentRow>(
             "SELECT id, test_case_id, branch_id, last_flow_id, state, data FROM test_case_comments WHERE id = $1")
             .bind(id).fetch_optional(p).await?))
+    }
+
+    /// Comments by id (one query).
+    pub async fn comments_by_ids(&self, ids: &[i64]) -> Result<HashMap<i64, CommentRow>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let q = format!(
+            "SELECT id, test_case_id, branch_id, last_flow_id, state, data FROM test_case_comments WHERE id IN ({list})"
+        );
+        let rows: Vec<CommentRow> = on_read!(&self.db, p => sqlx::query_as::<_, CommentRow>(sqlx::AssertSqlSafe(q))
+            .fetch_all(p).await?);
+        Ok(rows.into_iter().map(|c| (c.id, c)).collect())
     }
 
     /// Comments of a branch for some test cases.

@@ -214,12 +214,15 @@ impl Store {
         Ok(())
     }
 
-    /// End every live session of a user (disabled); the number ended.
-    pub async fn end_user_sessions(&self, user_id: i64) -> Result<u64> {
+    /// End every live session of a user (disabled; password changed) but
+    /// `keep` (the one that changed the password); the number ended.
+    pub async fn end_user_sessions(&self, user_id: i64, keep: Option<i64>) -> Result<u64> {
         let now = now_ms();
         Ok(on_write!(&self.db, p => sqlx::query(
-            "UPDATE user_sessions SET deleted = $1, updated = $1 WHERE user_id = $2 AND deleted IS NULL")
-            .bind(now).bind(user_id).execute(p).await?.rows_affected()))
+            "UPDATE user_sessions SET deleted = $1, updated = $1 \
+             WHERE user_id = $2 AND deleted IS NULL AND id <> $3")
+            .bind(now).bind(user_id).bind(keep.unwrap_or(-1))
+            .execute(p).await?.rows_affected()))
     }
 
     /// End a session (logout or expiry).

@@ -355,3 +355,224 @@ async fn idle_sessions_expire() {
     admin.get("/api/version").await.expect(401);
     server.shutdown().await.unwrap();
 }
+
+/// The same session (token) as `c`, through the server at `base`.
+fn through(c: &Client, base: &str) -> Client {
+    Client {
+        base: base.to_string(),
+        token: c.token.clone(),
+        http: reqwest::Client::new(),
+    }
+}
+
+/// How many projects `c` sees, or the HTTP status when it may not list them.
+async fn projects_seen(c: &Client) -> Result<i64, u16> {
+    let a = c.get("/api/projects").await;
+    match a.status {
+        200 => Ok(a.body["total"].as_i64().unwrap()),
+        s => Err(s),
+    }
+}
+
+/// Sessions are kept in memory (README "Sessions"): on the server that made
+/// it, every change that ends a session or narrows its rights counts from the
+/// very next request, although the session was just used (kept).
+#[tokio::test]
+async fn kept_sessions_end_at_once_on_logout_password_roles_and_disabling() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("kept").await;
+    let (alice_id, alice) = s.user("alice").await;
+    let alice2 = Client::login(&s.url, "alice", "pw").await;
+    let user = format!("/api/users/{alice_id}");
+
+    // Roles: granted, revoked, granted again; each seen on the next request.
+    assert_eq!(projects_seen(&alice).await, Ok(0));
+    admin
+        .patch(&user, json!({"projects": {pid.to_string(): "viewer"}}))
+        .await
+        .expect(201);
+    assert_eq!(projects_seen(&alice).await, Ok(1));
+    assert_eq!(projects_seen(&alice2).await, Ok(1));
+    admin
+        .patch(&user, json!({"projects": {pid.to_string(): null}}))
+        .await
+        .expect(201);
+    assert_eq!(projects_seen(&alice).await, Ok(0));
+    assert_eq!(projects_seen(&alice2).await, Ok(0));
+    admin
+        .patch(&user, json!({"projects": {pid.to_string(): "admin"}}))
+        .await
+        .expect(201);
+    assert_eq!(projects_seen(&alice).await, Ok(1));
+
+    // Superadmin: granted and taken back.
+    alice.get("/api/users").await.expect(403);
+    admin
+        .patch(&user, json!({"superadmin": true}))
+        .await
+        .expect(201);
+    alice.get("/api/users").await.expect(200);
+    admin
+        .patch(&user, json!({"superadmin": false}))
+        .await
+        .expect(201);
+    alice.get("/api/users").await.expect(403);
+
+    // A deleted project takes its roles with it.
+    admin.delete(&format!("/api/projects/{pid}")).await;
+    assert_eq!(projects_seen(&alice).await, Ok(0));
+
+    // Password change: the user's other sessions end, the one used stays.
+    alice
+        .put(
+            &format!("{user}/password"),
+            json!({"password_old": "pw", "password_new": "pw2"}),
+        )
+        .await
+        .expect(201);
+    alice2.get("/api/version").await.expect(401);
+    alice.get("/api/version").await.expect(200);
+    // Changed by a superadmin: all of them end.
+    let alice3 = Client::login(&s.url, "alice", "pw2").await;
+    alice3.get("/api/version").await.expect(200);
+    admin
+        .put(
+            &format!("{user}/password"),
+            json!({"password_old": "pw2", "password_new": "pw3"}),
+        )
+        .await
+        .expect(201);
+    alice.get("/api/version").await.expect(401);
+    alice3.get("/api/version").await.expect(401);
+
+    // Logout.
+    let alice4 = Client::login(&s.url, "alice", "pw3").await;
+    let alice5 = Client::login(&s.url, "alice", "pw3").await;
+    alice4.get("/api/version").await.expect(200);
+    alice5.get("/api/version").await.expect(200);
+    let token = alice4.token.clone().unwrap();
+    let out = alice4.delete(&format!("/api/sessions/{token}")).await;
+    assert_eq!(out.status, 204);
+    alice4.get("/api/version").await.expect(401);
+    alice5.get("/api/version").await.expect(200);
+
+    // Disabled.
+    admin
+        .patch(&user, json!({"enabled": false}))
+        .await
+        .expect(201);
+    alice5.get("/api/version").await.expect(401);
+}
+
+/// Wait until `check` holds on the other server: it must within the bound
+/// of kept sessions (`SESSION_CACHE_MAX_AGE`), plus a slack for a loaded
+/// machine.
+async fn seen_within_the_bound<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let bound = kraken_core::auth::cache::SESSION_CACHE_MAX_AGE;
+    let deadline = std::time::Instant::now() + bound + std::time::Duration::from_secs(8);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the other server still used its kept session after {bound:?} (+8 s)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Two servers on one PostgreSQL: a logout, a password change, a role change
+/// and a disabled user, made through one server, count there at once and on
+/// the other (which had just used the session, so kept it) within the
+/// documented bound.
+#[tokio::test]
+async fn kept_sessions_end_on_a_second_server_within_the_bound() {
+    let s = TestServer::start_with_agents(0).await;
+    if !s.db.is_postgres() {
+        eprintln!(
+            "skipped: two servers need a shared PostgreSQL; set KRAKEN_TEST_DB_URL=postgres://... to run it"
+        );
+        return;
+    }
+    let other = s.start_another(0).await;
+    let b = other.url();
+    let admin = s.admin().await;
+    let pid = admin.project("shared").await;
+    let (alice_id, alice) = s.user("alice").await;
+    let user = format!("/api/users/{alice_id}");
+    let alice_b = through(&alice, &b);
+
+    // Role change.
+    admin
+        .patch(&user, json!({"projects": {pid.to_string(): "viewer"}}))
+        .await
+        .expect(201);
+    seen_within_the_bound("role granted", || async {
+        projects_seen(&alice_b).await == Ok(1)
+    })
+    .await;
+    admin
+        .patch(&user, json!({"projects": {pid.to_string(): null}}))
+        .await
+        .expect(201);
+    assert_eq!(projects_seen(&alice).await, Ok(0));
+    seen_within_the_bound("role revoked", || async {
+        projects_seen(&alice_b).await == Ok(0)
+    })
+    .await;
+
+    // Password change through server A ends the other session on B.
+    let other_session = Client::login(&b, "alice", "pw").await;
+    other_session.get("/api/version").await.expect(200);
+    through(&other_session, &s.url)
+        .get("/api/version")
+        .await
+        .expect(200);
+    alice
+        .put(
+            &format!("{user}/password"),
+            json!({"password_old": "pw", "password_new": "pw2"}),
+        )
+        .await
+        .expect(201);
+    through(&other_session, &s.url)
+        .get("/api/version")
+        .await
+        .expect(401);
+    seen_within_the_bound("password changed", || async {
+        other_session.get("/api/version").await.status == 401
+    })
+    .await;
+    alice_b.get("/api/version").await.expect(200);
+
+    // Logout through A.
+    let third = Client::login(&s.url, "alice", "pw2").await;
+    let third_b = through(&third, &b);
+    third_b.get("/api/version").await.expect(200);
+    let token = third.token.clone().unwrap();
+    assert_eq!(
+        third.delete(&format!("/api/sessions/{token}")).await.status,
+        204
+    );
+    third.get("/api/version").await.expect(401);
+    seen_within_the_bound("logged out", || async {
+        third_b.get("/api/version").await.status == 401
+    })
+    .await;
+
+    // Disabled through A.
+    alice_b.get("/api/version").await.expect(200);
+    admin
+        .patch(&user, json!({"enabled": false}))
+        .await
+        .expect(201);
+    alice.get("/api/version").await.expect(401);
+    seen_within_the_bound("disabled", || async {
+        alice_b.get("/api/version").await.status == 401
+    })
+    .await;
+    other.shutdown().await.unwrap();
+}

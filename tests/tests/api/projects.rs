@@ -286,3 +286,55 @@ async fn secrets_are_masked_and_checked() {
     let p = admin.get(&format!("/api/projects/{pid}")).await;
     assert_eq!(p.expect(200)["secrets"].as_array().unwrap().len(), 1);
 }
+
+/// The project list reads secrets, branches and their latest flows for all
+/// projects at once: each project gets its own, in the usual order.
+#[tokio::test]
+async fn the_project_list_gives_each_project_its_own_branches_secrets_and_flows() {
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let a = admin.project("alpha").await;
+    let b = admin.project("beta").await;
+    let a_main = admin.branch(a, "main").await;
+    admin.branch(a, "dev").await;
+    let b_main = admin.branch(b, "main").await;
+    admin
+        .post(
+            &format!("/api/projects/{b}/secrets"),
+            json!({"name": "tok", "kind": "simple", "secret": "x"}),
+        )
+        .await
+        .expect(201);
+    // A flow whose one job has no agent to run it ends at once.
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"j\", \"steps\": [{\"tool\": \"shell\", \"cmd\": \"true\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}\n";
+    admin.stage(b_main, "build", code).await;
+    let flow = admin.flow(b_main).await["id"].as_i64().unwrap();
+    admin
+        .wait_flow(flow, std::time::Duration::from_secs(30))
+        .await;
+
+    let list = admin.get("/api/projects").await;
+    let items = list.expect(200)["items"].as_array().unwrap().clone();
+    let by_name = |n: &str| items.iter().find(|p| p["name"] == n).unwrap().clone();
+    let (alpha, beta) = (by_name("alpha"), by_name("beta"));
+    let names = |p: &serde_json::Value| {
+        p["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&alpha), ["dev", "main"]);
+    assert_eq!(names(&beta), ["main"]);
+    assert_eq!(alpha["secrets"], json!([]));
+    assert_eq!(beta["secrets"][0]["name"], "tok");
+    for br in alpha["branches"].as_array().unwrap() {
+        assert_eq!(br["last_completed_flow"], json!(null), "{br}");
+        assert_eq!(br["last_incomplete_flow"], json!(null), "{br}");
+    }
+    assert_eq!(beta["branches"][0]["last_completed_flow"]["id"], flow);
+    assert_eq!(beta["branches"][0]["last_completed_flow"]["errors"], true);
+    assert_eq!(beta["branches"][0]["last_incomplete_flow"], json!(null));
+    assert_eq!(alpha["branches"][1]["id"], a_main);
+}
