@@ -215,18 +215,29 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
     Ok(report)
 }
 
-/// Wait until the server's RSS stops falling: two readings a second apart
-/// within 0.25 MiB, or 30 s.
+/// Wait until the server's RSS has settled: readings once a second that
+/// stay within 0.5 MiB for [`SETTLE_WINDOW`] readings (allocators give
+/// freed memory back over some seconds: jemalloc's decay is 10 s), or 60 s.
 async fn settle(pid: u32) {
-    let end = Instant::now() + std::time::Duration::from_secs(30);
-    let mut last = proc_status_mib(pid, "VmRSS");
+    let end = Instant::now() + std::time::Duration::from_secs(60);
+    let mut window: Vec<f64> = Vec::new();
     while Instant::now() < end {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let now = proc_status_mib(pid, "VmRSS");
-        match (last, now) {
-            (Some(a), Some(b)) if (a - b).abs() < 0.25 => return,
-            (_, None) => return,
-            _ => last = now,
+        let Some(now) = proc_status_mib(pid, "VmRSS") else {
+            return;
+        };
+        window.push(now);
+        if window.len() > SETTLE_WINDOW {
+            window.remove(0);
+            let (lo, hi) = window
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            if hi - lo < 0.5 {
+                return;
+            }
         }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
+
+/// Readings of [`settle`]'s window.
+const SETTLE_WINDOW: usize = 12;
