@@ -30,6 +30,15 @@ struct KrakenS3 {
     core: Arc<Core>,
 }
 
+/// One page of a listing.
+struct Page {
+    objects: Vec<Object>,
+    prefixes: Vec<CommonPrefix>,
+    truncated: bool,
+    /// Where the next page starts (its marker or continuation token).
+    next: Option<String>,
+}
+
 /// Checks signatures with the per-job secrets.
 struct JobKeys {
     core: Arc<Core>,
@@ -98,7 +107,7 @@ impl KrakenS3 {
         delimiter: Option<&str>,
         after: Option<&str>,
         max_keys: Option<i32>,
-    ) -> S3Result<(Vec<Object>, Vec<CommonPrefix>, bool)> {
+    ) -> S3Result<Page> {
         let listing = self
             .core
             .s3_list(job, bucket, prefix.unwrap_or_default(), delimiter)
@@ -132,7 +141,22 @@ impl KrakenS3 {
                 None => prefixes.push(CommonPrefix { prefix: Some(key) }),
             }
         }
-        Ok((objects, prefixes, truncated))
+        // The next page starts after the last key of this one.
+        let next = truncated
+            .then(|| {
+                objects
+                    .iter()
+                    .filter_map(|o| o.key.clone())
+                    .chain(prefixes.iter().filter_map(|p| p.prefix.clone()))
+                    .max()
+            })
+            .flatten();
+        Ok(Page {
+            objects,
+            prefixes,
+            truncated,
+            next,
+        })
     }
 }
 
@@ -300,7 +324,7 @@ impl S3 for KrakenS3 {
         let i = &req.input;
         // The continuation token is the last key of the previous page.
         let after = i.continuation_token.as_deref().or(i.start_after.as_deref());
-        let (contents, prefixes, truncated) = self
+        let page = self
             .list(
                 &job,
                 &i.bucket,
@@ -310,23 +334,20 @@ impl S3 for KrakenS3 {
                 i.max_keys,
             )
             .await?;
-        let last = contents
-            .iter()
-            .filter_map(|o| o.key.clone())
-            .chain(prefixes.iter().filter_map(|p| p.prefix.clone()))
-            .max();
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket.clone()),
             prefix: i.prefix.clone(),
             delimiter: i.delimiter.clone(),
             max_keys: Some(i.max_keys.unwrap_or(1000)),
-            key_count: Some(i32::try_from(contents.len() + prefixes.len()).unwrap_or(i32::MAX)),
-            is_truncated: Some(truncated),
-            next_continuation_token: if truncated { last } else { None },
+            key_count: Some(
+                i32::try_from(page.objects.len() + page.prefixes.len()).unwrap_or(i32::MAX),
+            ),
+            is_truncated: Some(page.truncated),
+            next_continuation_token: page.next,
             continuation_token: i.continuation_token.clone(),
             start_after: i.start_after.clone(),
-            contents: Some(contents),
-            common_prefixes: Some(prefixes),
+            contents: Some(page.objects),
+            common_prefixes: Some(page.prefixes),
             ..Default::default()
         }))
     }
@@ -337,7 +358,7 @@ impl S3 for KrakenS3 {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let job = self.job(&req).await?;
         let i = &req.input;
-        let (contents, prefixes, truncated) = self
+        let page = self
             .list(
                 &job,
                 &i.bucket,
@@ -347,21 +368,16 @@ impl S3 for KrakenS3 {
                 i.max_keys,
             )
             .await?;
-        let last = contents
-            .iter()
-            .filter_map(|o| o.key.clone())
-            .chain(prefixes.iter().filter_map(|p| p.prefix.clone()))
-            .max();
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket.clone()),
             prefix: i.prefix.clone(),
             delimiter: i.delimiter.clone(),
             marker: i.marker.clone(),
             max_keys: Some(i.max_keys.unwrap_or(1000)),
-            is_truncated: Some(truncated),
-            next_marker: if truncated { last } else { None },
-            contents: Some(contents),
-            common_prefixes: Some(prefixes),
+            is_truncated: Some(page.truncated),
+            next_marker: page.next,
+            contents: Some(page.objects),
+            common_prefixes: Some(page.prefixes),
             ..Default::default()
         }))
     }

@@ -227,6 +227,14 @@ impl S3Job {
         kind.ok_or_else(|| S3Failure::NoSuchBucket(bucket.to_string()))
     }
 
+    /// The kind of `bucket` and `key` as stored, when the job may write it.
+    fn writable<'k>(&self, bucket: &str, key: &'k str) -> S3Result<(Kind, &'k str)> {
+        let kind = self.kind(bucket)?;
+        let key = clean_key(key)?;
+        self.allowed(kind, key, S3Op::Write)?;
+        Ok((kind, key))
+    }
+
     /// The job's `<stage>-<job name>` folder in its cache bucket.
     fn cache_job_folder(&self) -> S3Result<String> {
         Ok(format!(
@@ -237,13 +245,12 @@ impl S3Job {
     }
 
     /// Whether the job may `op` objects whose keys start with `key` (a
-    /// whole key, or a listing's prefix when `listing`).
-    fn allowed(&self, kind: Kind, key: &str, op: S3Op, listing: bool) -> S3Result<()> {
+    /// whole key, or a listing's prefix).
+    fn allowed(&self, kind: Kind, key: &str, op: S3Op) -> S3Result<()> {
         let deny = |why: String| Err(S3Failure::AccessDenied(why));
         // A listing's prefix starts with the whole folder a job may read
         // (the original's tools list exactly that), so a listing never
         // reads more of the storage than the job's own folder.
-        let _ = listing;
         let under = |head: &str| -> bool { key.starts_with(head) };
         match kind {
             Kind::Artifacts => {
@@ -422,7 +429,7 @@ impl Core {
         // No such key can have been stored (MinIO says NoSuchKey too, and
         // the original's artifacts tool then lists it as a folder).
         let key = clean_key(key).map_err(|_| S3Failure::NoSuchKey(key.to_string()))?;
-        job.allowed(kind, key, S3Op::Read, false)?;
+        job.allowed(kind, key, S3Op::Read)?;
         for root in job.roots(kind) {
             let full = format!("{root}{key}");
             match self.storage().head(&full).await {
@@ -462,9 +469,7 @@ impl Core {
         key: &str,
         body: ByteStream,
     ) -> S3Result<BlobMeta> {
-        let kind = job.kind(bucket)?;
-        let key = clean_key(key)?;
-        job.allowed(kind, key, S3Op::Write, false)?;
+        let (kind, key) = job.writable(bucket, key)?;
         let full = format!("{}{key}", job.roots(kind)[0]);
         if kind == Kind::Cache {
             return self.s3_put_cache(job, &full, body).await;
@@ -506,7 +511,7 @@ impl Core {
         delimiter: Option<&str>,
     ) -> S3Result<S3Listing> {
         let kind = job.kind(bucket)?;
-        job.allowed(kind, prefix, S3Op::Read, true)?;
+        job.allowed(kind, prefix, S3Op::Read)?;
         // The storage lists whole folders: the prefix's folder, filtered.
         let folder = match prefix.rfind('/') {
             Some(i) => &prefix[..=i],
@@ -535,7 +540,7 @@ impl Core {
             }
         }
         // What the job may not read (another flow's artifacts) is left out.
-        objects.retain(|o| job.allowed(kind, &o.key, S3Op::Read, false).is_ok());
+        objects.retain(|o| job.allowed(kind, &o.key, S3Op::Read).is_ok());
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         let mut out = S3Listing::default();
         let delimiter = delimiter.filter(|d| !d.is_empty());
@@ -555,8 +560,7 @@ impl Core {
 
     /// `CreateMultipartUpload`: an upload id for `key`.
     pub async fn s3_create_upload(&self, job: &S3Job, bucket: &str, key: &str) -> S3Result<String> {
-        let kind = job.kind(bucket)?;
-        job.allowed(kind, clean_key(key)?, S3Op::Write, false)?;
+        job.writable(bucket, key)?;
         let id = format!("{}.{}", job.job.id, crate::auth::new_token());
         // Parts are taken only for uploads made here.
         self.storage()
@@ -601,8 +605,7 @@ impl Core {
         number: i32,
         body: ByteStream,
     ) -> S3Result<BlobMeta> {
-        let kind = job.kind(bucket)?;
-        job.allowed(kind, clean_key(key)?, S3Op::Write, false)?;
+        job.writable(bucket, key)?;
         if !(1..=10_000).contains(&number) {
             return Err(S3Failure::InvalidArgument(format!(
                 "part number {number} is not between 1 and 10000"
@@ -623,9 +626,7 @@ impl Core {
         upload_id: &str,
         numbers: &[i32],
     ) -> S3Result<BlobMeta> {
-        let kind = job.kind(bucket)?;
-        let key = clean_key(key)?;
-        job.allowed(kind, key, S3Op::Write, false)?;
+        let (kind, key) = job.writable(bucket, key)?;
         let folder = self.upload_folder(job, upload_id).await?;
         if numbers.is_empty() || numbers.windows(2).any(|w| w[0] >= w[1]) {
             return Err(S3Failure::InvalidArgument(
@@ -670,8 +671,7 @@ impl Core {
         key: &str,
         upload_id: &str,
     ) -> S3Result<()> {
-        let kind = job.kind(bucket)?;
-        job.allowed(kind, clean_key(key)?, S3Op::Write, false)?;
+        job.writable(bucket, key)?;
         let folder = self.upload_folder(job, upload_id).await?;
         self.s3_drop_upload(&folder).await
     }

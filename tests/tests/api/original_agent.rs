@@ -34,9 +34,11 @@ fn surroundings(kkagent: &Path, shims: &Path) {
     let bin = kkagent.parent().unwrap();
     std::fs::create_dir_all("/opt/kraken")
         .expect("the original agent runs its tools from /opt/kraken (run the test as root)");
-    let link = Path::new("/opt/kraken/kktool");
-    let _ = std::fs::remove_file(link);
-    std::os::unix::fs::symlink(bin.join("kktool"), link).unwrap();
+    // Tests run at once: each links a name of its own, renamed into place
+    // (a rename replaces the link atomically).
+    let tmp = Path::new("/opt/kraken").join(format!(".kktool-{}", rand::random::<u64>()));
+    std::os::unix::fs::symlink(bin.join("kktool"), &tmp).unwrap();
+    std::fs::rename(&tmp, "/opt/kraken/kktool").unwrap();
     std::fs::create_dir_all(shims).unwrap();
     std::fs::write(shims.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -67,11 +69,7 @@ async fn authorize(admin: &Client) -> i64 {
 }
 
 fn stage(steps: &[Value]) -> String {
-    let job = json!({"name": "orig", "steps": steps,
-        "environments": [{"system": "any", "agents_group": "all", "config": "c"}]});
-    format!(
-        "def stage(ctx):\n    return {{\"parent\": \"root\", \"triggers\": {{\"parent\": True}}, \"jobs\": [{job}]}}\n"
-    )
+    job_in("all", "orig", "root", steps)
 }
 
 #[tokio::test]
@@ -89,21 +87,7 @@ async fn the_original_agent_runs_shell_junit_pytest_and_honours_cancel() {
         )
         .await
         .expect(200);
-    let path = format!(
-        "{}:{}",
-        shims.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    // Started as installed: without --no-update.
-    let mut agent = tokio::process::Command::new(&kk)
-        .args(["run", "-s", &format!("{}/", s.url), "-d"])
-        .arg(work.path().join("data"))
-        .env("PATH", path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(work.path().join("agent.log")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut agent = start_agent(&kk, &s, work.path(), &shims);
     authorize(&admin).await;
 
     let pid = admin.project("legacy").await;
@@ -179,8 +163,8 @@ async fn the_original_agent_runs_shell_junit_pytest_and_honours_cancel() {
     let _ = agent.kill().await;
 }
 
-/// Start the original agent (as installed: without `--no-update`); its
-/// process and log file.
+/// Start the original agent as installed (without `--no-update`); it logs
+/// to `<work>/agent.log`.
 fn start_agent(kk: &Path, s: &TestServer, work: &Path, shims: &Path) -> tokio::process::Child {
     let path = format!(
         "{}:{}",

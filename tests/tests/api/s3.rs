@@ -113,14 +113,7 @@ async fn a_job_reads_and_writes_its_own_objects_only_and_only_while_it_runs() {
         ]),
     )
     .await;
-    let step = agent
-        .post(
-            "/backend",
-            json!({"address": "127.0.0.1", "msg": "get-job-step"}),
-        )
-        .await
-        .expect(200)["job_step"]
-        .clone();
+    let step = next_step(&agent).await;
     // The fields the original's tools read.
     assert_eq!(step["minio_bucket"], format!("{bid:08}"), "{step}");
     assert_eq!(step["minio_access_key"], format!("KKJOB{jid}"));
@@ -279,14 +272,7 @@ async fn a_job_reads_and_writes_its_own_objects_only_and_only_while_it_runs() {
     }
 
     // The cache: its own job's entry under its stage and job name.
-    let step2 = agent
-        .post(
-            "/backend",
-            json!({"address": "127.0.0.1", "msg": "get-job-step"}),
-        )
-        .await
-        .expect(200)["job_step"]
-        .clone();
+    let step2 = next_step(&agent).await;
     let folder = step2["minio_folder"]["deps"].as_str().unwrap().to_string();
     assert!(folder.ends_with("-up/deps"), "{step2}");
     assert_eq!(step2["minio_secret_key"], secret.as_str());
@@ -345,22 +331,8 @@ async fn a_job_reads_and_writes_its_own_objects_only_and_only_while_it_runs() {
     assert_eq!(stored.len(), 2, "{stored:?}");
 
     // Git bundles: its git steps' repositories only.
-    agent
-        .post(
-            "/backend",
-            json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": jid, "step_idx": 1,
-            "result": {"status": "done", "duration": 1}}),
-        )
-        .await
-        .expect(200);
-    let step3 = agent
-        .post(
-            "/backend",
-            json!({"address": "127.0.0.1", "msg": "get-job-step"}),
-        )
-        .await
-        .expect(200)["job_step"]
-        .clone();
+    step_done(&agent, jid, 1).await;
+    let step3 = next_step(&agent).await;
     assert_eq!(
         step3["minio_folder"], "https___example_com_a_b_git",
         "{step3}"
@@ -383,14 +355,7 @@ async fn a_job_reads_and_writes_its_own_objects_only_and_only_while_it_runs() {
     assert!(e.contains("AccessDenied"), "{e}");
 
     // The job ends: its credentials are dead.
-    agent
-        .post(
-            "/backend",
-            json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": jid, "step_idx": 2,
-            "result": {"status": "done", "duration": 1}}),
-        )
-        .await
-        .expect(200);
+    step_done(&agent, jid, 2).await;
     let fin = agent
         .post(
             "/backend",
@@ -435,32 +400,15 @@ async fn agents_are_told_an_address_they_can_reach() {
         json!([{"tool": "artifacts", "source": "a"}, {"tool": "shell", "cmd": "true"}, {"tool": "cache", "action": "restore", "keys": ["k"]}]),
     )
     .await;
-    let step = |agent: &Client| {
-        let agent = agent.clone();
-        async move {
-            agent
-                .post(
-                    "/backend",
-                    json!({"address": "127.0.0.1", "msg": "get-job-step"}),
-                )
-                .await
-                .expect(200)["job_step"]
-                .clone()
-        }
-    };
-    let first = step(&agent).await;
+    let first = next_step(&agent).await;
     assert_eq!(
         first["minio_addr"],
         format!("ci.example.com:{port}"),
         "{first}"
     );
     // A shell step talks to no storage: no credentials.
-    agent
-        .post("/backend", json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": first["job_id"], "step_idx": 0,
-            "result": {"status": "done", "duration": 1}}))
-        .await
-        .expect(200);
-    let second = step(&agent).await;
+    step_done(&agent, first["job_id"].as_i64().unwrap(), 0).await;
+    let second = next_step(&agent).await;
     assert_eq!(second["tool"], "shell");
     assert!(second.get("minio_secret_key").is_none(), "{second}");
     // The address set by hand wins.
@@ -471,12 +419,8 @@ async fn agents_are_told_an_address_they_can_reach() {
         )
         .await
         .expect(200);
-    agent
-        .post("/backend", json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": first["job_id"], "step_idx": 1,
-            "result": {"status": "done", "duration": 1}}))
-        .await
-        .expect(200);
-    let third = step(&agent).await;
+    step_done(&agent, first["job_id"].as_i64().unwrap(), 1).await;
+    let third = next_step(&agent).await;
     assert_eq!(third["minio_addr"], "minio.example.com:9000", "{third}");
     assert_eq!(third["minio_secret_key"], first["minio_secret_key"]);
     assert!(
@@ -489,6 +433,19 @@ async fn agents_are_told_an_address_they_can_reach() {
     server.shutdown().await.unwrap();
 }
 
+/// Report step `idx` of job `jid` done, as the original agent does.
+async fn step_done(agent: &Client, jid: i64, idx: i64) {
+    agent
+        .post(
+            "/backend",
+            json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": jid, "step_idx": idx,
+            "result": {"status": "done", "duration": 1}}),
+        )
+        .await
+        .expect(200);
+}
+
+/// The next step handed to the original-style agent.
 async fn next_step(agent: &Client) -> Value {
     agent
         .post(
@@ -548,14 +505,7 @@ async fn pull_requests_keep_bundles_and_caches_apart_and_entries_follow_the_cach
     assert_eq!(ci, b"ci-bundle");
 
     // Cache entries: plain file names and a small meta.json mapping them.
-    agent
-        .post(
-            "/backend",
-            json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": jid, "step_idx": 0,
-            "result": {"status": "done", "duration": 1}}),
-        )
-        .await
-        .expect(200);
+    step_done(&agent, jid, 0).await;
     let step = next_step(&agent).await;
     let entry = format!("{}/{jid}", step["minio_folder"]["deps"].as_str().unwrap());
     let cache = s3(&step, &format!("{bid:08}-cache"), None);
@@ -611,14 +561,7 @@ async fn pull_requests_keep_bundles_and_caches_apart_and_entries_follow_the_cach
     );
 
     // Listed artifact keys are as stored, odd characters and all.
-    agent
-        .post(
-            "/backend",
-            json!({"address": "127.0.0.1", "msg": "step-result2", "job_id": jid, "step_idx": 1,
-            "result": {"status": "done", "duration": 1}}),
-        )
-        .await
-        .expect(200);
+    step_done(&agent, jid, 1).await;
     let step = next_step(&agent).await;
     let art = s3(&step, &format!("{bid:08}"), None);
     let odd = format!("{fid}/{rid}/a~b[1].txt");
