@@ -528,7 +528,9 @@ impl Agent {
                 let _ = cancel_tx.send(true);
             }
 
-            // Ship output lines as they come: a batch per 100 ms or 500 lines.
+            // Ship output lines as they come: a batch per 100 ms, 2,000
+            // lines or 8 MiB (one batch is in flight at a time, so its size bounds
+            // the lines per second a chatty step gets stored).
             let (out_tx, mut out_rx) = mpsc::channel::<String>(4096);
             let pump = {
                 let transport = self.transport.clone();
@@ -540,19 +542,23 @@ impl Agent {
                     let mut open = true;
                     while open {
                         let mut batch = Vec::new();
+                        let mut bytes = 0;
                         let tick = tokio::time::sleep(Duration::from_millis(100));
                         tokio::pin!(tick);
                         loop {
                             tokio::select! {
                                 line = out_rx.recv() => match line {
                                     Some(l) => {
+                                        bytes += l.len();
                                         batch.push(AgentLogLine {
                                             message: crate::mask::mask_secrets(&l, &secrets),
                                             time: Some(chrono::Utc::now().timestamp_millis()),
                                             level: None,
                                             tool: Some(tool.clone()),
                                         });
-                                        if batch.len() >= 500 { break; }
+                                        // Lines are up to 64 KiB: 8 MiB keeps a
+                                        // batch well under the server's body limit.
+                                        if batch.len() >= 2000 || bytes >= 8 << 20 { break; }
                                     }
                                     None => { open = false; break; }
                                 },

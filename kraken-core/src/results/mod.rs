@@ -25,7 +25,9 @@ use crate::model::{flow_kind, tc_change, tc_result};
 use crate::store::Store;
 use crate::store::flows::{FlowRow, HistoryCounters, RunRow};
 use crate::store::jobs::{JobRow, StepRow};
-use crate::store::results::{HistRow, NewIssue, NewTcr, TcrAnalysis, TcrRow, TestDetails};
+use crate::store::results::{
+    HistPoint, HistRow, NewIssue, NewTcr, TcrAnalysis, TcrRow, TestDetails,
+};
 
 /// Issue types by name (unknown names are errors, as in the original).
 pub fn issue_type(name: &str) -> i64 {
@@ -294,29 +296,29 @@ pub(crate) async fn analyze_run_history(
         .into_iter()
         .map(|c| (c.test_case_id, c))
         .collect();
-    let comment_state = |id: Option<i64>| {
-        id.and_then(|cid| comments.values().find(|c| c.id == cid))
-            .map(|c| c.state)
-    };
+    let states: HashMap<i64, i64> = comments.values().map(|c| (c.id, c.state)).collect();
+    let comment_state = |id: Option<i64>| id.and_then(|cid| states.get(&cid).copied());
 
     let mut outcomes = Vec::with_capacity(tcrs.len());
     if flow.kind == flow_kind::CI {
         let hist = store
             .ci_history(flow.branch_id, flow.created, flow.id, run.id, 10)
             .await?;
-        let mut by_key: HashMap<(i64, i64, i64), Vec<&HistRow>> = HashMap::new();
-        for h in &hist {
-            by_key
-                .entry((h.test_case_id, h.agents_group_id, h.system_id))
-                .or_default()
-                .push(h);
-        }
+        let by_key: HashMap<(i64, i64, i64), &[HistPoint]> = hist
+            .iter()
+            .map(|h| {
+                (
+                    (h.test_case_id, h.agents_group_id, h.system_id),
+                    h.results.as_slice(),
+                )
+            })
+            .collect();
         for t in &tcrs {
-            let mut h: Vec<&HistRow> = by_key
+            // Oldest first.
+            let h: &[HistPoint] = by_key
                 .get(&(t.test_case_id, t.agents_group_id, t.system_id))
-                .cloned()
+                .copied()
                 .unwrap_or_default();
-            h.sort_by_key(|r| std::cmp::Reverse(r.rn)); // oldest first
             let series: Vec<(i64, i64)> = h.iter().map(|r| (r.result, r.age)).collect();
             let (change, age, instability) = analyze_ci(t.result, &series);
             // Comments follow failures: the latest in history, else the branch's.

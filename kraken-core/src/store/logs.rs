@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Store, in_tx, on_read};
+use super::{Db, Store, in_tx, on_read};
 use crate::error::Result;
 use crate::model::LogFilter;
 
@@ -154,6 +154,28 @@ macro_rules! bind_all {
     }};
 }
 
+/// Sizes of the statements that insert `n` rows, at most `max` (a power
+/// of two) each: `max` while at least `max` are left, then powers of two.
+/// A statement's text depends on its number of rows, so this keeps it to a
+/// few texts, each prepared once per connection and then reused (with any
+/// size from 1 to 400 a batch of log lines was mostly a new statement,
+/// parsed and planned with its thousands of placeholders).
+fn chunk_sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
+    let mut left = n;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let size = if left >= max {
+            max
+        } else {
+            1 << (usize::BITS - 1 - left.leading_zeros())
+        };
+        left -= size;
+        Some(size)
+    })
+}
+
 impl Store {
     /// Store log lines (in batches, in one transaction); returns the id of
     /// the last one. A job's lines get their positions (among its tool
@@ -209,9 +231,19 @@ impl Store {
                     (tool, Some(*p - 1))
                 })
                 .collect();
+            // No `RETURNING id` for every row: on SQLite each returned row
+            // is one hand-off from the connection's thread (a million-line
+            // log spent most of its time there). Only the last id is wanted:
+            // SQLite tells it after the inserts, PostgreSQL as the maximum of
+            // the ids one statement returns inside the server.
+            let sqlite = matches!(self.db, Db::Sqlite { .. });
             let mut last = None;
-            for (chunk, pos) in logs.chunks(400).zip(positions.chunks(400)) {
-                let mut qb = sqlx::QueryBuilder::new(
+            let mut done = 0;
+            for size in chunk_sizes(logs.len(), 128) {
+                let (chunk, pos) = (&logs[done..done + size], &positions[done..done + size]);
+                done += size;
+                let mut qb = sqlx::QueryBuilder::new(if sqlite { "" } else { "WITH ins AS (" });
+                qb.push(
                     "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
                      flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) ",
                 );
@@ -222,9 +254,16 @@ impl Store {
                         .push_bind(l.flow_id).push_bind(l.run_id).push_bind(l.job_id).push_bind(l.step)
                         .push_bind(l.tool.as_str()).push_bind(l.agent_id).push_bind(*tp).push_bind(*sp);
                 });
-                qb.push(" RETURNING id");
-                let ids: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-                last = ids.into_iter().max().or(last);
+                if sqlite {
+                    qb.build().execute(&mut *tx).await?;
+                } else {
+                    qb.push(" RETURNING id) SELECT MAX(id) FROM ins");
+                    let id: Option<i64> = qb.build_query_scalar().fetch_one(&mut *tx).await?;
+                    last = id.max(last);
+                }
+            }
+            if sqlite {
+                last = sqlx::query_scalar("SELECT last_insert_rowid()").fetch_one(&mut *tx).await?;
             }
             last
         });
@@ -358,5 +397,26 @@ impl Store {
         Ok(super::on_write!(&self.db, p => sqlx::query(
             "DELETE FROM logs WHERE branch_id = $1 AND flow_kind = $2 AND time < $3")
             .bind(branch_id).bind(flow_kind).bind(before).execute(p).await?.rows_affected()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_sizes;
+
+    #[test]
+    fn chunk_sizes_cover_every_row_with_few_sizes() {
+        assert_eq!(chunk_sizes(0, 128).count(), 0);
+        assert_eq!(chunk_sizes(1, 128).collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            chunk_sizes(500, 128).collect::<Vec<_>>(),
+            [128, 128, 128, 64, 32, 16, 4]
+        );
+        assert_eq!(chunk_sizes(256, 128).collect::<Vec<_>>(), [128, 128]);
+        for n in 0..1000 {
+            let sizes: Vec<usize> = chunk_sizes(n, 128).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= 128));
+        }
     }
 }

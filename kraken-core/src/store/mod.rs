@@ -174,7 +174,12 @@ impl Store {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal);
+                .synchronous(SqliteSynchronous::Normal)
+                // Rows cross from the connection's thread through a bounded
+                // channel; at sqlx's 50 the thread stops every 50 rows until
+                // the reading task has caught up (results analysis: 885 →
+                // 373 ms with 4,096).
+                .row_buffer_size(4096);
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)

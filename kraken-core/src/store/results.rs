@@ -172,6 +172,47 @@ const TCR_SELECT: &str = "SELECT t.id, t.test_case_id, c.name AS test_case_name,
     t.cmd_line, t.instability, t.age, t.change, t.relevancy, t.comment_id, j.agents_group_id, j.system_id \
     FROM test_case_results t JOIN test_cases c ON c.id = t.test_case_id JOIN jobs j ON j.id = t.job_id";
 
+/// A test case result of a run, as the analysis reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunTcr {
+    /// Id.
+    pub id: i64,
+    /// Test case.
+    pub test_case_id: i64,
+    /// Result.
+    pub result: i64,
+    /// Comment.
+    pub comment_id: Option<i64>,
+    /// Group of the job.
+    pub agents_group_id: i64,
+    /// System of the job.
+    pub system_id: i64,
+}
+
+/// One earlier result of a test case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistPoint {
+    /// Result.
+    pub result: i64,
+    /// Age.
+    pub age: i64,
+    /// Comment.
+    pub comment_id: Option<i64>,
+}
+
+/// The earlier results of a test case on one group and system, oldest first.
+#[derive(Debug, Clone)]
+pub struct HistSeries {
+    /// Test case.
+    pub test_case_id: i64,
+    /// Group.
+    pub agents_group_id: i64,
+    /// System.
+    pub system_id: i64,
+    /// Results, oldest first.
+    pub results: Vec<HistPoint>,
+}
+
 /// A historical result of a test case (for the analysis).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HistRow {
@@ -341,12 +382,14 @@ impl Store {
         )
     }
 
-    /// Test case results of a run's non-covered jobs.
-    pub async fn run_tcrs(&self, run_id: i64) -> Result<Vec<TcrRow>> {
-        let q = format!("{TCR_SELECT} WHERE j.run_id = $1 AND j.covered = FALSE ORDER BY t.id");
-        Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, TcrRow>(sqlx::AssertSqlSafe(q)).bind(run_id).fetch_all(p).await?),
-        )
+    /// Test case results of a run's non-covered jobs, with only what the
+    /// analysis reads (no names, no values: every row costs).
+    pub async fn run_tcrs(&self, run_id: i64) -> Result<Vec<RunTcr>> {
+        Ok(on_read!(&self.db, p => sqlx::query_as::<_, RunTcr>(
+            "SELECT t.id, t.test_case_id, t.result, t.comment_id, j.agents_group_id, j.system_id \
+             FROM test_case_results t JOIN jobs j ON j.id = t.job_id \
+             WHERE j.run_id = $1 AND j.covered = FALSE ORDER BY t.id")
+            .bind(run_id).fetch_all(p).await?))
     }
 
     /// One test case result.
@@ -397,7 +440,10 @@ impl Store {
     }
 
     /// The newest `n` results per (test case, group, system) of the given test
-    /// cases in the branch's CI flows created before `flow` (rank 1 = newest).
+    /// cases in the branch's CI flows created before `flow`, one row per
+    /// (test case, group, system) with its results oldest first: a row per
+    /// result would be ten times the rows, and on SQLite each row is a
+    /// hand-off between threads.
     pub async fn ci_history(
         &self,
         branch_id: i64,
@@ -405,9 +451,11 @@ impl Store {
         flow_id: i64,
         run_id: i64,
         n: i64,
-    ) -> Result<Vec<HistRow>> {
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, HistRow>(
-            "SELECT test_case_id, agents_group_id, system_id, result, age, instability, comment_id, rn FROM ( \
+    ) -> Result<Vec<HistSeries>> {
+        let rows: Vec<(i64, i64, i64, String)> = on_read!(&self.db, p => sqlx::query_as(
+            "SELECT test_case_id, agents_group_id, system_id, \
+               string_agg(CAST(result AS TEXT) || ':' || CAST(age AS TEXT) || ':' || \
+                          COALESCE(CAST(comment_id AS TEXT), ''), ',' ORDER BY rn DESC) FROM ( \
                SELECT t.test_case_id, j.agents_group_id, j.system_id, t.result, t.age, t.instability, t.comment_id, \
                  ROW_NUMBER() OVER (PARTITION BY t.test_case_id, j.agents_group_id, j.system_id \
                                     ORDER BY f.created DESC, f.id DESC, t.id DESC) AS rn \
@@ -417,8 +465,35 @@ impl Store {
                  AND (f.created < $2 OR (f.created = $2 AND f.id < $3)) \
                  AND t.test_case_id IN (SELECT t2.test_case_id FROM test_case_results t2 JOIN jobs j2 ON j2.id = t2.job_id \
                                         WHERE j2.run_id = $4 AND j2.covered = FALSE) \
-             ) h WHERE rn <= $5 ORDER BY test_case_id, agents_group_id, system_id, rn")
-            .bind(branch_id).bind(flow_created).bind(flow_id).bind(run_id).bind(n).fetch_all(p).await?))
+             ) h WHERE rn <= $5 GROUP BY test_case_id, agents_group_id, system_id")
+            .bind(branch_id).bind(flow_created).bind(flow_id).bind(run_id).bind(n).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(test_case_id, agents_group_id, system_id, series)| {
+                let results = series
+                    .split(',')
+                    .map(|r| {
+                        let mut f = r.split(':');
+                        let mut int = || f.next().and_then(|v| v.parse::<i64>().ok());
+                        match (int(), int()) {
+                            (Some(result), Some(age)) => Ok(HistPoint {
+                                result,
+                                age,
+                                comment_id: int(),
+                            }),
+                            _ => Err(crate::error::Error::Internal(format!(
+                                "unreadable result history '{r}' of test case {test_case_id}"
+                            ))),
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(HistSeries {
+                    test_case_id,
+                    agents_group_id,
+                    system_id,
+                    results,
+                })
+            })
+            .collect()
     }
 
     /// The latest result per (test case, group, system) in the branch's CI
