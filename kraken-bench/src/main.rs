@@ -37,6 +37,10 @@ use server::{Spawned, proc_status_mib, server_binary};
 use workloads::Ctx;
 
 fn main() -> ExitCode {
+    // reqwest brings no rustls crypto provider (the workspace's one is ring,
+    // and this crate does not depend on kraken-core): install it first. An
+    // error only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // clap itself exits with 2 on a usage error.
     let plan = match Args::parse().plan() {
         Ok(p) => p,

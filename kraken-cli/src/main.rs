@@ -23,6 +23,8 @@ fn main() -> ExitCode {
     // Before anything else (the runtime's threads included): this may be a
     // schema worker process (see kraken_core::schema::sandbox).
     kraken_core::schema::sandbox::run_worker_if_requested();
+    // HTTPS (reqwest, object_store) needs the process's rustls provider: ring.
+    kraken_core::tls::install_provider();
     cli_main()
 }
 

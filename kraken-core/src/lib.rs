@@ -4,6 +4,8 @@
 //! * [`error`]: the [`Error`](error::Error) type and its HTTP meaning.
 //! * [`api`]: the [`Kraken`](api::Kraken) handle, one method per REST
 //!   operation, over HTTP (feature `client`) or in process (feature `local`).
+//! * [`tls`]: the one rustls crypto provider (ring); programs call
+//!   [`tls::install_provider`] first (feature `client`).
 //!
 //! With the feature `local` (on by default) the in-process half too:
 //!
@@ -47,6 +49,8 @@ pub mod schema;
 pub mod storage;
 #[cfg(feature = "local")]
 pub mod store;
+#[cfg(feature = "client")]
+pub mod tls;
 #[cfg(feature = "local")]
 pub mod triggers;
 #[cfg(feature = "local")]

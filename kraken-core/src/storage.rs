@@ -274,6 +274,8 @@ impl Storage {
         {
             b = b.with_allow_http(true);
         }
+        // object_store's reqwest client needs the process's crypto provider.
+        crate::tls::install_provider();
         let s3 = b.build().map_err(|e| StorageError::S3 {
             url: spec.to_string(),
             source: Box::new(e),

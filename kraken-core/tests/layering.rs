@@ -5,6 +5,8 @@
 //!   `model`, `events`, `mask`, `triggers`, `notify`) names `api`.
 //! * The front ends (server, CLI, dashboard, bench) never reach the store or
 //!   the engine directly: they go through `kraken_core::api`.
+//! * One rustls crypto provider in the whole build, ring: aws-lc-rs (a long
+//!   C build) is not in `Cargo.lock` at all (issue #17).
 
 use std::path::{Path, PathBuf};
 
@@ -119,5 +121,35 @@ fn front_ends_go_through_the_api() {
         bad.is_empty(),
         "front ends reaching below the API:\n{}",
         bad.join("\n")
+    );
+}
+
+/// `Cargo.lock` holds every package any feature of the workspace can build:
+/// no aws-lc, and one version of ring.
+#[test]
+fn ring_is_the_one_tls_provider() {
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let text = std::fs::read_to_string(&lock).expect("read Cargo.lock");
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .collect();
+    assert!(
+        names.len() > 100,
+        "no packages read from {}",
+        lock.display()
+    );
+    let aws_lc: Vec<&&str> = names.iter().filter(|n| n.starts_with("aws-lc")).collect();
+    assert!(
+        aws_lc.is_empty(),
+        "{aws_lc:?} in Cargo.lock: a feature brings rustls' aws-lc-rs provider back \
+         (reqwest \"rustls\", sqlx \"tls-rustls-aws-lc-rs\", lettre \"aws-lc-rs\", \
+         object_store \"aws\"); use the ring ones (see the workspace Cargo.toml)"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == "ring").count(),
+        1,
+        "one version of ring"
     );
 }

@@ -346,6 +346,10 @@ impl Server {
 
 /// Open the database, seed it and start serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    // The HTTP clients of notifications, agents and S3 storage need the
+    // process's rustls provider (ring); `main` installs it too, a program
+    // embedding the server may not have.
+    kraken_core::tls::install_provider();
     // Each built-in agent is known by an id generated into its work dir,
     // which this process locks first: a second server on the same data dir
     // would be the same agents, so it refuses to start.

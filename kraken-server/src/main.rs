@@ -72,6 +72,8 @@ fn main() -> anyhow::Result<()> {
     // Before anything else (the runtime's threads included): this may be a
     // schema worker process (see kraken_core::schema::sandbox).
     kraken_core::schema::sandbox::run_worker_if_requested();
+    // HTTPS (reqwest, object_store) needs the process's rustls provider: ring.
+    kraken_core::tls::install_provider();
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         eprintln!("warning: memory freed will not be given back to the system: {e}");
     }

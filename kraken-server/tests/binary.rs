@@ -62,7 +62,8 @@ fn starts_answers_and_stops_cleanly_on_sigterm() {
         .to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let http = reqwest::Client::new();
+        // The server is another process: this one installs its own provider.
+        let http = kraken_tests::http();
         // Without a token: a JSON error.
         let r = http.get(format!("{url}/api/version")).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 401);

@@ -56,6 +56,8 @@ static BACKGROUND_PANIC: Mutex<Option<String>> = Mutex::new(None);
 fn main() -> ExitCode {
     // First: this may be a schema worker process (see kraken_core::schema::sandbox).
     kraken_core::schema::sandbox::run_worker_if_requested();
+    // HTTPS (reqwest, object_store) needs the process's rustls provider: ring.
+    kraken_core::tls::install_provider();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,

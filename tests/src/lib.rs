@@ -1,6 +1,12 @@
 //! Helpers for end-to-end tests: a real `kraken-server` on `127.0.0.1:0`
 //! backed by a temporary SQLite file, or by a fresh PostgreSQL database when
 //! `KRAKEN_TEST_DB_URL` names a PostgreSQL server, and a small JSON client.
+//!
+//! reqwest brings no rustls crypto provider and panics when a client is
+//! built before one is installed: starting a server (in process), the
+//! helpers here and [`http`] install ring first. A test that builds a
+//! reqwest client (or object_store's S3 client) before any of them uses
+//! [`http`] or calls `kraken_core::tls::install_provider()`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +14,12 @@ use std::time::Duration;
 use kraken_server::{Server, ServerConfig};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+/// A plain HTTP client, after installing the process's rustls provider.
+pub fn http() -> reqwest::Client {
+    kraken_core::tls::install_provider();
+    reqwest::Client::new()
+}
 
 /// A database for one test: a file in a temp dir, or its own PostgreSQL database.
 pub struct TestDb {
@@ -174,7 +186,7 @@ impl TestServer {
         Client {
             base: self.url.clone(),
             token: None,
-            http: reqwest::Client::new(),
+            http: http(),
         }
     }
 
@@ -306,7 +318,7 @@ impl Client {
         let mut c = Client {
             base: base.to_string(),
             token: None,
-            http: reqwest::Client::new(),
+            http: http(),
         };
         let a = c
             .post("/api/sessions", json!({"user": user, "password": password}))
@@ -633,7 +645,8 @@ impl Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let end = std::time::Instant::now() + Duration::from_secs(30);
-        while reqwest::get(&moto.endpoint).await.is_err() {
+        let http = http();
+        while http.get(&moto.endpoint).send().await.is_err() {
             assert!(
                 std::time::Instant::now() < end,
                 "{program} did not answer on {} within 30 s",
@@ -646,7 +659,7 @@ impl Moto {
 
     /// Create a bucket (moto takes unsigned requests).
     pub async fn bucket(&self, name: &str) {
-        let r = reqwest::Client::new()
+        let r = http()
             .put(format!("{}/{name}", self.endpoint))
             .send()
             .await
@@ -660,7 +673,7 @@ impl Moto {
 
     /// The keys under `prefix` in `bucket` (ListObjectsV2, first 1000).
     pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let xml = reqwest::Client::new()
+        let xml = http()
             .get(format!("{}/{bucket}", self.endpoint))
             .query(&[("list-type", "2"), ("prefix", prefix)])
             .send()

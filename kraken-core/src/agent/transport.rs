@@ -222,6 +222,7 @@ impl Http {
                 "server URL '{base}' must start with http:// or https://"
             )));
         }
+        crate::tls::install_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()

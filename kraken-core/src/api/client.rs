@@ -755,13 +755,9 @@ impl Kraken {
 
 /// The HTTP client of a remote handle. HTTPS goes through rustls with the
 /// provider the program installed as its default, else ring (installed as
-/// the process's default here) when kraken-core is built without `local`,
-/// else reqwest's own (aws-lc-rs, which `local` brings).
+/// the process's default here: reqwest brings none).
 fn http_client() -> Result<reqwest::Client> {
-    if rustls::crypto::CryptoProvider::get_default().is_none() && cfg!(not(feature = "local")) {
-        // Fails only when another thread installed one meanwhile: fine too.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+    crate::tls::install_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .build()
@@ -975,9 +971,9 @@ fn follow_remote(
 mod tests {
     use super::*;
 
-    /// An HTTPS handle builds its TLS set-up (with the `client` half alone
-    /// too, where reqwest brings no crypto provider) and reports a refused
-    /// connection as a transport error.
+    /// An HTTPS handle builds its TLS set-up (reqwest brings no crypto
+    /// provider: the handle installs ring) and reports a refused connection
+    /// as a transport error.
     #[tokio::test]
     async fn an_https_handle_builds_and_reports_an_unreachable_server() {
         let port = {
@@ -986,7 +982,7 @@ mod tests {
         };
         let k = Kraken::connect(&format!("https://127.0.0.1:{port}"), None).expect("handle");
         assert_eq!(k.target(), format!("https://127.0.0.1:{port}"));
-        assert!(rustls::crypto::CryptoProvider::get_default().is_some() || cfg!(feature = "local"));
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
         let e = k.get_server_version().await.expect_err("nothing listens");
         assert!(matches!(e, Error::Transport(_)), "{e:?}");
         assert!(

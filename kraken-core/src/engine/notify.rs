@@ -511,6 +511,7 @@ impl Engine {
 fn http() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(|| {
+        crate::tls::install_provider();
         reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .timeout(notify::REQUEST_TIMEOUT)

@@ -501,3 +501,38 @@ pub async fn check_smtp(settings: &Settings) -> Result<(), String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// SMTPS (`smtp_tls`) goes through rustls over ring: the client opens
+    /// with a TLS handshake, and a server answering in plain text is an
+    /// SMTP error, not a panic for want of a crypto provider.
+    #[tokio::test]
+    async fn smtps_speaks_tls_and_reports_a_server_that_does_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            let mut first = [0u8; 1];
+            sock.read_exact(&mut first)
+                .await
+                .expect("the client's first byte");
+            let _ = sock.write_all(b"220 plain text only\r\n").await;
+            first[0]
+        });
+        let settings = Settings {
+            smtp_server: format!("127.0.0.1:{port}"),
+            smtp_tls: true,
+            ..Settings::default()
+        };
+        let e = check_smtp(&settings).await.expect_err("not a TLS server");
+        assert!(e.starts_with("SMTP"), "{e}");
+        // 0x16: a TLS handshake record (the ClientHello).
+        assert_eq!(server.await.expect("server"), 0x16);
+    }
+}
