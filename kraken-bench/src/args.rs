@@ -77,6 +77,11 @@ pub struct Args {
     #[arg(long)]
     pub plain_api: bool,
 
+    /// reads: do not time a bare axum handler for comparison (it is timed
+    /// when the server runs on this machine: spawned, or a loopback URL).
+    #[arg(long)]
+    pub no_bare_axum: bool,
+
     /// e2e: also run the flows with the `docker` executor on this image (it
     /// must be on the server's machine and have /bin/sh), to time a job
     /// from its creation to its first step in a container.
@@ -289,6 +294,8 @@ pub struct Plan {
     pub smoke: bool,
     /// Only the original's API (no SSE, no long-poll).
     pub plain_api: bool,
+    /// reads: time a bare axum handler too.
+    pub bare_axum: bool,
     /// e2e: an image for docker-executor flows too.
     pub docker_image: Option<String>,
     /// e2e: the original agent's `kkagent`, to run the flows on it too.
@@ -367,6 +374,7 @@ impl Args {
         // Always the canonical order, each once.
         workloads.sort_by_key(|w| Workload::ALL.iter().position(|a| a == w));
         workloads.dedup();
+        let bare_axum = !self.no_bare_axum && (self.spawn_server || is_loopback(&server));
         Ok(Plan {
             server,
             user: self.user,
@@ -378,12 +386,27 @@ impl Args {
             json: self.json,
             smoke: self.smoke,
             plain_api: self.plain_api,
+            bare_axum,
             docker_image: self.docker_image,
             original_agent: self.original_agent,
             timeout: Duration::from_secs(timeout),
             sizes,
         })
     }
+}
+
+/// Whether `url`'s host is this machine's loopback.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -394,6 +417,29 @@ mod tests {
         let mut all = vec!["kraken-bench"];
         all.extend_from_slice(args);
         Args::try_parse_from(all).map_err(|e| e.to_string())?.plan()
+    }
+
+    #[test]
+    fn the_bare_handler_is_timed_only_for_a_local_server() {
+        assert!(plan(&["--spawn-server"]).unwrap().bare_axum);
+        assert!(
+            plan(&["--server", "http://127.0.0.1:8080"])
+                .unwrap()
+                .bare_axum
+        );
+        assert!(plan(&["--server", "http://localhost"]).unwrap().bare_axum);
+        assert!(plan(&["--server", "http://[::1]:80/"]).unwrap().bare_axum);
+        assert!(
+            !plan(&["--server", "http://ci.example.com:8080"])
+                .unwrap()
+                .bare_axum
+        );
+        assert!(!plan(&["--server", "http://10.0.0.5"]).unwrap().bare_axum);
+        assert!(
+            !plan(&["--spawn-server", "--no-bare-axum"])
+                .unwrap()
+                .bare_axum
+        );
     }
 
     #[test]

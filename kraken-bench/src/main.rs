@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod bare;
 mod client;
 mod fixture;
 mod report;
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
     // and this crate does not depend on kraken-core): install it first. An
     // error only means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::args().nth(1).as_deref() == Some(bare::FLAG) {
+        return bare::serve();
+    }
     // clap itself exits with 2 on a usage error.
     let plan = match Args::parse().plan() {
         Ok(p) => p,
@@ -179,6 +183,7 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
     let mut ctx = Ctx::new(api, plan.sizes.clone(), plan.timeout, plan.plain_api);
     ctx.docker_image = plan.docker_image.clone();
     ctx.original_agent = plan.original_agent.clone();
+    ctx.bare_axum = plan.bare_axum;
     let started = Instant::now();
     for w in &plan.workloads {
         progress(&format!("{}: running", w.name()));

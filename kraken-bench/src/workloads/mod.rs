@@ -34,6 +34,8 @@ pub struct Ctx {
     pub docker_image: Option<String>,
     /// e2e: the original agent's `kkagent`, to run the flows on it too.
     pub original_agent: Option<std::path::PathBuf>,
+    /// reads: also time a bare axum handler on this machine (the server is local).
+    pub bare_axum: bool,
     /// Whether the server streams job logs over SSE (learned on first use).
     sse: Mutex<Option<bool>>,
 }
@@ -49,6 +51,7 @@ impl Ctx {
             plain_api,
             docker_image: None,
             original_agent: None,
+            bare_axum: false,
             sse: Mutex::new(plain_api.then_some(false)),
         }
     }

@@ -41,15 +41,24 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     fx.wait_all(ctx.timeout).await?;
 
     let flows_path = format!("/api/branches/{}/flows/ci", fx.branch);
+    let page_path = format!("{flows_path}?start=0&limit=50");
     let targets = [
         ("GET /api/version", "/api/version"),
         ("GET /api/projects", "/api/projects"),
         ("GET /api/branches/{id}/flows/ci", flows_path.as_str()),
+        (
+            "GET /api/branches/{id}/flows/ci?start=0&limit=50",
+            page_path.as_str(),
+        ),
     ];
     let window = Duration::from_secs_f64(s.reads_secs);
     let warmup = (window / 5).min(Duration::from_secs(1));
+    let mut version_rate = None;
     for (label, path) in targets {
         let r = hammer(&ctx.api, path, s.connections, warmup, window).await;
+        if path == "/api/version" {
+            version_rate = Some(per_sec(r.samples.len() as f64, window));
+        }
         out.figure(
             format!("{label} throughput"),
             per_sec(r.samples.len() as f64, window),
@@ -65,10 +74,32 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
             ));
         }
     }
+    if ctx.bare_axum {
+        // The same load on a bare axum handler in a process of its own.
+        let bare = crate::bare::Bare::spawn()?;
+        let api = Api::new(&bare.url)?;
+        let r = hammer(&api, "/api/version", s.connections, warmup, window).await;
+        drop(bare);
+        let rate = per_sec(r.samples.len() as f64, window);
+        out.figure("bare axum handler throughput", rate, "req/s");
+        out.latency("bare axum handler latency", &r.samples);
+        if r.errors > 0 {
+            out.fail(format!(
+                "bare axum handler: {} failed request(s); first: {}",
+                r.errors,
+                r.first_error.unwrap_or_default()
+            ));
+        }
+        if let Some(v) = version_rate.filter(|_| rate > 0.0) {
+            out.figure("GET /api/version vs bare axum", 100.0 * v / rate, "%");
+        }
+    }
     out.note(format!(
         "{} concurrent keep-alive connections, {:.1} s per endpoint after a {:.1} s warm-up; \
          the branch holds {} completed flows (their job's group has no agents) and the flows \
-         list is read with the server's default paging",
+         list is read with the server's default paging and as the first page of 50; the bare \
+         axum handler (a process of kraken-bench, only when the server is on this machine) \
+         answers GET /api/version with the same JSON shape",
         s.connections,
         window.as_secs_f64(),
         warmup.as_secs_f64(),

@@ -66,12 +66,8 @@ pub(crate) enum Prepare {
 impl Engine {
     /// The workflow validator for the current tools (rebuilt when they change).
     pub(crate) async fn validator(&self) -> Result<Arc<WorkflowValidator>> {
-        let tools = self.store.all_tools().await?;
-        let fingerprint = (
-            tools.len() as i64,
-            tools.iter().map(|t| t.id).max().unwrap_or(0),
-            tools.iter().map(|t| t.created).max().unwrap_or(0),
-        );
+        // One row, not every tool with its fields: this runs for every run.
+        let fingerprint = self.store.tools_fingerprint().await?;
         if let Ok(cache) = self.validator.lock()
             && let Some((fp, v)) = cache.as_ref()
             && *fp == fingerprint

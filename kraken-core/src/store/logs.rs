@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Db, Store, in_tx, on_read};
+use super::{Store, in_tx, on_read};
 use crate::error::Result;
 use crate::model::LogFilter;
 
@@ -154,6 +154,91 @@ macro_rules! bind_all {
     }};
 }
 
+/// Inserting many log lines at once, as each database does it best; both
+/// return the id of the last line (no `RETURNING id` for every row: on
+/// SQLite each returned row is one hand-off from the connection's thread,
+/// and a million-line log spent most of its time there).
+trait BulkLogs {
+    async fn insert(
+        &mut self,
+        logs: &[NewLog],
+        positions: &[(Option<i64>, Option<i64>)],
+    ) -> Result<Option<i64>>;
+}
+
+impl BulkLogs for sqlx::SqliteConnection {
+    /// Multi-row `VALUES` in a few sizes (see [`chunk_sizes`]), then
+    /// `last_insert_rowid()`.
+    async fn insert(
+        &mut self,
+        logs: &[NewLog],
+        positions: &[(Option<i64>, Option<i64>)],
+    ) -> Result<Option<i64>> {
+        let mut done = 0;
+        for size in chunk_sizes(logs.len(), 128) {
+            let (chunk, pos) = (&logs[done..done + size], &positions[done..done + size]);
+            done += size;
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
+                 flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) ",
+            );
+            qb.push_values(chunk.iter().zip(pos), |mut b, (l, (tp, sp))| {
+                b.push_bind(l.time)
+                    .push_bind(l.seq)
+                    .push_bind(l.message.as_str())
+                    .push_bind(l.service.as_str())
+                    .push_bind(l.host.as_str())
+                    .push_bind(l.path.as_str())
+                    .push_bind(l.lineno)
+                    .push_bind(l.level.as_str())
+                    .push_bind(l.branch_id)
+                    .push_bind(l.flow_kind)
+                    .push_bind(l.flow_id)
+                    .push_bind(l.run_id)
+                    .push_bind(l.job_id)
+                    .push_bind(l.step)
+                    .push_bind(l.tool.as_str())
+                    .push_bind(l.agent_id)
+                    .push_bind(*tp)
+                    .push_bind(*sp);
+            });
+            qb.build().execute(&mut *self).await?;
+        }
+        Ok(sqlx::query_scalar("SELECT last_insert_rowid()")
+            .fetch_one(&mut *self)
+            .await?)
+    }
+}
+
+impl BulkLogs for sqlx::PgConnection {
+    /// One statement whatever the number of lines: a column of each field
+    /// bound as an array and `UNNEST`ed, prepared once per connection
+    /// (multi-row `VALUES` is parsed and planned anew for every size).
+    async fn insert(
+        &mut self,
+        logs: &[NewLog],
+        positions: &[(Option<i64>, Option<i64>)],
+    ) -> Result<Option<i64>> {
+        let ints = |f: fn(&NewLog) -> i64| logs.iter().map(f).collect::<Vec<i64>>();
+        let texts = |f: fn(&NewLog) -> &str| logs.iter().map(f).collect::<Vec<&str>>();
+        Ok(sqlx::query_scalar(
+            "WITH ins AS (INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
+             flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) \
+             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], \
+             $15::text[], $16::int8[], $17::int8[], $18::int8[]) RETURNING id) SELECT MAX(id) FROM ins")
+            .bind(ints(|l| l.time)).bind(ints(|l| l.seq)).bind(texts(|l| &l.message))
+            .bind(texts(|l| &l.service)).bind(texts(|l| &l.host)).bind(texts(|l| &l.path))
+            .bind(ints(|l| l.lineno)).bind(texts(|l| &l.level)).bind(ints(|l| l.branch_id))
+            .bind(ints(|l| l.flow_kind)).bind(ints(|l| l.flow_id)).bind(ints(|l| l.run_id))
+            .bind(ints(|l| l.job_id)).bind(ints(|l| l.step)).bind(texts(|l| &l.tool))
+            .bind(ints(|l| l.agent_id))
+            .bind(positions.iter().map(|p| p.0).collect::<Vec<Option<i64>>>())
+            .bind(positions.iter().map(|p| p.1).collect::<Vec<Option<i64>>>())
+            .fetch_one(&mut *self).await?)
+    }
+}
+
 /// Sizes of the statements that insert `n` rows, at most `max` (a power
 /// of two) each: `max` while at least `max` are left, then powers of two.
 /// A statement's text depends on its number of rows, so this keeps it to a
@@ -231,41 +316,7 @@ impl Store {
                     (tool, Some(*p - 1))
                 })
                 .collect();
-            // No `RETURNING id` for every row: on SQLite each returned row
-            // is one hand-off from the connection's thread (a million-line
-            // log spent most of its time there). Only the last id is wanted:
-            // SQLite tells it after the inserts, PostgreSQL as the maximum of
-            // the ids one statement returns inside the server.
-            let sqlite = matches!(self.db, Db::Sqlite { .. });
-            let mut last = None;
-            let mut done = 0;
-            for size in chunk_sizes(logs.len(), 128) {
-                let (chunk, pos) = (&logs[done..done + size], &positions[done..done + size]);
-                done += size;
-                let mut qb = sqlx::QueryBuilder::new(if sqlite { "" } else { "WITH ins AS (" });
-                qb.push(
-                    "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
-                     flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) ",
-                );
-                qb.push_values(chunk.iter().zip(pos), |mut b, (l, (tp, sp))| {
-                    b.push_bind(l.time).push_bind(l.seq).push_bind(l.message.as_str()).push_bind(l.service.as_str())
-                        .push_bind(l.host.as_str()).push_bind(l.path.as_str()).push_bind(l.lineno)
-                        .push_bind(l.level.as_str()).push_bind(l.branch_id).push_bind(l.flow_kind)
-                        .push_bind(l.flow_id).push_bind(l.run_id).push_bind(l.job_id).push_bind(l.step)
-                        .push_bind(l.tool.as_str()).push_bind(l.agent_id).push_bind(*tp).push_bind(*sp);
-                });
-                if sqlite {
-                    qb.build().execute(&mut *tx).await?;
-                } else {
-                    qb.push(" RETURNING id) SELECT MAX(id) FROM ins");
-                    let id: Option<i64> = qb.build_query_scalar().fetch_one(&mut *tx).await?;
-                    last = id.max(last);
-                }
-            }
-            if sqlite {
-                last = sqlx::query_scalar("SELECT last_insert_rowid()").fetch_one(&mut *tx).await?;
-            }
-            last
+            BulkLogs::insert(&mut *tx, logs, &positions).await?
         });
         Ok(last)
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Store, in_tx, on_read, on_write};
+use super::{Db, Store, in_tx, on_read, on_write};
 use crate::error::Result;
 
 /// An artifact with its path.
@@ -515,6 +515,20 @@ impl Store {
 
     /// Store analysis outcomes in batches.
     pub async fn update_tcr_analysis(&self, rows: &[TcrAnalysis]) -> Result<()> {
+        if let Db::Pg(p) = &self.db {
+            // One statement for all of them: each column an array.
+            let col = |f: fn(&TcrAnalysis) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+            sqlx::query(
+                "UPDATE test_case_results SET instability = v.instability, age = v.age, change = v.change, \
+                 relevancy = v.relevancy, comment_id = v.comment_id \
+                 FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
+                 AS v(id, instability, age, change, relevancy, comment_id) WHERE test_case_results.id = v.id")
+                .bind(col(|r| r.id)).bind(col(|r| r.instability)).bind(col(|r| r.age))
+                .bind(col(|r| r.change)).bind(col(|r| r.relevancy))
+                .bind(rows.iter().map(|r| r.comment_id).collect::<Vec<Option<i64>>>())
+                .execute(p).await?;
+            return Ok(());
+        }
         for chunk in rows.chunks(500) {
             on_write!(&self.db, p => {
                 let mut qb = sqlx::QueryBuilder::new("WITH v(id, instability, age, change, relevancy, comment_id) AS (");

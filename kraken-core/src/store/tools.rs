@@ -174,6 +174,15 @@ impl Store {
         )
     }
 
+    /// What tells whether the tools changed: their number, and the
+    /// highest id and creation time (a new version has a new id; a deleted
+    /// one lowers the number).
+    pub async fn tools_fingerprint(&self) -> Result<(i64, i64, i64)> {
+        Ok(on_read!(&self.db, p => sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(MAX(created), 0) FROM tools WHERE deleted IS NULL")
+            .fetch_one(p).await?))
+    }
+
     /// Soft-delete a tool version.
     pub async fn delete_tool(&self, id: i64) -> Result<()> {
         let now = now_ms();
