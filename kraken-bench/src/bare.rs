@@ -15,15 +15,9 @@ pub const FLAG: &str = "--serve-bare-axum";
 /// Serve the bare handler on 127.0.0.1 (a free port, printed on the first
 /// line of stdout) until killed.
 pub fn serve() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kraken-bench: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,17 @@ use report::{Figure, Message, Report};
 use server::{Spawned, proc_status_mib, server_binary};
 use workloads::Ctx;
 
+/// The multi-threaded runtime, or exit code 2 (said on stderr).
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("kraken-bench: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
 fn main() -> ExitCode {
     // reqwest brings no rustls crypto provider (the workspace's one is ring,
     // and this crate does not depend on kraken-core): install it first. An
@@ -53,15 +64,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kraken-bench: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(&plan)) {
         Ok(report) => {
