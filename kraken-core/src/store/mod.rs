@@ -11,13 +11,15 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::error::{Error, Result};
+use sqlite_conns::SqliteConns;
 
 pub mod agents;
 pub mod branches;
@@ -28,32 +30,46 @@ pub mod notifications;
 pub mod projects;
 pub mod results;
 pub mod settings;
+mod sqlite_conns;
 pub mod stages;
 pub mod tasks;
 pub mod tools;
 pub mod users;
 
-/// The two supported databases.
+/// The two supported databases. SQLite has one connection for writes and a
+/// few for reads ([`sqlite_conns`]), PostgreSQL a pool.
 #[derive(Clone)]
 pub(crate) enum Db {
-    Sqlite { write: SqlitePool, read: SqlitePool },
+    Sqlite {
+        write: Arc<SqliteConns>,
+        read: Arc<SqliteConns>,
+    },
     Pg(PgPool),
 }
 
-/// Run `$body` with `$p` bound to the pool that takes writes.
+/// Run `$body` with `$p` bound to an executor that takes writes: the
+/// SQLite writer connection, or the PostgreSQL pool.
 macro_rules! on_write {
     ($db:expr, $p:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Sqlite { write: $p, .. } => $body,
+            $crate::store::Db::Sqlite { write, .. } => {
+                let mut conn = write.acquire().await?;
+                let $p = &mut *conn;
+                $body
+            }
             $crate::store::Db::Pg($p) => $body,
         }
     };
 }
-/// Run `$body` with `$p` bound to a pool for reads.
+/// Run `$body` with `$p` bound to an executor for reads.
 macro_rules! on_read {
     ($db:expr, $p:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Sqlite { read: $p, .. } => $body,
+            $crate::store::Db::Sqlite { read, .. } => {
+                let mut conn = read.acquire().await?;
+                let $p = &mut *conn;
+                $body
+            }
             $crate::store::Db::Pg($p) => $body,
         }
     };
@@ -64,7 +80,8 @@ macro_rules! in_tx {
     ($db:expr, $tx:ident => $body:block) => {
         match $db {
             $crate::store::Db::Sqlite { write, .. } => {
-                let mut $tx = write.begin().await?;
+                let mut conn = write.acquire().await?;
+                let mut $tx = sqlx::Connection::begin(&mut *conn).await?;
                 let out = $body;
                 $tx.commit().await?;
                 out
@@ -104,9 +121,10 @@ where
     Ok(match db {
         Db::Sqlite { read, .. } => {
             let list = serde_json::to_string(ids)?;
+            let mut conn = read.acquire().await?;
             sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(q))
                 .bind(list)
-                .fetch_all(read)
+                .fetch_all(&mut *conn)
                 .await?
         }
         Db::Pg(p) => {
@@ -154,8 +172,21 @@ impl Store {
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)
                 .map_err(|e| Error::bad_request(format!("invalid PostgreSQL URL: {e}")))?;
+            // sqlx pings a connection before handing it out: a round trip
+            // per statement. Only one idle for over a second is tested
+            // (after a PostgreSQL restart), so a busy server pays nothing
+            // and a broken connection is still replaced before it is used.
             let pool = PgPoolOptions::new()
                 .max_connections(16)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for > Duration::from_secs(1) {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await
@@ -180,29 +211,21 @@ impl Store {
                 // the reading task has caught up (results analysis: 885 →
                 // 373 ms with 4,096).
                 .row_buffer_size(4096);
-            let write = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(opts.clone())
-                .await
-                .map_err(|e| Error::Transport(format!("cannot open SQLite database {url}: {e}")))?;
-            sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+            let open_err =
+                |e: Error| Error::Transport(format!("cannot open SQLite database {url}: {e}"));
+            let write = SqliteConns::open(opts.clone(), 1).await.map_err(open_err)?;
+            {
+                let mut conn = write.acquire().await?;
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&mut *conn)
+                    .await?;
+            }
+            let write = Arc::new(write);
             // An in-memory database exists once per connection set: share the writer.
             let read = if url.contains(":memory:") {
                 write.clone()
             } else {
-                SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .connect_with(opts)
-                    .await
-                    .map_err(|e| {
-                        Error::Transport(format!("cannot open SQLite database {url}: {e}"))
-                    })?
+                Arc::new(SqliteConns::open(opts, 4).await.map_err(open_err)?)
             };
             Db::Sqlite { write, read }
         } else {
