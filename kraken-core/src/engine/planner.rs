@@ -88,18 +88,14 @@ impl Engine {
             Some(Value::String(b)) if !b.is_empty() => b,
             _ => branch.branch_name.clone().unwrap_or_default(),
         };
-        let shared = self
-            .store()
-            .next_sequence(branch.id, None, seq_kind::FLOW)
-            .await?;
         let own_kind = if kind == flow_kind::DEV {
             seq_kind::DEV_FLOW
         } else {
             seq_kind::CI_FLOW
         };
-        let own = self
+        let [shared, own] = self
             .store()
-            .next_sequence(branch.id, None, own_kind)
+            .next_sequences(branch.id, None, [seq_kind::FLOW, own_kind])
             .await?;
         let mut flow_args = common;
         flow_args.insert("KK_FLOW_SEQ".into(), json!(shared.to_string()));
@@ -165,10 +161,15 @@ impl Engine {
             reason,
             "flow created"
         );
+        let mut current = flow.clone();
         for (stage, run_id) in stages.iter().zip(run_ids) {
             let run = self.store.require_run(run_id).await?;
-            self.start_created_run(run, stage, &flow, branch, lease)
-                .await?;
+            if let Some(relabeled) = self
+                .start_created_run(run, stage, &current, branch, lease)
+                .await?
+            {
+                current = relabeled;
+            }
         }
         if stages.is_empty() {
             // Nothing to run: the flow is done at once.
@@ -249,7 +250,8 @@ impl Engine {
 
     /// [`Engine::complete_starting_run`] with the run's branch known. The run
     /// row is brought up to date in memory, so it is written once (arguments,
-    /// sequences, label and state together) and never read back.
+    /// sequences, label and state together) and never read back. Returns the
+    /// flow read again when this run gave it its label.
     async fn start_created_run(
         &self,
         mut run: RunRow,
@@ -257,7 +259,7 @@ impl Engine {
         flow: &FlowRow,
         branch: &BranchRow,
         lease: i64,
-    ) -> Result<()> {
+    ) -> Result<Option<FlowRow>> {
         let mut run_args = schema::stage_default_args(&stage.schema.0);
         if let Some(fa) = flow.args.0.as_object() {
             for (k, v) in fa {
@@ -269,18 +271,14 @@ impl Engine {
                 run_args.insert(k.clone(), v.clone());
             }
         }
-        let shared = self
-            .store()
-            .next_sequence(branch.id, Some(stage.id), seq_kind::RUN)
-            .await?;
         let own_kind = if flow.kind == flow_kind::DEV {
             seq_kind::DEV_RUN
         } else {
             seq_kind::CI_RUN
         };
-        let own = self
+        let [shared, own] = self
             .store()
-            .next_sequence(branch.id, Some(stage.id), own_kind)
+            .next_sequences(branch.id, Some(stage.id), [seq_kind::RUN, own_kind])
             .await?;
         run_args.insert("KK_RUN_SEQ".into(), json!(shared.to_string()));
         run_args.insert("KK_CI_DEV_RUN_SEQ".into(), json!(own.to_string()));
@@ -301,6 +299,7 @@ impl Engine {
         // stage without labels needs no context here.
         let label_of = |key: &str| stage.schema.0.get(key).and_then(Value::as_str);
         let mut run_label = None;
+        let mut relabeled = None;
         if label_of("flow_label").is_some() || label_of("run_label").is_some() {
             let ctx = self
                 .prepare_context(CtxFor::Run(&run, flow, stage, branch), &run_args)
@@ -313,6 +312,8 @@ impl Engine {
             let render = |key: &str| label_of(key).map(|t| schema::render(t, &label_args, &ctx).1);
             if let Some(fl) = render("flow_label") {
                 self.store.set_flow_label_if_unset(flow.id, &fl).await?;
+                // The jobs' context shows the flow with its label.
+                relabeled = Some(self.store.require_flow(flow.id).await?);
             }
             run_label = render("run_label");
         }
@@ -335,18 +336,34 @@ impl Engine {
             self.store
                 .move_planning_lease(run.id, Some(lease), None)
                 .await?;
-            return Ok(());
+            return Ok(relabeled);
         }
-        // Commit statuses become pending (queued, sent by the notification worker).
-        self.queue_notifications(run.id, crate::notify::Event::Start, 0)
-            .await;
+        // Commit statuses become pending (queued, sent by the notification
+        // worker); a stage without a `notification` section has none.
+        if stage
+            .schema
+            .0
+            .get("notification")
+            .is_some_and(Value::is_object)
+        {
+            self.queue_notifications(run.id, crate::notify::Event::Start, 0)
+                .await;
+        }
         if flow.kind == flow_kind::CI {
             self.store
                 .advance_branch_ci_incomplete(branch.id, flow.id)
                 .await?;
         }
-        self.plan_jobs_leased(&run, stage, branch, false, lease)
-            .await
+        self.plan_jobs_leased(
+            &run,
+            stage,
+            relabeled.as_ref().unwrap_or(flow),
+            branch,
+            false,
+            lease,
+        )
+        .await?;
+        Ok(relabeled)
     }
 
     /// Create the jobs of a run from its stage's schema, re-evaluated with the
@@ -370,12 +387,12 @@ impl Engine {
                 .branch_any(flow.branch_id)
                 .await?
                 .ok_or_else(|| Error::not_found("Branch not found"))?;
-            Ok::<_, Error>((stage, branch))
+            Ok::<_, Error>((stage, flow, branch))
         }
         .await;
         let outcome = match known {
-            Ok((stage, branch)) => {
-                self.try_trigger_jobs(run, &stage, &branch, replay, lease)
+            Ok((stage, flow, branch)) => {
+                self.try_trigger_jobs(run, &stage, &flow, &branch, replay, lease)
                     .await
             }
             Err(e) => Err(e),
@@ -383,17 +400,18 @@ impl Engine {
         self.after_planning(run, outcome).await
     }
 
-    /// [`Engine::trigger_jobs_leased`] with the run's stage and branch known.
+    /// [`Engine::trigger_jobs_leased`] with the run's stage, flow and branch known.
     async fn plan_jobs_leased(
         &self,
         run: &RunRow,
         stage: &StageRow,
+        flow: &FlowRow,
         branch: &BranchRow,
         replay: bool,
         lease: i64,
     ) -> Result<()> {
         let outcome = self
-            .try_trigger_jobs(run, stage, branch, replay, lease)
+            .try_trigger_jobs(run, stage, flow, branch, replay, lease)
             .await;
         self.after_planning(run, outcome).await
     }
@@ -407,19 +425,19 @@ impl Engine {
         Ok(())
     }
 
+    /// `flow` is the run's flow as it is now (with a label set just now).
     async fn try_trigger_jobs(
         &self,
         run: &RunRow,
         stage: &StageRow,
+        flow: &FlowRow,
         branch: &BranchRow,
         replay: bool,
         lease: i64,
     ) -> Result<()> {
-        // The flow is read again: its label may have been set just now.
-        let flow = self.store.require_flow(run.flow_id).await?;
         let args = run.args.0.as_object().cloned().unwrap_or_default();
         let ctx = self
-            .prepare_context(CtxFor::Run(run, &flow, stage, branch), &args)
+            .prepare_context(CtxFor::Run(run, flow, stage, branch), &args)
             .await?;
 
         // Renew the planning lease: the evaluation below is bounded (2 s).

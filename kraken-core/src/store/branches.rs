@@ -347,33 +347,39 @@ impl Store {
         Ok(())
     }
 
-    /// Increment a branch-level (`stage_id = None`) or stage sequence and return the new value.
-    pub async fn next_sequence(
+    /// Advance a branch's (or, with `stage_id`, a stage's) two sequences
+    /// `kinds` (the shared one and the flow kind's own) by one, in one
+    /// statement, and return their new values in the order of `kinds`.
+    pub async fn next_sequences(
         &self,
         branch_id: i64,
         stage_id: Option<i64>,
-        kind: i64,
-    ) -> Result<i64> {
-        let v: Option<i64> = match stage_id {
-            None => on_write!(&self.db, p => sqlx::query_scalar(
+        kinds: [i64; 2],
+    ) -> Result<[i64; 2]> {
+        let rows: Vec<(i64, i64)> = match stage_id {
+            None => on_write!(&self.db, p => sqlx::query_as(
                 "UPDATE branch_sequences SET value = value + 1 \
-                 WHERE branch_id = $1 AND stage_id IS NULL AND kind = $2 RETURNING value")
-                .bind(branch_id).bind(kind).fetch_optional(p).await?),
-            Some(sid) => on_write!(&self.db, p => sqlx::query_scalar(
+                 WHERE branch_id = $1 AND stage_id IS NULL AND kind IN ($2, $3) RETURNING kind, value")
+                .bind(branch_id).bind(kinds[0]).bind(kinds[1]).fetch_all(p).await?),
+            Some(sid) => on_write!(&self.db, p => sqlx::query_as(
                 "UPDATE branch_sequences SET value = value + 1 \
-                 WHERE branch_id = $1 AND stage_id = $2 AND kind = $3 RETURNING value")
-                .bind(branch_id).bind(sid).bind(kind).fetch_optional(p).await?),
+                 WHERE branch_id = $1 AND stage_id = $2 AND kind IN ($3, $4) RETURNING kind, value")
+                .bind(branch_id).bind(sid).bind(kinds[0]).bind(kinds[1]).fetch_all(p).await?),
         };
-        match v {
-            Some(v) => Ok(v),
-            None => {
-                // Rows missing (e.g. an imported database): create them at 1.
-                on_write!(&self.db, p => sqlx::query(
-                    "INSERT INTO branch_sequences (kind, branch_id, stage_id, value) VALUES ($1, $2, $3, 1)")
-                    .bind(kind).bind(branch_id).bind(stage_id).execute(p).await?.rows_affected());
-                Ok(1)
-            }
+        let mut out = [0; 2];
+        for (slot, kind) in out.iter_mut().zip(kinds) {
+            *slot = match rows.iter().find(|(k, _)| *k == kind) {
+                Some((_, v)) => *v,
+                None => {
+                    // Row missing (e.g. an imported database): create it at 1.
+                    on_write!(&self.db, p => sqlx::query(
+                        "INSERT INTO branch_sequences (kind, branch_id, stage_id, value) VALUES ($1, $2, $3, 1)")
+                        .bind(kind).bind(branch_id).bind(stage_id).execute(p).await?.rows_affected());
+                    1
+                }
+            };
         }
+        Ok(out)
     }
 }
 

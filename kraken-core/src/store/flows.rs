@@ -214,13 +214,18 @@ impl Store {
         runs: &[NewRunRow],
     ) -> Result<(FlowRow, Vec<i64>)> {
         let now = now_ms();
-        let (id, run_ids) = in_tx!(&self.db, tx => {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO flows (state, kind, branch_name, branch_id, args, artifacts, trigger_data_id, \
-                 user_data, seq, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id")
+        // The flow comes back from its INSERT: no read after it.
+        let insert = format!(
+            "INSERT INTO flows (state, kind, branch_name, branch_id, args, artifacts, trigger_data_id, \
+             user_data, seq, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+             RETURNING {FLOW_COLS}"
+        );
+        let (flow, run_ids) = in_tx!(&self.db, tx => {
+            let flow: FlowRow = sqlx::query_as(sqlx::AssertSqlSafe(insert))
                 .bind(flow_state::IN_PROGRESS).bind(f.kind).bind(&f.branch_name).bind(f.branch_id)
                 .bind(Json(&f.args)).bind(Json(json!({}))).bind(f.trigger_data_id).bind(Json(json!({})))
                 .bind(Json(&f.seq)).bind(now).fetch_one(&mut *tx).await?;
+            let id = flow.id;
             let mut run_ids = Vec::new();
             for r in runs {
                 let run_id: i64 = sqlx::query_scalar(
@@ -231,12 +236,8 @@ impl Store {
                     .fetch_one(&mut *tx).await?;
                 run_ids.push(run_id);
             }
-            (id, run_ids)
+            (flow, run_ids)
         });
-        let flow = self
-            .flow(id)
-            .await?
-            .ok_or_else(|| Error::internal("flow vanished after insert"))?;
         Ok((flow, run_ids))
     }
 
