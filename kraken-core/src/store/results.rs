@@ -350,6 +350,30 @@ impl Store {
     ) -> Result<std::collections::HashMap<String, i64>> {
         let now = super::now_ms();
         let mut out = std::collections::HashMap::new();
+        if let Db::Pg(p) = &self.db {
+            // Two statements whatever the number of names: the names as one
+            // array. (The read is its own statement so that it also sees a
+            // name another server inserted meanwhile.)
+            sqlx::query(
+                "INSERT INTO test_cases (name, tool_id, created, updated) \
+                 SELECT n, $2, $3, $3 FROM UNNEST($1::text[]) AS u(n) \
+                 ON CONFLICT (name, tool_id) DO NOTHING",
+            )
+            .bind(names)
+            .bind(tool_id)
+            .bind(now)
+            .execute(p)
+            .await?;
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, name FROM test_cases WHERE tool_id = $1 AND name = ANY($2)",
+            )
+            .bind(tool_id)
+            .bind(names)
+            .fetch_all(p)
+            .await?;
+            out.extend(rows.into_iter().map(|(id, n)| (n, id)));
+            return Ok(out);
+        }
         for chunk in names.chunks(400) {
             on_write!(&self.db, p => {
                 let mut qb = sqlx::QueryBuilder::new("INSERT INTO test_cases (name, tool_id, created, updated) ");
@@ -402,6 +426,34 @@ impl Store {
 
     /// Insert test case results of a job.
     pub async fn insert_tcrs(&self, job_id: i64, rows: &[NewTcr]) -> Result<()> {
+        if let Db::Pg(p) = &self.db {
+            // One statement: each column an array, inserted in the order
+            // reported (ids follow it).
+            let text = |f: fn(&NewTcr) -> Option<&str>| {
+                rows.iter()
+                    .map(|r| f(r).map(str::to_string))
+                    .collect::<Vec<Option<String>>>()
+            };
+            sqlx::query(
+                "INSERT INTO test_case_results (test_case_id, job_id, result, vals, cmd_line, instability, age, \
+                 change, relevancy, message, failure_type, output, duration_ms) \
+                 SELECT tc, $2, res, vals, cmd, 0, 0, 0, 0, msg, ft, out, dur \
+                 FROM UNNEST($1::int8[], $3::int8[], $4::jsonb[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[]) \
+                 WITH ORDINALITY AS u(tc, res, vals, cmd, msg, ft, out, dur, ord) ORDER BY ord",
+            )
+            .bind(rows.iter().map(|r| r.test_case_id).collect::<Vec<i64>>())
+            .bind(job_id)
+            .bind(rows.iter().map(|r| r.result).collect::<Vec<i64>>())
+            .bind(rows.iter().map(|r| r.vals.as_ref().map(Json)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.cmd_line.as_str()).collect::<Vec<&str>>())
+            .bind(text(|r| r.details.message.as_deref()))
+            .bind(text(|r| r.details.failure_type.as_deref()))
+            .bind(text(|r| r.details.output.as_deref()))
+            .bind(rows.iter().map(|r| r.details.duration_ms).collect::<Vec<Option<i64>>>())
+            .execute(p)
+            .await?;
+            return Ok(());
+        }
         for chunk in rows.chunks(400) {
             on_write!(&self.db, p => {
                 let mut qb = sqlx::QueryBuilder::new(

@@ -729,3 +729,81 @@ async fn artifacts_and_tools_in_s3() {
     let body = gone.text().await.unwrap();
     assert!(body.contains("gone from storage"), "{body}");
 }
+
+/// Every field of a reported result is stored as reported, in the reported
+/// order, on either database (PostgreSQL inserts a report as one statement
+/// of arrays, SQLite in batches of rows): values, command line, message,
+/// failure type, output and duration, and an absent field stays absent.
+#[tokio::test]
+async fn reported_results_keep_every_field_and_their_order() {
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let a = "agent-fields";
+    let ca = manual_agent(&s, &admin, a, json!({"system": "debian-12"})).await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"tests\", \"steps\": [{\"tool\": \"pytest\", \"params\": \"-v\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
+    admin.stage(bid, "tests", code).await;
+    let f = admin.flow(bid).await;
+    let job = take_job(&ca, a).await;
+    // 450 results: more than one batch of rows on SQLite.
+    let mut tests: Vec<Value> = (0..450)
+        .map(|i| json!({"test": format!("case-{i:03}"), "cmd": format!("run {i}"), "status": 1}))
+        .collect();
+    tests[7] = json!({"test": "case-007", "cmd": "pytest -k seven", "status": 2,
+        "message": "assert 1 == 2", "type": "AssertionError", "output": "line 1\nline 2",
+        "duration": 1.25, "values": {"speed": {"value": 3.5, "iterations": 2}}});
+    finish_job(
+        &ca,
+        a,
+        job,
+        json!({"status": "done", "duration": 1, "test-results": tests}),
+    )
+    .await;
+    let f = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    let run = f["runs"][0]["id"].as_i64().unwrap();
+    let r = admin
+        .get(&format!(
+            "/api/runs/{run}/results?sort_field=name&limit=500"
+        ))
+        .await;
+    let items = r.expect(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 450);
+    let seven = items
+        .iter()
+        .find(|i| i["test_case_name"] == "case-007")
+        .unwrap();
+    assert_eq!(seven["result"], 2);
+    assert_eq!(seven["cmd_line"], "pytest -k seven");
+    assert_eq!(seven["message"], "assert 1 == 2");
+    assert_eq!(seven["failure_type"], "AssertionError");
+    assert_eq!(seven["output"], "line 1\nline 2");
+    assert_eq!(seven["duration"], 1.25);
+    assert_eq!(
+        seven["values"],
+        json!({"speed": {"value": 3.5, "iterations": 2}})
+    );
+    let plain = items
+        .iter()
+        .find(|i| i["test_case_name"] == "case-100")
+        .unwrap();
+    assert_eq!(plain["cmd_line"], "run 100");
+    assert!(plain["message"].is_null(), "{plain}");
+    assert!(plain["output"].is_null(), "{plain}");
+    assert!(plain["duration"].is_null(), "{plain}");
+    assert!(plain["values"].is_null(), "{plain}");
+    // Ids follow the reported order.
+    let mut by_id: Vec<(i64, String)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_i64().unwrap(),
+                i["test_case_name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    by_id.sort();
+    let names: Vec<String> = by_id.into_iter().map(|(_, n)| n).collect();
+    let expected: Vec<String> = (0..450).map(|i| format!("case-{i:03}")).collect();
+    assert_eq!(names, expected);
+}
