@@ -166,6 +166,30 @@ trait BulkLogs {
     ) -> Result<Option<i64>>;
 }
 
+/// Rows of the largest multi-row `INSERT` on SQLite (18 parameters each:
+/// 9,216 of SQLite's 32,766).
+const MAX_ROWS: usize = 512;
+
+/// The text of the SQLite `INSERT` of `rows` log lines (a power of two up
+/// to [`MAX_ROWS`]), written once per size: building it for every batch
+/// formatted a placeholder for each of its thousands of parameters.
+fn insert_sql(rows: usize) -> &'static str {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        let row = format!("({})", vec!["?"; 18].join(", "));
+        (0..=MAX_ROWS.trailing_zeros())
+            .map(|k| {
+                format!(
+                    "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
+                     flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) VALUES {}",
+                    vec![row.as_str(); 1 << k].join(", ")
+                )
+            })
+            .collect()
+    });
+    &texts[rows.trailing_zeros() as usize]
+}
+
 impl BulkLogs for sqlx::SqliteConnection {
     /// Multi-row `VALUES` in a few sizes (see [`chunk_sizes`]), then
     /// `last_insert_rowid()`.
@@ -175,34 +199,32 @@ impl BulkLogs for sqlx::SqliteConnection {
         positions: &[(Option<i64>, Option<i64>)],
     ) -> Result<Option<i64>> {
         let mut done = 0;
-        for size in chunk_sizes(logs.len(), 128) {
+        for size in chunk_sizes(logs.len(), MAX_ROWS) {
             let (chunk, pos) = (&logs[done..done + size], &positions[done..done + size]);
             done += size;
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
-                 flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) ",
-            );
-            qb.push_values(chunk.iter().zip(pos), |mut b, (l, (tp, sp))| {
-                b.push_bind(l.time)
-                    .push_bind(l.seq)
-                    .push_bind(l.message.as_str())
-                    .push_bind(l.service.as_str())
-                    .push_bind(l.host.as_str())
-                    .push_bind(l.path.as_str())
-                    .push_bind(l.lineno)
-                    .push_bind(l.level.as_str())
-                    .push_bind(l.branch_id)
-                    .push_bind(l.flow_kind)
-                    .push_bind(l.flow_id)
-                    .push_bind(l.run_id)
-                    .push_bind(l.job_id)
-                    .push_bind(l.step)
-                    .push_bind(l.tool.as_str())
-                    .push_bind(l.agent_id)
-                    .push_bind(*tp)
-                    .push_bind(*sp);
-            });
-            qb.build().execute(&mut *self).await?;
+            let mut q = sqlx::query(insert_sql(size));
+            for (l, (tp, sp)) in chunk.iter().zip(pos) {
+                q = q
+                    .bind(l.time)
+                    .bind(l.seq)
+                    .bind(l.message.as_str())
+                    .bind(l.service.as_str())
+                    .bind(l.host.as_str())
+                    .bind(l.path.as_str())
+                    .bind(l.lineno)
+                    .bind(l.level.as_str())
+                    .bind(l.branch_id)
+                    .bind(l.flow_kind)
+                    .bind(l.flow_id)
+                    .bind(l.run_id)
+                    .bind(l.job_id)
+                    .bind(l.step)
+                    .bind(l.tool.as_str())
+                    .bind(l.agent_id)
+                    .bind(*tp)
+                    .bind(*sp);
+            }
+            q.execute(&mut *self).await?;
         }
         Ok(sqlx::query_scalar("SELECT last_insert_rowid()")
             .fetch_one(&mut *self)
@@ -454,6 +476,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::chunk_sizes;
+
+    #[test]
+    fn insert_texts_have_a_row_of_parameters_per_line() {
+        for k in 0..=super::MAX_ROWS.trailing_zeros() {
+            let rows = 1usize << k;
+            let sql = super::insert_sql(rows);
+            assert_eq!(sql.matches('?').count(), rows * 18, "{rows} rows");
+            assert_eq!(sql.matches("(?,").count(), rows, "{rows} rows");
+        }
+    }
 
     #[test]
     fn chunk_sizes_cover_every_row_with_few_sizes() {
