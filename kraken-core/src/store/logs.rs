@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::rows_sql::RowsSql;
 use super::{Store, in_tx, on_read};
 use crate::error::Result;
 use crate::model::LogFilter;
@@ -166,32 +167,18 @@ trait BulkLogs {
     ) -> Result<Option<i64>>;
 }
 
-/// Rows of the largest multi-row `INSERT` on SQLite (18 parameters each:
-/// 9,216 of SQLite's 32,766).
-const MAX_ROWS: usize = 512;
-
-/// The text of the SQLite `INSERT` of `rows` log lines (a power of two up
-/// to [`MAX_ROWS`]), written once per size: building it for every batch
-/// formatted a placeholder for each of its thousands of parameters.
-fn insert_sql(rows: usize) -> &'static str {
-    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let texts = TEXTS.get_or_init(|| {
-        let row = format!("({})", vec!["?"; 18].join(", "));
-        (0..=MAX_ROWS.trailing_zeros())
-            .map(|k| {
-                format!(
-                    "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
-                     flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) VALUES {}",
-                    vec![row.as_str(); 1 << k].join(", ")
-                )
-            })
-            .collect()
-    });
-    &texts[rows.trailing_zeros() as usize]
-}
+/// The SQLite `INSERT` of log lines: up to 512 rows of 18 parameters
+/// (9,216 of SQLite's 32,766) a statement.
+static INSERT_LOGS: RowsSql = RowsSql::new(
+    "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
+     flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) VALUES ",
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "",
+    512,
+);
 
 impl BulkLogs for sqlx::SqliteConnection {
-    /// Multi-row `VALUES` in a few sizes (see [`chunk_sizes`]), then
+    /// Multi-row `VALUES` in a few sizes ([`RowsSql`]), then
     /// `last_insert_rowid()`.
     async fn insert(
         &mut self,
@@ -199,10 +186,10 @@ impl BulkLogs for sqlx::SqliteConnection {
         positions: &[(Option<i64>, Option<i64>)],
     ) -> Result<Option<i64>> {
         let mut done = 0;
-        for size in chunk_sizes(logs.len(), MAX_ROWS) {
+        for size in INSERT_LOGS.chunks(logs.len()) {
             let (chunk, pos) = (&logs[done..done + size], &positions[done..done + size]);
             done += size;
-            let mut q = sqlx::query(insert_sql(size));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(INSERT_LOGS.text(size)));
             for (l, (tp, sp)) in chunk.iter().zip(pos) {
                 q = q
                     .bind(l.time)
@@ -259,28 +246,6 @@ impl BulkLogs for sqlx::PgConnection {
             .bind(positions.iter().map(|p| p.1).collect::<Vec<Option<i64>>>())
             .fetch_one(&mut *self).await?)
     }
-}
-
-/// Sizes of the statements that insert `n` rows, at most `max` (a power
-/// of two) each: `max` while at least `max` are left, then powers of two.
-/// A statement's text depends on its number of rows, so this keeps it to a
-/// few texts, each prepared once per connection and then reused (with any
-/// size from 1 to 400 a batch of log lines was mostly a new statement,
-/// parsed and planned with its thousands of placeholders).
-fn chunk_sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
-    let mut left = n;
-    std::iter::from_fn(move || {
-        if left == 0 {
-            return None;
-        }
-        let size = if left >= max {
-            max
-        } else {
-            1 << (usize::BITS - 1 - left.leading_zeros())
-        };
-        left -= size;
-        Some(size)
-    })
 }
 
 impl Store {
@@ -470,36 +435,5 @@ impl Store {
         Ok(super::on_write!(&self.db, p => sqlx::query(
             "DELETE FROM logs WHERE branch_id = $1 AND flow_kind = $2 AND time < $3")
             .bind(branch_id).bind(flow_kind).bind(before).execute(p).await?.rows_affected()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::chunk_sizes;
-
-    #[test]
-    fn insert_texts_have_a_row_of_parameters_per_line() {
-        for k in 0..=super::MAX_ROWS.trailing_zeros() {
-            let rows = 1usize << k;
-            let sql = super::insert_sql(rows);
-            assert_eq!(sql.matches('?').count(), rows * 18, "{rows} rows");
-            assert_eq!(sql.matches("(?,").count(), rows, "{rows} rows");
-        }
-    }
-
-    #[test]
-    fn chunk_sizes_cover_every_row_with_few_sizes() {
-        assert_eq!(chunk_sizes(0, 128).count(), 0);
-        assert_eq!(chunk_sizes(1, 128).collect::<Vec<_>>(), [1]);
-        assert_eq!(
-            chunk_sizes(500, 128).collect::<Vec<_>>(),
-            [128, 128, 128, 64, 32, 16, 4]
-        );
-        assert_eq!(chunk_sizes(256, 128).collect::<Vec<_>>(), [128, 128]);
-        for n in 0..1000 {
-            let sizes: Vec<usize> = chunk_sizes(n, 128).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), n);
-            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= 128));
-        }
     }
 }

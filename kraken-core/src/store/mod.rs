@@ -29,6 +29,7 @@ pub mod logs;
 pub mod notifications;
 pub mod projects;
 pub mod results;
+mod rows_sql;
 pub mod settings;
 mod sqlite_conns;
 pub mod stages;

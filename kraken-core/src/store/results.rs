@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sqlx::types::Json;
 
+use super::rows_sql::RowsSql;
 use super::{Db, Store, in_tx, on_read, on_write};
 use crate::error::Result;
 
@@ -341,6 +342,15 @@ pub struct CommentRow {
     pub data: Json<Value>,
 }
 
+/// The SQLite update of analysis outcomes: up to 512 rows a statement.
+static UPDATE_ANALYSIS: RowsSql = RowsSql::new(
+    "WITH v(id, instability, age, change, relevancy, comment_id) AS (VALUES ",
+    "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))",
+    ") UPDATE test_case_results SET instability = v.instability, age = v.age, change = v.change, \
+     relevancy = v.relevancy, comment_id = v.comment_id FROM v WHERE test_case_results.id = v.id",
+    512,
+);
+
 impl Store {
     /// Ids of test cases by name for a tool, created when missing.
     pub async fn upsert_test_cases(
@@ -581,20 +591,23 @@ impl Store {
                 .execute(p).await?;
             return Ok(());
         }
-        for chunk in rows.chunks(500) {
+        let mut done = 0;
+        for size in UPDATE_ANALYSIS.chunks(rows.len()) {
+            let chunk = &rows[done..done + size];
+            done += size;
+            // (PostgreSQL returned above: this runs on SQLite only.)
             on_write!(&self.db, p => {
-                let mut qb = sqlx::QueryBuilder::new("WITH v(id, instability, age, change, relevancy, comment_id) AS (");
-                qb.push_values(chunk, |mut b, r| {
-                    b.push("CAST(").push_bind_unseparated(r.id).push_unseparated(" AS BIGINT)")
-                        .push("CAST(").push_bind_unseparated(r.instability).push_unseparated(" AS BIGINT)")
-                        .push("CAST(").push_bind_unseparated(r.age).push_unseparated(" AS BIGINT)")
-                        .push("CAST(").push_bind_unseparated(r.change).push_unseparated(" AS BIGINT)")
-                        .push("CAST(").push_bind_unseparated(r.relevancy).push_unseparated(" AS BIGINT)")
-                        .push("CAST(").push_bind_unseparated(r.comment_id).push_unseparated(" AS BIGINT)");
-                });
-                qb.push(") UPDATE test_case_results SET instability = v.instability, age = v.age, change = v.change, \
-                         relevancy = v.relevancy, comment_id = v.comment_id FROM v WHERE test_case_results.id = v.id");
-                qb.build().execute(p).await?.rows_affected()
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(UPDATE_ANALYSIS.text(size)));
+                for r in chunk {
+                    q = q
+                        .bind(r.id)
+                        .bind(r.instability)
+                        .bind(r.age)
+                        .bind(r.change)
+                        .bind(r.relevancy)
+                        .bind(r.comment_id);
+                }
+                q.execute(p).await?.rows_affected()
             });
         }
         Ok(())
