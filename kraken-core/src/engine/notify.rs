@@ -62,12 +62,7 @@ impl Engine {
         let Some(stage) = self.store.stage_any(run.stage_id).await? else {
             return Ok(());
         };
-        if !stage
-            .schema
-            .0
-            .get("notification")
-            .is_some_and(Value::is_object)
-        {
+        if !has_notifications(&stage) {
             return Ok(());
         }
         let p = self.prepare_notification(&run, event).await?;
@@ -518,4 +513,14 @@ fn http() -> &'static reqwest::Client {
             .build()
             .unwrap_or_default()
     })
+}
+
+/// Whether a stage's schema has a `notification` section (without one a
+/// run of it queues nothing).
+pub(crate) fn has_notifications(stage: &crate::store::stages::StageRow) -> bool {
+    stage
+        .schema
+        .0
+        .get("notification")
+        .is_some_and(Value::is_object)
 }

@@ -340,12 +340,7 @@ impl Engine {
         }
         // Commit statuses become pending (queued, sent by the notification
         // worker); a stage without a `notification` section has none.
-        if stage
-            .schema
-            .0
-            .get("notification")
-            .is_some_and(Value::is_object)
-        {
+        if super::notify::has_notifications(stage) {
             self.queue_notifications(run.id, crate::notify::Event::Start, 0)
                 .await;
         }

@@ -135,6 +135,19 @@ mod tests {
             .unwrap()
     }
 
+    /// Insert a row in a transaction, committed or dropped.
+    async fn insert_in_transaction(conns: &SqliteConns, commit: bool) {
+        let mut c = conns.acquire().await.unwrap();
+        let mut tx = c.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        if commit {
+            tx.commit().await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn bounded_reused_safe_after_a_dropped_transaction_and_closed() {
         let dir = tempfile::tempdir().unwrap();
@@ -166,24 +179,9 @@ mod tests {
 
         // A transaction dropped without commit is rolled back before the
         // connection's next user runs anything.
-        {
-            let mut c = conns.acquire().await.unwrap();
-            let mut tx = c.begin().await.unwrap();
-            sqlx::query("INSERT INTO t VALUES (1)")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-        }
+        insert_in_transaction(&conns, false).await;
         assert_eq!(count(&conns).await, 0);
-        {
-            let mut c = conns.acquire().await.unwrap();
-            let mut tx = c.begin().await.unwrap();
-            sqlx::query("INSERT INTO t VALUES (1)")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        }
+        insert_in_transaction(&conns, true).await;
         assert_eq!(count(&conns).await, 1);
 
         conns.close().await;

@@ -487,6 +487,17 @@ async fn take_job(anon: &Client, addr: &str) -> i64 {
     job.unwrap_or_else(|| panic!("agent {addr} got no job: {}", gj.body))
 }
 
+/// A manual agent `addr` (its client) and a branch (its id) whose one
+/// stage `tests` runs one pytest job on that agent's group.
+async fn pytest_branch(s: &TestServer, admin: &Client, addr: &str) -> (Client, i64) {
+    let agent = manual_agent(s, admin, addr, json!({"system": "debian-12"})).await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"tests\", \"steps\": [{\"tool\": \"pytest\", \"params\": \"-v\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
+    admin.stage(bid, "tests", code).await;
+    (agent, bid)
+}
+
 /// The agent at `addr` runs the only step of `job`: reports `result` and
 /// finishes the job. Returns the step it was given.
 async fn finish_job(anon: &Client, addr: &str, job: i64, result: Value) -> Value {
@@ -531,11 +542,7 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
     let (a, b) = ("agent-a", "agent-b");
-    let ca = manual_agent(&s, &admin, a, json!({"system": "debian-12"})).await;
-    let pid = admin.project("p").await;
-    let bid = admin.branch(pid, "Main").await;
-    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"tests\", \"steps\": [{\"tool\": \"pytest\", \"params\": \"-v\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
-    admin.stage(bid, "tests", code).await;
+    let (ca, bid) = pytest_branch(&s, &admin, a).await;
     let t1_of = |run: i64| {
         let admin = admin.clone();
         async move {
@@ -739,11 +746,7 @@ async fn reported_results_keep_every_field_and_their_order() {
     let s = TestServer::start_with_agents(0).await;
     let admin = s.admin().await;
     let a = "agent-fields";
-    let ca = manual_agent(&s, &admin, a, json!({"system": "debian-12"})).await;
-    let pid = admin.project("p").await;
-    let bid = admin.branch(pid, "Main").await;
-    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \"jobs\": [{\"name\": \"tests\", \"steps\": [{\"tool\": \"pytest\", \"params\": \"-v\"}], \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}";
-    admin.stage(bid, "tests", code).await;
+    let (ca, bid) = pytest_branch(&s, &admin, a).await;
     let f = admin.flow(bid).await;
     let job = take_job(&ca, a).await;
     // 450 results: more than one batch of rows on SQLite.
