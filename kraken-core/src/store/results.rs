@@ -506,6 +506,11 @@ impl Store {
     /// (test case, group, system) with its results oldest first: a row per
     /// result would be ten times the rows, and on SQLite each row is a
     /// hand-off between threads.
+    ///
+    /// The database groups each series' results newest first into one text
+    /// and the newest `n` are kept as each row arrives: the query has no
+    /// window function to number them, whose sort of every earlier result
+    /// cost as much again as the grouping (BENCHMARKS.md, finding 22).
     pub async fn ci_history(
         &self,
         branch_id: i64,
@@ -514,25 +519,28 @@ impl Store {
         run_id: i64,
         n: i64,
     ) -> Result<Vec<HistSeries>> {
-        let rows: Vec<(i64, i64, i64, String)> = on_read!(&self.db, p => sqlx::query_as(
-            "SELECT test_case_id, agents_group_id, system_id, \
-               string_agg(CAST(result AS TEXT) || ':' || CAST(age AS TEXT) || ':' || \
-                          COALESCE(CAST(comment_id AS TEXT), ''), ',' ORDER BY rn DESC) FROM ( \
-               SELECT t.test_case_id, j.agents_group_id, j.system_id, t.result, t.age, t.instability, t.comment_id, \
-                 ROW_NUMBER() OVER (PARTITION BY t.test_case_id, j.agents_group_id, j.system_id \
-                                    ORDER BY f.created DESC, f.id DESC, t.id DESC) AS rn \
-               FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
-               JOIN flows f ON f.id = r.flow_id \
-               WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL AND j.covered = FALSE \
-                 AND (f.created < $2 OR (f.created = $2 AND f.id < $3)) \
-                 AND t.test_case_id IN (SELECT t2.test_case_id FROM test_case_results t2 JOIN jobs j2 ON j2.id = t2.job_id \
-                                        WHERE j2.run_id = $4 AND j2.covered = FALSE) \
-             ) h WHERE rn <= $5 GROUP BY test_case_id, agents_group_id, system_id")
-            .bind(branch_id).bind(flow_created).bind(flow_id).bind(run_id).bind(n).fetch_all(p).await?);
-        rows.into_iter()
-            .map(|(test_case_id, agents_group_id, system_id, series)| {
-                let results = series
+        use futures_util::TryStreamExt;
+        let n = usize::try_from(n).unwrap_or(0);
+        let mut out = Vec::new();
+        on_read!(&self.db, p => {
+            let mut rows = sqlx::query_as::<_, (i64, i64, i64, String)>(
+                "SELECT t.test_case_id, j.agents_group_id, j.system_id, \
+                   string_agg(CAST(t.result AS TEXT) || ':' || CAST(t.age AS TEXT) || ':' || \
+                              COALESCE(CAST(t.comment_id AS TEXT), ''), ',' \
+                              ORDER BY f.created DESC, f.id DESC, t.id DESC) \
+                 FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
+                 JOIN flows f ON f.id = r.flow_id \
+                 WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL AND j.covered = FALSE \
+                   AND (f.created < $2 OR (f.created = $2 AND f.id < $3)) \
+                   AND t.test_case_id IN (SELECT t2.test_case_id FROM test_case_results t2 JOIN jobs j2 ON j2.id = t2.job_id \
+                                          WHERE j2.run_id = $4 AND j2.covered = FALSE) \
+                 GROUP BY t.test_case_id, j.agents_group_id, j.system_id")
+                .bind(branch_id).bind(flow_created).bind(flow_id).bind(run_id)
+                .fetch(p);
+            while let Some((test_case_id, agents_group_id, system_id, series)) = rows.try_next().await? {
+                let mut results = series
                     .split(',')
+                    .take(n)
                     .map(|r| {
                         let mut f = r.split(':');
                         let mut int = || f.next().and_then(|v| v.parse::<i64>().ok());
@@ -548,14 +556,16 @@ impl Store {
                         }
                     })
                     .collect::<Result<Vec<_>>>()?;
-                Ok(HistSeries {
+                results.reverse();
+                out.push(HistSeries {
                     test_case_id,
                     agents_group_id,
                     system_id,
                     results,
-                })
-            })
-            .collect()
+                });
+            }
+        });
+        Ok(out)
     }
 
     /// The latest result per (test case, group, system) in the branch's CI

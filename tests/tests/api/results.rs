@@ -616,6 +616,38 @@ async fn covered_jobs_are_not_history_and_analysis_keeps_flow_order() {
     assert_eq!(t1_of(r4).await, (FAILED, 2, 0, 1));
 }
 
+/// Only the newest ten earlier results are a test's history: a flip older
+/// than that no longer makes it unstable, while its age keeps counting.
+#[tokio::test]
+async fn history_is_the_newest_ten_earlier_results() {
+    const PASSED: i64 = 1;
+    const FAILED: i64 = 2;
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let a = "agent-window";
+    let (ca, bid) = pytest_branch(&s, &admin, a).await;
+    // Flows 1-3 fail, pass, fail; flows 4-14 pass.
+    let mut seq = vec![FAILED, PASSED, FAILED];
+    seq.extend([PASSED; 11]);
+    let mut t1 = Vec::new();
+    for result in seq {
+        let f = admin.flow(bid).await;
+        let job = take_job(&ca, a).await;
+        report_t1(&ca, a, job, result).await;
+        let f = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+        let items = results_of(&admin, f["runs"][0]["id"].as_i64().unwrap()).await;
+        assert_eq!(items.len(), 1, "{items:?}");
+        let (_, result, change, age, instability) = brief(&items[0]);
+        t1.push((result, change, age, instability));
+    }
+    // (result, change, age, instability)
+    assert_eq!(t1[3], (PASSED, 1, 0, 3), "flow 4 fixes it");
+    // Flow 13: history is flows 3-12, one flip (the fix in flow 4).
+    assert_eq!(t1[12], (PASSED, 0, 9, 1));
+    // Flow 14: history is flows 4-13, all passed.
+    assert_eq!(t1[13], (PASSED, 0, 10, 0));
+}
+
 /// Artifacts and tool packages in S3 (moto's local S3 server): a 6 MB
 /// artifact (more than one 5 MiB part) goes up from one stage, comes down
 /// byte-identical in a child stage and through the API; nothing is kept in
