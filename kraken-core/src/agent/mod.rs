@@ -528,9 +528,10 @@ impl Agent {
                 let _ = cancel_tx.send(true);
             }
 
-            // Ship output lines as they come: a batch per 100 ms, 2,000
-            // lines or 8 MiB (one batch is in flight at a time, so its size bounds
-            // the lines per second a chatty step gets stored).
+            // Ship output lines as they come: a batch per 100 ms, 4,096
+            // lines or 8 MiB. One batch is in flight at a time (the lines
+            // are stored in order) while the next one is gathered, so the
+            // server stores a chatty step's lines back to back.
             let (out_tx, mut out_rx) = mpsc::channel::<String>(4096);
             let pump = {
                 let transport = self.transport.clone();
@@ -538,6 +539,28 @@ impl Agent {
                 let secrets = secrets.to_vec();
                 let cancel_tx = cancel_tx.clone();
                 let tool = tool.clone();
+                let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<AgentLogLine>>(1);
+                let sender = tokio::spawn(async move {
+                    while let Some(lines) = batch_rx.recv().await {
+                        let logs = AgentLogs {
+                            address: address.clone(),
+                            job_id,
+                            step_idx: idx,
+                            lines,
+                        };
+                        match transport.send_logs(logs).await {
+                            Ok(r) if r.get("cancel").and_then(Value::as_bool) == Some(true) => {
+                                let _ = cancel_tx.send(true);
+                            }
+                            Ok(_) => {}
+                            // The job no longer runs (canceled or finished).
+                            Err(crate::error::Error::Conflict(_)) => {
+                                let _ = cancel_tx.send(true);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot ship log lines"),
+                        }
+                    }
+                });
                 tokio::spawn(async move {
                     let mut open = true;
                     while open {
@@ -558,34 +581,19 @@ impl Agent {
                                         });
                                         // Lines are up to 64 KiB: 8 MiB keeps a
                                         // batch well under the server's body limit.
-                                        if batch.len() >= 2000 || bytes >= 8 << 20 { break; }
+                                        if batch.len() >= 4096 || bytes >= 8 << 20 { break; }
                                     }
                                     None => { open = false; break; }
                                 },
                                 _ = &mut tick => break,
                             }
                         }
-                        if batch.is_empty() {
-                            continue;
-                        }
-                        let logs = AgentLogs {
-                            address: address.clone(),
-                            job_id,
-                            step_idx: idx,
-                            lines: batch,
-                        };
-                        match transport.send_logs(logs).await {
-                            Ok(r) if r.get("cancel").and_then(Value::as_bool) == Some(true) => {
-                                let _ = cancel_tx.send(true);
-                            }
-                            Ok(_) => {}
-                            // The job no longer runs (canceled or finished).
-                            Err(crate::error::Error::Conflict(_)) => {
-                                let _ = cancel_tx.send(true);
-                            }
-                            Err(e) => tracing::warn!(error = %e, "cannot ship log lines"),
+                        if !batch.is_empty() && batch_tx.send(batch).await.is_err() {
+                            break;
                         }
                     }
+                    drop(batch_tx);
+                    let _ = sender.await;
                 })
             };
             if std::mem::take(&mut first)

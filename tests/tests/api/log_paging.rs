@@ -19,7 +19,8 @@ fn messages(page: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn every_page_is_the_slice_of_the_whole_log() {
-    const N: usize = 2500;
+    // More lines than one batch of the agent (4,096), so batches follow each other.
+    const N: usize = 10_000;
     let s = TestServer::start().await;
     let admin = s.admin().await;
     let pid = admin.project("paged").await;
