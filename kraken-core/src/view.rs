@@ -220,8 +220,19 @@ pub(crate) async fn flows_json_with(
     full: bool,
     with_stages: bool,
 ) -> Result<Vec<Flow>> {
+    Ok(flows_json_counted(store, flows, full, with_stages).await?.0)
+}
+
+/// [`flows_json_with`], and the live job counters of the flows' runs that
+/// are not processed (as [`job_counts_by_run`]).
+pub(crate) async fn flows_json_counted(
+    store: &Store,
+    flows: &[FlowRow],
+    full: bool,
+    with_stages: bool,
+) -> Result<(Vec<Flow>, HashMap<i64, JobCounts>)> {
     let Some(first) = flows.first() else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), HashMap::new()));
     };
     let stages: Vec<crate::model::Stage> = if with_stages {
         store
@@ -289,7 +300,7 @@ pub(crate) async fn flows_json_with(
                 .filter(|s| !s.is_null()),
         });
     }
-    Ok(out)
+    Ok((out, counts))
 }
 
 /// The `n` latest flows of a kind on a branch (list form).

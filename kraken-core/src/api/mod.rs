@@ -131,6 +131,47 @@ pub struct Core {
     login_limiter: LoginLimiter,
     /// Authenticated sessions kept in memory.
     pub(crate) sessions: SessionCache,
+    /// Where the jobs, runs and flows named by service log lines are.
+    log_places: LogPlaces,
+}
+
+/// What a service log line names: a job, a run or a flow.
+#[cfg(feature = "local")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Named {
+    Job(i64),
+    Run(i64),
+    Flow(i64),
+}
+
+/// The place of a [`Named`]: (run, flow, flow kind, branch); run 0 for a flow.
+#[cfg(feature = "local")]
+type Place = (i64, i64, i64, i64);
+
+/// Places of what service log lines name, kept because they never change (a
+/// job stays in its run, a run in its flow, a flow in its branch and kind):
+/// the server logs a few lines at each step of every flow, and each would
+/// otherwise read its flow again. Bounded: emptied when full.
+#[cfg(feature = "local")]
+#[derive(Debug, Default)]
+struct LogPlaces(std::sync::Mutex<std::collections::HashMap<Named, Place>>);
+
+#[cfg(feature = "local")]
+impl LogPlaces {
+    const MAX: usize = 4096;
+
+    fn get(&self, n: Named) -> Option<Place> {
+        self.0.lock().ok()?.get(&n).copied()
+    }
+
+    fn put(&self, n: Named, p: Place) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= Self::MAX {
+                m.clear();
+            }
+            m.insert(n, p);
+        }
+    }
 }
 
 #[cfg(feature = "local")]
@@ -157,6 +198,7 @@ impl Core {
             udp_addr: std::sync::Mutex::new(String::new()),
             s3_bound: std::sync::Mutex::new(String::new()),
             login_limiter: LoginLimiter::default(),
+            log_places: LogPlaces::default(),
             sessions: SessionCache::default(),
         }))
     }
@@ -228,39 +270,58 @@ impl Core {
 
     /// Keep log lines of this server's own services (engine, scheduler, ...).
     pub async fn write_service_logs(&self, lines: &[logs::NewLog]) -> Result<()> {
-        // A line naming a job (or a run) is placed with its run, flow and
-        // branch, so the web UI's per-flow Logs tab finds it.
+        // A line naming a job, a run or a flow is placed with its run, flow,
+        // flow kind and branch, so the web UI's per-flow Logs tab finds it.
         let mut placed = lines.to_vec();
-        let mut places: std::collections::HashMap<i64, Option<crate::store::results::JobPlace>> =
-            std::collections::HashMap::new();
         for l in &mut placed {
-            if l.job_id != 0 && l.flow_id == 0 {
-                if let std::collections::hash_map::Entry::Vacant(e) = places.entry(l.job_id) {
-                    e.insert(self.store().job_place(l.job_id).await?);
+            let named = if l.job_id != 0 && l.flow_id == 0 {
+                Named::Job(l.job_id)
+            } else if l.run_id != 0 && l.flow_id == 0 {
+                Named::Run(l.run_id)
+            } else if l.flow_id != 0 {
+                Named::Flow(l.flow_id)
+            } else {
+                continue;
+            };
+            if let Some((run_id, flow_id, flow_kind, branch_id)) = self.log_place(named).await? {
+                if l.run_id == 0 {
+                    l.run_id = run_id;
                 }
-                if let Some(Some(p)) = places.get(&l.job_id) {
-                    l.run_id = p.run_id;
-                    l.flow_id = p.flow_id;
-                    l.flow_kind = p.flow_kind;
-                    l.branch_id = p.branch_id;
-                }
-            } else if l.run_id != 0
-                && l.flow_id == 0
-                && let Some(run) = self.store().run(l.run_id).await?
-                && let Some(flow) = self.store().flow(run.flow_id).await?
-            {
-                l.flow_id = flow.id;
-                l.flow_kind = flow.kind;
-                l.branch_id = flow.branch_id;
-            } else if l.flow_id != 0
-                && l.branch_id == 0
-                && let Some(flow) = self.store().flow(l.flow_id).await?
-            {
-                l.flow_kind = flow.kind;
-                l.branch_id = flow.branch_id;
+                l.flow_id = flow_id;
+                l.flow_kind = flow_kind;
+                l.branch_id = branch_id;
             }
         }
-        self.store().insert_logs(&placed).await.map(|_| ())
+        self.store().append_logs(&placed).await
+    }
+
+    /// Where `named` is, from memory or the store; `None` when it is gone.
+    async fn log_place(&self, named: Named) -> Result<Option<Place>> {
+        if let Some(p) = self.log_places.get(named) {
+            return Ok(Some(p));
+        }
+        let flow_place =
+            |f: crate::store::flows::FlowRow, run_id: i64| (run_id, f.id, f.kind, f.branch_id);
+        let place = match named {
+            Named::Job(id) => self
+                .store()
+                .job_place(id)
+                .await?
+                .map(|p| (p.run_id, p.flow_id, p.flow_kind, p.branch_id)),
+            Named::Run(id) => match self.store().run(id).await? {
+                Some(run) => self
+                    .store()
+                    .flow(run.flow_id)
+                    .await?
+                    .map(|f| flow_place(f, id)),
+                None => None,
+            },
+            Named::Flow(id) => self.store().flow(id).await?.map(|f| flow_place(f, 0)),
+        };
+        if let Some(p) = place {
+            self.log_places.put(named, p);
+        }
+        Ok(place)
     }
 
     /// Wake the scheduler: agents or their groups changed.

@@ -214,18 +214,9 @@ impl Engine {
             .complete_flow(flow.id, summary.as_ref())
             .await?
         {
-            if flow.kind == flow_kind::CI
-                && let Some(branch) = self.store.branch_any(flow.branch_id).await?
-            {
-                let completed = match branch.ci_last_completed_flow_id {
-                    Some(id) if id > flow.id => Some(id),
-                    _ => Some(flow.id),
-                };
-                let incomplete = branch
-                    .ci_last_incomplete_flow_id
-                    .filter(|id| *id != flow.id);
+            if flow.kind == flow_kind::CI {
                 self.store
-                    .set_branch_ci_flows(branch.id, completed, incomplete)
+                    .record_ci_flow_completed(flow.branch_id, flow.id)
                     .await?;
             }
             self.events.publish(Event::Flow {

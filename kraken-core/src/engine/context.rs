@@ -63,6 +63,16 @@ impl Engine {
         at: CtxFor<'_>,
         args: &Map<String, Value>,
     ) -> Result<Value> {
+        Ok(self.prepare_context_and_secrets(at, args).await?.0)
+    }
+
+    /// [`Engine::prepare_context`], and the project's secrets read for it
+    /// (which the `#{KK_SECRET_*}` arguments of the same step need).
+    pub(crate) async fn prepare_context_and_secrets(
+        &self,
+        at: CtxFor<'_>,
+        args: &Map<String, Value>,
+    ) -> Result<(Value, Vec<crate::store::projects::SecretRow>)> {
         let branch = match &at {
             CtxFor::Branch(b) | CtxFor::Stage(_, b) | CtxFor::Run(_, _, _, b) => *b,
             CtxFor::Step { branch, .. } => *branch,
@@ -121,23 +131,23 @@ impl Engine {
         );
         match (flow, run) {
             (Some(f), Some(r)) => {
-                let mut fj = serde_json::to_value(
-                    crate::view::flows_json_with(
-                        self.store(),
-                        std::slice::from_ref(f),
-                        false,
-                        false,
-                    )
-                    .await?
-                    .pop(),
-                )?;
+                // The flow's runs come with their job counters, the run's
+                // among them (none yet for a run being planned).
+                let (mut flows, counts) = crate::view::flows_json_counted(
+                    self.store(),
+                    std::slice::from_ref(f),
+                    false,
+                    false,
+                )
+                .await?;
+                let mut fj = serde_json::to_value(flows.pop())?;
                 if let Some(o) = fj.as_object_mut() {
                     o.remove("stages");
                     o.insert("data".into(), f.user_data.0.clone());
                     o.insert("seq".into(), f.seq.0.clone());
                 }
-                let counts = self.store.job_counts(&[r.id]).await?;
-                let rj = serde_json::to_value(crate::view::run_json(r, f, counts.first(), None))?;
+                let rj =
+                    serde_json::to_value(crate::view::run_json(r, f, counts.get(&r.id), None))?;
                 let is_ci = f.kind == flow_kind::CI;
                 ctx.insert("flow".into(), fj);
                 ctx.insert("run".into(), rj);
@@ -209,6 +219,6 @@ impl Engine {
         ctx.insert("was_no_error".into(), json!(!any_error));
         ctx.insert("always".into(), json!(true));
         ctx.insert("never".into(), json!(false));
-        Ok(Value::Object(ctx))
+        Ok((Value::Object(ctx), secrets))
     }
 }

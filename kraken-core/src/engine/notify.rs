@@ -495,7 +495,7 @@ impl Engine {
             step: -1,
             ..NewLog::default()
         };
-        if let Err(e) = self.store.insert_logs(&[line]).await {
+        if let Err(e) = self.store.append_logs(&[line]).await {
             tracing::warn!(run = p.run.id, error = %e, "cannot log a notification");
         }
     }

@@ -301,13 +301,11 @@ impl Engine {
         let mut run_label = None;
         let mut relabeled = None;
         if label_of("flow_label").is_some() || label_of("run_label").is_some() {
-            let ctx = self
-                .prepare_context(CtxFor::Run(&run, flow, stage, branch), &run_args)
+            let (ctx, secrets) = self
+                .prepare_context_and_secrets(CtxFor::Run(&run, flow, stage, branch), &run_args)
                 .await?;
             let mut label_args = run_args.clone();
-            label_args.extend(secret_args(
-                &self.store.project_secrets(branch.project_id).await?,
-            ));
+            label_args.extend(secret_args(&secrets));
             // The masked text: a label is shown to every viewer.
             let render = |key: &str| label_of(key).map(|t| schema::render(t, &label_args, &ctx).1);
             if let Some(fl) = render("flow_label") {
@@ -431,8 +429,8 @@ impl Engine {
         lease: i64,
     ) -> Result<()> {
         let args = run.args.0.as_object().cloned().unwrap_or_default();
-        let ctx = self
-            .prepare_context(CtxFor::Run(run, flow, stage, branch), &args)
+        let (ctx, secrets) = self
+            .prepare_context_and_secrets(CtxFor::Run(run, flow, stage, branch), &args)
             .await?;
 
         // Renew the planning lease: the evaluation below is bounded (2 s).
@@ -456,7 +454,6 @@ impl Engine {
         }
 
         let mut arg_values = args.clone();
-        let secrets = self.store.project_secrets(branch.project_id).await?;
         arg_values.extend(secret_args(&secrets));
 
         let mut old_jobs: HashMap<String, Vec<i64>> = HashMap::new();

@@ -288,8 +288,13 @@ pub(crate) async fn analyze_run_history(
     run: &RunRow,
     flow: &FlowRow,
 ) -> Result<HistoryCounters> {
-    let tcrs = store.run_tcrs(run.id).await?;
     let mut counters = HistoryCounters::default();
+    // Counted when the run completed (over the same non-covered jobs): a
+    // run without results or issues has nothing to compare.
+    if run.tests_total == 0 && run.issues_total == 0 {
+        return Ok(counters);
+    }
+    let tcrs = store.run_tcrs(run.id).await?;
     let comments: HashMap<i64, crate::store::results::CommentRow> = store
         .branch_comments(flow.branch_id)
         .await?

@@ -190,22 +190,15 @@ impl Store {
         name: &str,
         project_id: Option<i64>,
     ) -> Result<Option<GroupRow>> {
-        if let Some(pid) = project_id {
-            let q = format!(
-                "{GROUP_SELECT} WHERE g.name = $1 AND g.project_id = $2 AND g.deleted IS NULL ORDER BY g.id"
-            );
-            let own = on_read!(&self.db, p => sqlx::query_as::<_, GroupRow>(sqlx::AssertSqlSafe(q))
-                .bind(name).bind(pid).fetch_optional(p).await?);
-            if own.is_some() {
-                return Ok(own);
-            }
-        }
+        // The project's own group first, then a global one, then another
+        // project's: one statement.
         let q = format!(
-            "{GROUP_SELECT} WHERE g.name = $1 AND g.deleted IS NULL ORDER BY g.project_id IS NOT NULL, g.id"
+            "{GROUP_SELECT} WHERE g.name = $1 AND g.deleted IS NULL ORDER BY \
+             CASE WHEN g.project_id = $2 THEN 0 WHEN g.project_id IS NULL THEN 1 ELSE 2 END, g.id LIMIT 1"
         );
         Ok(
             on_read!(&self.db, p => sqlx::query_as::<_, GroupRow>(sqlx::AssertSqlSafe(q))
-            .bind(name).fetch_optional(p).await?),
+            .bind(name).bind(project_id).fetch_optional(p).await?),
         )
     }
 

@@ -297,16 +297,16 @@ impl Store {
         Ok(())
     }
 
-    /// Set the latest completed / incomplete CI flow pointers.
-    pub async fn set_branch_ci_flows(
-        &self,
-        id: i64,
-        completed: Option<i64>,
-        incomplete: Option<i64>,
-    ) -> Result<()> {
+    /// A CI flow completed: it becomes the branch's latest completed CI flow
+    /// unless a newer one is, and stops being its latest incomplete one (one
+    /// statement, so a concurrent creation or completion is never undone).
+    pub async fn record_ci_flow_completed(&self, branch_id: i64, flow_id: i64) -> Result<()> {
         on_write!(&self.db, p => sqlx::query(
-            "UPDATE branches SET ci_last_completed_flow_id = $1, ci_last_incomplete_flow_id = $2 WHERE id = $3")
-            .bind(completed).bind(incomplete).bind(id).execute(p).await?.rows_affected());
+            "UPDATE branches SET \
+             ci_last_completed_flow_id = CASE WHEN ci_last_completed_flow_id > $1 THEN ci_last_completed_flow_id ELSE $1 END, \
+             ci_last_incomplete_flow_id = CASE WHEN ci_last_incomplete_flow_id = $1 THEN NULL ELSE ci_last_incomplete_flow_id END \
+             WHERE id = $2")
+            .bind(flow_id).bind(branch_id).execute(p).await?.rows_affected());
         Ok(())
     }
 

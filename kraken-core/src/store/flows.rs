@@ -739,17 +739,23 @@ impl Store {
 
     /// Counters of a run over its non-covered jobs: jobs, failed jobs, tests, issues.
     pub async fn run_counters(&self, run_id: i64) -> Result<RunCounters> {
-        let (jobs_total, jobs_error): (i64, i64) = on_read!(&self.db, p => sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN completion_status IS NOT NULL AND completion_status <> 0 \
-             THEN 1 ELSE 0 END), 0) FROM jobs WHERE run_id = $1 AND covered = FALSE AND deleted IS NULL")
-            .bind(run_id).fetch_one(p).await?);
-        let (tests_total, tests_passed, tests_not_run): (i64, i64, i64) = on_read!(&self.db, p => sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN t.result = 1 THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN t.result = 0 THEN 1 ELSE 0 END), 0) FROM test_case_results t \
-             JOIN jobs j ON j.id = t.job_id WHERE j.run_id = $1 AND j.covered = FALSE")
-            .bind(run_id).fetch_one(p).await?);
-        let issues_total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM issues i JOIN jobs j ON j.id = i.job_id WHERE j.run_id = $1 AND j.covered = FALSE")
+        // One statement (a round trip each on PostgreSQL, a hand-off on SQLite).
+        let (jobs_total, jobs_error, tests_total, tests_passed, tests_not_run, issues_total): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = on_read!(&self.db, p => sqlx::query_as(
+            "SELECT jc.total, jc.error, tc.total, tc.passed, tc.not_run, ic.total FROM \
+             (SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN completion_status IS NOT NULL AND completion_status <> 0 \
+               THEN 1 ELSE 0 END), 0) AS error FROM jobs WHERE run_id = $1 AND covered = FALSE AND deleted IS NULL) jc, \
+             (SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN t.result = 1 THEN 1 ELSE 0 END), 0) AS passed, \
+               COALESCE(SUM(CASE WHEN t.result = 0 THEN 1 ELSE 0 END), 0) AS not_run FROM test_case_results t \
+               JOIN jobs j ON j.id = t.job_id WHERE j.run_id = $1 AND j.covered = FALSE) tc, \
+             (SELECT COUNT(*) AS total FROM issues i JOIN jobs j ON j.id = i.job_id \
+               WHERE j.run_id = $1 AND j.covered = FALSE) ic")
             .bind(run_id).fetch_one(p).await?);
         Ok(RunCounters {
             tests_total,
