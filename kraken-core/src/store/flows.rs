@@ -284,7 +284,9 @@ impl Store {
         limit: i64,
     ) -> Result<(Vec<FlowRow>, i64)> {
         // The page and the total in one query; a page past the end has no
-        // row to carry the total, so only then is it counted apart.
+        // row to carry the total, so only then is it counted apart. An empty
+        // first page means no flow (counting apart could see one created
+        // meanwhile: a total of 1 with no item).
         let q = format!(
             "SELECT {FLOW_COLS}, COUNT(*) OVER () AS total FROM flows \
              WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL \
@@ -294,6 +296,7 @@ impl Store {
             .bind(branch_id).bind(kind).bind(limit).bind(start).fetch_all(p).await?);
         let total = match rows.first() {
             Some(r) => r.total,
+            None if start <= 0 => 0,
             None => on_read!(&self.db, p => sqlx::query_scalar(
                 "SELECT COUNT(*) FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL")
                 .bind(branch_id).bind(kind).fetch_one(p).await?),
