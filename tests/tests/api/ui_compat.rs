@@ -192,7 +192,7 @@ async fn diagnostics_and_settings_checks() {
 
 /// The server's own log lines that name a job are placed with its run,
 /// flow and branch: the UI's per-flow Logs tab asks for them by flow and by
-/// the original's service names.
+/// the original's service names. A line naming a flow gets its kind.
 #[tokio::test]
 async fn service_logs_naming_a_job_are_found_by_its_flow() {
     let s = TestServer::start().await;
@@ -232,6 +232,47 @@ async fn service_logs_naming_a_job_are_found_by_its_flow() {
     assert_eq!(line["run"], run);
     assert_eq!(line["branch"], bid);
     assert_eq!(line["service"], "scheduler");
+
+    // A line naming a DEV flow and its branch (as "flow created" does) is
+    // a DEV flow's line: found with flow_kind=1, not with the CI flows'.
+    let dev = admin
+        .post(
+            &format!("/api/branches/{bid}/flows/dev"),
+            serde_json::json!({}),
+        )
+        .await;
+    let dev_id = dev.expect(201)["id"].as_i64().unwrap();
+    admin.wait_flow(dev_id, WAIT).await;
+    s.core()
+        .write_service_logs(&[kraken_core::api::logs::NewLog {
+            time: kraken_core::model::Timestamp::now().millis(),
+            message: "dev flow line".into(),
+            service: "planner".into(),
+            level: "INFO".into(),
+            flow_id: dev_id,
+            branch_id: bid,
+            step: -1,
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    let of_kind = |kind: i64| {
+        let admin = admin.clone();
+        async move {
+            let logs = admin
+                .get(&format!(
+                    "/api/logs?branch_id={bid}&flow_kind={kind}&services=planner&limit=1000"
+                ))
+                .await;
+            logs.expect(200)["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["message"] == "dev flow line")
+        }
+    };
+    assert!(of_kind(1).await, "the DEV flow's line is a DEV line");
+    assert!(!of_kind(0).await, "the DEV flow's line is not a CI line");
 }
 
 /// The UI's *Add agent*: the install script fetched from the server
