@@ -230,10 +230,13 @@ async fn bench(plan: &Plan, spawned: Option<&Spawned>) -> Result<Report> {
 }
 
 /// Wait until the server's RSS has settled: readings once a second that
-/// stay within 0.5 MiB for [`SETTLE_WINDOW`] readings (allocators give
-/// freed memory back over some seconds: jemalloc's decay is 10 s), or 60 s.
+/// stay within 0.5 MiB for [`SETTLE_WINDOW`] readings, and at least
+/// [`SETTLE_MIN`] after the start (allocators give freed memory back over
+/// some seconds: jemalloc's decay is 10 s, and it gave a fresh server's start-up
+/// memory back in two steps, 12 and 22 s later, flat in between), or 60 s.
 async fn settle(pid: u32) {
-    let end = Instant::now() + std::time::Duration::from_secs(60);
+    let start = Instant::now();
+    let end = start + std::time::Duration::from_secs(60);
     let mut window: Vec<f64> = Vec::new();
     while Instant::now() < end {
         let Some(now) = proc_status_mib(pid, "VmRSS") else {
@@ -245,7 +248,7 @@ async fn settle(pid: u32) {
             let (lo, hi) = window
                 .iter()
                 .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-            if hi - lo < 0.5 {
+            if hi - lo < 0.5 && start.elapsed() >= SETTLE_MIN {
                 return;
             }
         }
@@ -255,3 +258,6 @@ async fn settle(pid: u32) {
 
 /// Readings of [`settle`]'s window.
 const SETTLE_WINDOW: usize = 12;
+
+/// The shortest wait of [`settle`].
+const SETTLE_MIN: std::time::Duration = std::time::Duration::from_secs(30);
