@@ -302,3 +302,70 @@ async fn the_stage_pipeline_validates_at_run_time() {
         "{note}"
     );
 }
+
+/// A batch of log lines from several places (jobs, steps, services, levels)
+/// is stored in order, each line with its own place: lines that share a
+/// place go in together, and a change of place starts a new statement.
+#[tokio::test]
+async fn a_batch_of_log_lines_keeps_its_order_and_each_line_its_place() {
+    use kraken_core::model::LogFilter;
+    use kraken_core::store::logs::NewLog;
+    let f = fixture(&[]).await;
+    let line = |i: usize, service: &str, job_id: i64, step: i64, level: &str| NewLog {
+        time: 1_000 + i as i64,
+        seq: i as i64,
+        message: format!("line {i}"),
+        service: service.into(),
+        host: format!("host-{}", i % 2),
+        level: level.into(),
+        job_id,
+        step,
+        tool: if job_id == 0 {
+            String::new()
+        } else {
+            "shell".into()
+        },
+        ..NewLog::default()
+    };
+    // 1,500 lines of one place (more than one statement), then places that
+    // change at every line, then a run of another place.
+    let mut lines: Vec<NewLog> = (0..1500)
+        .map(|i| NewLog {
+            host: "h".into(),
+            ..line(i, "server", 0, -1, "INFO")
+        })
+        .collect();
+    for i in 1500..1510 {
+        lines.push(line(
+            i,
+            if i % 2 == 0 { "planner" } else { "rq" },
+            0,
+            -1,
+            "INFO",
+        ));
+    }
+    for i in 1510..1530 {
+        lines.push(NewLog {
+            host: "h".into(),
+            ..line(i, "watchdog", 0, -1, "ERROR")
+        });
+    }
+    f.store().append_logs(&lines).await.unwrap();
+    let (rows, total) = f
+        .store()
+        .query_logs(&LogFilter::default(), 0, 10_000, false)
+        .await
+        .unwrap();
+    let ours: Vec<_> = rows
+        .iter()
+        .filter(|r| r.message.starts_with("line "))
+        .collect();
+    assert_eq!(ours.len(), lines.len(), "total {total}");
+    for (r, l) in ours.iter().zip(&lines) {
+        assert_eq!(
+            (&r.message, &r.service, &r.host, &r.level, r.time, r.seq),
+            (&l.message, &l.service, &l.host, &l.level, l.time, l.seq)
+        );
+    }
+    assert!(ours.windows(2).all(|w| w[0].id < w[1].id));
+}
