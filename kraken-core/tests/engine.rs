@@ -303,9 +303,9 @@ async fn the_stage_pipeline_validates_at_run_time() {
     );
 }
 
-/// A batch of log lines from several places (jobs, steps, services, levels)
-/// is stored in order, each line with its own place: lines that share a
-/// place go in together, and a change of place starts a new statement.
+/// Log lines are stored in order, each with its own place, both a batch
+/// that shares one place (bound once a statement) and a batch of several
+/// places (every column bound).
 #[tokio::test]
 async fn a_batch_of_log_lines_keeps_its_order_and_each_line_its_place() {
     use kraken_core::model::LogFilter;
@@ -350,7 +350,9 @@ async fn a_batch_of_log_lines_keeps_its_order_and_each_line_its_place() {
             ..line(i, "watchdog", 0, -1, "ERROR")
         });
     }
-    f.store().append_logs(&lines).await.unwrap();
+    // One place, then several.
+    f.store().append_logs(&lines[..1500]).await.unwrap();
+    f.store().append_logs(&lines[1500..]).await.unwrap();
     let (rows, total) = f
         .store()
         .query_logs(&LogFilter::default(), 0, 10_000, false)

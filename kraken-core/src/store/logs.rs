@@ -175,7 +175,7 @@ trait BulkLogs {
 /// positions), up to 1,024 rows (5,120 parameters) a statement, and the 13
 /// shared values come once, after the rows. (`CROSS JOIN` keeps the rows'
 /// order: the `VALUES` are the outer loop, so ids follow the lines.)
-static INSERT_LOGS: RowsSql = RowsSql::new(
+static INSERT_SHARED: RowsSql = RowsSql::new(
     "INSERT INTO logs (time, seq, message, tool_pos, step_pos, service, host, path, lineno, level, \
      branch_id, flow_kind, flow_id, run_id, job_id, step, tool, agent_id) \
      SELECT v.column1, v.column2, v.column3, v.column4, v.column5, c.service, c.host, c.path, \
@@ -186,6 +186,17 @@ static INSERT_LOGS: RowsSql = RowsSql::new(
      ? AS branch_id, ? AS flow_kind, ? AS flow_id, ? AS run_id, ? AS job_id, ? AS step, ? AS tool, \
      ? AS agent_id) AS c",
     1024,
+);
+
+/// The SQLite `INSERT` of log lines from different places (the server's own
+/// lines about several flows): up to 512 rows of 18 parameters (9,216 of
+/// SQLite's 32,766) a statement.
+static INSERT_ROWS: RowsSql = RowsSql::new(
+    "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
+     flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) VALUES ",
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "",
+    512,
 );
 
 /// Whether two lines have the same place (all but time, sequence and message).
@@ -206,34 +217,52 @@ fn same_place(a: &NewLog, b: &NewLog) -> bool {
 }
 
 impl BulkLogs for sqlx::SqliteConnection {
-    /// Runs of lines with the same place, each in multi-row statements of a
-    /// few sizes ([`RowsSql`]), then `last_insert_rowid()` when it is wanted.
+    /// Multi-row statements of a few sizes ([`RowsSql`]): lines that all
+    /// share their place (a batch of a job's output) bind it once a statement,
+    /// others every column of every row; then `last_insert_rowid()` when it
+    /// is wanted.
     async fn insert(
         &mut self,
         logs: &[NewLog],
         positions: &[(Option<i64>, Option<i64>)],
         want_last: bool,
     ) -> Result<Option<i64>> {
+        let Some(first) = logs.first() else {
+            return Ok(None);
+        };
+        let shared = logs.iter().all(|l| same_place(first, l));
+        let sql = if shared { &INSERT_SHARED } else { &INSERT_ROWS };
         let mut done = 0;
-        while done < logs.len() {
-            let first = &logs[done];
-            let run = logs[done..]
-                .iter()
-                .take_while(|l| same_place(first, l))
-                .count();
-            for size in INSERT_LOGS.chunks(run) {
-                let (chunk, pos) = (&logs[done..done + size], &positions[done..done + size]);
-                done += size;
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(INSERT_LOGS.text(size)));
-                for (l, (tp, sp)) in chunk.iter().zip(pos) {
+        for size in sql.chunks(logs.len()) {
+            let (chunk, pos) = (&logs[done..done + size], &positions[done..done + size]);
+            done += size;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.text(size)));
+            for (l, (tp, sp)) in chunk.iter().zip(pos) {
+                q = q.bind(l.time).bind(l.seq).bind(l.message.as_str());
+                if shared {
+                    q = q.bind(*tp).bind(*sp);
+                } else {
                     q = q
-                        .bind(l.time)
-                        .bind(l.seq)
-                        .bind(l.message.as_str())
+                        .bind(l.service.as_str())
+                        .bind(l.host.as_str())
+                        .bind(l.path.as_str())
+                        .bind(l.lineno)
+                        .bind(l.level.as_str())
+                        .bind(l.branch_id)
+                        .bind(l.flow_kind)
+                        .bind(l.flow_id)
+                        .bind(l.run_id)
+                        .bind(l.job_id)
+                        .bind(l.step)
+                        .bind(l.tool.as_str())
+                        .bind(l.agent_id)
                         .bind(*tp)
                         .bind(*sp);
                 }
-                q.bind(first.service.as_str())
+            }
+            if shared {
+                q = q
+                    .bind(first.service.as_str())
                     .bind(first.host.as_str())
                     .bind(first.path.as_str())
                     .bind(first.lineno)
@@ -245,10 +274,9 @@ impl BulkLogs for sqlx::SqliteConnection {
                     .bind(first.job_id)
                     .bind(first.step)
                     .bind(first.tool.as_str())
-                    .bind(first.agent_id)
-                    .execute(&mut *self)
-                    .await?;
+                    .bind(first.agent_id);
             }
+            q.execute(&mut *self).await?;
         }
         if !want_last {
             return Ok(None);
