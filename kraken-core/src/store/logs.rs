@@ -192,12 +192,32 @@ static INSERT_SHARED: RowsSql = RowsSql::new(
 /// lines about several flows): up to 512 rows of 18 parameters (9,216 of
 /// SQLite's 32,766) a statement.
 static INSERT_ROWS: RowsSql = RowsSql::new(
-    "INSERT INTO logs (time, seq, message, service, host, path, lineno, level, branch_id, \
-     flow_kind, flow_id, run_id, job_id, step, tool, agent_id, tool_pos, step_pos) VALUES ",
+    "INSERT INTO logs (time, seq, message, tool_pos, step_pos, service, host, path, lineno, level, \
+     branch_id, flow_kind, flow_id, run_id, job_id, step, tool, agent_id) VALUES ",
     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "",
     512,
 );
+
+/// A statement of [`INSERT_SHARED`] or [`INSERT_ROWS`] being bound.
+type LogsQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Bind the place of `l` (the last 13 columns of both statements).
+fn bind_place<'q>(q: LogsQuery<'q>, l: &'q NewLog) -> LogsQuery<'q> {
+    q.bind(l.service.as_str())
+        .bind(l.host.as_str())
+        .bind(l.path.as_str())
+        .bind(l.lineno)
+        .bind(l.level.as_str())
+        .bind(l.branch_id)
+        .bind(l.flow_kind)
+        .bind(l.flow_id)
+        .bind(l.run_id)
+        .bind(l.job_id)
+        .bind(l.step)
+        .bind(l.tool.as_str())
+        .bind(l.agent_id)
+}
 
 /// Whether two lines have the same place (all but time, sequence and message).
 fn same_place(a: &NewLog, b: &NewLog) -> bool {
@@ -238,43 +258,18 @@ impl BulkLogs for sqlx::SqliteConnection {
             done += size;
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.text(size)));
             for (l, (tp, sp)) in chunk.iter().zip(pos) {
-                q = q.bind(l.time).bind(l.seq).bind(l.message.as_str());
-                if shared {
-                    q = q.bind(*tp).bind(*sp);
-                } else {
-                    q = q
-                        .bind(l.service.as_str())
-                        .bind(l.host.as_str())
-                        .bind(l.path.as_str())
-                        .bind(l.lineno)
-                        .bind(l.level.as_str())
-                        .bind(l.branch_id)
-                        .bind(l.flow_kind)
-                        .bind(l.flow_id)
-                        .bind(l.run_id)
-                        .bind(l.job_id)
-                        .bind(l.step)
-                        .bind(l.tool.as_str())
-                        .bind(l.agent_id)
-                        .bind(*tp)
-                        .bind(*sp);
+                q = q
+                    .bind(l.time)
+                    .bind(l.seq)
+                    .bind(l.message.as_str())
+                    .bind(*tp)
+                    .bind(*sp);
+                if !shared {
+                    q = bind_place(q, l);
                 }
             }
             if shared {
-                q = q
-                    .bind(first.service.as_str())
-                    .bind(first.host.as_str())
-                    .bind(first.path.as_str())
-                    .bind(first.lineno)
-                    .bind(first.level.as_str())
-                    .bind(first.branch_id)
-                    .bind(first.flow_kind)
-                    .bind(first.flow_id)
-                    .bind(first.run_id)
-                    .bind(first.job_id)
-                    .bind(first.step)
-                    .bind(first.tool.as_str())
-                    .bind(first.agent_id);
+                q = bind_place(q, first);
             }
             q.execute(&mut *self).await?;
         }
