@@ -33,7 +33,6 @@ impl Local {
             .engine()
             .start_flow(&branch, flow_kind::parse(kind), &args, "manual", None, None)
             .await?;
-        let flow = self.store().require_flow(flow.id).await?;
         crate::view::flows_json(self.store(), std::slice::from_ref(&flow), true)
             .await?
             .pop()

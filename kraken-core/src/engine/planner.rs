@@ -55,11 +55,47 @@ fn starts_with_flow(stage: &StageRow) -> bool {
             != Some(false)
 }
 
+/// A started run's arguments, sequences and state: the stage's default
+/// parameters overridden by the flow's arguments and then the run's own,
+/// with its sequence numbers (`seq`: the shared one and the flow kind's);
+/// a stage triggered by hand starts manual.
+fn started_run_values(
+    stage: &StageRow,
+    flow_args: &Value,
+    own_args: &Map<String, Value>,
+    seq: [i64; 2],
+) -> (Map<String, Value>, Value, i64) {
+    let mut run_args = schema::stage_default_args(&stage.schema.0);
+    if let Some(fa) = flow_args.as_object() {
+        for (k, v) in fa {
+            run_args.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in own_args {
+        run_args.insert(k.clone(), v.clone());
+    }
+    let [shared, own] = seq;
+    run_args.insert("KK_RUN_SEQ".into(), json!(shared.to_string()));
+    run_args.insert("KK_CI_DEV_RUN_SEQ".into(), json!(own.to_string()));
+    let manual = stage
+        .triggers()
+        .and_then(|t| t.get("manual"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let state = if manual {
+        run_state::MANUAL
+    } else {
+        run_state::IN_PROGRESS
+    };
+    (run_args, json!({"shared": shared, "own": own}), state)
+}
+
 impl Engine {
     /// Create a flow of `kind` on a branch and start its root stages (or only
     /// `only_stage`, for timed triggers), with the repository changes that
     /// triggered it (`repo_data_id`, a `repo_changes` record) attached to the
-    /// flow and its runs. Internal: no permission check.
+    /// flow and its runs. Returns the flow as it is after its runs started
+    /// (with the label one of them gave it). Internal: no permission check.
     pub async fn start_flow(
         &self,
         branch: &BranchRow,
@@ -88,15 +124,29 @@ impl Engine {
             Some(Value::String(b)) if !b.is_empty() => b,
             _ => branch.branch_name.clone().unwrap_or_default(),
         };
-        let own_kind = if kind == flow_kind::DEV {
-            seq_kind::DEV_FLOW
-        } else {
-            seq_kind::CI_FLOW
+        let stages = match only_stage {
+            Some(s) => vec![s.clone()],
+            None => self
+                .store()
+                .branch_stages(branch.id)
+                .await?
+                .into_iter()
+                .filter(starts_with_flow)
+                .collect(),
         };
-        let [shared, own] = self
-            .store()
-            .next_sequences(branch.id, None, [seq_kind::FLOW, own_kind])
-            .await?;
+        // The flow's sequences and those of each run it starts, at once.
+        let (own_kind, run_kind) = if kind == flow_kind::DEV {
+            (seq_kind::DEV_FLOW, seq_kind::DEV_RUN)
+        } else {
+            (seq_kind::CI_FLOW, seq_kind::CI_RUN)
+        };
+        let mut slots = vec![(None, seq_kind::FLOW), (None, own_kind)];
+        for stage in &stages {
+            slots.push((Some(stage.id), seq_kind::RUN));
+            slots.push((Some(stage.id), run_kind));
+        }
+        let seqs = self.store().next_sequence_slots(branch.id, &slots).await?;
+        let (shared, own) = (seqs[0], seqs[1]);
         let mut flow_args = common;
         flow_args.insert("KK_FLOW_SEQ".into(), json!(shared.to_string()));
         flow_args.insert("KK_CI_DEV_FLOW_SEQ".into(), json!(own.to_string()));
@@ -111,42 +161,45 @@ impl Engine {
         };
         flow_args.insert("KK_BRANCH".into(), json!(kk_branch));
         flow_args.insert("branch".into(), json!(kk_branch));
-        let stages = match only_stage {
-            Some(s) => vec![s.clone()],
-            None => self
-                .store()
-                .branch_stages(branch.id)
-                .await?
-                .into_iter()
-                .filter(starts_with_flow)
-                .collect(),
-        };
-        // The flow and its runs in one transaction, each run held for planning.
+        let flow_args = Value::Object(flow_args);
+        // The flow and its runs in one transaction, each run started (its
+        // arguments, sequences and state written once) and held for planning.
         let lease = now_ms() + PLAN_LEASE_MS;
         let new_runs: Vec<NewRunRow> = stages
             .iter()
-            .map(|stage| NewRunRow {
-                stage_id: stage.id,
-                flow_id: 0,
-                args: Value::Object(per_stage.remove(&stage.name).unwrap_or_default()),
-                reason: json!({"reason": reason}),
-                repo_data_id,
-                state: run_state::CREATING,
-                planning_until: Some(lease),
+            .zip(seqs[2..].chunks(2))
+            .map(|(stage, seq)| {
+                let own_args = per_stage.remove(&stage.name).unwrap_or_default();
+                let (args, seq, state) =
+                    started_run_values(stage, &flow_args, &own_args, [seq[0], seq[1]]);
+                NewRunRow {
+                    stage_id: stage.id,
+                    flow_id: 0,
+                    args: Value::Object(args),
+                    reason: json!({"reason": reason}),
+                    repo_data_id,
+                    state,
+                    // A manual run waits for a user, not for a planner.
+                    planning_until: (state != run_state::MANUAL).then_some(lease),
+                    seq,
+                }
             })
             .collect();
-        let (flow, run_ids) = self
+        let ci_incomplete =
+            kind == flow_kind::CI && new_runs.iter().any(|r| r.state != run_state::MANUAL);
+        let (flow, runs) = self
             .store()
             .insert_flow_with_runs(
                 &NewFlowRow {
                     branch_id: branch.id,
                     kind,
                     branch_name: Some(branch_name),
-                    args: Value::Object(flow_args),
+                    args: flow_args,
                     seq: json!({"shared": shared, "own": own}),
                     trigger_data_id: repo_data_id,
                 },
                 &new_runs,
+                ci_incomplete,
             )
             .await?;
         crate::fault::point("after-flow-insert");
@@ -161,21 +214,34 @@ impl Engine {
             reason,
             "flow created"
         );
-        let mut current = flow.clone();
-        for (stage, run_id) in stages.iter().zip(run_ids) {
-            let run = self.store.require_run(run_id).await?;
-            if let Some(relabeled) = self
-                .start_created_run(run, stage, &current, branch, lease)
-                .await?
-            {
+        let mut current = flow;
+        for (stage, mut run) in stages.iter().zip(runs) {
+            let (run_label, relabeled) = self.label_run(&run, stage, &current, branch).await?;
+            if run_label.is_some() {
+                self.store
+                    .start_run_row(
+                        run.id,
+                        &run.args.0,
+                        &run.seq.0,
+                        run_label.as_deref(),
+                        run.state,
+                    )
+                    .await?;
+                run.label = run_label;
+            }
+            if let Some(relabeled) = relabeled {
                 current = relabeled;
             }
+            // The branch's newest incomplete CI flow moved with the insert.
+            self.go_on_with_started_run(run, stage, &current, branch, lease, false)
+                .await?;
         }
         if stages.is_empty() {
             // Nothing to run: the flow is done at once.
-            self.check_flow_completion(&flow).await?;
+            self.check_flow_completion(&current).await?;
+            return self.store.require_flow(current.id).await;
         }
-        Ok(flow)
+        Ok(current)
     }
 
     /// Start a stage in a flow: a new run, or a replay of the existing one;
@@ -203,6 +269,7 @@ impl Engine {
                 repo_data_id,
                 state: run_state::CREATING,
                 planning_until: Some(lease),
+                seq: json!({}),
             })
             .await?;
         self.complete_starting_run(run, stage, flow, lease).await
@@ -260,81 +327,91 @@ impl Engine {
         branch: &BranchRow,
         lease: i64,
     ) -> Result<Option<FlowRow>> {
-        let mut run_args = schema::stage_default_args(&stage.schema.0);
-        if let Some(fa) = flow.args.0.as_object() {
-            for (k, v) in fa {
-                run_args.insert(k.clone(), v.clone());
-            }
-        }
-        if let Some(ra) = run.args.0.as_object() {
-            for (k, v) in ra {
-                run_args.insert(k.clone(), v.clone());
-            }
-        }
         let own_kind = if flow.kind == flow_kind::DEV {
             seq_kind::DEV_RUN
         } else {
             seq_kind::CI_RUN
         };
-        let [shared, own] = self
+        let seq = self
             .store()
             .next_sequences(branch.id, Some(stage.id), [seq_kind::RUN, own_kind])
             .await?;
-        run_args.insert("KK_RUN_SEQ".into(), json!(shared.to_string()));
-        run_args.insert("KK_CI_DEV_RUN_SEQ".into(), json!(own.to_string()));
-        let seq = json!({"shared": shared, "own": own});
-        let manual = stage
-            .triggers()
-            .and_then(|t| t.get("manual"))
-            .and_then(Value::as_bool)
-            == Some(true);
-        let state = if manual {
-            run_state::MANUAL
-        } else {
-            run_state::IN_PROGRESS
-        };
-        run.args = sqlx::types::Json(Value::Object(run_args.clone()));
-        run.seq = sqlx::types::Json(seq.clone());
-        // Labels are rendered with the run's context (sequences known); a
-        // stage without labels needs no context here.
-        let label_of = |key: &str| stage.schema.0.get(key).and_then(Value::as_str);
-        let mut run_label = None;
-        let mut relabeled = None;
-        if label_of("flow_label").is_some() || label_of("run_label").is_some() {
-            let (ctx, secrets) = self
-                .prepare_context_and_secrets(CtxFor::Run(&run, flow, stage, branch), &run_args)
-                .await?;
-            let mut label_args = run_args.clone();
-            label_args.extend(secret_args(&secrets));
-            // The masked text: a label is shown to every viewer.
-            let render = |key: &str| label_of(key).map(|t| schema::render(t, &label_args, &ctx).1);
-            if let Some(fl) = render("flow_label") {
-                self.store.set_flow_label_if_unset(flow.id, &fl).await?;
-                // The jobs' context shows the flow with its label.
-                relabeled = Some(self.store.require_flow(flow.id).await?);
-            }
-            run_label = render("run_label");
-        }
+        let own_args = run.args.0.as_object().cloned().unwrap_or_default();
+        let (run_args, seq, state) = started_run_values(stage, &flow.args.0, &own_args, seq);
+        run.args = sqlx::types::Json(Value::Object(run_args));
+        run.seq = sqlx::types::Json(seq);
+        run.state = state;
+        let (run_label, relabeled) = self.label_run(&run, stage, flow, branch).await?;
         self.store
-            .start_run_row(
-                run.id,
-                &Value::Object(run_args),
-                &seq,
-                run_label.as_deref(),
-                state,
-            )
+            .start_run_row(run.id, &run.args.0, &run.seq.0, run_label.as_deref(), state)
             .await?;
         run.label = run_label;
-        run.state = state;
+        self.go_on_with_started_run(
+            run,
+            stage,
+            relabeled.as_ref().unwrap_or(flow),
+            branch,
+            lease,
+            true,
+        )
+        .await?;
+        Ok(relabeled)
+    }
+
+    /// A started run's labels, rendered with its context (sequences known):
+    /// its own, and the flow's when the flow has none yet (then the flow is
+    /// returned with it). A stage without labels needs no context.
+    async fn label_run(
+        &self,
+        run: &RunRow,
+        stage: &StageRow,
+        flow: &FlowRow,
+        branch: &BranchRow,
+    ) -> Result<(Option<String>, Option<FlowRow>)> {
+        let label_of = |key: &str| stage.schema.0.get(key).and_then(Value::as_str);
+        if label_of("flow_label").is_none() && label_of("run_label").is_none() {
+            return Ok((None, None));
+        }
+        let run_args = run.args.0.as_object().cloned().unwrap_or_default();
+        let (ctx, secrets) = self
+            .prepare_context_and_secrets(CtxFor::Run(run, flow, stage, branch), &run_args)
+            .await?;
+        let mut label_args = run_args;
+        label_args.extend(secret_args(&secrets));
+        // The masked text: a label is shown to every viewer.
+        let render = |key: &str| label_of(key).map(|t| schema::render(t, &label_args, &ctx).1);
+        let mut relabeled = None;
+        if let Some(fl) = render("flow_label") {
+            self.store.set_flow_label_if_unset(flow.id, &fl).await?;
+            // The jobs' context shows the flow with its label.
+            relabeled = Some(self.store.require_flow(flow.id).await?);
+        }
+        Ok((render("run_label"), relabeled))
+    }
+
+    /// What follows a run's start: a manual run waits (its planning lease,
+    /// if any, let go); any other has its commit statuses queued, moves its
+    /// branch's newest incomplete CI flow (`advance_ci`) and is planned.
+    async fn go_on_with_started_run(
+        &self,
+        run: RunRow,
+        stage: &StageRow,
+        flow: &FlowRow,
+        branch: &BranchRow,
+        lease: i64,
+        advance_ci: bool,
+    ) -> Result<()> {
         self.events.publish(Event::Run {
             run_id: run.id,
             flow_id: flow.id,
         });
-        if manual {
-            self.store
-                .move_planning_lease(run.id, Some(lease), None)
-                .await?;
-            return Ok(relabeled);
+        if run.state == run_state::MANUAL {
+            if run.planning_until.is_some() {
+                self.store
+                    .move_planning_lease(run.id, Some(lease), None)
+                    .await?;
+            }
+            return Ok(());
         }
         // Commit statuses become pending (queued, sent by the notification
         // worker); a stage without a `notification` section has none.
@@ -342,21 +419,13 @@ impl Engine {
             self.queue_notifications(run.id, crate::notify::Event::Start, 0)
                 .await;
         }
-        if flow.kind == flow_kind::CI {
+        if advance_ci && flow.kind == flow_kind::CI {
             self.store
                 .advance_branch_ci_incomplete(branch.id, flow.id)
                 .await?;
         }
-        self.plan_jobs_leased(
-            &run,
-            stage,
-            relabeled.as_ref().unwrap_or(flow),
-            branch,
-            false,
-            lease,
-        )
-        .await?;
-        Ok(relabeled)
+        self.plan_jobs_leased(&run, stage, flow, branch, false, lease)
+            .await
     }
 
     /// Create the jobs of a run from its stage's schema, re-evaluated with the
@@ -433,17 +502,23 @@ impl Engine {
             .prepare_context_and_secrets(CtxFor::Run(run, flow, stage, branch), &args)
             .await?;
 
-        // Renew the planning lease: the evaluation below is bounded (2 s).
-        let renewed = now_ms() + PLAN_LEASE_MS;
-        if !self
-            .store
-            .move_planning_lease(run.id, Some(lease), Some(renewed))
-            .await?
-        {
-            tracing::info!(run = run.id, "run planned by another server meanwhile");
-            return Ok(());
-        }
-        let lease = renewed;
+        // Renew the planning lease unless most of it is left (taken just
+        // now, as by a flow's creation): the evaluation below is bounded
+        // (2 s), and the jobs are stored only while the lease holds.
+        let lease = if lease - now_ms() >= PLAN_LEASE_MS / 2 {
+            lease
+        } else {
+            let renewed = now_ms() + PLAN_LEASE_MS;
+            if !self
+                .store
+                .move_planning_lease(run.id, Some(lease), Some(renewed))
+                .await?
+            {
+                tracing::info!(run = run.id, "run planned by another server meanwhile");
+                return Ok(());
+            }
+            renewed
+        };
         // Re-evaluate the schema for this run and keep it in the stage.
         let code = stage.schema_code.clone().unwrap_or_default();
         let (_, evaluated) = self

@@ -93,6 +93,10 @@ impl BranchRow {
     }
 }
 
+/// Make flow `$1` branch `$2`'s newest incomplete CI flow, unless a newer one is.
+pub(super) const ADVANCE_CI_INCOMPLETE: &str = "UPDATE branches SET ci_last_incomplete_flow_id = $1 \
+    WHERE id = $2 AND (ci_last_incomplete_flow_id IS NULL OR ci_last_incomplete_flow_id < $1)";
+
 const BRANCH_SELECT: &str = "SELECT b.id, b.name, b.project_id, p.name AS project_name, \
     b.branch_name, b.ci_last_completed_flow_id, b.ci_last_incomplete_flow_id, b.retention_policy, \
     b.user_data, b.user_data_ci, b.user_data_dev, b.env_vars, b.created, b.deleted \
@@ -314,9 +318,7 @@ impl Store {
     /// one is (one statement, so concurrent creations and completions never
     /// move it back, and the completed one is left alone).
     pub async fn advance_branch_ci_incomplete(&self, id: i64, flow_id: i64) -> Result<()> {
-        on_write!(&self.db, p => sqlx::query(
-            "UPDATE branches SET ci_last_incomplete_flow_id = $1 \
-             WHERE id = $2 AND (ci_last_incomplete_flow_id IS NULL OR ci_last_incomplete_flow_id < $1)")
+        on_write!(&self.db, p => sqlx::query(ADVANCE_CI_INCOMPLETE)
             .bind(flow_id).bind(id).execute(p).await?.rows_affected());
         Ok(())
     }
@@ -356,20 +358,56 @@ impl Store {
         stage_id: Option<i64>,
         kinds: [i64; 2],
     ) -> Result<[i64; 2]> {
-        let rows: Vec<(i64, i64)> = match stage_id {
-            None => on_write!(&self.db, p => sqlx::query_as(
-                "UPDATE branch_sequences SET value = value + 1 \
-                 WHERE branch_id = $1 AND stage_id IS NULL AND kind IN ($2, $3) RETURNING kind, value")
-                .bind(branch_id).bind(kinds[0]).bind(kinds[1]).fetch_all(p).await?),
-            Some(sid) => on_write!(&self.db, p => sqlx::query_as(
-                "UPDATE branch_sequences SET value = value + 1 \
-                 WHERE branch_id = $1 AND stage_id = $2 AND kind IN ($3, $4) RETURNING kind, value")
-                .bind(branch_id).bind(sid).bind(kinds[0]).bind(kinds[1]).fetch_all(p).await?),
-        };
-        let mut out = [0; 2];
-        for (slot, kind) in out.iter_mut().zip(kinds) {
-            *slot = match rows.iter().find(|(k, _)| *k == kind) {
-                Some((_, v)) => *v,
+        let v = self
+            .next_sequence_slots(branch_id, &[(stage_id, kinds[0]), (stage_id, kinds[1])])
+            .await?;
+        Ok([v[0], v[1]])
+    }
+
+    /// Increment several sequences of a branch in one statement, each slot a
+    /// `(stage_id, kind)` (`stage_id` `None`: the branch's own), and return
+    /// their new values in slot order. A missing sequence row (an imported
+    /// database) is created at 1.
+    pub async fn next_sequence_slots(
+        &self,
+        branch_id: i64,
+        slots: &[(Option<i64>, i64)],
+    ) -> Result<Vec<i64>> {
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cond = Vec::with_capacity(slots.len());
+        let mut n = 1;
+        for (stage_id, _) in slots {
+            cond.push(match stage_id {
+                None => format!("(stage_id IS NULL AND kind = ${})", n + 1),
+                Some(_) => format!("(stage_id = ${} AND kind = ${})", n + 1, n + 2),
+            });
+            n += if stage_id.is_some() { 2 } else { 1 };
+        }
+        let q = format!(
+            "UPDATE branch_sequences SET value = value + 1 WHERE branch_id = $1 AND ({}) \
+             RETURNING stage_id, kind, value",
+            cond.join(" OR ")
+        );
+        let rows: Vec<(Option<i64>, i64, i64)> = on_write!(&self.db, p => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(q)).bind(branch_id);
+            for (stage_id, kind) in slots {
+                if let Some(sid) = stage_id {
+                    query = query.bind(*sid);
+                }
+                query = query.bind(*kind);
+            }
+            query.fetch_all(p).await?
+        });
+        let mut out = Vec::with_capacity(slots.len());
+        for &(stage_id, kind) in slots {
+            let found = rows
+                .iter()
+                .find(|(s, k, _)| *s == stage_id && *k == kind)
+                .map(|(_, _, v)| *v);
+            out.push(match found {
+                Some(v) => v,
                 None => {
                     // Row missing (e.g. an imported database): create it at 1.
                     on_write!(&self.db, p => sqlx::query(
@@ -377,7 +415,7 @@ impl Store {
                         .bind(kind).bind(branch_id).bind(stage_id).execute(p).await?.rows_affected());
                     1
                 }
-            };
+            });
         }
         Ok(out)
     }

@@ -138,6 +138,14 @@ const RUN_SELECT: &str = "SELECT r.id, r.started, r.finished, r.state, r.note, r
     (SELECT rc.data FROM repo_changes rc WHERE rc.id = r.repo_data_id) AS repo_data, r.processed_at, r.seq, r.created, \
     r.deleted, r.planning_until, r.completing_until FROM runs r JOIN stages s ON s.id = r.stage_id";
 
+/// [`RUN_SELECT`]'s columns as an `INSERT INTO runs` returns them.
+const RUN_RETURNING: &str = "id, started, finished, state, note, stage_id, \
+    (SELECT s.name FROM stages s WHERE s.id = runs.stage_id) AS stage_name, flow_id, args, fix_cnt, \
+    new_cnt, no_change_cnt, regr_cnt, issues_new, issues_total, jobs_error, jobs_total, tests_not_run, \
+    tests_passed, tests_total, artifacts, label, reason, repo_data_id, \
+    (SELECT rc.data FROM repo_changes rc WHERE rc.id = runs.repo_data_id) AS repo_data, processed_at, \
+    seq, created, deleted, planning_until, completing_until";
+
 /// Live job counters of a run (over non-covered jobs).
 #[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
 pub struct JobCounts {
@@ -189,6 +197,8 @@ pub struct NewRunRow {
     pub state: i64,
     /// Planning lease (ms) of a run created to be planned.
     pub planning_until: Option<i64>,
+    /// Sequences (`{}` for a run whose start gives them).
+    pub seq: Value,
 }
 
 impl Store {
@@ -207,38 +217,48 @@ impl Store {
     }
 
     /// Insert a flow and its first runs in one transaction (so a flow never
-    /// exists without the runs it starts with); returns the flow and the run ids.
+    /// exists without the runs it starts with); returns the flow and its runs.
+    /// `ci_incomplete`: the flow becomes its branch's newest incomplete CI
+    /// flow (unless a newer one is), in the same transaction.
     pub async fn insert_flow_with_runs(
         &self,
         f: &NewFlowRow,
         runs: &[NewRunRow],
-    ) -> Result<(FlowRow, Vec<i64>)> {
+        ci_incomplete: bool,
+    ) -> Result<(FlowRow, Vec<RunRow>)> {
         let now = now_ms();
-        // The flow comes back from its INSERT: no read after it.
+        // The flow and its runs come back from their INSERTs: no read after them.
         let insert = format!(
             "INSERT INTO flows (state, kind, branch_name, branch_id, args, artifacts, trigger_data_id, \
              user_data, seq, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
              RETURNING {FLOW_COLS}"
         );
-        let (flow, run_ids) = in_tx!(&self.db, tx => {
+        let insert_run = format!(
+            "INSERT INTO runs (state, stage_id, flow_id, args, artifacts, reason, repo_data_id, seq, \
+             created, updated, planning_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) \
+             RETURNING {RUN_RETURNING}"
+        );
+        let (flow, run_rows) = in_tx!(&self.db, tx => {
             let flow: FlowRow = sqlx::query_as(sqlx::AssertSqlSafe(insert))
                 .bind(flow_state::IN_PROGRESS).bind(f.kind).bind(&f.branch_name).bind(f.branch_id)
                 .bind(Json(&f.args)).bind(Json(json!({}))).bind(f.trigger_data_id).bind(Json(json!({})))
                 .bind(Json(&f.seq)).bind(now).fetch_one(&mut *tx).await?;
             let id = flow.id;
-            let mut run_ids = Vec::new();
+            let mut run_rows = Vec::with_capacity(runs.len());
             for r in runs {
-                let run_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO runs (state, stage_id, flow_id, args, artifacts, reason, repo_data_id, seq, created, updated, planning_until) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id")
+                let run: RunRow = sqlx::query_as(sqlx::AssertSqlSafe(insert_run.as_str()))
                     .bind(r.state).bind(r.stage_id).bind(id).bind(Json(&r.args)).bind(Json(json!({})))
-                    .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(json!({}))).bind(now).bind(r.planning_until)
+                    .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(&r.seq)).bind(now).bind(r.planning_until)
                     .fetch_one(&mut *tx).await?;
-                run_ids.push(run_id);
+                run_rows.push(run);
             }
-            (flow, run_ids)
+            if ci_incomplete {
+                sqlx::query(super::branches::ADVANCE_CI_INCOMPLETE)
+                    .bind(id).bind(f.branch_id).execute(&mut *tx).await?;
+            }
+            (flow, run_rows)
         });
-        Ok((flow, run_ids))
+        Ok((flow, run_rows))
     }
 
     /// A non-deleted flow.
@@ -421,15 +441,17 @@ impl Store {
     /// Insert a run.
     pub async fn insert_run(&self, r: &NewRunRow) -> Result<RunRow> {
         let now = now_ms();
-        let id: i64 = on_write!(&self.db, p => sqlx::query_scalar(
-            "INSERT INTO runs (state, stage_id, flow_id, args, artifacts, reason, repo_data_id, seq, created, updated, planning_until) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id")
+        let q = format!(
+            "INSERT INTO runs (state, stage_id, flow_id, args, artifacts, reason, repo_data_id, seq, \
+             created, updated, planning_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) \
+             RETURNING {RUN_RETURNING}"
+        );
+        Ok(
+            on_write!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(q))
             .bind(r.state).bind(r.stage_id).bind(r.flow_id).bind(Json(&r.args)).bind(Json(json!({})))
-            .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(json!({}))).bind(now).bind(r.planning_until)
-            .fetch_one(p).await?);
-        self.run(id)
-            .await?
-            .ok_or_else(|| Error::internal("run vanished after insert"))
+            .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(&r.seq)).bind(now).bind(r.planning_until)
+            .fetch_one(p).await?),
+        )
     }
 
     /// A non-deleted run.

@@ -226,6 +226,100 @@ async fn child_stages_follow_passing_parents_only() {
     assert_eq!(deploy["jobs_total"], 1);
 }
 
+/// A flow starts each root stage with its own sequences, arguments and
+/// state (a manual one waits), its started runs have their jobs when the
+/// creation answers, and only a CI flow with a started run becomes its
+/// branch's newest incomplete flow.
+#[tokio::test]
+async fn a_flow_starts_each_root_stage_with_its_own_sequences() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin
+        .stage(bid, "auto", &shell_stage("root", "a", &["sleep 30"]))
+        .await;
+    let manual =
+        shell_stage("root", "m", &["echo by hand"]).replace("\"parent\": True", "\"manual\": True");
+    admin.stage(bid, "hand", &manual).await;
+    // A child stage does not start with the flow.
+    admin
+        .stage(bid, "child", &shell_stage("auto", "c", &["true"]))
+        .await;
+    let create = |kind: &'static str, args: Value| {
+        let admin = &admin;
+        async move {
+            admin
+                .post(&format!("/api/branches/{bid}/flows/{kind}"), args)
+                .await
+                .expect(201)
+                .clone()
+        }
+    };
+    let dev = create("dev", json!({})).await;
+    assert_eq!(dev["args"]["KK_FLOW_SEQ"], "1");
+    assert_eq!(dev["args"]["KK_CI_DEV_FLOW_SEQ"], "1");
+    let ci = create(
+        "ci",
+        json!({"args": {"Common": {"WHO": "all"}, "hand": {"WHO": "hand only"}}}),
+    )
+    .await;
+    assert_eq!(ci["args"]["KK_FLOW_SEQ"], "2");
+    assert_eq!(ci["args"]["KK_CI_DEV_FLOW_SEQ"], "1");
+    let runs = ci["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{ci}");
+    let run = |name: &str| {
+        runs.iter()
+            .find(|r| r["stage_name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no run of {name} in {ci}"))
+    };
+    let (auto, hand) = (run("auto"), run("hand"));
+    // Each stage counts its own runs: the DEV flow's runs were the first.
+    for r in [&auto, &hand] {
+        assert_eq!(r["args"]["KK_RUN_SEQ"], "2", "{r}");
+        assert_eq!(r["args"]["KK_CI_DEV_RUN_SEQ"], "1", "{r}");
+        assert_eq!(r["args"]["KK_FLOW_SEQ"], "2", "{r}");
+    }
+    assert_eq!(auto["args"]["WHO"], "all");
+    assert_eq!(hand["args"]["WHO"], "hand only");
+    assert_eq!(auto["state"], "in-progress", "{auto}");
+    assert_eq!(hand["state"], "manual", "{hand}");
+    // The started run was planned before the answer; the manual one waits.
+    let auto_id = auto["id"].as_i64().unwrap();
+    let hand_id = hand["id"].as_i64().unwrap();
+    assert_eq!(admin.run_jobs(auto_id).await.len(), 1);
+    assert!(admin.run_jobs(hand_id).await.is_empty());
+    // The CI flow is its branch's newest incomplete one.
+    let projects = admin.get("/api/projects").await.expect(200).clone();
+    let branch = projects["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["branches"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["id"] == bid)
+        .unwrap();
+    assert_eq!(branch["last_incomplete_flow"]["id"], ci["id"], "{branch}");
+    // A second CI flow counts on.
+    let ci2 = create("ci", json!({})).await;
+    assert_eq!(ci2["args"]["KK_FLOW_SEQ"], "3");
+    assert_eq!(ci2["args"]["KK_CI_DEV_FLOW_SEQ"], "2");
+    assert!(
+        ci2["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["args"]["KK_RUN_SEQ"] == "3" && r["args"]["KK_CI_DEV_RUN_SEQ"] == "2"),
+        "{ci2}"
+    );
+    // Starting the manual run plans it.
+    admin
+        .put(&format!("/api/runs/{hand_id}"), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(admin.run_jobs(hand_id).await.len(), 1);
+}
+
 #[tokio::test]
 async fn cancel_a_run_and_rerun_a_job() {
     let s = TestServer::start().await;
