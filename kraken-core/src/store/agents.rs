@@ -256,6 +256,27 @@ impl Store {
 
     /// The system with this name and executor, created when missing.
     pub async fn ensure_system(&self, name: &str, executor: &str) -> Result<System> {
+        let key = (name.to_string(), executor.to_string());
+        let known = self.systems.lock().ok().and_then(|m| m.get(&key).copied());
+        if let Some(id) = known {
+            return Ok(System {
+                id,
+                name: key.0,
+                executor: key.1,
+            });
+        }
+        let system = self.find_or_insert_system(name, executor).await?;
+        if let Ok(mut m) = self.systems.lock() {
+            // System names can come from flow arguments: keep the map bounded.
+            if m.len() >= 4096 {
+                m.clear();
+            }
+            m.insert(key, system.id);
+        }
+        Ok(system)
+    }
+
+    async fn find_or_insert_system(&self, name: &str, executor: &str) -> Result<System> {
         let find = || async {
             let row: Option<(i64, String, String)> = on_read!(&self.db, p => sqlx::query_as(
                 "SELECT id, name, executor FROM systems WHERE name = $1 AND executor = $2")

@@ -142,6 +142,9 @@ where
 pub struct Store {
     pub(crate) db: Db,
     url: String,
+    /// Systems by `(name, executor)`: rows are only ever inserted, never
+    /// changed or deleted, so an id once read stays true (on every server).
+    systems: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), i64>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -238,6 +241,7 @@ impl Store {
         Ok(Store {
             db,
             url: url.to_string(),
+            systems: Default::default(),
         })
     }
 
