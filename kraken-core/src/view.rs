@@ -245,8 +245,7 @@ pub(crate) async fn flows_json_counted(
         Vec::new()
     };
     let ids: Vec<i64> = flows.iter().map(|f| f.id).collect();
-    let runs = store.runs_of_flows(&ids).await?;
-    let counts = job_counts_by_run(store, &runs).await?;
+    let (runs, counts) = store.runs_of_flows_counted(&ids).await?;
     let mut runs_by_flow: HashMap<i64, Vec<&RunRow>> = HashMap::new();
     for r in &runs {
         runs_by_flow.entry(r.flow_id).or_default().push(r);

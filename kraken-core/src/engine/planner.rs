@@ -521,8 +521,14 @@ impl Engine {
         };
         // Re-evaluate the schema for this run and keep it in the stage.
         let code = stage.schema_code.clone().unwrap_or_default();
+        let tools = self.tools().await?;
         let (_, evaluated) = self
-            .prepare_stage_schema(&code, ctx.clone(), super::stage_schema::Prepare::Run)
+            .prepare_stage_schema_with(
+                &tools,
+                &code,
+                ctx.clone(),
+                super::stage_schema::Prepare::Run,
+            )
             .await?;
         if evaluated != stage.schema.0 {
             self.store.set_stage_schema(stage.id, &evaluated).await?;
@@ -565,17 +571,15 @@ impl Engine {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            let mut tools = Vec::new();
+            let mut step_tools = Vec::new();
             let mut missing_tool = None;
             for step in &steps {
                 let tool_ref = step.get("tool").and_then(Value::as_str).unwrap_or("");
-                match self.store.tool_by_ref(tool_ref).await? {
-                    Some(t) => tools.push(Some(t)),
-                    None => {
-                        missing_tool.get_or_insert_with(|| tool_ref.to_string());
-                        tools.push(None);
-                    }
+                let tool = tools.tool_by_ref(tool_ref);
+                if tool.is_none() {
+                    missing_tool.get_or_insert_with(|| tool_ref.to_string());
                 }
+                step_tools.push(tool);
             }
             let envs = job
                 .get("environments")
@@ -638,9 +642,7 @@ impl Engine {
                                         format!("cannot find tool '{t}' in database"),
                                     )),
                                 )
-                            } else if g.deployment_method() == 0
-                                && self.store.usable_agents_in_group(g.id).await? == 0
-                            {
+                            } else if g.deployment_method() == 0 && g.usable_agents == 0 {
                                 (
                                     g.id,
                                     Some((
@@ -672,7 +674,7 @@ impl Engine {
                     if erred_now {
                         erred += 1;
                     } else {
-                        for (idx, (step, tool)) in steps.iter().zip(&tools).enumerate() {
+                        for (idx, (step, tool)) in steps.iter().zip(&step_tools).enumerate() {
                             let Some(tool) = tool else { continue };
                             let mut raw = step.as_object().cloned().unwrap_or_default();
                             let when =

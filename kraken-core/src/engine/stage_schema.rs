@@ -1,6 +1,7 @@
 //! The stage-schema pipeline of the engine: the workflow validator for the
 //! current tools, and evaluation off the async threads.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -9,10 +10,46 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::schema::{self, Limits, Pipeline, SchemaEnv, WorkflowValidator};
 use crate::store::Store;
+use crate::store::tools::ToolRow;
 
-/// A compiled workflow validator and the state of the tools it was built from.
-pub(crate) type ValidatorCache =
-    std::sync::Mutex<Option<((i64, i64, i64), Arc<WorkflowValidator>)>>;
+/// The tools as they were at one moment: the workflow validator compiled
+/// for them and every version of each, so a run's steps find their tools
+/// without a query per step.
+pub(crate) struct ToolsSnapshot {
+    /// [`Store::tools_fingerprint`] when it was taken.
+    fingerprint: (i64, i64, i64, i64),
+    validator: WorkflowValidator,
+    /// Versions by name, newest first (as [`Store::tool_versions`]).
+    versions: HashMap<String, Vec<ToolRow>>,
+}
+
+impl ToolsSnapshot {
+    /// A tool by `name` (its latest version) or `name@version`, as
+    /// [`Store::tool_by_ref`] finds it.
+    pub(crate) fn tool_by_ref(&self, tool_ref: &str) -> Option<&ToolRow> {
+        let (name, version) = match tool_ref.split_once('@') {
+            Some((n, v)) => (n, Some(v)),
+            None => (tool_ref, None),
+        };
+        let versions = self.versions.get(name)?;
+        match version {
+            Some(v) => versions.iter().find(|t| t.version.as_deref() == Some(v)),
+            None => versions.first(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ToolsSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolsSnapshot")
+            .field("fingerprint", &self.fingerprint)
+            .field("tools", &self.versions.len())
+            .finish()
+    }
+}
+
+/// The latest [`ToolsSnapshot`], rebuilt when the tools change.
+pub(crate) type ValidatorCache = std::sync::Mutex<Option<Arc<ToolsSnapshot>>>;
 
 /// The workflow JSON schema with a step schema for every tool version
 /// (`name` meaning the latest, and `name@version`).
@@ -64,28 +101,53 @@ pub(crate) enum Prepare {
 }
 
 impl Engine {
-    /// The workflow validator for the current tools (rebuilt when they change).
-    pub(crate) async fn validator(&self) -> Result<Arc<WorkflowValidator>> {
+    /// The current tools and their workflow validator (rebuilt when they change).
+    pub(crate) async fn tools(&self) -> Result<Arc<ToolsSnapshot>> {
         // One row, not every tool with its fields: this runs for every run.
         let fingerprint = self.store.tools_fingerprint().await?;
         if let Ok(cache) = self.validator.lock()
-            && let Some((fp, v)) = cache.as_ref()
-            && *fp == fingerprint
+            && let Some(t) = cache.as_ref()
+            && t.fingerprint == fingerprint
         {
-            return Ok(v.clone());
+            return Ok(t.clone());
         }
         let full = workflow_schema(&self.store).await?;
-        let v = Arc::new(WorkflowValidator::new(&full).map_err(Error::internal)?);
-        if let Ok(mut cache) = self.validator.lock() {
-            *cache = Some((fingerprint, v.clone()));
+        let validator = WorkflowValidator::new(&full).map_err(Error::internal)?;
+        let mut versions: HashMap<String, Vec<ToolRow>> = HashMap::new();
+        for t in self.store.all_tools().await? {
+            versions.entry(t.name.clone()).or_default().push(t);
         }
-        Ok(v)
+        for v in versions.values_mut() {
+            v.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        }
+        let snapshot = Arc::new(ToolsSnapshot {
+            fingerprint,
+            validator,
+            versions,
+        });
+        if let Ok(mut cache) = self.validator.lock() {
+            *cache = Some(snapshot.clone());
+        }
+        Ok(snapshot)
     }
 
     /// Run [`schema::prepare_stage_schema`] on a blocking thread. A schema
     /// error is [`Error::BadRequest`] with the original's message.
     pub(crate) async fn prepare_stage_schema(
         &self,
+        code: &str,
+        ctx: Value,
+        what: Prepare,
+    ) -> Result<(String, Value)> {
+        let tools = self.tools().await?;
+        self.prepare_stage_schema_with(&tools, code, ctx, what)
+            .await
+    }
+
+    /// [`Engine::prepare_stage_schema`] validated against `tools`.
+    pub(crate) async fn prepare_stage_schema_with(
+        &self,
+        tools: &Arc<ToolsSnapshot>,
         code: &str,
         mut ctx: Value,
         what: Prepare,
@@ -96,7 +158,7 @@ impl Engine {
         if let Some(secrets) = ctx.get_mut("secrets") {
             *secrets = secret_placeholders(secrets);
         }
-        let validator = self.validator().await?;
+        let tools = tools.clone();
         let code = code.to_string();
         tokio::task::spawn_blocking(move || {
             let pipeline = match &what {
@@ -104,7 +166,13 @@ impl Engine {
                 Prepare::Run => Pipeline::Run,
                 Prepare::Store(env) => Pipeline::Store(env),
             };
-            schema::prepare_stage_schema(&code, &ctx, &Limits::default(), &validator, pipeline)
+            schema::prepare_stage_schema(
+                &code,
+                &ctx,
+                &Limits::default(),
+                &tools.validator,
+                pipeline,
+            )
         })
         .await
         .map_err(|e| Error::internal(format!("schema evaluation crashed: {e}")))?

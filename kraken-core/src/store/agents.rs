@@ -89,6 +89,8 @@ pub struct GroupRow {
     pub deployment: Option<Json<Value>>,
     /// Non-deleted agents in the group.
     pub agents_count: i64,
+    /// Agents in the group that can take a job now (authorized, active, enabled).
+    pub usable_agents: i64,
     /// Created (ms).
     pub created: i64,
     /// Deleted (ms).
@@ -151,7 +153,10 @@ pub fn deployment_with_defaults(d: Option<&Value>) -> Value {
 
 const GROUP_SELECT: &str = "SELECT g.id, g.name, g.project_id, p.name AS project_name, g.deployment, \
     (SELECT COUNT(*) FROM agent_assignments aa JOIN agents a ON a.id = aa.agent_id \
-     WHERE aa.agents_group_id = g.id AND a.deleted IS NULL) AS agents_count, g.created, g.deleted \
+     WHERE aa.agents_group_id = g.id AND a.deleted IS NULL) AS agents_count, \
+    (SELECT COUNT(*) FROM agent_assignments aa JOIN agents a ON a.id = aa.agent_id \
+     WHERE aa.agents_group_id = g.id AND a.authorized = TRUE AND a.state = 0 AND a.disabled = FALSE \
+     AND a.deleted IS NULL) AS usable_agents, g.created, g.deleted \
     FROM agents_groups g LEFT JOIN projects p ON p.id = g.project_id";
 
 impl Store {

@@ -131,12 +131,48 @@ pub struct RunRow {
     pub completing_until: Option<i64>,
 }
 
-const RUN_SELECT: &str = "SELECT r.id, r.started, r.finished, r.state, r.note, r.stage_id, \
+/// The columns of a [`RunRow`] from `runs r JOIN stages s`.
+macro_rules! run_cols {
+    () => {
+        "r.id, r.started, r.finished, r.state, r.note, r.stage_id, \
     s.name AS stage_name, r.flow_id, r.args, r.fix_cnt, r.new_cnt, r.no_change_cnt, r.regr_cnt, \
     r.issues_new, r.issues_total, r.jobs_error, r.jobs_total, r.tests_not_run, r.tests_passed, \
     r.tests_total, r.artifacts, r.label, r.reason, r.repo_data_id, \
     (SELECT rc.data FROM repo_changes rc WHERE rc.id = r.repo_data_id) AS repo_data, r.processed_at, r.seq, r.created, \
-    r.deleted, r.planning_until, r.completing_until FROM runs r JOIN stages s ON s.id = r.stage_id";
+    r.deleted, r.planning_until, r.completing_until"
+    };
+}
+
+const RUN_SELECT: &str = concat!(
+    "SELECT ",
+    run_cols!(),
+    " FROM runs r JOIN stages s ON s.id = r.stage_id"
+);
+
+/// The live job counters of a run (over its non-covered jobs), as
+/// [`Store::job_counts`] gives them; columns of `GROUP BY run_id` over `jobs`.
+macro_rules! job_counter_cols {
+    () => {
+        "COUNT(*) AS total, \
+         SUM(CASE WHEN state NOT IN (3, 4, 5) THEN 1 ELSE 0 END) AS waiting, \
+         SUM(CASE WHEN state = 3 THEN 1 ELSE 0 END) AS executing, \
+         SUM(CASE WHEN state = 4 THEN 1 ELSE 0 END) AS processing, \
+         SUM(CASE WHEN completion_status IS NOT NULL AND completion_status <> 0 THEN 1 ELSE 0 END) AS error"
+    };
+}
+
+/// A run and, unless it is processed, its live job counters (none when it
+/// has no job yet).
+#[derive(sqlx::FromRow)]
+struct RunCounted {
+    #[sqlx(flatten)]
+    run: RunRow,
+    c_total: Option<i64>,
+    c_waiting: Option<i64>,
+    c_executing: Option<i64>,
+    c_processing: Option<i64>,
+    c_error: Option<i64>,
+}
 
 /// [`RUN_SELECT`]'s columns as an `INSERT INTO runs` returns them.
 const RUN_RETURNING: &str = "id, started, finished, state, note, stage_id, \
@@ -484,6 +520,53 @@ impl Store {
         super::fetch_all_by_ids(&self.db, q, flow_ids).await
     }
 
+    /// [`Store::runs_of_flows`] and the live job counters of those not
+    /// processed (as [`Store::job_counts`]), in one statement.
+    pub async fn runs_of_flows_counted(
+        &self,
+        flow_ids: &[i64],
+    ) -> Result<(Vec<RunRow>, HashMap<i64, JobCounts>)> {
+        if flow_ids.is_empty() {
+            return Ok((Vec::new(), HashMap::new()));
+        }
+        let q = format!(
+            concat!(
+                "SELECT ",
+                run_cols!(),
+                ", c.total AS c_total, c.waiting AS c_waiting, c.executing AS c_executing, \
+                 c.processing AS c_processing, c.error AS c_error \
+                 FROM runs r JOIN stages s ON s.id = r.stage_id LEFT JOIN (SELECT run_id, ",
+                job_counter_cols!(),
+                " FROM jobs WHERE run_id IN (SELECT id FROM runs WHERE {runs} AND state <> {processed} \
+                 AND deleted IS NULL) AND covered = FALSE AND deleted IS NULL GROUP BY run_id) c \
+                 ON c.run_id = r.id WHERE {flows} AND r.deleted IS NULL ORDER BY r.id"
+            ),
+            runs = super::in_ids(&self.db, "flow_id", 1),
+            processed = run_state::PROCESSED,
+            flows = super::in_ids(&self.db, "r.flow_id", 1),
+        );
+        let rows: Vec<RunCounted> = super::fetch_all_by_ids(&self.db, q, flow_ids).await?;
+        let mut counts = HashMap::new();
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(total) = row.c_total {
+                counts.insert(
+                    row.run.id,
+                    JobCounts {
+                        run_id: row.run.id,
+                        total,
+                        waiting: row.c_waiting.unwrap_or(0),
+                        executing: row.c_executing.unwrap_or(0),
+                        processing: row.c_processing.unwrap_or(0),
+                        error: row.c_error.unwrap_or(0),
+                    },
+                );
+            }
+            runs.push(row.run);
+        }
+        Ok((runs, counts))
+    }
+
     /// Runs of a stage, newest first.
     pub async fn stage_runs(&self, stage_id: i64, limit: i64) -> Result<Vec<RunRow>> {
         let q = format!(
@@ -516,12 +599,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let q = format!(
-            "SELECT run_id, COUNT(*) AS total, \
-             SUM(CASE WHEN state NOT IN (3, 4, 5) THEN 1 ELSE 0 END) AS waiting, \
-             SUM(CASE WHEN state = 3 THEN 1 ELSE 0 END) AS executing, \
-             SUM(CASE WHEN state = 4 THEN 1 ELSE 0 END) AS processing, \
-             SUM(CASE WHEN completion_status IS NOT NULL AND completion_status <> 0 THEN 1 ELSE 0 END) AS error \
-             FROM jobs WHERE {} AND covered = FALSE AND deleted IS NULL GROUP BY run_id",
+            concat!(
+                "SELECT run_id, ",
+                job_counter_cols!(),
+                " FROM jobs WHERE {} AND covered = FALSE AND deleted IS NULL GROUP BY run_id"
+            ),
             super::in_ids(&self.db, "run_id", 1)
         );
         super::fetch_all_by_ids(&self.db, q, run_ids).await

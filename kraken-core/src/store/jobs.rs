@@ -453,15 +453,6 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Usable agents of a group (authorized, active, enabled).
-    pub async fn usable_agents_in_group(&self, group_id: i64) -> Result<i64> {
-        Ok(on_read!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM agents a JOIN agent_assignments aa ON aa.agent_id = a.id \
-             WHERE aa.agents_group_id = $1 AND a.authorized = TRUE AND a.state = 0 AND a.disabled = FALSE \
-             AND a.deleted IS NULL")
-            .bind(group_id).fetch_one(p).await?))
-    }
-
     /// Give `job` to `agent` if both are still free; false when someone was faster.
     /// Safe between servers sharing one PostgreSQL: each UPDATE only matches a
     /// free row, and a second claimer re-checks after the first commits.

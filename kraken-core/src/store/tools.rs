@@ -112,8 +112,8 @@ impl Store {
 
     /// Set where an uploaded tool's package lives.
     pub async fn set_tool_location(&self, id: i64, location: &str) -> Result<()> {
-        on_write!(&self.db, p => sqlx::query("UPDATE tools SET location = $1 WHERE id = $2")
-            .bind(location).bind(id).execute(p).await?.rows_affected());
+        on_write!(&self.db, p => sqlx::query("UPDATE tools SET location = $1, updated = $2 WHERE id = $3")
+            .bind(location).bind(now_ms()).bind(id).execute(p).await?.rows_affected());
         Ok(())
     }
 
@@ -175,11 +175,12 @@ impl Store {
     }
 
     /// What tells whether the tools changed: their number, and the
-    /// highest id and creation time (a new version has a new id; a deleted
-    /// one lowers the number).
-    pub async fn tools_fingerprint(&self) -> Result<(i64, i64, i64)> {
+    /// highest id, creation and update time (a new version has a new id; a
+    /// deleted one lowers the number; an overwritten one is updated).
+    pub async fn tools_fingerprint(&self) -> Result<(i64, i64, i64, i64)> {
         Ok(on_read!(&self.db, p => sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(MAX(created), 0) FROM tools WHERE deleted IS NULL")
+            "SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(MAX(created), 0), COALESCE(MAX(updated), 0) \
+             FROM tools WHERE deleted IS NULL")
             .fetch_one(p).await?))
     }
 

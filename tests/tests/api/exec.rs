@@ -320,6 +320,68 @@ async fn a_flow_starts_each_root_stage_with_its_own_sequences() {
     assert_eq!(admin.run_jobs(hand_id).await.len(), 1);
 }
 
+/// The flow answers count each running run's jobs live: executing on the
+/// one agent, waiting for it, and failed at once (a group without agents).
+#[tokio::test]
+async fn flows_count_the_jobs_of_their_running_runs() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    admin
+        .post("/api/groups", json!({"name": "nobody"}))
+        .await
+        .expect(201);
+    let two = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \
+        \"jobs\": [{\"name\": \"j%d\" % i, \"steps\": [{\"tool\": \"shell\", \"cmd\": \"sleep 30\"}], \
+        \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]} \
+        for i in range(2)]}\n";
+    admin.stage(bid, "busy", two).await;
+    let lost = shell_stage("root", "l", &["true"]).replace("\"all\"", "\"nobody\"");
+    admin.stage(bid, "lost", &lost).await;
+    let fid = admin.flow(bid).await["id"].as_i64().unwrap();
+    let run_of = |flow: &Value, name: &str| {
+        flow["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["stage_name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no run of {name} in {flow}"))
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let flow = loop {
+        let f = admin
+            .get(&format!("/api/flows/{fid}"))
+            .await
+            .expect(200)
+            .clone();
+        if run_of(&f, "busy")["jobs_executing"] == 1 {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "no job started: {f}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let busy = run_of(&flow, "busy");
+    assert_eq!(busy["jobs_total"], 2, "{busy}");
+    assert_eq!(busy["jobs_waiting"], 1, "{busy}");
+    assert_eq!(busy["jobs_error"], 0, "{busy}");
+    let lost = run_of(&flow, "lost");
+    assert_eq!(lost["jobs_total"], 1, "{lost}");
+    assert_eq!(lost["jobs_error"], 1, "{lost}");
+    assert_eq!(lost["jobs_waiting"], 0, "{lost}");
+    // The branch's list of flows counts the same.
+    let list = admin
+        .get(&format!("/api/branches/{bid}/flows/ci"))
+        .await
+        .expect(200)
+        .clone();
+    let listed = run_of(&list["items"][0], "busy");
+    assert_eq!(listed["jobs_executing"], 1, "{listed}");
+    assert_eq!(listed["jobs_waiting"], 1, "{listed}");
+    assert_eq!(listed["jobs_total"], 2, "{listed}");
+}
+
 #[tokio::test]
 async fn cancel_a_run_and_rerun_a_job() {
     let s = TestServer::start().await;

@@ -1,6 +1,8 @@
 //! Tools, settings, workflow schema, user data, version.
 
-use serde_json::json;
+use std::time::Duration;
+
+use serde_json::{Value, json};
 
 use kraken_tests::TestServer;
 
@@ -490,4 +492,44 @@ async fn a_remote_tool_from_a_git_repository_runs() {
         .await
         .join("\n");
     assert!(log.contains("hello from git, world"), "{log}");
+}
+
+/// A tool version overwritten in place is what the next run's steps are
+/// checked against: the planner's view of the tools follows the overwrite.
+#[tokio::test]
+async fn an_overwritten_tool_version_is_what_the_next_run_checks() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    let tool = |required: Value| {
+        json!({"name": "greeter", "version": "1", "description": "Greets.", "location": ".", "entry": "main",
+               "parameters": {"additionalProperties": false,
+                              "properties": {"greeting": {"type": "string"}}, "required": required}})
+    };
+    admin.post("/api/tools", tool(json!([]))).await.expect(201);
+    let code = "def stage(ctx):\n    return {\"parent\": \"root\", \"triggers\": {\"parent\": True}, \
+        \"jobs\": [{\"name\": \"greet\", \"steps\": [{\"tool\": \"greeter@1\"}], \
+        \"environments\": [{\"system\": \"any\", \"agents_group\": \"all\", \"config\": \"default\"}]}]}\n";
+    admin.stage(bid, "s", code).await;
+    let first = admin.flow(bid).await;
+    let run = first["runs"][0]["id"].as_i64().unwrap();
+    assert_eq!(admin.run_jobs(run).await.len(), 1, "{first}");
+
+    // The same version now requires a greeting the stage does not give.
+    admin
+        .post("/api/tools", tool(json!(["greeting"])))
+        .await
+        .expect(201);
+    let second = admin.flow(bid).await;
+    let done = admin
+        .wait_flow(second["id"].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    let run = &done["runs"][0];
+    assert_eq!(run["jobs_total"], 0, "{done}");
+    let note = run["note"].as_str().unwrap_or("");
+    assert!(
+        note.contains("Triggering run's jobs failed") && note.contains("greeting"),
+        "{done}"
+    );
 }
