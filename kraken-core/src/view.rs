@@ -220,16 +220,23 @@ pub(crate) async fn flows_json_with(
     full: bool,
     with_stages: bool,
 ) -> Result<Vec<Flow>> {
-    Ok(flows_json_counted(store, flows, full, with_stages).await?.0)
+    Ok(flows_json_counted(store, flows, full, with_stages, false)
+        .await?
+        .0)
 }
 
 /// [`flows_json_with`], and the live job counters of the flows' runs that
-/// are not processed (as [`job_counts_by_run`]).
+/// are not processed (as [`job_counts_by_run`]). `live`: the flows are
+/// likely still running (one being created or planned), so the runs and
+/// their counters are read in one statement; a list of mostly finished
+/// flows reads the runs alone and counts only when one is not processed
+/// (the joined statement costs twice as much when there is nothing to count).
 pub(crate) async fn flows_json_counted(
     store: &Store,
     flows: &[FlowRow],
     full: bool,
     with_stages: bool,
+    live: bool,
 ) -> Result<(Vec<Flow>, HashMap<i64, JobCounts>)> {
     let Some(first) = flows.first() else {
         return Ok((Vec::new(), HashMap::new()));
@@ -245,7 +252,13 @@ pub(crate) async fn flows_json_counted(
         Vec::new()
     };
     let ids: Vec<i64> = flows.iter().map(|f| f.id).collect();
-    let (runs, counts) = store.runs_of_flows_counted(&ids).await?;
+    let (runs, counts) = if live {
+        store.runs_of_flows_counted(&ids).await?
+    } else {
+        let runs = store.runs_of_flows(&ids).await?;
+        let counts = job_counts_by_run(store, &runs).await?;
+        (runs, counts)
+    };
     let mut runs_by_flow: HashMap<i64, Vec<&RunRow>> = HashMap::new();
     for r in &runs {
         runs_by_flow.entry(r.flow_id).or_default().push(r);

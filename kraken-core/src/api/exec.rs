@@ -33,8 +33,10 @@ impl Local {
             .engine()
             .start_flow(&branch, flow_kind::parse(kind), &args, "manual", None, None)
             .await?;
-        crate::view::flows_json(self.store(), std::slice::from_ref(&flow), true)
+        // Its runs were just started: their counters come with them.
+        crate::view::flows_json_counted(self.store(), std::slice::from_ref(&flow), true, true, true)
             .await?
+            .0
             .pop()
             .ok_or_else(|| Error::internal("flow disappeared"))
     }

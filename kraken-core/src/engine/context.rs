@@ -138,6 +138,7 @@ impl Engine {
                     std::slice::from_ref(f),
                     false,
                     false,
+                    true,
                 )
                 .await?;
                 let mut fj = serde_json::to_value(flows.pop())?;

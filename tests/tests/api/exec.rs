@@ -285,6 +285,16 @@ async fn a_flow_starts_each_root_stage_with_its_own_sequences() {
     assert_eq!(hand["args"]["WHO"], "hand only");
     assert_eq!(auto["state"], "in-progress", "{auto}");
     assert_eq!(hand["state"], "manual", "{hand}");
+    // The answer counts the started run's planned job (queued, or taken by
+    // the agent already) and none of the manual one.
+    assert_eq!(auto["jobs_total"], 1, "{auto}");
+    assert_eq!(
+        auto["jobs_waiting"].as_i64().unwrap() + auto["jobs_executing"].as_i64().unwrap(),
+        1,
+        "{auto}"
+    );
+    assert_eq!(auto["jobs_error"], 0, "{auto}");
+    assert_eq!(hand["jobs_total"], 0, "{hand}");
     // The started run was planned before the answer; the manual one waits.
     let auto_id = auto["id"].as_i64().unwrap();
     let hand_id = hand["id"].as_i64().unwrap();
