@@ -10,7 +10,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::schema::{self, Limits, Pipeline, SchemaEnv, WorkflowValidator};
 use crate::store::Store;
-use crate::store::tools::ToolRow;
+use crate::store::tools::{ToolRow, pick_tool_version, split_tool_ref};
 
 /// The tools as they were at one moment: the workflow validator compiled
 /// for them and every version of each, so a run's steps find their tools
@@ -27,15 +27,8 @@ impl ToolsSnapshot {
     /// A tool by `name` (its latest version) or `name@version`, as
     /// [`Store::tool_by_ref`] finds it.
     pub(crate) fn tool_by_ref(&self, tool_ref: &str) -> Option<&ToolRow> {
-        let (name, version) = match tool_ref.split_once('@') {
-            Some((n, v)) => (n, Some(v)),
-            None => (tool_ref, None),
-        };
-        let versions = self.versions.get(name)?;
-        match version {
-            Some(v) => versions.iter().find(|t| t.version.as_deref() == Some(v)),
-            None => versions.first(),
-        }
+        let (name, version) = split_tool_ref(tool_ref);
+        pick_tool_version(self.versions.get(name)?, version)
     }
 }
 

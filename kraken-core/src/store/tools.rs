@@ -139,17 +139,9 @@ impl Store {
 
     /// A tool by `name` (latest version) or `name@version`.
     pub async fn tool_by_ref(&self, tool_ref: &str) -> Result<Option<ToolRow>> {
-        let (name, version) = match tool_ref.split_once('@') {
-            Some((n, v)) => (n, Some(v)),
-            None => (tool_ref, None),
-        };
+        let (name, version) = split_tool_ref(tool_ref);
         let versions = self.tool_versions(name).await?;
-        Ok(match version {
-            Some(v) => versions
-                .into_iter()
-                .find(|t| t.version.as_deref() == Some(v)),
-            None => versions.into_iter().next(),
-        })
+        Ok(pick_tool_version(&versions, version).cloned())
     }
 
     /// The latest version of every tool.
@@ -190,5 +182,24 @@ impl Store {
         on_write!(&self.db, p => sqlx::query("UPDATE tools SET deleted = $1, updated = $1 WHERE id = $2")
             .bind(now).bind(id).execute(p).await?.rows_affected());
         Ok(())
+    }
+}
+
+/// A tool reference's name and version: `name` (the latest) or `name@version`.
+pub(crate) fn split_tool_ref(tool_ref: &str) -> (&str, Option<&str>) {
+    match tool_ref.split_once('@') {
+        Some((n, v)) => (n, Some(v)),
+        None => (tool_ref, None),
+    }
+}
+
+/// Among one tool's versions, newest first, `version` or else the latest.
+pub(crate) fn pick_tool_version<'a>(
+    versions: &'a [ToolRow],
+    version: Option<&str>,
+) -> Option<&'a ToolRow> {
+    match version {
+        Some(v) => versions.iter().find(|t| t.version.as_deref() == Some(v)),
+        None => versions.first(),
     }
 }

@@ -9,6 +9,15 @@ use kraken_tests::{TestServer, read_sse, required, shell_stage};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The run of stage `name` in a flow's JSON.
+fn run_of(flow: &Value, name: &str) -> Value {
+    flow["runs"]
+        .as_array()
+        .and_then(|runs| runs.iter().find(|r| r["stage_name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no run of {name} in {flow}"))
+}
+
 #[tokio::test]
 async fn one_job_flow_completes_with_its_log() {
     let s = TestServer::start().await;
@@ -200,13 +209,7 @@ async fn child_stages_follow_passing_parents_only() {
     admin.stage(b3, "deploy", &manual).await;
     let fid = admin.flow(b3).await["id"].as_i64().unwrap();
     let done = admin.wait_flow(fid, WAIT).await;
-    let deploy = done["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["stage_name"] == "deploy")
-        .cloned()
-        .unwrap();
+    let deploy = run_of(&done, "deploy");
     assert_eq!(deploy["state"], "manual");
     assert_eq!(deploy["jobs_total"], 0);
     let rid = deploy["id"].as_i64().unwrap();
@@ -215,13 +218,7 @@ async fn child_stages_follow_passing_parents_only() {
         .await
         .expect(200);
     let done = admin.wait_flow(fid, WAIT).await;
-    let deploy = done["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["stage_name"] == "deploy")
-        .cloned()
-        .unwrap();
+    let deploy = run_of(&done, "deploy");
     assert_eq!(deploy["state"], "processed");
     assert_eq!(deploy["jobs_total"], 1);
 }
@@ -268,13 +265,7 @@ async fn a_flow_starts_each_root_stage_with_its_own_sequences() {
     assert_eq!(ci["args"]["KK_CI_DEV_FLOW_SEQ"], "1");
     let runs = ci["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{ci}");
-    let run = |name: &str| {
-        runs.iter()
-            .find(|r| r["stage_name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no run of {name} in {ci}"))
-    };
-    let (auto, hand) = (run("auto"), run("hand"));
+    let (auto, hand) = (run_of(&ci, "auto"), run_of(&ci, "hand"));
     // Each stage counts its own runs: the DEV flow's runs were the first.
     for r in [&auto, &hand] {
         assert_eq!(r["args"]["KK_RUN_SEQ"], "2", "{r}");
@@ -350,15 +341,6 @@ async fn flows_count_the_jobs_of_their_running_runs() {
     let lost = shell_stage("root", "l", &["true"]).replace("\"all\"", "\"nobody\"");
     admin.stage(bid, "lost", &lost).await;
     let fid = admin.flow(bid).await["id"].as_i64().unwrap();
-    let run_of = |flow: &Value, name: &str| {
-        flow["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["stage_name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no run of {name} in {flow}"))
-    };
     let deadline = std::time::Instant::now() + WAIT;
     let flow = loop {
         let f = admin
