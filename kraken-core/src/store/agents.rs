@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sqlx::types::Json;
 
 use super::users::{ots, ts};
-use super::{Store, now_ms, on_read, on_write};
+use super::{Paged, Store, now_ms, on_read, on_write, page_and_total};
 use crate::error::{Error, Result};
 use crate::model::{Group, GroupRef, System, agent_state};
 
@@ -151,13 +151,23 @@ pub fn deployment_with_defaults(d: Option<&Value>) -> Value {
     out
 }
 
-const GROUP_SELECT: &str = "SELECT g.id, g.name, g.project_id, p.name AS project_name, g.deployment, \
-    (SELECT COUNT(*) FROM agent_assignments aa JOIN agents a ON a.id = aa.agent_id \
-     WHERE aa.agents_group_id = g.id AND a.deleted IS NULL) AS agents_count, \
-    (SELECT COUNT(*) FROM agent_assignments aa JOIN agents a ON a.id = aa.agent_id \
-     WHERE aa.agents_group_id = g.id AND a.authorized = TRUE AND a.state = 0 AND a.disabled = FALSE \
-     AND a.deleted IS NULL) AS usable_agents, g.created, g.deleted \
-    FROM agents_groups g LEFT JOIN projects p ON p.id = g.project_id";
+/// `SELECT` of [`GroupRow`]s, with `$extra` columns after the row's.
+macro_rules! group_select {
+    ($($extra:literal)?) => {
+        concat!(
+            "SELECT g.id, g.name, g.project_id, p.name AS project_name, g.deployment, \
+            (SELECT COUNT(*) FROM agent_assignments aa JOIN agents a ON a.id = aa.agent_id \
+             WHERE aa.agents_group_id = g.id AND a.deleted IS NULL) AS agents_count, \
+            (SELECT COUNT(*) FROM agent_assignments aa JOIN agents a ON a.id = aa.agent_id \
+             WHERE aa.agents_group_id = g.id AND a.authorized = TRUE AND a.state = 0 AND a.disabled = FALSE \
+             AND a.deleted IS NULL) AS usable_agents, g.created, g.deleted",
+            $($extra,)?
+            " FROM agents_groups g LEFT JOIN projects p ON p.id = g.project_id"
+        )
+    };
+}
+const GROUP_SELECT: &str = group_select!();
+const GROUP_SELECT_COUNTED: &str = group_select!(", COUNT(*) OVER () AS total");
 
 impl Store {
     // ------------------------------------------------------------ groups
@@ -209,12 +219,16 @@ impl Store {
 
     /// A page of non-deleted groups and their total.
     pub async fn list_groups(&self, start: i64, limit: i64) -> Result<(Vec<GroupRow>, i64)> {
-        let q = format!("{GROUP_SELECT} WHERE g.deleted IS NULL ORDER BY g.id LIMIT $1 OFFSET $2");
-        let rows = on_read!(&self.db, p => sqlx::query_as::<_, GroupRow>(sqlx::AssertSqlSafe(q))
+        let q = format!(
+            "{GROUP_SELECT_COUNTED} WHERE g.deleted IS NULL ORDER BY g.id LIMIT $1 OFFSET $2"
+        );
+        let rows = on_read!(&self.db, p => sqlx::query_as::<_, Paged<GroupRow>>(sqlx::AssertSqlSafe(q))
             .bind(limit).bind(start).fetch_all(p).await?);
-        let total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM agents_groups WHERE deleted IS NULL").fetch_one(p).await?);
-        Ok((rows, total))
+        page_and_total(rows, start, async {
+            Ok(on_read!(&self.db, p => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM agents_groups WHERE deleted IS NULL").fetch_one(p).await?))
+        })
+        .await
     }
 
     /// Change a group's name and deployment.
@@ -311,15 +325,18 @@ impl Store {
         dir: &str,
     ) -> Result<(Vec<AgentRow>, i64)> {
         let q = format!(
-            "SELECT {AGENT_COLS} FROM agents WHERE deleted IS NULL AND authorized = $1 \
+            "SELECT {AGENT_COLS}, COUNT(*) OVER () AS total FROM agents \
+             WHERE deleted IS NULL AND authorized = $1 \
              ORDER BY {sort_field} {dir}, id {dir} LIMIT $2 OFFSET $3"
         );
-        let rows = on_read!(&self.db, p => sqlx::query_as::<_, AgentRow>(sqlx::AssertSqlSafe(q))
+        let rows = on_read!(&self.db, p => sqlx::query_as::<_, Paged<AgentRow>>(sqlx::AssertSqlSafe(q))
             .bind(!unauthorized).bind(limit).bind(start).fetch_all(p).await?);
-        let total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM agents WHERE deleted IS NULL AND authorized = $1")
-            .bind(!unauthorized).fetch_one(p).await?);
-        Ok((rows, total))
+        page_and_total(rows, start, async {
+            Ok(on_read!(&self.db, p => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM agents WHERE deleted IS NULL AND authorized = $1")
+                .bind(!unauthorized).fetch_one(p).await?))
+        })
+        .await
     }
 
     /// A non-deleted agent.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
-use super::{Store, in_tx, now_ms, on_read, on_write};
+use super::{Paged, Store, in_tx, now_ms, on_read, on_write, page_and_total};
 use crate::error::{Error, Result};
 use crate::model::{flow_state, run_state};
 
@@ -55,14 +55,6 @@ impl FlowRow {
 
 const FLOW_COLS: &str = "id, finished, state, kind, branch_name, branch_id, args, artifacts, label, \
     trigger_data_id, summary, user_data, seq, created, deleted";
-
-/// A flow of a page with the number of flows of all pages.
-#[derive(Debug, sqlx::FromRow)]
-struct FlowPageRow {
-    #[sqlx(flatten)]
-    flow: FlowRow,
-    total: i64,
-}
 
 /// A `runs` row with its stage's name.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -339,25 +331,19 @@ impl Store {
         start: i64,
         limit: i64,
     ) -> Result<(Vec<FlowRow>, i64)> {
-        // The page and the total in one query; a page past the end has no
-        // row to carry the total, so only then is it counted apart. An empty
-        // first page means no flow (counting apart could see one created
-        // meanwhile: a total of 1 with no item).
         let q = format!(
             "SELECT {FLOW_COLS}, COUNT(*) OVER () AS total FROM flows \
              WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL \
              ORDER BY id DESC LIMIT $3 OFFSET $4"
         );
-        let rows = on_read!(&self.db, p => sqlx::query_as::<_, FlowPageRow>(sqlx::AssertSqlSafe(q))
+        let rows = on_read!(&self.db, p => sqlx::query_as::<_, Paged<FlowRow>>(sqlx::AssertSqlSafe(q))
             .bind(branch_id).bind(kind).bind(limit).bind(start).fetch_all(p).await?);
-        let total = match rows.first() {
-            Some(r) => r.total,
-            None if start <= 0 => 0,
-            None => on_read!(&self.db, p => sqlx::query_scalar(
+        page_and_total(rows, start, async {
+            Ok(on_read!(&self.db, p => sqlx::query_scalar(
                 "SELECT COUNT(*) FROM flows WHERE branch_id = $1 AND kind = $2 AND deleted IS NULL")
-                .bind(branch_id).bind(kind).fetch_one(p).await?),
-        };
-        Ok((rows.into_iter().map(|r| r.flow).collect(), total))
+                .bind(branch_id).bind(kind).fetch_one(p).await?))
+        })
+        .await
     }
 
     /// Flows of a branch and kind around `middle`: up to `limit` with id ≥ middle

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Store, now_ms, on_read, on_write};
+use super::{Paged, Store, now_ms, on_read, on_write, page_and_total};
 use crate::error::{Error, Result};
 use crate::model::job_state;
 
@@ -58,11 +58,22 @@ pub struct JobRow {
     pub network: Option<String>,
 }
 
-const JOB_SELECT: &str = "SELECT j.id, j.name, j.assigned, j.started, j.finished, j.completed, j.run_id, \
-    j.state, j.completion_status, j.covered, j.notes, j.agent_used_id, a.name AS agent_name, \
-    j.agents_group_id, g.name AS agents_group_name, j.timeout, j.system_id, s.name AS system_name, \
-    s.executor, j.created, j.deleted, j.retry_of, j.network FROM jobs j JOIN agents_groups g ON g.id = j.agents_group_id \
-    JOIN systems s ON s.id = j.system_id LEFT JOIN agents a ON a.id = j.agent_used_id";
+/// `SELECT` of [`JobRow`]s, with `$extra` columns after the row's.
+macro_rules! job_select {
+    ($($extra:literal)?) => {
+        concat!(
+            "SELECT j.id, j.name, j.assigned, j.started, j.finished, j.completed, j.run_id, \
+            j.state, j.completion_status, j.covered, j.notes, j.agent_used_id, a.name AS agent_name, \
+            j.agents_group_id, g.name AS agents_group_name, j.timeout, j.system_id, s.name AS system_name, \
+            s.executor, j.created, j.deleted, j.retry_of, j.network",
+            $($extra,)?
+            " FROM jobs j JOIN agents_groups g ON g.id = j.agents_group_id \
+            JOIN systems s ON s.id = j.system_id LEFT JOIN agents a ON a.id = j.agent_used_id"
+        )
+    };
+}
+const JOB_SELECT: &str = job_select!();
+const JOB_SELECT_COUNTED: &str = job_select!(", COUNT(*) OVER () AS total");
 
 /// A `steps` row with its tool.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -322,14 +333,17 @@ impl Store {
         limit: i64,
     ) -> Result<(Vec<JobRow>, i64)> {
         let q = format!(
-            "{JOB_SELECT} WHERE j.agent_used_id = $1 AND j.deleted IS NULL ORDER BY j.id DESC LIMIT $2 OFFSET $3"
+            "{JOB_SELECT_COUNTED} WHERE j.agent_used_id = $1 AND j.deleted IS NULL \
+             ORDER BY j.id DESC LIMIT $2 OFFSET $3"
         );
-        let rows = on_read!(&self.db, p => sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(q))
+        let rows = on_read!(&self.db, p => sqlx::query_as::<_, Paged<JobRow>>(sqlx::AssertSqlSafe(q))
             .bind(agent_id).bind(limit).bind(start).fetch_all(p).await?);
-        let total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE agent_used_id = $1 AND deleted IS NULL")
-            .bind(agent_id).fetch_one(p).await?);
-        Ok((rows, total))
+        page_and_total(rows, start, async {
+            Ok(on_read!(&self.db, p => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE agent_used_id = $1 AND deleted IS NULL")
+                .bind(agent_id).fetch_one(p).await?))
+        })
+        .await
     }
 
     /// Steps of jobs, by job and index.

@@ -137,6 +137,49 @@ where
     })
 }
 
+/// A row of a page read with `COUNT(*) OVER () AS total`: the page and
+/// the number of rows of all pages come from one statement, so they agree
+/// (two statements could see a row created between them: a total of 2 with
+/// one item).
+pub(crate) struct Paged<T> {
+    pub row: T,
+    pub total: i64,
+}
+
+impl<'r, R, T> sqlx::FromRow<'r, R> for Paged<T>
+where
+    R: sqlx::Row,
+    T: sqlx::FromRow<'r, R>,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> std::result::Result<Self, sqlx::Error> {
+        Ok(Paged {
+            row: T::from_row(row)?,
+            total: row.try_get("total")?,
+        })
+    }
+}
+
+/// The rows of a [`Paged`] read and their total. A page past the end has no
+/// row to carry the total, so only then is it counted apart (`count`); an
+/// empty first page means no row at all.
+pub(crate) async fn page_and_total<T, F>(
+    rows: Vec<Paged<T>>,
+    start: i64,
+    count: F,
+) -> Result<(Vec<T>, i64)>
+where
+    F: std::future::Future<Output = Result<i64>>,
+{
+    let total = match rows.first() {
+        Some(r) => r.total,
+        None if start <= 0 => 0,
+        None => count.await?,
+    };
+    Ok((rows.into_iter().map(|r| r.row).collect(), total))
+}
+
 /// The database a [`Store`] talks to.
 #[derive(Clone)]
 pub struct Store {

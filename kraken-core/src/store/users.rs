@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::types::Json;
 
-use super::{Store, in_tx, now_ms, on_read, on_write};
+use super::{Paged, Store, in_tx, now_ms, on_read, on_write, page_and_total};
 use crate::error::{Error, Result};
 use crate::model::{Role, Timestamp, User};
 
@@ -118,14 +118,16 @@ impl Store {
         dir: &str,
     ) -> Result<(Vec<UserRow>, i64)> {
         let q = format!(
-            "SELECT {USER_COLS} FROM users WHERE deleted IS NULL ORDER BY {sort_field} {dir}, id {dir} \
-             LIMIT $1 OFFSET $2"
+            "SELECT {USER_COLS}, COUNT(*) OVER () AS total FROM users WHERE deleted IS NULL \
+             ORDER BY {sort_field} {dir}, id {dir} LIMIT $1 OFFSET $2"
         );
-        let rows = on_read!(&self.db, p => sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(q))
+        let rows = on_read!(&self.db, p => sqlx::query_as::<_, Paged<UserRow>>(sqlx::AssertSqlSafe(q))
             .bind(limit).bind(start).fetch_all(p).await?);
-        let total: i64 = on_read!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM users WHERE deleted IS NULL").fetch_one(p).await?);
-        Ok((rows, total))
+        page_and_total(rows, start, async {
+            Ok(on_read!(&self.db, p => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM users WHERE deleted IS NULL").fetch_one(p).await?))
+        })
+        .await
     }
 
     /// Set `enabled` and/or `superadmin`.
