@@ -99,12 +99,19 @@ pub async fn flow_place(store: &Store, branch_id: i64) -> Result<FlowPlace> {
         .branch_any(branch_id)
         .await?
         .ok_or_else(|| Error::not_found("Branch not found"))?;
-    Ok(FlowPlace {
-        project_id: b.project_id,
-        project_name: b.project_name,
-        branch_id: b.id,
-        branch_name: b.name,
-    })
+    Ok(FlowPlace::of(&b))
+}
+
+impl FlowPlace {
+    /// The place of a branch read already.
+    pub fn of(b: &crate::store::branches::BranchRow) -> FlowPlace {
+        FlowPlace {
+            project_id: b.project_id,
+            project_name: b.project_name.clone(),
+            branch_id: b.id,
+            branch_name: b.name.clone(),
+        }
+    }
 }
 
 /// Run JSON. `place` adds project/branch/artifact fields (single-run answers).
@@ -251,6 +258,46 @@ pub(crate) async fn flows_json_counted(
     } else {
         Vec::new()
     };
+    let place = if full {
+        Some(flow_place(store, first.branch_id).await?)
+    } else {
+        None
+    };
+    flows_json_parts(store, flows, stages, place, live).await
+}
+
+/// The full JSON of a flow just created on `branch`, whose stages
+/// (`stages`) were read to start it: its runs and their live counters are
+/// the only read.
+pub(crate) async fn created_flow_json(
+    store: &Store,
+    flow: &FlowRow,
+    branch: &crate::store::branches::BranchRow,
+    stages: &[crate::store::stages::StageRow],
+) -> Result<Flow> {
+    let stages = stages.iter().map(|s| s.to_model(true)).collect();
+    flows_json_parts(
+        store,
+        std::slice::from_ref(flow),
+        stages,
+        Some(FlowPlace::of(branch)),
+        true,
+    )
+    .await?
+    .0
+    .pop()
+    .ok_or_else(|| Error::internal("flow disappeared"))
+}
+
+/// [`flows_json_counted`] with the branch's stages (`stages`, as they show)
+/// and, for the full form, its place known.
+async fn flows_json_parts(
+    store: &Store,
+    flows: &[FlowRow],
+    stages: Vec<crate::model::Stage>,
+    place: Option<FlowPlace>,
+    live: bool,
+) -> Result<(Vec<Flow>, HashMap<i64, JobCounts>)> {
     let ids: Vec<i64> = flows.iter().map(|f| f.id).collect();
     let (runs, counts) = if live {
         store.runs_of_flows_counted(&ids).await?
@@ -265,11 +312,6 @@ pub(crate) async fn flows_json_counted(
     }
     let trigger_ids: Vec<i64> = flows.iter().filter_map(|f| f.trigger_data_id).collect();
     let triggers = store.repo_changes_of(&trigger_ids).await?;
-    let place = if full {
-        Some(flow_place(store, first.branch_id).await?)
-    } else {
-        None
-    };
     let mut out = Vec::with_capacity(flows.len());
     for f in flows {
         let trigger = f

@@ -29,16 +29,20 @@ impl Local {
                     .collect()
             })
             .unwrap_or_default();
+        // The branch's stages, read once for the start and the answer.
+        let stages = self.store().branch_stages(branch.id).await?;
         let flow = self
             .engine()
-            .start_flow(&branch, flow_kind::parse(kind), &args, "manual", None, None)
+            .start_flow_with(
+                &branch,
+                flow_kind::parse(kind),
+                &args,
+                "manual",
+                &crate::engine::planner::flow_roots(&stages),
+                None,
+            )
             .await?;
-        // Its runs were just started: their counters come with them.
-        crate::view::flows_json_counted(self.store(), std::slice::from_ref(&flow), true, true, true)
-            .await?
-            .0
-            .pop()
-            .ok_or_else(|| Error::internal("flow disappeared"))
+        crate::view::created_flow_json(self.store(), &flow, &branch, &stages).await
     }
 
     /// `POST /flows/{id}/runs`: start (or replay) a stage in a flow (pwrusr).

@@ -77,8 +77,36 @@ impl Engine {
             CtxFor::Branch(b) | CtxFor::Stage(_, b) | CtxFor::Run(_, _, _, b) => *b,
             CtxFor::Step { branch, .. } => *branch,
         };
-        let project = self.store.require_project(branch.project_id).await?;
-        let secrets = self.store.project_secrets(project.id).await?;
+        let (stage, flow, run) = match &at {
+            CtxFor::Branch(_) => (None, None, None),
+            CtxFor::Stage(s, _) => (Some(*s), None, None),
+            CtxFor::Run(r, f, s, _) => (Some(*s), Some(*f), Some(*r)),
+            CtxFor::Step {
+                run, flow, stage, ..
+            } => (Some(*stage), Some(*flow), Some(*run)),
+        };
+        // The project, its secrets and the flow's runs with their job
+        // counters (the run's among them; none yet for a run being
+        // planned) are read at once: three reads, one wait.
+        let (project, secrets, flow_view) = tokio::try_join!(
+            self.store.require_project(branch.project_id),
+            self.store.project_secrets(branch.project_id),
+            async {
+                match (flow, run) {
+                    (Some(f), Some(_)) => Ok(Some(
+                        crate::view::flows_json_counted(
+                            self.store(),
+                            std::slice::from_ref(f),
+                            false,
+                            false,
+                            true,
+                        )
+                        .await?,
+                    )),
+                    _ => Ok(None),
+                }
+            }
+        )?;
 
         let mut project_json =
             serde_json::to_value(crate::view::project_alone(&project, &secrets))?;
@@ -114,14 +142,6 @@ impl Engine {
         ctx.insert("env".into(), serde_json::to_value(branch.env())?);
         ctx.insert("secrets".into(), Value::Object(secrets_json));
 
-        let (stage, flow, run) = match &at {
-            CtxFor::Branch(_) => (None, None, None),
-            CtxFor::Stage(s, _) => (Some(*s), None, None),
-            CtxFor::Run(r, f, s, _) => (Some(*s), Some(*f), Some(*r)),
-            CtxFor::Step {
-                run, flow, stage, ..
-            } => (Some(*stage), Some(*flow), Some(*run)),
-        };
         ctx.insert(
             "stage".into(),
             match stage {
@@ -129,18 +149,8 @@ impl Engine {
                 None => absent(),
             },
         );
-        match (flow, run) {
-            (Some(f), Some(r)) => {
-                // The flow's runs come with their job counters, the run's
-                // among them (none yet for a run being planned).
-                let (mut flows, counts) = crate::view::flows_json_counted(
-                    self.store(),
-                    std::slice::from_ref(f),
-                    false,
-                    false,
-                    true,
-                )
-                .await?;
+        match (flow, run, flow_view) {
+            (Some(f), Some(r), Some((mut flows, counts))) => {
                 let mut fj = serde_json::to_value(flows.pop())?;
                 if let Some(o) = fj.as_object_mut() {
                     o.remove("stages");

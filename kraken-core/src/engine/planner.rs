@@ -44,6 +44,11 @@ pub fn string_args(args: &Map<String, Value>) -> Result<Map<String, Value>> {
     Ok(out)
 }
 
+/// The stages of a branch that a new flow starts (see [`starts_with_flow`]).
+pub(crate) fn flow_roots(stages: &[StageRow]) -> Vec<&StageRow> {
+    stages.iter().filter(|s| starts_with_flow(s)).collect()
+}
+
 /// Whether a stage starts with a flow: a root stage whose triggers do not say `parent: false`.
 fn starts_with_flow(stage: &StageRow) -> bool {
     stage.parent() == "root"
@@ -105,6 +110,29 @@ impl Engine {
         only_stage: Option<&StageRow>,
         repo_data_id: Option<i64>,
     ) -> Result<FlowRow> {
+        let all;
+        let roots = match only_stage {
+            Some(s) => vec![s],
+            None => {
+                all = self.store().branch_stages(branch.id).await?;
+                flow_roots(&all)
+            }
+        };
+        self.start_flow_with(branch, kind, args, reason, &roots, repo_data_id)
+            .await
+    }
+
+    /// [`Engine::start_flow`] with the stages to start known (`stages`, for
+    /// example the [`flow_roots`] of the branch's stages read by the caller).
+    pub async fn start_flow_with(
+        &self,
+        branch: &BranchRow,
+        kind: i64,
+        args: &Map<String, Value>,
+        reason: &str,
+        stages: &[&StageRow],
+        repo_data_id: Option<i64>,
+    ) -> Result<FlowRow> {
         let mut per_stage: HashMap<String, Map<String, Value>> = HashMap::new();
         let mut common = Map::new();
         for (k, v) in args {
@@ -124,16 +152,6 @@ impl Engine {
             Some(Value::String(b)) if !b.is_empty() => b,
             _ => branch.branch_name.clone().unwrap_or_default(),
         };
-        let stages = match only_stage {
-            Some(s) => vec![s.clone()],
-            None => self
-                .store()
-                .branch_stages(branch.id)
-                .await?
-                .into_iter()
-                .filter(starts_with_flow)
-                .collect(),
-        };
         // The flow's sequences and those of each run it starts, at once.
         let (own_kind, run_kind) = if kind == flow_kind::DEV {
             (seq_kind::DEV_FLOW, seq_kind::DEV_RUN)
@@ -141,7 +159,7 @@ impl Engine {
             (seq_kind::CI_FLOW, seq_kind::CI_RUN)
         };
         let mut slots = vec![(None, seq_kind::FLOW), (None, own_kind)];
-        for stage in &stages {
+        for stage in stages {
             slots.push((Some(stage.id), seq_kind::RUN));
             slots.push((Some(stage.id), run_kind));
         }
@@ -498,9 +516,11 @@ impl Engine {
         lease: i64,
     ) -> Result<()> {
         let args = run.args.0.as_object().cloned().unwrap_or_default();
-        let (ctx, secrets) = self
-            .prepare_context_and_secrets(CtxFor::Run(run, flow, stage, branch), &args)
-            .await?;
+        // The tools' fingerprint is checked while the context is read.
+        let ((ctx, secrets), tools) = tokio::try_join!(
+            self.prepare_context_and_secrets(CtxFor::Run(run, flow, stage, branch), &args),
+            self.tools()
+        )?;
 
         // Renew the planning lease unless most of it is left (taken just
         // now, as by a flow's creation): the evaluation below is bounded
@@ -521,7 +541,6 @@ impl Engine {
         };
         // Re-evaluate the schema for this run and keep it in the stage.
         let code = stage.schema_code.clone().unwrap_or_default();
-        let tools = self.tools().await?;
         let (_, evaluated) = self
             .prepare_stage_schema_with(
                 &tools,

@@ -263,6 +263,22 @@ async fn a_flow_starts_each_root_stage_with_its_own_sequences() {
     .await;
     assert_eq!(ci["args"]["KK_FLOW_SEQ"], "2");
     assert_eq!(ci["args"]["KK_CI_DEV_FLOW_SEQ"], "1");
+    // The answer is the flow's full form: every stage of the branch (the
+    // child too) and its place, as `GET /flows/{id}` gives them.
+    let got = admin.get(&format!("/api/flows/{}", ci["id"])).await;
+    let got = got.expect(200);
+    for k in [
+        "stages",
+        "project_id",
+        "project_name",
+        "branch_id",
+        "base_branch_name",
+    ] {
+        assert_eq!(ci[k], got[k], "{k}: {ci}");
+    }
+    assert_eq!(ci["stages"].as_array().unwrap().len(), 3, "{ci}");
+    assert_eq!(ci["project_name"], "p");
+    assert_eq!(ci["base_branch_name"], "Main");
     let runs = ci["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{ci}");
     let (auto, hand) = (run_of(&ci, "auto"), run_of(&ci, "hand"));
