@@ -16,6 +16,8 @@ use serde_json::json;
 struct Fixture {
     core: Arc<Core>,
     branch: BranchRow,
+    /// The PostgreSQL database's URL; `None`: `kraken.db` in `_dir`.
+    db_url: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -25,6 +27,25 @@ impl Fixture {
     }
     fn store(&self) -> &Store {
         self.core.engine().store()
+    }
+    /// Run `sql` on the database directly, as another program (an import,
+    /// a person) would.
+    async fn raw_exec(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match &self.db_url {
+            Some(url) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            None => {
+                let path = self._dir.path().join("kraken.db");
+                let url = format!("sqlite://{}", path.display());
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
     }
     /// Start a CI flow on the branch, as a timer or the API would.
     async fn start_ci(&self) -> kraken_core::store::flows::FlowRow {
@@ -107,6 +128,7 @@ async fn fixture(stages: &[(&str, &str)]) -> Fixture {
     Fixture {
         core,
         branch,
+        db_url: url,
         _dir: dir,
     }
 }
@@ -370,4 +392,39 @@ async fn a_batch_of_log_lines_keeps_its_order_and_each_line_its_place() {
         );
     }
     assert!(ours.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+/// A flow advances its branch's sequences in its own transaction; a branch
+/// whose sequence rows are missing (a database imported from elsewhere)
+/// gets them back, counting from 1.
+#[tokio::test]
+async fn missing_sequences_start_again_at_one() {
+    let f = fixture(&[("build", &stage_code(1))]).await;
+    let seqs = |flow: &kraken_core::store::flows::FlowRow| {
+        (
+            flow.args.0["KK_FLOW_SEQ"].clone(),
+            flow.args.0["KK_CI_DEV_FLOW_SEQ"].clone(),
+        )
+    };
+    let f = &f;
+    let run_seq = |flow_id: i64| async move {
+        let runs = f.store().flow_runs(flow_id).await.unwrap();
+        runs[0].args.0["KK_RUN_SEQ"].clone()
+    };
+    let first = f.start_ci().await;
+    let second = f.start_ci().await;
+    assert_eq!(seqs(&first), (json!("1"), json!("1")));
+    assert_eq!(seqs(&second), (json!("2"), json!("2")));
+    assert_eq!(run_seq(second.id).await, json!("2"));
+    f.raw_exec(&format!(
+        "DELETE FROM branch_sequences WHERE branch_id = {}",
+        f.branch.id
+    ))
+    .await;
+    let third = f.start_ci().await;
+    assert_eq!(seqs(&third), (json!("1"), json!("1")));
+    assert_eq!(run_seq(third.id).await, json!("1"));
+    let fourth = f.start_ci().await;
+    assert_eq!(seqs(&fourth), (json!("2"), json!("2")));
+    assert_eq!(run_seq(fourth.id).await, json!("2"));
 }
