@@ -394,9 +394,8 @@ async fn a_batch_of_log_lines_keeps_its_order_and_each_line_its_place() {
     assert!(ours.windows(2).all(|w| w[0].id < w[1].id));
 }
 
-/// A flow advances its branch's sequences in its own transaction; a branch
-/// whose sequence rows are missing (a database imported from elsewhere)
-/// gets them back, counting from 1.
+/// A branch whose sequence rows are missing (a database imported from
+/// elsewhere) gets them back, counting from 1.
 #[tokio::test]
 async fn missing_sequences_start_again_at_one() {
     let f = fixture(&[("build", &stage_code(1))]).await;

@@ -94,68 +94,6 @@ impl BranchRow {
 }
 
 /// Make flow `$1` branch `$2`'s newest incomplete CI flow, unless a newer one is.
-/// `UPDATE … RETURNING` of the sequences of [`Store::next_sequence_slots`].
-pub(super) fn sequence_slots_sql(slots: &[(Option<i64>, i64)]) -> String {
-    let mut cond = Vec::with_capacity(slots.len());
-    let mut n = 1;
-    for (stage_id, _) in slots {
-        cond.push(match stage_id {
-            None => format!("(stage_id IS NULL AND kind = ${})", n + 1),
-            Some(_) => format!("(stage_id = ${} AND kind = ${})", n + 1, n + 2),
-        });
-        n += if stage_id.is_some() { 2 } else { 1 };
-    }
-    format!(
-        "UPDATE branch_sequences SET value = value + 1 WHERE branch_id = $1 AND ({}) \
-         RETURNING stage_id, kind, value",
-        cond.join(" OR ")
-    )
-}
-
-/// Advance the sequences `$slots` of branch `$branch_id` on connection (or
-/// transaction) `$c` and evaluate to their new values in slot order (see
-/// [`Store::next_sequence_slots`]); a missing sequence row (an imported
-/// database) is created at 1.
-macro_rules! advance_sequence_slots {
-    ($c:ident, $branch_id:expr, $slots:expr) => {{
-        let slots: &[(Option<i64>, i64)] = $slots;
-        let branch_id: i64 = $branch_id;
-        let q = $crate::store::branches::sequence_slots_sql(slots);
-        let mut query =
-            sqlx::query_as::<_, (Option<i64>, i64, i64)>(sqlx::AssertSqlSafe(q)).bind(branch_id);
-        for (stage_id, kind) in slots {
-            if let Some(sid) = stage_id {
-                query = query.bind(*sid);
-            }
-            query = query.bind(*kind);
-        }
-        let rows = query.fetch_all(&mut *$c).await?;
-        let mut out = Vec::with_capacity(slots.len());
-        for &(stage_id, kind) in slots {
-            let found = rows
-                .iter()
-                .find(|(s, k, _)| *s == stage_id && *k == kind)
-                .map(|(_, _, v)| *v);
-            out.push(match found {
-                Some(v) => v,
-                None => {
-                    sqlx::query(
-                        "INSERT INTO branch_sequences (kind, branch_id, stage_id, value) VALUES ($1, $2, $3, 1)",
-                    )
-                    .bind(kind)
-                    .bind(branch_id)
-                    .bind(stage_id)
-                    .execute(&mut *$c)
-                    .await?;
-                    1
-                }
-            });
-        }
-        out
-    }};
-}
-pub(super) use advance_sequence_slots;
-
 pub(super) const ADVANCE_CI_INCOMPLETE: &str = "UPDATE branches SET ci_last_incomplete_flow_id = $1 \
     WHERE id = $2 AND (ci_last_incomplete_flow_id IS NULL OR ci_last_incomplete_flow_id < $1)";
 
@@ -438,7 +376,48 @@ impl Store {
         if slots.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(super::on_write_conn!(&self.db, c => advance_sequence_slots!(c, branch_id, slots)))
+        let mut cond = Vec::with_capacity(slots.len());
+        let mut n = 1;
+        for (stage_id, _) in slots {
+            cond.push(match stage_id {
+                None => format!("(stage_id IS NULL AND kind = ${})", n + 1),
+                Some(_) => format!("(stage_id = ${} AND kind = ${})", n + 1, n + 2),
+            });
+            n += if stage_id.is_some() { 2 } else { 1 };
+        }
+        let q = format!(
+            "UPDATE branch_sequences SET value = value + 1 WHERE branch_id = $1 AND ({}) \
+             RETURNING stage_id, kind, value",
+            cond.join(" OR ")
+        );
+        let rows: Vec<(Option<i64>, i64, i64)> = on_write!(&self.db, p => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(q)).bind(branch_id);
+            for (stage_id, kind) in slots {
+                if let Some(sid) = stage_id {
+                    query = query.bind(*sid);
+                }
+                query = query.bind(*kind);
+            }
+            query.fetch_all(p).await?
+        });
+        let mut out = Vec::with_capacity(slots.len());
+        for &(stage_id, kind) in slots {
+            let found = rows
+                .iter()
+                .find(|(s, k, _)| *s == stage_id && *k == kind)
+                .map(|(_, _, v)| *v);
+            out.push(match found {
+                Some(v) => v,
+                None => {
+                    // Row missing (e.g. an imported database): create it at 1.
+                    on_write!(&self.db, p => sqlx::query(
+                        "INSERT INTO branch_sequences (kind, branch_id, stage_id, value) VALUES ($1, $2, $3, 1)")
+                        .bind(kind).bind(branch_id).bind(stage_id).execute(p).await?.rows_affected());
+                    1
+                }
+            });
+        }
+        Ok(out)
     }
 }
 

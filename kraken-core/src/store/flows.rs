@@ -246,20 +246,14 @@ impl Store {
 
     /// Insert a flow and its first runs in one transaction (so a flow never
     /// exists without the runs it starts with); returns the flow and its runs.
-    /// The transaction first advances the branch's sequences `slots` (as
-    /// [`Store::next_sequence_slots`]) and `build` makes the flow and its
-    /// runs of their new values, and says whether the flow becomes its
-    /// branch's newest incomplete CI flow (unless a newer one is). A failed
-    /// insert leaves the sequences as they were.
-    pub async fn insert_flow_with_runs<F>(
+    /// `ci_incomplete`: the flow becomes its branch's newest incomplete CI
+    /// flow (unless a newer one is), in the same transaction.
+    pub async fn insert_flow_with_runs(
         &self,
-        branch_id: i64,
-        slots: &[(Option<i64>, i64)],
-        build: F,
-    ) -> Result<(FlowRow, Vec<RunRow>)>
-    where
-        F: FnOnce(&[i64]) -> (NewFlowRow, Vec<NewRunRow>, bool),
-    {
+        f: &NewFlowRow,
+        runs: &[NewRunRow],
+        ci_incomplete: bool,
+    ) -> Result<(FlowRow, Vec<RunRow>)> {
         let now = now_ms();
         // The flow and its runs come back from their INSERTs: no read after them.
         let insert = format!(
@@ -273,15 +267,13 @@ impl Store {
              RETURNING {RUN_RETURNING}"
         );
         let (flow, run_rows) = in_tx!(&self.db, tx => {
-            let seqs = super::branches::advance_sequence_slots!(tx, branch_id, slots);
-            let (f, runs, ci_incomplete) = build(&seqs);
             let flow: FlowRow = sqlx::query_as(sqlx::AssertSqlSafe(insert))
                 .bind(flow_state::IN_PROGRESS).bind(f.kind).bind(&f.branch_name).bind(f.branch_id)
                 .bind(Json(&f.args)).bind(Json(json!({}))).bind(f.trigger_data_id).bind(Json(json!({})))
                 .bind(Json(&f.seq)).bind(now).fetch_one(&mut *tx).await?;
             let id = flow.id;
             let mut run_rows = Vec::with_capacity(runs.len());
-            for r in &runs {
+            for r in runs {
                 let run: RunRow = sqlx::query_as(sqlx::AssertSqlSafe(insert_run.as_str()))
                     .bind(r.state).bind(r.stage_id).bind(id).bind(Json(&r.args)).bind(Json(json!({})))
                     .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(&r.seq)).bind(now).bind(r.planning_until)

@@ -62,22 +62,6 @@ macro_rules! on_write {
         }
     };
 }
-/// [`on_write`] with `$c` a connection in both cases (for a body that
-/// runs several statements on it: use `&mut *$c` for each).
-macro_rules! on_write_conn {
-    ($db:expr, $c:ident => $body:expr) => {
-        match $db {
-            $crate::store::Db::Sqlite { write, .. } => {
-                let mut $c = write.acquire().await?;
-                $body
-            }
-            $crate::store::Db::Pg(p) => {
-                let mut $c = p.acquire().await?;
-                $body
-            }
-        }
-    };
-}
 /// Run `$body` with `$p` bound to an executor for reads.
 macro_rules! on_read {
     ($db:expr, $p:ident => $body:expr) => {
@@ -112,7 +96,7 @@ macro_rules! in_tx {
         }
     };
 }
-pub(crate) use {in_tx, on_read, on_write, on_write_conn};
+pub(crate) use {in_tx, on_read, on_write};
 
 /// `col` is one of ids bound as the single parameter `$n`, so the query's
 /// text, and with it the prepared statement each connection keeps, is the
