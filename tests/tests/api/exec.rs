@@ -1206,3 +1206,45 @@ async fn pylint_issues_reach_the_run() {
     assert_eq!(run["issues_new"], 1, "{done}");
     assert!(run["issues_total"].as_i64().unwrap() >= 2, "{done}");
 }
+
+/// Flows created at once on one branch all start, each with sequences of
+/// its own: no creation fails on another's locks (on PostgreSQL, sequence
+/// rows held for a whole transaction deadlocked), none shares a number.
+#[tokio::test]
+async fn flows_created_at_once_on_one_branch_get_distinct_sequences() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let pid = admin.project("p").await;
+    let bid = admin.branch(pid, "Main").await;
+    for name in ["one", "two"] {
+        admin
+            .stage(bid, name, &shell_stage("root", "j", &["true"]))
+            .await;
+    }
+    let n = 16;
+    let answers = futures_util::future::join_all((0..n).map(|_| {
+        let admin = &admin;
+        async move {
+            admin
+                .post(&format!("/api/branches/{bid}/flows/ci"), json!({}))
+                .await
+        }
+    }))
+    .await;
+    let mut flow_seqs = Vec::new();
+    let mut run_seqs = Vec::new();
+    for a in &answers {
+        let flow = a.expect(201);
+        flow_seqs.push(flow["args"]["KK_FLOW_SEQ"].as_str().unwrap().to_string());
+        for stage in ["one", "two"] {
+            let run = run_of(flow, stage);
+            run_seqs.push(format!("{stage}-{}", run["args"]["KK_RUN_SEQ"]));
+        }
+    }
+    flow_seqs.sort_by_key(|s| s.parse::<i64>().unwrap());
+    let want: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    assert_eq!(flow_seqs, want);
+    run_seqs.sort();
+    run_seqs.dedup();
+    assert_eq!(run_seqs.len(), 2 * n, "{run_seqs:?}");
+}
