@@ -269,7 +269,9 @@ async fn jobs_wait_for_an_agent_that_has_their_executor() {
     );
 }
 
-/// The address of the host on Docker's default bridge (its gateway).
+/// The address of the host on Docker's default bridge (its gateway). Some
+/// daemons (Debian's 20.10 among them) give the bridge's subnet and no
+/// gateway: the bridge then has the subnet's first address.
 fn bridge_gateway() -> String {
     let o = std::process::Command::new("docker")
         .args([
@@ -277,12 +279,22 @@ fn bridge_gateway() -> String {
             "inspect",
             "bridge",
             "--format",
-            "{{(index .IPAM.Config 0).Gateway}}",
+            "{{json (index .IPAM.Config 0)}}",
         ])
         .output()
         .unwrap();
     assert!(o.status.success(), "docker network inspect: {o:?}");
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    let config: Value = serde_json::from_slice(&o.stdout).unwrap();
+    if let Some(gateway) = config["Gateway"].as_str().filter(|g| !g.is_empty()) {
+        return gateway.to_string();
+    }
+    let subnet = config["Subnet"].as_str().unwrap_or_default();
+    let net: std::net::Ipv4Addr = subnet
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no gateway nor IPv4 subnet on Docker's bridge: {config}"));
+    std::net::Ipv4Addr::from(u32::from(net) + 1).to_string()
 }
 
 /// `"network": "none"` gives a job's container no network at all (only
