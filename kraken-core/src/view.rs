@@ -227,26 +227,8 @@ pub(crate) async fn flows_json_with(
     full: bool,
     with_stages: bool,
 ) -> Result<Vec<Flow>> {
-    Ok(flows_json_counted(store, flows, full, with_stages, false)
-        .await?
-        .0)
-}
-
-/// [`flows_json_with`], and the live job counters of the flows' runs that
-/// are not processed (as [`job_counts_by_run`]). `live`: the flows are
-/// likely still running (one being created or planned), so the runs and
-/// their counters are read in one statement; a list of mostly finished
-/// flows reads the runs alone and counts only when one is not processed
-/// (the joined statement costs twice as much when there is nothing to count).
-pub(crate) async fn flows_json_counted(
-    store: &Store,
-    flows: &[FlowRow],
-    full: bool,
-    with_stages: bool,
-    live: bool,
-) -> Result<(Vec<Flow>, HashMap<i64, JobCounts>)> {
     let Some(first) = flows.first() else {
-        return Ok((Vec::new(), HashMap::new()));
+        return Ok(Vec::new());
     };
     let stages: Vec<crate::model::Stage> = if with_stages {
         store
@@ -263,7 +245,9 @@ pub(crate) async fn flows_json_counted(
     } else {
         None
     };
-    flows_json_parts(store, flows, stages, place, live).await
+    Ok(flows_json_parts(store, flows, stages, place, false)
+        .await?
+        .0)
 }
 
 /// The full JSON of a flow just created on `branch`, whose stages
@@ -289,9 +273,15 @@ pub(crate) async fn created_flow_json(
     .ok_or_else(|| Error::internal("flow disappeared"))
 }
 
-/// [`flows_json_counted`] with the branch's stages (`stages`, as they show)
-/// and, for the full form, its place known.
-async fn flows_json_parts(
+/// Flow JSON for several flows of one branch with the branch's stages
+/// (`stages`, as they show, or none) and, for the full form, its place
+/// known, and the live job counters of the flows' runs that are not
+/// processed (as [`job_counts_by_run`]). `live`: the flows are likely still
+/// running (one being created or planned), so the runs and their counters
+/// are read in one statement; a list of mostly finished flows reads the
+/// runs alone and counts only when one is not processed (the joined
+/// statement costs twice as much when there is nothing to count).
+pub(crate) async fn flows_json_parts(
     store: &Store,
     flows: &[FlowRow],
     stages: Vec<crate::model::Stage>,

@@ -94,11 +94,11 @@ impl Engine {
             async {
                 match (flow, run) {
                     (Some(f), Some(_)) => Ok(Some(
-                        crate::view::flows_json_counted(
+                        crate::view::flows_json_parts(
                             self.store(),
                             std::slice::from_ref(f),
-                            false,
-                            false,
+                            Vec::new(),
+                            None,
                             true,
                         )
                         .await?,
