@@ -385,8 +385,17 @@ impl Store {
             });
             n += if stage_id.is_some() { 2 } else { 1 };
         }
+        // Several creations at once take the same rows: on PostgreSQL each
+        // locks them in the order of their ids first, or two could each hold
+        // a row the other waits for (a deadlock, one creation failing).
+        // SQLite has one writer at a time.
+        let lock = match &self.db {
+            super::Db::Pg(_) => " ORDER BY id FOR UPDATE",
+            super::Db::Sqlite { .. } => "",
+        };
         let q = format!(
-            "UPDATE branch_sequences SET value = value + 1 WHERE branch_id = $1 AND ({}) \
+            "UPDATE branch_sequences SET value = value + 1 WHERE id IN \
+             (SELECT id FROM branch_sequences WHERE branch_id = $1 AND ({}){lock}) \
              RETURNING stage_id, kind, value",
             cond.join(" OR ")
         );
