@@ -427,3 +427,225 @@ async fn missing_sequences_start_again_at_one() {
     assert_eq!(seqs(&fourth), (json!("2"), json!("2")));
     assert_eq!(run_seq(fourth.id).await, json!("2"));
 }
+
+/// The task queue: a task is queued once while it waits, taken by one
+/// worker, oldest first, each queue its own; a task whose worker's lease
+/// ran out is taken again, one put back for later is not, and the
+/// finished tasks of the past are not in the way.
+#[tokio::test]
+async fn tasks_are_queued_once_and_taken_once_oldest_first() {
+    use kraken_core::store::tasks::TaskQueue;
+    let f = fixture(&[]).await;
+    let s = f.store();
+    // History: finished tasks with the same arguments as the new ones.
+    for _ in 0..20 {
+        assert!(s.enqueue_task("analyze_run", &json!([1])).await.unwrap());
+        let t = s
+            .claim_task("past", 60_000, TaskQueue::Main)
+            .await
+            .unwrap()
+            .unwrap();
+        s.finish_task(t.id, None).await.unwrap();
+    }
+    let claim = |owner: &'static str, lease: i64, queue: TaskQueue| async move {
+        s.claim_task(owner, lease, queue).await.unwrap()
+    };
+
+    assert!(s.enqueue_task("analyze_run", &json!([1])).await.unwrap());
+    assert!(
+        !s.enqueue_task("analyze_run", &json!([1])).await.unwrap(),
+        "the same task is already queued"
+    );
+    assert!(s.enqueue_task("analyze_run", &json!([2])).await.unwrap());
+    assert!(s.enqueue_task("notify", &json!([9])).await.unwrap());
+
+    let a = claim("w1", 60_000, TaskQueue::Main).await.unwrap();
+    assert_eq!(
+        (a.args.0.clone(), a.state.as_str()),
+        (json!([1]), "started")
+    );
+    assert!(
+        s.enqueue_task("analyze_run", &json!([1])).await.unwrap(),
+        "a started task does not stop the same one from being queued again"
+    );
+    let b = claim("w1", 60_000, TaskQueue::Main).await.unwrap();
+    assert_eq!(b.args.0, json!([2]));
+    let c = claim("w1", 60_000, TaskQueue::Main).await.unwrap();
+    assert_eq!(c.args.0, json!([1]));
+    assert!(c.id > a.id);
+    assert!(
+        claim("w1", 60_000, TaskQueue::Main).await.is_none(),
+        "notifications are not the main queue's"
+    );
+    let n = claim("w2", 60_000, TaskQueue::Notify).await.unwrap();
+    assert_eq!(n.args.0, json!([9]));
+
+    // Put back for later: not taken before its time.
+    assert!(
+        s.retry_task(n.id, "w2", i64::MAX / 2, "endpoint down")
+            .await
+            .unwrap()
+    );
+    assert!(claim("w2", 60_000, TaskQueue::Notify).await.is_none());
+
+    // A worker that stopped: its lease runs out and another takes the task.
+    assert!(s.enqueue_task("analyze_run", &json!([3])).await.unwrap());
+    let d = claim("gone", -1_000, TaskQueue::Main).await.unwrap();
+    let e = claim("alive", 60_000, TaskQueue::Main).await.unwrap();
+    assert_eq!((e.id, e.attempts), (d.id, 0));
+    assert!(
+        !s.renew_task_lease(d.id, "gone", 60_000).await.unwrap(),
+        "the stopped worker lost it"
+    );
+    assert!(claim("alive", 60_000, TaskQueue::Main).await.is_none());
+    for t in [a, b, c, e] {
+        s.finish_task(t.id, None).await.unwrap();
+    }
+    assert!(claim("alive", 60_000, TaskQueue::Main).await.is_none());
+    assert!(s.pending_task_args("analyze_run").await.unwrap().is_empty());
+}
+
+/// The run of a stage before and after another follows the order its CI
+/// flows were created in, flows created in the same millisecond by id, and
+/// skips DEV flows.
+#[tokio::test]
+async fn the_previous_and_next_run_of_a_stage_follow_creation_order() {
+    let f = fixture(&[("build", &stage_code(1))]).await;
+    let first = f.start_ci().await;
+    let dev = f
+        .engine()
+        .start_flow(
+            &f.branch,
+            flow_kind::DEV,
+            &Default::default(),
+            "test",
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let second = f.start_ci().await;
+    let third = f.start_ci().await;
+    let fourth = f.start_ci().await;
+    // The second and the third were created in the same millisecond.
+    f.raw_exec(&format!(
+        "UPDATE flows SET created = {} WHERE id IN ({}, {})",
+        second.created, second.id, third.id
+    ))
+    .await;
+    let s = f.store();
+    let run_of = |id: i64| async move {
+        let flow = s.require_flow(id).await.unwrap();
+        let run = s.flow_runs(id).await.unwrap().remove(0);
+        (flow, run)
+    };
+    let id_of = |r: Option<kraken_core::store::flows::RunRow>| r.map(|r| r.flow_id);
+    let (f1, r1) = run_of(first.id).await;
+    let (f2, r2) = run_of(second.id).await;
+    let (f3, r3) = run_of(third.id).await;
+    let (f4, r4) = run_of(fourth.id).await;
+    assert_eq!(f2.created, f3.created);
+    assert_eq!(id_of(s.previous_ci_run(&r1, &f1).await.unwrap()), None);
+    assert_eq!(
+        id_of(s.previous_ci_run(&r2, &f2).await.unwrap()),
+        Some(first.id),
+        "the DEV flow between them is not a CI one"
+    );
+    assert_eq!(
+        id_of(s.previous_ci_run(&r3, &f3).await.unwrap()),
+        Some(second.id)
+    );
+    assert_eq!(
+        id_of(s.previous_ci_run(&r4, &f4).await.unwrap()),
+        Some(third.id)
+    );
+    assert_eq!(
+        id_of(s.next_run_of_stage(&r1, &f1).await.unwrap()),
+        Some(second.id)
+    );
+    assert_eq!(
+        id_of(s.next_run_of_stage(&r2, &f2).await.unwrap()),
+        Some(third.id)
+    );
+    assert_eq!(
+        id_of(s.next_run_of_stage(&r3, &f3).await.unwrap()),
+        Some(fourth.id)
+    );
+    assert_eq!(id_of(s.next_run_of_stage(&r4, &f4).await.unwrap()), None);
+    let (fd, rd) = run_of(dev.id).await;
+    assert_eq!(
+        id_of(s.next_run_of_stage(&rd, &fd).await.unwrap()),
+        None,
+        "the next DEV flow: there is none"
+    );
+}
+
+/// Sequences taken by many creations at once, CI and DEV mixed (they share
+/// the flow's and each stage's general counters): every one succeeds (on
+/// PostgreSQL the rows are locked in one order, so no two creations can
+/// deadlock) and every number is given once.
+#[tokio::test]
+async fn sequences_taken_at_once_never_deadlock_and_never_repeat() {
+    use kraken_core::model::seq_kind;
+    let f = fixture(&[
+        ("one", &stage_code(1)),
+        ("two", &stage_code(1)),
+        ("three", &stage_code(1)),
+    ])
+    .await;
+    let s = f.store();
+    let stages: Vec<i64> = s
+        .branch_stages(f.branch.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|st| st.id)
+        .collect();
+    assert_eq!(stages.len(), 3);
+    let slots = |ci: bool, reverse: bool| {
+        let (flow, run) = if ci {
+            (seq_kind::CI_FLOW, seq_kind::CI_RUN)
+        } else {
+            (seq_kind::DEV_FLOW, seq_kind::DEV_RUN)
+        };
+        let mut slots = vec![(None, seq_kind::FLOW), (None, flow)];
+        let mut ids = stages.clone();
+        if reverse {
+            ids.reverse();
+        }
+        for id in ids {
+            slots.push((Some(id), seq_kind::RUN));
+            slots.push((Some(id), run));
+        }
+        slots
+    };
+    let (workers, rounds) = (8, 25);
+    let results = futures_util::future::join_all((0..workers).map(|w| {
+        let slots = slots(w % 2 == 0, w % 4 < 2);
+        async move {
+            let mut got = Vec::new();
+            for _ in 0..rounds {
+                let values = s.next_sequence_slots(f.branch.id, &slots).await;
+                got.push((slots.clone(), values.map_err(|e| e.to_string())));
+            }
+            got
+        }
+    }))
+    .await;
+    let mut seen: std::collections::HashMap<(Option<i64>, i64), Vec<i64>> = Default::default();
+    for (slots, values) in results.into_iter().flatten() {
+        let values = values.unwrap();
+        for (slot, v) in slots.into_iter().zip(values) {
+            seen.entry(slot).or_default().push(v);
+        }
+    }
+    let total = (workers * rounds) as i64;
+    let mut general = seen.remove(&(None, seq_kind::FLOW)).unwrap();
+    general.sort();
+    assert_eq!(general, (1..=total).collect::<Vec<_>>());
+    for (slot, mut values) in seen {
+        values.sort();
+        let n = values.len() as i64;
+        assert_eq!(values, (1..=n).collect::<Vec<_>>(), "{slot:?}");
+    }
+}
