@@ -7,7 +7,7 @@ use sqlx::types::Json;
 
 use super::{Paged, Store, in_tx, now_ms, on_read, on_write, page_and_total};
 use crate::error::{Error, Result};
-use crate::model::{flow_state, run_state};
+use crate::model::{flow_kind, flow_state, run_state};
 
 /// A `flows` row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -140,6 +140,98 @@ const RUN_SELECT: &str = concat!(
     run_cols!(),
     " FROM runs r JOIN stages s ON s.id = r.stage_id"
 );
+
+/// The run of stage `$1` in the CI flow of branch `$4` created last before
+/// the flow created at `$2` with id `$3` (`flows_branch_kind_created`: the
+/// work does not grow with the branch's history).
+pub(super) fn previous_ci_run_sql() -> String {
+    format!(
+        "{RUN_SELECT} JOIN flows f ON f.id = r.flow_id WHERE r.stage_id = $1 AND r.deleted IS NULL \
+         AND f.branch_id = $4 AND f.kind = {} AND f.deleted IS NULL AND (f.created, f.id) < ($2, $3) \
+         ORDER BY f.created DESC, f.id DESC, r.id DESC LIMIT 1",
+        flow_kind::CI
+    )
+}
+
+/// The run of stage `$1` in the flow of kind `$2` of branch `$5` created
+/// first after the flow created at `$3` with id `$4`.
+pub(super) fn next_run_of_stage_sql() -> String {
+    format!(
+        "{RUN_SELECT} JOIN flows f ON f.id = r.flow_id WHERE r.stage_id = $1 AND r.deleted IS NULL \
+         AND f.branch_id = $5 AND f.kind = $2 AND f.deleted IS NULL AND (f.created, f.id) > ($3, $4) \
+         ORDER BY f.created, f.id, r.id LIMIT 1"
+    )
+}
+
+/// Completed runs not analysed yet that finished from `$1` to `$2` (ms),
+/// oldest first (`runs_unprocessed`).
+pub(super) fn unprocessed_runs_sql() -> String {
+    format!(
+        "{RUN_SELECT} WHERE r.state = {} AND r.finished >= $1 AND r.finished <= $2 AND r.deleted IS NULL \
+         AND r.completing_until IS NULL ORDER BY r.finished",
+        run_state::COMPLETED
+    )
+}
+
+/// Runs whose planning lease ran out before `$1` (`runs_planning`).
+pub(super) fn lapsed_planning_sql() -> String {
+    format!(
+        "{RUN_SELECT} WHERE r.planning_until IS NOT NULL AND r.planning_until < $1 AND r.deleted IS NULL ORDER BY r.id"
+    )
+}
+
+/// Runs whose follow-up lease ran out before `$1` (`runs_completing`).
+pub(super) fn lapsed_completion_sql() -> String {
+    format!(
+        "{RUN_SELECT} WHERE r.completing_until IS NOT NULL AND r.completing_until < $1 AND r.deleted IS NULL ORDER BY r.id"
+    )
+}
+
+/// Runs in progress or replayed, planned, with every job completed (`runs_open`).
+pub(super) fn runs_done_but_open_sql() -> String {
+    format!(
+        "{RUN_SELECT} WHERE r.state IN ({}, {}) AND r.planning_until IS NULL AND r.deleted IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id AND j.state <> 5 AND j.deleted IS NULL) \
+         ORDER BY r.id",
+        run_state::IN_PROGRESS,
+        run_state::REPLAY
+    )
+}
+
+/// Runs being created with no planning lease (`runs_creating`).
+pub(super) fn runs_creating_unplanned_sql() -> String {
+    format!(
+        "{RUN_SELECT} WHERE r.state = {} AND r.planning_until IS NULL AND r.deleted IS NULL ORDER BY r.id",
+        run_state::CREATING
+    )
+}
+
+/// Flows in progress created before `$1` with nothing left going (`flows_in_progress`).
+pub(super) fn stalled_flows_sql() -> String {
+    format!(
+        "SELECT {FLOW_COLS} FROM flows f WHERE f.state = {} AND f.deleted IS NULL AND f.created < $1 \
+         AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.flow_id = f.id AND r.deleted IS NULL \
+           AND (r.state IN ({}, {}, {}) OR r.planning_until IS NOT NULL OR r.completing_until IS NOT NULL)) \
+         AND (NOT EXISTS (SELECT 1 FROM runs r WHERE r.flow_id = f.id AND r.deleted IS NULL) \
+           OR EXISTS (SELECT 1 FROM runs r WHERE r.flow_id = f.id AND r.deleted IS NULL AND r.state IN ({}, {}))) \
+         ORDER BY f.id",
+        flow_state::IN_PROGRESS,
+        run_state::IN_PROGRESS,
+        run_state::REPLAY,
+        run_state::CREATING,
+        run_state::COMPLETED,
+        run_state::PROCESSED
+    )
+}
+
+/// Runs in progress or replayed that have not finished (`runs_open`).
+pub(super) fn unfinished_runs_sql() -> String {
+    format!(
+        "{RUN_SELECT} WHERE r.finished IS NULL AND r.deleted IS NULL AND r.state IN ({}, {})",
+        run_state::IN_PROGRESS,
+        run_state::REPLAY
+    )
+}
 
 /// The live job counters of a run (over its non-covered jobs), as
 /// [`Store::job_counts`] gives them; columns of `GROUP BY run_id` over `jobs`.
@@ -700,22 +792,16 @@ impl Store {
 
     /// Runs whose planner stopped: a planning lease older than `now`.
     pub async fn runs_with_lapsed_planning(&self, now: i64) -> Result<Vec<RunRow>> {
-        let q = format!(
-            "{RUN_SELECT} WHERE r.planning_until IS NOT NULL AND r.planning_until < $1 AND r.deleted IS NULL ORDER BY r.id"
-        );
         Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(lapsed_planning_sql()))
             .bind(now).fetch_all(p).await?),
         )
     }
 
     /// Completed runs whose follow-up was left undone: a lease older than `now`.
     pub async fn runs_with_lapsed_completion(&self, now: i64) -> Result<Vec<RunRow>> {
-        let q = format!(
-            "{RUN_SELECT} WHERE r.completing_until IS NOT NULL AND r.completing_until < $1 AND r.deleted IS NULL ORDER BY r.id"
-        );
         Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(lapsed_completion_sql()))
             .bind(now).fetch_all(p).await?),
         )
     }
@@ -724,26 +810,15 @@ impl Store {
     /// whose every job is completed (or that have none): a server stopped
     /// between a job's end and the run's.
     pub async fn runs_done_but_open(&self) -> Result<Vec<RunRow>> {
-        let q = format!(
-            "{RUN_SELECT} WHERE r.state IN ({}, {}) AND r.planning_until IS NULL AND r.deleted IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id AND j.state <> 5 AND j.deleted IS NULL) \
-             ORDER BY r.id",
-            run_state::IN_PROGRESS,
-            run_state::REPLAY
-        );
         Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q)).fetch_all(p).await?),
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(runs_done_but_open_sql())).fetch_all(p).await?),
         )
     }
 
     /// Runs left `creating` with no planning lease (stopped before leases existed).
     pub async fn runs_creating_unplanned(&self) -> Result<Vec<RunRow>> {
-        let q = format!(
-            "{RUN_SELECT} WHERE r.state = {} AND r.planning_until IS NULL AND r.deleted IS NULL ORDER BY r.id",
-            run_state::CREATING
-        );
         Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q)).fetch_all(p).await?),
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(runs_creating_unplanned_sql())).fetch_all(p).await?),
         )
     }
 
@@ -752,22 +827,9 @@ impl Store {
     /// at all or at least one finished one (a flow waiting only on manual
     /// runs stays open, as in the original).
     pub async fn stalled_flows(&self, before: i64) -> Result<Vec<FlowRow>> {
-        let q = format!(
-            "SELECT {FLOW_COLS} FROM flows f WHERE f.state = $1 AND f.deleted IS NULL AND f.created < $2 \
-             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.flow_id = f.id AND r.deleted IS NULL \
-               AND (r.state IN ({}, {}, {}) OR r.planning_until IS NOT NULL OR r.completing_until IS NOT NULL)) \
-             AND (NOT EXISTS (SELECT 1 FROM runs r WHERE r.flow_id = f.id AND r.deleted IS NULL) \
-               OR EXISTS (SELECT 1 FROM runs r WHERE r.flow_id = f.id AND r.deleted IS NULL AND r.state IN ({}, {}))) \
-             ORDER BY f.id",
-            run_state::IN_PROGRESS,
-            run_state::REPLAY,
-            run_state::CREATING,
-            run_state::COMPLETED,
-            run_state::PROCESSED
-        );
         Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(q))
-            .bind(flow_state::IN_PROGRESS).bind(before).fetch_all(p).await?),
+            on_read!(&self.db, p => sqlx::query_as::<_, FlowRow>(sqlx::AssertSqlSafe(stalled_flows_sql()))
+            .bind(before).fetch_all(p).await?),
         )
     }
 
@@ -862,39 +924,24 @@ impl Store {
 
     /// The latest run of the same stage in an earlier-created CI flow.
     pub async fn previous_ci_run(&self, run: &RunRow, flow: &FlowRow) -> Result<Option<RunRow>> {
-        let q = format!(
-            "{RUN_SELECT} JOIN flows f ON f.id = r.flow_id WHERE r.stage_id = $1 AND r.deleted IS NULL \
-             AND f.kind = 0 AND f.deleted IS NULL AND (f.created < $2 OR (f.created = $2 AND f.id < $3)) \
-             ORDER BY f.created DESC, f.id DESC, r.id DESC LIMIT 1"
-        );
         Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
-            .bind(run.stage_id).bind(flow.created).bind(flow.id).fetch_optional(p).await?),
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(previous_ci_run_sql()))
+            .bind(run.stage_id).bind(flow.created).bind(flow.id).bind(flow.branch_id).fetch_optional(p).await?),
         )
     }
 
     /// The run of the same stage in the next-created flow of the same kind.
     pub async fn next_run_of_stage(&self, run: &RunRow, flow: &FlowRow) -> Result<Option<RunRow>> {
-        let q = format!(
-            "{RUN_SELECT} JOIN flows f ON f.id = r.flow_id WHERE r.stage_id = $1 AND r.deleted IS NULL \
-             AND f.kind = $2 AND f.deleted IS NULL AND (f.created > $3 OR (f.created = $3 AND f.id > $4)) \
-             ORDER BY f.created, f.id, r.id LIMIT 1"
-        );
         Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
-            .bind(run.stage_id).bind(flow.kind).bind(flow.created).bind(flow.id).fetch_optional(p).await?),
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(next_run_of_stage_sql()))
+            .bind(run.stage_id).bind(flow.kind).bind(flow.created).bind(flow.id).bind(flow.branch_id).fetch_optional(p).await?),
         )
     }
 
     /// Runs not finished (not manual), for the watchdog's run timeout.
     pub async fn unfinished_runs(&self) -> Result<Vec<RunRow>> {
-        let q = format!(
-            "{RUN_SELECT} WHERE r.finished IS NULL AND r.deleted IS NULL AND r.state IN ({}, {})",
-            run_state::IN_PROGRESS,
-            run_state::REPLAY
-        );
         Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q)).fetch_all(p).await?),
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(unfinished_runs_sql())).fetch_all(p).await?),
         )
     }
 
@@ -914,13 +961,8 @@ impl Store {
 
     /// Completed runs not yet analysed that finished between `from` and `to` (ms), oldest first.
     pub async fn unprocessed_runs(&self, from: i64, to: i64) -> Result<Vec<RunRow>> {
-        let q = format!(
-            "{RUN_SELECT} WHERE r.state = {} AND r.finished >= $1 AND r.finished <= $2 AND r.deleted IS NULL \
-             AND r.completing_until IS NULL ORDER BY r.finished",
-            run_state::COMPLETED
-        );
         Ok(
-            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(q))
+            on_read!(&self.db, p => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(unprocessed_runs_sql()))
             .bind(from).bind(to).fetch_all(p).await?),
         )
     }

@@ -27,6 +27,8 @@ pub mod flows;
 pub mod jobs;
 pub mod logs;
 pub mod notifications;
+#[cfg(test)]
+mod plans;
 pub mod projects;
 pub mod results;
 mod rows_sql;

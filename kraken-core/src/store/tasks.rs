@@ -36,6 +36,15 @@ pub struct TaskRow {
 const TASK_COLS: &str =
     "id, func, args, state, error, created, started, ended, run_after, attempts";
 
+/// The condition of the partial index `bg_tasks_active`, written as there
+/// so that both databases use the index.
+const ACTIVE: &str = "state IN ('queued', 'started')";
+
+/// A task a worker may take at `$1` (ms): queued and due, or started by a
+/// worker whose lease ran out.
+const CLAIMABLE: &str = "((state = 'queued' AND (run_after IS NULL OR run_after <= $1)) \
+     OR (state = 'started' AND (lease_until IS NULL OR lease_until < $1)))";
+
 /// The function of notification tasks: they have their own worker (see
 /// `engine/notify.rs`), so a slow endpoint never holds the analysis back.
 pub const NOTIFY_FUNC: &str = "notify";
@@ -58,19 +67,34 @@ impl TaskQueue {
     }
 }
 
+/// Queue `$1` with arguments `$2` at `$3` unless the same task is queued.
+pub(super) fn enqueue_sql() -> String {
+    format!(
+        "INSERT INTO bg_tasks (func, args, state, created) SELECT $1, $2, 'queued', $3 \
+         WHERE NOT EXISTS (SELECT 1 FROM bg_tasks WHERE {ACTIVE} AND state = 'queued' \
+         AND func = $1 AND args = $2)"
+    )
+}
+
+/// Claim at `$1` for owner `$2` until `$3` the oldest task of `queue` a
+/// worker may take; the task's row, or none.
+pub(super) fn claim_sql(queue: TaskQueue) -> String {
+    let which = queue.condition();
+    format!(
+        "UPDATE bg_tasks SET state = 'started', started = $1, claimed_by = $2, lease_until = $3 \
+         WHERE id = (SELECT id FROM bg_tasks WHERE {ACTIVE} AND {which} AND {CLAIMABLE} \
+         ORDER BY id LIMIT 1) AND {CLAIMABLE} RETURNING {TASK_COLS}"
+    )
+}
+
 impl Store {
     /// Queue a task unless the same one is already queued; returns whether it was added.
     pub async fn enqueue_task(&self, func: &str, args: &Value) -> Result<bool> {
-        let queued: Vec<TaskRow> = on_read!(&self.db, p => sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {TASK_COLS} FROM bg_tasks WHERE func = $1 AND state = 'queued'")))
-            .bind(func).fetch_all(p).await?);
-        if queued.iter().any(|t| t.args.0 == *args) {
-            return Ok(false);
-        }
-        on_write!(&self.db, p => sqlx::query(
-            "INSERT INTO bg_tasks (func, args, state, created) VALUES ($1, $2, 'queued', $3)")
+        // One statement, looking only at the active tasks (`bg_tasks_active`):
+        // the finished ones, one per analysed run, are never read.
+        let n = on_write!(&self.db, p => sqlx::query(sqlx::AssertSqlSafe(enqueue_sql()))
             .bind(func).bind(Json(args)).bind(now_ms()).execute(p).await?.rows_affected());
-        Ok(true)
+        Ok(n == 1)
     }
 
     /// Claim the oldest task of `queue` that is queued and due (its
@@ -82,26 +106,15 @@ impl Store {
         lease_ms: i64,
         queue: TaskQueue,
     ) -> Result<Option<TaskRow>> {
-        let which = queue.condition();
-        loop {
-            let now = now_ms();
-            let next: Option<i64> = on_read!(&self.db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT id FROM bg_tasks WHERE {which} AND ((state = 'queued' AND (run_after IS NULL OR run_after <= $1)) \
-                 OR (state = 'started' AND (lease_until IS NULL OR lease_until < $1))) ORDER BY id LIMIT 1")))
-                .bind(now).fetch_optional(p).await?);
-            let Some(id) = next else { return Ok(None) };
-            let n = on_write!(&self.db, p => sqlx::query(
-                "UPDATE bg_tasks SET state = 'started', started = $1, claimed_by = $2, lease_until = $3 \
-                 WHERE id = $4 AND ((state = 'queued' AND (run_after IS NULL OR run_after <= $1)) \
-                 OR (state = 'started' AND (lease_until IS NULL OR lease_until < $1)))")
-                .bind(now).bind(owner).bind(now + lease_ms).bind(id).execute(p).await?.rows_affected());
-            if n == 1 {
-                return Ok(
-                    on_read!(&self.db, p => sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(format!(
-                    "SELECT {TASK_COLS} FROM bg_tasks WHERE id = $1"))).bind(id).fetch_optional(p).await?),
-                );
-            }
-        }
+        let now = now_ms();
+        // One statement: the oldest claimable task among the active ones,
+        // taken if it is still claimable when its row is written (another
+        // worker that took it first leaves nothing to return here; that
+        // worker goes on with the rest of the queue).
+        Ok(
+            on_write!(&self.db, p => sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(claim_sql(queue)))
+            .bind(now).bind(owner).bind(now + lease_ms).fetch_optional(p).await?),
+        )
     }
 
     /// When the next queued task of `queue` that waits is due (ms), if any.
@@ -153,8 +166,8 @@ impl Store {
 
     /// Arguments of the tasks of `func` that are queued or started.
     pub async fn pending_task_args(&self, func: &str) -> Result<Vec<Value>> {
-        let rows: Vec<Json<Value>> = on_read!(&self.db, p => sqlx::query_scalar(
-            "SELECT args FROM bg_tasks WHERE func = $1 AND state IN ('queued', 'started')")
+        let rows: Vec<Json<Value>> = on_read!(&self.db, p => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT args FROM bg_tasks WHERE func = $1 AND {ACTIVE}")))
             .bind(func).fetch_all(p).await?);
         Ok(rows.into_iter().map(|j| j.0).collect())
     }

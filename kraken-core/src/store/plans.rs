@@ -1,0 +1,278 @@
+//! The statements a server runs for every flow whose work must not grow
+//! with the history the database holds (finished tasks, earlier flows and
+//! runs), and the plans both databases choose for them over a seeded
+//! history. SQLite always; PostgreSQL when `KRAKEN_TEST_DB_URL` names one.
+
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+use super::flows::{
+    lapsed_completion_sql, lapsed_planning_sql, next_run_of_stage_sql, previous_ci_run_sql,
+    runs_creating_unplanned_sql, runs_done_but_open_sql, stalled_flows_sql, unfinished_runs_sql,
+    unprocessed_runs_sql,
+};
+use super::tasks::{TaskQueue, claim_sql, enqueue_sql};
+
+/// Flows, runs and finished tasks of the seeded history.
+const HISTORY: i64 = 3000;
+
+/// Branches the flows are spread over (a stage each).
+const BRANCHES: i64 = 10;
+
+/// A statement, the parameters to explain it with (PostgreSQL needs them
+/// typed by their context), the indexes its plan may use (one of them
+/// must appear; none listed: any plan without a full scan), and a column
+/// the index search must start from, if any (so that it begins at the
+/// flow in question, not at the oldest or newest).
+struct Case {
+    name: &'static str,
+    sql: String,
+    args: &'static str,
+    index: &'static [&'static str],
+    from: Option<&'static str>,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "claim a task",
+            sql: claim_sql(TaskQueue::Main),
+            args: "(1, 'me', 2)",
+            index: &["bg_tasks_active", "bg_tasks_state"],
+            from: None,
+        },
+        Case {
+            name: "claim a notification",
+            sql: claim_sql(TaskQueue::Notify),
+            args: "(1, 'me', 2)",
+            index: &["bg_tasks_active", "bg_tasks_state"],
+            from: None,
+        },
+        Case {
+            name: "queue a task",
+            sql: enqueue_sql(),
+            args: "('analyze_results_history', '[1]', 3)",
+            index: &[],
+            from: None,
+        },
+        Case {
+            name: "previous CI run of a stage",
+            sql: previous_ci_run_sql(),
+            args: "(1, 1500, 1500, 1)",
+            index: &["flows_branch_kind_created", "flows_created"],
+            from: Some("created"),
+        },
+        Case {
+            name: "next run of a stage",
+            sql: next_run_of_stage_sql(),
+            args: "(1, 0, 1500, 1500, 1)",
+            index: &["flows_branch_kind_created", "flows_created"],
+            from: Some("created"),
+        },
+        Case {
+            name: "unprocessed runs",
+            sql: unprocessed_runs_sql(),
+            args: "(1, 2)",
+            index: &["runs_unprocessed"],
+            from: None,
+        },
+        Case {
+            name: "runs whose planning lease lapsed",
+            sql: lapsed_planning_sql(),
+            args: "(1)",
+            index: &["runs_planning"],
+            from: None,
+        },
+        Case {
+            name: "runs whose follow-up lease lapsed",
+            sql: lapsed_completion_sql(),
+            args: "(1)",
+            index: &["runs_completing"],
+            from: None,
+        },
+        Case {
+            name: "runs done but open",
+            sql: runs_done_but_open_sql(),
+            args: "",
+            index: &["runs_open"],
+            from: None,
+        },
+        Case {
+            name: "runs being created without a lease",
+            sql: runs_creating_unplanned_sql(),
+            args: "",
+            index: &["runs_creating"],
+            from: None,
+        },
+        Case {
+            name: "stalled flows",
+            sql: stalled_flows_sql(),
+            args: "(1)",
+            index: &["flows_in_progress"],
+            from: None,
+        },
+        Case {
+            name: "unfinished runs (watchdog)",
+            sql: unfinished_runs_sql(),
+            args: "",
+            index: &["runs_unfinished", "runs_open"],
+            from: None,
+        },
+    ]
+}
+
+/// One project with `BRANCHES` branches of a stage each; `HISTORY`
+/// processed CI flows spread over them with a run each; `HISTORY` finished
+/// tasks. Valid on both databases.
+fn seed() -> Vec<String> {
+    let rows = format!(
+        "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {HISTORY})"
+    );
+    let mut out: Vec<String> = vec![
+        "INSERT INTO projects (name, user_data, created, updated) VALUES ('p', '{}', 1, 1)".into(),
+    ];
+    for b in 1..=BRANCHES {
+        out.push(format!(
+            "INSERT INTO branches (name, project_id, user_data, user_data_ci, user_data_dev, env_vars, \
+             created, updated) VALUES ('b{b}', 1, '{{}}', '{{}}', '{{}}', '{{}}', 1, 1)"
+        ));
+        out.push(format!(
+            "INSERT INTO stages (name, branch_id, schema, created, updated) VALUES ('build', {b}, '{{}}', 1, 1)"
+        ));
+    }
+    out.push(format!(
+        "{rows} INSERT INTO flows (state, kind, branch_name, branch_id, args, artifacts, user_data, \
+         seq, created, updated) SELECT 2, 0, 'main', 1 + x % {BRANCHES}, '{{}}', '{{}}', '{{}}', '{{}}', x, x FROM g"
+    ));
+    out.push(format!(
+        "{rows} INSERT INTO runs (state, stage_id, flow_id, args, artifacts, reason, seq, created, \
+         updated, finished) SELECT 3, 1 + x % {BRANCHES}, x, '{{}}', '{{}}', '{{}}', '{{}}', x, x, x FROM g"
+    ));
+    out.push(format!(
+        "{rows} INSERT INTO bg_tasks (func, args, state, created) \
+         SELECT 'analyze_results_history', '[1]', 'finished', x FROM g"
+    ));
+    out
+}
+
+#[tokio::test]
+async fn sqlite_plans_of_per_flow_statements_use_the_history_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("plans.db").display()
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&mut conn)
+        .await
+        .unwrap();
+    for s in seed() {
+        sqlx::query(AssertSqlSafe(s))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    for case in cases() {
+        let rows = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", case.sql)))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(3)).collect();
+        let text = plan.join("\n");
+        // A scan is a full one unless it walks one of the (partial) indexes
+        // that hold only the rows in question.
+        let full_scan = plan.iter().find(|l| {
+            ["bg_tasks", "flows", "runs", "f", "r"].iter().any(|t| {
+                (*l == &format!("SCAN {t}") || l.starts_with(&format!("SCAN {t} ")))
+                    && !case.index.iter().any(|i| l.contains(i))
+            })
+        });
+        assert!(full_scan.is_none(), "{}: a full scan:\n{text}", case.name);
+        check_plan(&case, &text, "SEARCH");
+    }
+}
+
+/// One of the case's indexes is used, and searched from its column.
+fn check_plan(case: &Case, text: &str, search: &str) {
+    assert!(
+        case.index.is_empty() || case.index.iter().any(|i| text.contains(i)),
+        "{}: the plan uses none of {:?}:\n{text}",
+        case.name,
+        case.index
+    );
+    if let Some(column) = case.from {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(search) && l.contains(column)),
+            "{}: the index search does not start from {column}:\n{text}",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn postgres_generic_plans_of_per_flow_statements_use_the_history_indexes() {
+    let Ok(base) = std::env::var("KRAKEN_TEST_DB_URL") else {
+        return;
+    };
+    if !base.starts_with("postgres") {
+        return;
+    }
+    let name = format!("kraken_plans_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (head, _) = base.rsplit_once('/').unwrap();
+    let mut conn = sqlx::PgConnection::connect(&format!("{head}/{name}"))
+        .await
+        .unwrap();
+    sqlx::migrate!("./migrations/postgres")
+        .run(&mut conn)
+        .await
+        .unwrap();
+    for s in seed() {
+        sqlx::query(AssertSqlSafe(s))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+    // What a server's prepared statements get after a few executions: a
+    // plan made without the parameters' values.
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for (i, case) in cases().iter().enumerate() {
+        let prepare = format!("PREPARE s{i} AS {}", case.sql);
+        sqlx::raw_sql(AssertSqlSafe(prepare))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN EXECUTE s{i}{}", case.args)))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let text: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+        let text = text.join("\n");
+        for table in ["bg_tasks", "flows", "runs"] {
+            assert!(
+                !text.contains(&format!("Seq Scan on {table}")),
+                "{}: a full scan of {table}:\n{text}",
+                case.name
+            );
+        }
+        check_plan(case, &text, "Index Cond");
+    }
+    drop(conn);
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
