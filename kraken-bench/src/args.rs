@@ -112,13 +112,17 @@ pub struct Args {
     #[arg(long, value_name = "N", help_heading = "Sizes")]
     pub reads_flows: Option<usize>,
 
-    /// create: flows created in each mode (sequential, concurrent) [default: 200; smoke: 10].
+    /// create: flows created in each mode (sequential, concurrent); aged: flows timed after the history [default: 200; smoke: 10].
     #[arg(long, value_name = "N", help_heading = "Sizes")]
     pub create_flows: Option<usize>,
 
-    /// create: requests in flight in the concurrent mode [default: 8; smoke: 4].
+    /// create: requests in flight in the concurrent mode; aged: while the history is created [default: 8; smoke: 4].
     #[arg(long, value_name = "N", help_heading = "Sizes")]
     pub create_concurrency: Option<usize>,
+
+    /// aged: flows created on the branch before the sequential creations are timed [default: 5000; smoke: 20].
+    #[arg(long, value_name = "N", help_heading = "Sizes")]
+    pub aged_flows: Option<usize>,
 
     /// e2e: one-job echo flows, run one after another [default: 100; smoke: 3].
     #[arg(long, value_name = "N", help_heading = "Sizes")]
@@ -161,6 +165,8 @@ pub enum Workload {
     Reads,
     /// Flow creation, sequential and concurrent: flows/s.
     Create,
+    /// Flow creation on a branch that already has thousands of flows.
+    Aged,
     /// One-job echo flows end to end: created → first log line, → completed.
     E2e,
     /// Flows completed per second with N trivial jobs each.
@@ -176,9 +182,10 @@ pub enum Workload {
 impl Workload {
     /// Every workload, in the order a full run does them (the heaviest,
     /// which leaves the most data behind, last).
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::Reads,
         Workload::Create,
+        Workload::Aged,
         Workload::E2e,
         Workload::Throughput,
         Workload::Agents,
@@ -191,6 +198,7 @@ impl Workload {
         match self {
             Workload::Reads => "reads",
             Workload::Create => "create",
+            Workload::Aged => "aged",
             Workload::E2e => "e2e",
             Workload::Throughput => "throughput",
             Workload::Agents => "agents",
@@ -213,6 +221,8 @@ pub struct Sizes {
     pub create_flows: usize,
     /// create: requests in flight in the concurrent mode.
     pub create_concurrency: usize,
+    /// aged: flows of history before the timed creations.
+    pub aged_flows: usize,
     /// e2e: flows.
     pub e2e_flows: usize,
     /// throughput: flows.
@@ -240,6 +250,7 @@ impl Sizes {
             reads_flows: 50,
             create_flows: 200,
             create_concurrency: 8,
+            aged_flows: 5000,
             e2e_flows: 100,
             throughput_flows: 20,
             throughput_jobs: 10,
@@ -259,6 +270,7 @@ impl Sizes {
             reads_flows: 5,
             create_flows: 10,
             create_concurrency: 4,
+            aged_flows: 20,
             e2e_flows: 3,
             throughput_flows: 2,
             throughput_jobs: 2,
@@ -328,6 +340,7 @@ impl Args {
             reads_flows: self.reads_flows.unwrap_or(base.reads_flows),
             create_flows: self.create_flows.unwrap_or(base.create_flows),
             create_concurrency: self.create_concurrency.unwrap_or(base.create_concurrency),
+            aged_flows: self.aged_flows.unwrap_or(base.aged_flows),
             e2e_flows: self.e2e_flows.unwrap_or(base.e2e_flows),
             throughput_flows: self.throughput_flows.unwrap_or(base.throughput_flows),
             throughput_jobs: self.throughput_jobs.unwrap_or(base.throughput_jobs),

@@ -44,6 +44,7 @@ fn smoke_run_against_a_spawned_server_prints_every_workload() {
     for w in [
         "reads",
         "create",
+        "aged",
         "e2e",
         "throughput",
         "agents",

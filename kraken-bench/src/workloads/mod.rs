@@ -10,6 +10,7 @@ use crate::args::{Sizes, Workload};
 use crate::client::Api;
 use crate::report::Output;
 
+mod aged;
 mod agents;
 mod create;
 mod e2e;
@@ -74,6 +75,7 @@ pub async fn run(ctx: &Ctx, w: Workload) -> Result<Output> {
     match w {
         Workload::Reads => reads::run(ctx).await,
         Workload::Create => create::run(ctx).await,
+        Workload::Aged => aged::run(ctx).await,
         Workload::E2e => e2e::run(ctx).await,
         Workload::Throughput => throughput::run(ctx).await,
         Workload::Agents => agents::run(ctx).await,
