@@ -76,6 +76,24 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     }
     fx.wait_all(ctx.timeout).await?;
 
+    // The branch's flows list, as the web UI and the TUI read it: the
+    // newest page and its total, out of every flow of the branch.
+    let list = format!("/api/branches/{}/flows/ci", fx.branch);
+    let mut reads = Samples::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let page = fx.api.get(&list).await?;
+        reads.push(t.elapsed());
+        let total = page["total"].as_u64().unwrap_or(0);
+        if total < (history + n) as u64 {
+            out.fail(format!(
+                "the flows list counts {total} flows, not {}",
+                history + n
+            ));
+            break;
+        }
+    }
+
     out.figure(
         format!("history ({c} in flight)"),
         per_sec(hist.len() as f64, hist_time),
@@ -83,6 +101,7 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     );
     out.latency("history create", &hist);
     out.latency(&format!("sequential create after {history} flows"), &seq);
+    out.latency(&format!("GET flows list of {} flows", history + n), &reads);
     if let Some(first) = errors.first() {
         out.fail(format!(
             "{} of {history} creations failed; first: {first}",
@@ -90,8 +109,9 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
         ));
     }
     out.note(format!(
-        "{history} flows created on one branch ({c} in flight), then {n} one after another; \
-         the flows are those of `create`"
+        "{history} flows created on one branch ({c} in flight), then {n} one after another, \
+         then the branch's flows list (default page, with the total) read {n} times; the flows \
+         are those of `create`"
     ));
     Ok(out)
 }

@@ -73,7 +73,11 @@ macro_rules! job_select {
     };
 }
 const JOB_SELECT: &str = job_select!();
-const JOB_SELECT_COUNTED: &str = job_select!(", COUNT(*) OVER () AS total");
+/// [`JOB_SELECT`] with the number of all the jobs of agent `$1`: a subquery
+/// of the same statement, so it agrees with the page, reading an index only.
+pub(super) const AGENT_JOBS_COUNTED: &str = job_select!(
+    ", (SELECT COUNT(*) FROM jobs c WHERE c.agent_used_id = $1 AND c.deleted IS NULL) AS total"
+);
 
 /// A `steps` row with its tool.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -333,7 +337,7 @@ impl Store {
         limit: i64,
     ) -> Result<(Vec<JobRow>, i64)> {
         let q = format!(
-            "{JOB_SELECT_COUNTED} WHERE j.agent_used_id = $1 AND j.deleted IS NULL \
+            "{AGENT_JOBS_COUNTED} WHERE j.agent_used_id = $1 AND j.deleted IS NULL \
              ORDER BY j.id DESC LIMIT $2 OFFSET $3"
         );
         let rows = on_read!(&self.db, p => sqlx::query_as::<_, Paged<JobRow>>(sqlx::AssertSqlSafe(q))

@@ -139,8 +139,9 @@ where
     })
 }
 
-/// A row of a page read with `COUNT(*) OVER () AS total`: the page and
-/// the number of rows of all pages come from one statement, so they agree
+/// A row of a page read with the number of rows of all pages as `total`
+/// (`COUNT(*) OVER ()`, or a subquery counting them where there can be
+/// many): the page and its total come from one statement, so they agree
 /// (two statements could see a row created between them: a total of 2 with
 /// one item).
 pub(crate) struct Paged<T> {

@@ -6,9 +6,9 @@
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::flows::{
-    lapsed_completion_sql, lapsed_planning_sql, next_run_of_stage_sql, previous_ci_run_sql,
-    runs_creating_unplanned_sql, runs_done_but_open_sql, stalled_flows_sql, unfinished_runs_sql,
-    unprocessed_runs_sql,
+    branch_flows_page_sql, lapsed_completion_sql, lapsed_planning_sql, next_run_of_stage_sql,
+    previous_ci_run_sql, runs_creating_unplanned_sql, runs_done_but_open_sql, stalled_flows_sql,
+    unfinished_runs_sql, unprocessed_runs_sql,
 };
 use super::tasks::{TaskQueue, claim_sql, enqueue_sql};
 
@@ -29,16 +29,27 @@ struct Case {
     args: &'static str,
     index: &'static [&'static str],
     from: Option<&'static str>,
+    /// The rows come in the index's order: no sort, no window over them all.
+    unsorted: bool,
 }
 
 fn cases() -> Vec<Case> {
     vec![
+        Case {
+            name: "a page of a branch's flows with their number",
+            sql: branch_flows_page_sql(),
+            args: "(1, 0, 10, 100)",
+            index: &["flows_branch_kind"],
+            from: None,
+            unsorted: true,
+        },
         Case {
             name: "claim a task",
             sql: claim_sql(TaskQueue::Main),
             args: "(1, 'me', 2)",
             index: &["bg_tasks_active", "bg_tasks_state"],
             from: None,
+            unsorted: false,
         },
         Case {
             name: "claim a notification",
@@ -46,6 +57,7 @@ fn cases() -> Vec<Case> {
             args: "(1, 'me', 2)",
             index: &["bg_tasks_active", "bg_tasks_state"],
             from: None,
+            unsorted: false,
         },
         Case {
             name: "queue a task",
@@ -53,6 +65,7 @@ fn cases() -> Vec<Case> {
             args: "('analyze_results_history', '[1]', 3)",
             index: &[],
             from: None,
+            unsorted: false,
         },
         Case {
             name: "previous CI run of a stage",
@@ -60,6 +73,7 @@ fn cases() -> Vec<Case> {
             args: "(1, 1500, 1500, 1)",
             index: &["flows_branch_kind_created", "flows_created"],
             from: Some("created"),
+            unsorted: false,
         },
         Case {
             name: "next run of a stage",
@@ -67,6 +81,7 @@ fn cases() -> Vec<Case> {
             args: "(1, 0, 1500, 1500, 1)",
             index: &["flows_branch_kind_created", "flows_created"],
             from: Some("created"),
+            unsorted: false,
         },
         Case {
             name: "unprocessed runs",
@@ -74,6 +89,7 @@ fn cases() -> Vec<Case> {
             args: "(1, 2)",
             index: &["runs_unprocessed"],
             from: None,
+            unsorted: false,
         },
         Case {
             name: "runs whose planning lease lapsed",
@@ -81,6 +97,7 @@ fn cases() -> Vec<Case> {
             args: "(1)",
             index: &["runs_planning"],
             from: None,
+            unsorted: false,
         },
         Case {
             name: "runs whose follow-up lease lapsed",
@@ -88,6 +105,7 @@ fn cases() -> Vec<Case> {
             args: "(1)",
             index: &["runs_completing"],
             from: None,
+            unsorted: false,
         },
         Case {
             name: "runs done but open",
@@ -95,6 +113,7 @@ fn cases() -> Vec<Case> {
             args: "",
             index: &["runs_open"],
             from: None,
+            unsorted: false,
         },
         Case {
             name: "runs being created without a lease",
@@ -102,6 +121,7 @@ fn cases() -> Vec<Case> {
             args: "",
             index: &["runs_creating"],
             from: None,
+            unsorted: false,
         },
         Case {
             name: "stalled flows",
@@ -109,6 +129,7 @@ fn cases() -> Vec<Case> {
             args: "(1)",
             index: &["flows_in_progress"],
             from: None,
+            unsorted: false,
         },
         Case {
             name: "unfinished runs (watchdog)",
@@ -116,6 +137,7 @@ fn cases() -> Vec<Case> {
             args: "",
             index: &["runs_unfinished", "runs_open"],
             from: None,
+            unsorted: false,
         },
     ]
 }
@@ -200,6 +222,14 @@ fn check_plan(case: &Case, text: &str, search: &str) {
         case.name,
         case.index
     );
+    if case.unsorted {
+        let sorts = ["TEMP B-TREE", "CO-ROUTINE", "Sort", "WindowAgg"];
+        assert!(
+            !sorts.iter().any(|w| text.contains(w)),
+            "{}: the rows are sorted or windowed:\n{text}",
+            case.name
+        );
+    }
     if let Some(column) = case.from {
         assert!(
             text.lines()
