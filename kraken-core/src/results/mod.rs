@@ -306,8 +306,12 @@ pub(crate) async fn analyze_run_history(
 
     let mut outcomes = Vec::with_capacity(tcrs.len());
     if flow.kind == flow_kind::CI {
+        let keys: Vec<(i64, i64, i64)> = tcrs
+            .iter()
+            .map(|t| (t.test_case_id, t.agents_group_id, t.system_id))
+            .collect();
         let hist = store
-            .ci_history(flow.branch_id, flow.created, flow.id, run.id, 10)
+            .ci_history(flow.branch_id, (flow.created, flow.id), run.id, 10, &keys)
             .await?;
         let by_key: HashMap<(i64, i64, i64), &[HistPoint]> = hist
             .iter()

@@ -201,6 +201,55 @@ pub struct HistPoint {
     pub comment_id: Option<i64>,
 }
 
+/// Where [`Store::ci_history`] looks from: the branch, the flow (its
+/// creation time and id), and how many results a series keeps.
+struct HistAt {
+    branch_id: i64,
+    flow_created: i64,
+    flow_id: i64,
+    n: usize,
+}
+
+/// Which earlier results [`Store::ci_history`] reads.
+#[derive(Clone, Copy)]
+enum HistScope<'a> {
+    /// Those of the test cases of run `.0` in the newest `.1` CI flows.
+    Recent(i64, i64),
+    /// Every earlier one of these test cases.
+    TestCases(&'a [i64]),
+}
+
+/// A series from its row: the newest `n` of its results (newest first in
+/// the text), oldest first.
+fn hist_series(row: (i64, i64, i64, String), n: usize) -> Result<HistSeries> {
+    let (test_case_id, agents_group_id, system_id, series) = row;
+    let mut results = series
+        .split(',')
+        .take(n)
+        .map(|r| {
+            let mut f = r.split(':');
+            let mut int = || f.next().and_then(|v| v.parse::<i64>().ok());
+            match (int(), int()) {
+                (Some(result), Some(age)) => Ok(HistPoint {
+                    result,
+                    age,
+                    comment_id: int(),
+                }),
+                _ => Err(crate::error::Error::Internal(format!(
+                    "unreadable result history '{r}' of test case {test_case_id}"
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    results.reverse();
+    Ok(HistSeries {
+        test_case_id,
+        agents_group_id,
+        system_id,
+        results,
+    })
+}
+
 /// The earlier results of a test case on one group and system, oldest first.
 #[derive(Debug, Clone)]
 pub struct HistSeries {
@@ -501,70 +550,110 @@ impl Store {
         Ok(())
     }
 
-    /// The newest `n` results per (test case, group, system) of the given test
-    /// cases in the branch's CI flows created before `flow`, one row per
-    /// (test case, group, system) with its results oldest first: a row per
-    /// result would be ten times the rows, and on SQLite each row is a
-    /// hand-off between threads.
+    /// The newest `n` results per (test case, group, system) of the series
+    /// `keys` (this run's) in the branch's CI flows created before `flow`,
+    /// one row per series with its results oldest first: a row per result
+    /// would be ten times the rows, and on SQLite each row is a hand-off
+    /// between threads.
     ///
     /// The database groups each series' results newest first into one text
     /// and the newest `n` are kept as each row arrives: the query has no
     /// window function to number them, whose sort of every earlier result
     /// cost as much again as the grouping (BENCHMARKS.md, finding 22).
+    ///
+    /// Only the newest `2n` CI flows are read first, so the work does not
+    /// grow with the branch's history; the test cases of the series that
+    /// come back shorter than `n` (new tests, tests not run in every flow)
+    /// are then read over the whole history (BENCHMARKS.md, finding 35).
     pub async fn ci_history(
         &self,
         branch_id: i64,
-        flow_created: i64,
-        flow_id: i64,
+        flow: (i64, i64),
         run_id: i64,
         n: i64,
+        keys: &[(i64, i64, i64)],
     ) -> Result<Vec<HistSeries>> {
+        let at = HistAt {
+            branch_id,
+            flow_created: flow.0,
+            flow_id: flow.1,
+            n: usize::try_from(n).unwrap_or(0),
+        };
+        let mut series = self
+            .ci_history_of(&at, HistScope::Recent(run_id, n.saturating_mul(2)))
+            .await?;
+        let complete: std::collections::HashSet<(i64, i64, i64)> = series
+            .iter()
+            .filter(|s| s.results.len() >= at.n)
+            .map(|s| (s.test_case_id, s.agents_group_id, s.system_id))
+            .collect();
+        let mut short: Vec<i64> = keys
+            .iter()
+            .filter(|k| !complete.contains(k))
+            .map(|k| k.0)
+            .collect();
+        short.sort_unstable();
+        short.dedup();
+        if !short.is_empty() {
+            let older = self
+                .ci_history_of(&at, HistScope::TestCases(&short))
+                .await?;
+            series.retain(|s| short.binary_search(&s.test_case_id).is_err());
+            series.extend(older);
+        }
+        Ok(series)
+    }
+
+    /// The series of [`Store::ci_history`] over `scope`.
+    async fn ci_history_of(&self, at: &HistAt, scope: HistScope<'_>) -> Result<Vec<HistSeries>> {
         use futures_util::TryStreamExt;
-        let n = usize::try_from(n).unwrap_or(0);
-        let mut out = Vec::new();
-        on_read!(&self.db, p => {
-            let mut rows = sqlx::query_as::<_, (i64, i64, i64, String)>(
-                "SELECT t.test_case_id, j.agents_group_id, j.system_id, \
-                   string_agg(CAST(t.result AS TEXT) || ':' || CAST(t.age AS TEXT) || ':' || \
-                              COALESCE(CAST(t.comment_id AS TEXT), ''), ',' \
-                              ORDER BY f.created DESC, f.id DESC, t.id DESC) \
-                 FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
-                 JOIN flows f ON f.id = r.flow_id \
-                 WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL AND j.covered = FALSE \
-                   AND (f.created < $2 OR (f.created = $2 AND f.id < $3)) \
-                   AND t.test_case_id IN (SELECT t2.test_case_id FROM test_case_results t2 JOIN jobs j2 ON j2.id = t2.job_id \
-                                          WHERE j2.run_id = $4 AND j2.covered = FALSE) \
-                 GROUP BY t.test_case_id, j.agents_group_id, j.system_id")
-                .bind(branch_id).bind(flow_created).bind(flow_id).bind(run_id)
-                .fetch(p);
-            while let Some((test_case_id, agents_group_id, system_id, series)) = rows.try_next().await? {
-                let mut results = series
-                    .split(',')
-                    .take(n)
-                    .map(|r| {
-                        let mut f = r.split(':');
-                        let mut int = || f.next().and_then(|v| v.parse::<i64>().ok());
-                        match (int(), int()) {
-                            (Some(result), Some(age)) => Ok(HistPoint {
-                                result,
-                                age,
-                                comment_id: int(),
-                            }),
-                            _ => Err(crate::error::Error::Internal(format!(
-                                "unreadable result history '{r}' of test case {test_case_id}"
-                            ))),
-                        }
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                results.reverse();
-                out.push(HistSeries {
-                    test_case_id,
-                    agents_group_id,
-                    system_id,
-                    results,
-                });
+        let which = match scope {
+            HistScope::Recent(..) => "f.id IN (SELECT fl.id FROM flows fl WHERE fl.branch_id = $1 AND fl.kind = 0 \
+                 AND fl.deleted IS NULL AND (fl.created, fl.id) < ($2, $3) \
+                 ORDER BY fl.created DESC, fl.id DESC LIMIT $5) \
+                 AND t.test_case_id IN (SELECT t2.test_case_id FROM test_case_results t2 JOIN jobs j2 ON j2.id = t2.job_id \
+                 WHERE j2.run_id = $4 AND j2.covered = FALSE)"
+                .to_string(),
+            HistScope::TestCases(_) => super::in_ids(&self.db, "t.test_case_id", 4),
+        };
+        let q = format!(
+            "SELECT t.test_case_id, j.agents_group_id, j.system_id, \
+               string_agg(CAST(t.result AS TEXT) || ':' || CAST(t.age AS TEXT) || ':' || \
+                          COALESCE(CAST(t.comment_id AS TEXT), ''), ',' \
+                          ORDER BY f.created DESC, f.id DESC, t.id DESC) \
+             FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
+             JOIN flows f ON f.id = r.flow_id \
+             WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL AND j.covered = FALSE \
+               AND (f.created, f.id) < ($2, $3) AND {which} \
+             GROUP BY t.test_case_id, j.agents_group_id, j.system_id"
+        );
+        // The same statement on either database; only the id list of
+        // `TestCases` is bound differently (see `in_ids`).
+        macro_rules! series {
+            ($exec:expr, $ids:expr) => {{
+                let query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(q))
+                    .bind(at.branch_id)
+                    .bind(at.flow_created)
+                    .bind(at.flow_id);
+                let query = match scope {
+                    HistScope::Recent(run_id, flows) => query.bind(run_id).bind(flows),
+                    HistScope::TestCases(ids) => query.bind($ids(ids)?),
+                };
+                let mut rows = query.fetch($exec);
+                let mut out = Vec::new();
+                while let Some(row) = rows.try_next().await? {
+                    out.push(hist_series(row, at.n)?);
+                }
+                out
+            }};
+        }
+        let out = match &self.db {
+            Db::Sqlite { read, .. } => {
+                let mut conn = read.acquire().await?;
+                series!(&mut *conn, |ids: &[i64]| serde_json::to_string(ids))
             }
-        });
+            Db::Pg(p) => series!(p, |ids: &[i64]| Ok::<_, crate::error::Error>(ids.to_vec())),
+        };
         Ok(out)
     }
 

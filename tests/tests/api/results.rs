@@ -648,6 +648,55 @@ async fn history_is_the_newest_ten_earlier_results() {
     assert_eq!(t1[13], (PASSED, 0, 10, 0));
 }
 
+/// A test not run in the newest flows still has its history: the analysis
+/// reads the branch's newest 20 CI flows first and, for a series with
+/// fewer than ten results there, the whole history of its test case.
+#[tokio::test]
+async fn history_reaches_back_past_the_flows_a_test_did_not_run_in() {
+    const PASSED: i64 = 1;
+    const FAILED: i64 = 2;
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let a = "agent-gap";
+    let (ca, bid) = pytest_branch(&s, &admin, a).await;
+    // t1 in every flow; t2 fails, passes and fails in flows 1-3, is not
+    // run in flows 4-23, and fails again in flow 24.
+    let mut last = Vec::new();
+    for i in 1..=24 {
+        let mut tests = vec![json!({"test": "t1", "cmd": "pytest -k t1", "status": PASSED})];
+        let t2 = match i {
+            1 | 3 | 24 => Some(FAILED),
+            2 => Some(PASSED),
+            _ => None,
+        };
+        if let Some(status) = t2 {
+            tests.push(json!({"test": "t2", "cmd": "pytest -k t2", "status": status}));
+        }
+        let f = admin.flow(bid).await;
+        let job = take_job(&ca, a).await;
+        finish_job(
+            &ca,
+            a,
+            job,
+            json!({"status": "done", "duration": 1, "test-results": tests}),
+        )
+        .await;
+        let f = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+        last = results_of(&admin, f["runs"][0]["id"].as_i64().unwrap()).await;
+    }
+    let got: Vec<_> = last.iter().map(brief).collect();
+    // (name, result, change, age, instability)
+    assert_eq!(
+        got,
+        vec![
+            ("t1".to_string(), PASSED, 0, 23, 0),
+            // History: flows 1-3 (failed, passed, failed): the same result
+            // as the newest (no change), one older than it, two flips.
+            ("t2".to_string(), FAILED, 0, 1, 2),
+        ]
+    );
+}
+
 /// Artifacts and tool packages in S3 (moto's local S3 server): a 6 MB
 /// artifact (more than one 5 MiB part) goes up from one stage, comes down
 /// byte-identical in a child stage and through the API; nothing is kept in
