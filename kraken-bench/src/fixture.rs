@@ -120,6 +120,21 @@ impl Fixture {
         self.agents.extend_from_slice(ids);
     }
 
+    /// A group without agents and a stage `build` of one `true` job in it:
+    /// the server plans and schedules each flow's job, which ends at once
+    /// without running (flows finish quickly and leave the server idle).
+    pub async fn idle_stage(&mut self) -> Result<()> {
+        let (_, group) = self.group().await?;
+        let code = stage_code(&JobSpec {
+            jobs: 1,
+            cmd: "true",
+            group: &group,
+            timeout: None,
+        });
+        self.stage("build", &code).await?;
+        Ok(())
+    }
+
     /// Create a stage on the branch.
     pub async fn stage(&self, name: &str, code: &str) -> Result<i64> {
         let s = self

@@ -3,14 +3,13 @@
 //! grows with what the database already holds (finished tasks, earlier
 //! flows and runs) shows here and not on a fresh server.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
-use futures_util::future::join_all;
 
 use super::Ctx;
-use crate::fixture::{Fixture, JobSpec, stage_code};
+use super::create::create_at_once;
+use crate::fixture::Fixture;
 use crate::report::Output;
 use crate::stats::{Samples, per_sec};
 
@@ -21,50 +20,15 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
     fx.cleanup(out).await
 }
 
-/// Create `n` flows with `c` in flight; their creation times and errors.
-async fn create_many(fx: &Fixture, n: usize, c: usize) -> (Samples, Vec<String>) {
-    let next = AtomicUsize::new(0);
-    let per_task = join_all((0..c).map(|_| async {
-        let mut s = Samples::new();
-        let mut errors = Vec::new();
-        while next.fetch_add(1, Ordering::Relaxed) < n {
-            let t = Instant::now();
-            match fx.flow().await {
-                Ok(_) => s.push(t.elapsed()),
-                Err(e) => errors.push(format!("{e:#}")),
-            }
-        }
-        (s, errors)
-    }))
-    .await;
-    let mut all = Samples::new();
-    let mut errors = Vec::new();
-    for (s, e) in per_task {
-        all.extend(s);
-        errors.extend(e);
-    }
-    (all, errors)
-}
-
 async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     let mut out = Output::new("aged");
     let history = ctx.sizes.aged_flows;
     let n = ctx.sizes.create_flows;
     let c = ctx.sizes.create_concurrency;
-    let (_, group) = fx.group().await?;
-    fx.stage(
-        "build",
-        &stage_code(&JobSpec {
-            jobs: 1,
-            cmd: "true",
-            group: &group,
-            timeout: None,
-        }),
-    )
-    .await?;
+    fx.idle_stage().await?;
 
     let t0 = Instant::now();
-    let (hist, errors) = create_many(fx, history, c).await;
+    let (hist, errors) = create_at_once(fx, history, c).await;
     let hist_time = t0.elapsed();
     fx.wait_all(ctx.timeout).await?;
 

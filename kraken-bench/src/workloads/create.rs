@@ -8,7 +8,7 @@ use anyhow::Result;
 use futures_util::future::join_all;
 
 use super::Ctx;
-use crate::fixture::{Fixture, JobSpec, stage_code};
+use crate::fixture::Fixture;
 use crate::report::Output;
 use crate::stats::{Samples, per_sec};
 
@@ -19,35 +19,9 @@ pub async fn run(ctx: &Ctx) -> Result<Output> {
     fx.cleanup(out).await
 }
 
-async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
-    let mut out = Output::new("create");
-    let n = ctx.sizes.create_flows;
-    let c = ctx.sizes.create_concurrency;
-    let (_, group) = fx.group().await?;
-    fx.stage(
-        "build",
-        &stage_code(&JobSpec {
-            jobs: 1,
-            cmd: "true",
-            group: &group,
-            timeout: None,
-        }),
-    )
-    .await?;
-
-    let mut seq = Samples::new();
-    let t0 = Instant::now();
-    for _ in 0..n {
-        let t = Instant::now();
-        fx.flow().await?;
-        seq.push(t.elapsed());
-    }
-    let seq_time = t0.elapsed();
-    // Let the server finish the flows before the next measurement.
-    fx.wait_all(ctx.timeout).await?;
-
+/// Create `n` flows with `c` in flight; their creation times and errors.
+pub(super) async fn create_at_once(fx: &Fixture, n: usize, c: usize) -> (Samples, Vec<String>) {
     let next = AtomicUsize::new(0);
-    let t0 = Instant::now();
     let per_task = join_all((0..c).map(|_| async {
         let mut s = Samples::new();
         let mut errors = Vec::new();
@@ -61,13 +35,35 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
         (s, errors)
     }))
     .await;
-    let conc_time = t0.elapsed();
-    let mut conc = Samples::new();
+    let mut all = Samples::new();
     let mut errors = Vec::new();
     for (s, e) in per_task {
-        conc.extend(s);
+        all.extend(s);
         errors.extend(e);
     }
+    (all, errors)
+}
+
+async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
+    let mut out = Output::new("create");
+    let n = ctx.sizes.create_flows;
+    let c = ctx.sizes.create_concurrency;
+    fx.idle_stage().await?;
+
+    let mut seq = Samples::new();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        fx.flow().await?;
+        seq.push(t.elapsed());
+    }
+    let seq_time = t0.elapsed();
+    // Let the server finish the flows before the next measurement.
+    fx.wait_all(ctx.timeout).await?;
+
+    let t0 = Instant::now();
+    let (conc, errors) = create_at_once(fx, n, c).await;
+    let conc_time = t0.elapsed();
     fx.wait_all(ctx.timeout).await?;
 
     out.figure("sequential", per_sec(n as f64, seq_time), "flows/s");

@@ -8,7 +8,7 @@ use reqwest::Method;
 
 use super::Ctx;
 use crate::client::Api;
-use crate::fixture::{Fixture, JobSpec, stage_code};
+use crate::fixture::Fixture;
 use crate::report::Output;
 use crate::stats::{Samples, per_sec};
 
@@ -24,17 +24,7 @@ async fn measure(ctx: &Ctx, fx: &mut Fixture) -> Result<Output> {
     let s = &ctx.sizes;
     // The flows' one job goes to a group without agents: it ends at once,
     // so the reads run against finished flows and an idle server.
-    let (_, group) = fx.group().await?;
-    fx.stage(
-        "build",
-        &stage_code(&JobSpec {
-            jobs: 1,
-            cmd: "true",
-            group: &group,
-            timeout: None,
-        }),
-    )
-    .await?;
+    fx.idle_stage().await?;
     for _ in 0..s.reads_flows {
         fx.flow().await?;
     }
