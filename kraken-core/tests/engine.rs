@@ -578,6 +578,20 @@ async fn the_previous_and_next_run_of_a_stage_follow_creation_order() {
         None,
         "the next DEV flow: there is none"
     );
+    // A flow without a run of the stage (here deleted) is passed over.
+    f.raw_exec(&format!(
+        "UPDATE runs SET deleted = 1 WHERE flow_id = {}",
+        third.id
+    ))
+    .await;
+    assert_eq!(
+        id_of(s.previous_ci_run(&r4, &f4).await.unwrap()),
+        Some(second.id)
+    );
+    assert_eq!(
+        id_of(s.next_run_of_stage(&r2, &f2).await.unwrap()),
+        Some(fourth.id)
+    );
 }
 
 /// Sequences taken by many creations at once, CI and DEV mixed (they share

@@ -305,13 +305,13 @@ pub(crate) async fn analyze_run_history(
     let comment_state = |id: Option<i64>| id.and_then(|cid| states.get(&cid).copied());
 
     let mut outcomes = Vec::with_capacity(tcrs.len());
+    let keys: Vec<(i64, i64, i64)> = tcrs
+        .iter()
+        .map(|t| (t.test_case_id, t.agents_group_id, t.system_id))
+        .collect();
     if flow.kind == flow_kind::CI {
-        let keys: Vec<(i64, i64, i64)> = tcrs
-            .iter()
-            .map(|t| (t.test_case_id, t.agents_group_id, t.system_id))
-            .collect();
         let hist = store
-            .ci_history(flow.branch_id, (flow.created, flow.id), run.id, 10, &keys)
+            .ci_history(flow.branch_id, (flow.created, flow.id), 10, &keys)
             .await?;
         let by_key: HashMap<(i64, i64, i64), &[HistPoint]> = hist
             .iter()
@@ -355,12 +355,11 @@ pub(crate) async fn analyze_run_history(
             });
         }
     } else {
-        let refs: HashMap<(i64, i64, i64), &HistRow> = HashMap::new();
-        let latest = store.latest_ci_results(flow.branch_id, run.id).await?;
-        let mut refs = refs;
-        for r in &latest {
-            refs.insert((r.test_case_id, r.agents_group_id, r.system_id), r);
-        }
+        let latest = store.latest_ci_results(flow.branch_id, &keys).await?;
+        let refs: HashMap<(i64, i64, i64), &HistRow> = latest
+            .iter()
+            .map(|r| ((r.test_case_id, r.agents_group_id, r.system_id), r))
+            .collect();
         for t in &tcrs {
             let reference = refs
                 .get(&(t.test_case_id, t.agents_group_id, t.system_id))

@@ -10,13 +10,17 @@ use super::flows::{
     previous_ci_run_sql, runs_creating_unplanned_sql, runs_done_but_open_sql, stalled_flows_sql,
     unfinished_runs_sql, unprocessed_runs_sql,
 };
+use super::results::{recent_ci_history_sql, recent_latest_ci_results_sql};
 use super::tasks::{TaskQueue, claim_sql, enqueue_sql};
 
 /// Flows, runs and finished tasks of the seeded history.
-const HISTORY: i64 = 3000;
+const HISTORY: i64 = 20_000;
 
 /// Branches the flows are spread over (a stage each).
 const BRANCHES: i64 = 10;
+
+/// Test cases with a result in each job of the first branch.
+const TESTS: i64 = 200;
 
 /// A statement, the parameters to explain it with (PostgreSQL needs them
 /// typed by their context), the indexes its plan may use (one of them
@@ -31,6 +35,16 @@ struct Case {
     from: Option<&'static str>,
     /// The rows come in the index's order: no sort, no window over them all.
     unsorted: bool,
+    /// Run for every flow (not only by the recovery pass every few
+    /// seconds): PostgreSQL's plan must hold without statistics too.
+    per_flow: bool,
+    /// Also on empty tables. A plan made then lasts until the first
+    /// `ANALYZE` (see `Store::refresh_statistics`): those walking a
+    /// branch's flows must not grow with them even so. Those over many
+    /// results are checked from when the tables hold some.
+    empty_too: bool,
+    /// Indexes the plan must not use.
+    never: &'static [&'static str],
 }
 
 fn cases() -> Vec<Case> {
@@ -42,6 +56,9 @@ fn cases() -> Vec<Case> {
             index: &["flows_branch_kind"],
             from: None,
             unsorted: true,
+            per_flow: true,
+            empty_too: true,
+            never: &[],
         },
         Case {
             name: "claim a task",
@@ -50,6 +67,9 @@ fn cases() -> Vec<Case> {
             index: &["bg_tasks_active", "bg_tasks_state"],
             from: None,
             unsorted: false,
+            per_flow: true,
+            empty_too: true,
+            never: &[],
         },
         Case {
             name: "claim a notification",
@@ -58,6 +78,9 @@ fn cases() -> Vec<Case> {
             index: &["bg_tasks_active", "bg_tasks_state"],
             from: None,
             unsorted: false,
+            per_flow: true,
+            empty_too: true,
+            never: &[],
         },
         Case {
             name: "queue a task",
@@ -66,22 +89,55 @@ fn cases() -> Vec<Case> {
             index: &[],
             from: None,
             unsorted: false,
+            per_flow: true,
+            empty_too: true,
+            never: &[],
         },
         Case {
             name: "previous CI run of a stage",
             sql: previous_ci_run_sql(),
-            args: "(1, 1500, 1500, 1)",
+            args: "(1, 10000, 10000, 1)",
             index: &["flows_branch_kind_created", "flows_created"],
             from: Some("created"),
-            unsorted: false,
+            unsorted: true,
+            per_flow: true,
+            empty_too: true,
+            never: &[],
         },
         Case {
             name: "next run of a stage",
             sql: next_run_of_stage_sql(),
-            args: "(1, 0, 1500, 1500, 1)",
+            args: "(1, 10000, 10000, 1, 0)",
             index: &["flows_branch_kind_created", "flows_created"],
             from: Some("created"),
+            unsorted: true,
+            per_flow: true,
+            empty_too: true,
+            never: &[],
+        },
+        Case {
+            // The newest flows' results by their jobs, never a test case's
+            // results by `test_case_results_tc` (its whole history).
+            name: "the results history of a run",
+            sql: recent_ci_history_sql(20),
+            args: "(1, 10000, 10000)",
+            index: &["test_case_results_job"],
+            from: None,
             unsorted: false,
+            per_flow: true,
+            empty_too: true,
+            never: &["test_case_results_tc"],
+        },
+        Case {
+            name: "the reference of a DEV run's results",
+            sql: recent_latest_ci_results_sql(20),
+            args: "(1)",
+            index: &["test_case_results_job"],
+            from: None,
+            unsorted: false,
+            per_flow: true,
+            empty_too: true,
+            never: &["test_case_results_tc"],
         },
         Case {
             name: "unprocessed runs",
@@ -90,6 +146,9 @@ fn cases() -> Vec<Case> {
             index: &["runs_unprocessed"],
             from: None,
             unsorted: false,
+            per_flow: false,
+            empty_too: false,
+            never: &[],
         },
         Case {
             name: "runs whose planning lease lapsed",
@@ -98,6 +157,9 @@ fn cases() -> Vec<Case> {
             index: &["runs_planning"],
             from: None,
             unsorted: false,
+            per_flow: false,
+            empty_too: false,
+            never: &[],
         },
         Case {
             name: "runs whose follow-up lease lapsed",
@@ -106,6 +168,9 @@ fn cases() -> Vec<Case> {
             index: &["runs_completing"],
             from: None,
             unsorted: false,
+            per_flow: false,
+            empty_too: false,
+            never: &[],
         },
         Case {
             name: "runs done but open",
@@ -114,6 +179,9 @@ fn cases() -> Vec<Case> {
             index: &["runs_open"],
             from: None,
             unsorted: false,
+            per_flow: false,
+            empty_too: false,
+            never: &[],
         },
         Case {
             name: "runs being created without a lease",
@@ -122,6 +190,9 @@ fn cases() -> Vec<Case> {
             index: &["runs_creating"],
             from: None,
             unsorted: false,
+            per_flow: false,
+            empty_too: false,
+            never: &[],
         },
         Case {
             name: "stalled flows",
@@ -130,6 +201,9 @@ fn cases() -> Vec<Case> {
             index: &["flows_in_progress"],
             from: None,
             unsorted: false,
+            per_flow: false,
+            empty_too: false,
+            never: &[],
         },
         Case {
             name: "unfinished runs (watchdog)",
@@ -138,6 +212,9 @@ fn cases() -> Vec<Case> {
             index: &["runs_unfinished", "runs_open"],
             from: None,
             unsorted: false,
+            per_flow: false,
+            empty_too: false,
+            never: &[],
         },
     ]
 }
@@ -173,6 +250,26 @@ fn seed() -> Vec<String> {
         "{rows} INSERT INTO bg_tasks (func, args, state, created) \
          SELECT 'analyze_results_history', '[1]', 'finished', x FROM g"
     ));
+    // A job per run; on the first branch each of the 50 jobs before the
+    // middle has a result of each of TESTS test cases.
+    out.push("INSERT INTO systems (name, executor) VALUES ('any', 'local')".into());
+    out.push("INSERT INTO agents_groups (name, created, updated) VALUES ('all', 1, 1)".into());
+    out.push(
+        "INSERT INTO tools (name, fields, created, updated) VALUES ('pytest', '{}', 1, 1)".into(),
+    );
+    out.push(format!(
+        "{rows} INSERT INTO jobs (name, run_id, state, agents_group_id, timeout, system_id, \
+         created, updated) SELECT 'j', x, 5, 1, 60, 1, x, x FROM g"
+    ));
+    out.push(format!(
+        "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {TESTS}) \
+         INSERT INTO test_cases (name, tool_id, created, updated) SELECT 't' || x, 1, 1, 1 FROM g"
+    ));
+    out.push(format!(
+        "INSERT INTO test_case_results (test_case_id, job_id, result) \
+         SELECT c.id, j.id, 1 FROM jobs j, test_cases c WHERE j.id % {BRANCHES} = 0 AND j.id > {} - 500",
+        HISTORY / 2
+    ));
     out
 }
 
@@ -202,11 +299,25 @@ async fn sqlite_plans_of_per_flow_statements_use_the_history_indexes() {
         let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(3)).collect();
         let text = plan.join("\n");
         // A scan is a full one unless it walks one of the (partial) indexes
-        // that hold only the rows in question.
+        // that hold only the rows in question, or the rows a subquery of the
+        // statement produced (a co-routine).
         let full_scan = plan.iter().find(|l| {
-            ["bg_tasks", "flows", "runs", "f", "r"].iter().any(|t| {
+            [
+                "bg_tasks",
+                "flows",
+                "runs",
+                "jobs",
+                "test_case_results",
+                "f",
+                "r",
+                "j",
+                "t",
+            ]
+            .iter()
+            .any(|t| {
                 (*l == &format!("SCAN {t}") || l.starts_with(&format!("SCAN {t} ")))
                     && !case.index.iter().any(|i| l.contains(i))
+                    && !plan.contains(&format!("CO-ROUTINE {t}"))
             })
         });
         assert!(full_scan.is_none(), "{}: a full scan:\n{text}", case.name);
@@ -222,6 +333,13 @@ fn check_plan(case: &Case, text: &str, search: &str) {
         case.name,
         case.index
     );
+    for index in case.never {
+        assert!(
+            !text.contains(index),
+            "{}: the plan uses {index}:\n{text}",
+            case.name
+        );
+    }
     if case.unsorted {
         let sorts = ["TEMP B-TREE", "CO-ROUTINE", "Sort", "WindowAgg"];
         assert!(
@@ -266,31 +384,68 @@ async fn postgres_generic_plans_of_per_flow_statements_use_the_history_indexes()
         .run(&mut conn)
         .await
         .unwrap();
-    for s in seed() {
-        sqlx::query(AssertSqlSafe(s))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
     // What a server's prepared statements get after a few executions: a
     // plan made without the parameters' values.
     sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
         .execute(&mut conn)
         .await
         .unwrap();
-    for (i, case) in cases().iter().enumerate() {
-        let prepare = format!("PREPARE s{i} AS {}", case.sql);
-        sqlx::raw_sql(AssertSqlSafe(prepare))
+    // A new database: the tables were never analysed, so the planner knows
+    // nothing of how the rows spread (autovacuum's first `ANALYZE` comes a
+    // minute or more later, while a busy server plans thousands of flows).
+    // Empty, then with the history but still without statistics
+    // (autovacuum kept off these tables so that it cannot analyse them in
+    // between), then analysed.
+    pg_check_plans(&mut conn, "empty").await;
+    sqlx::raw_sql(
+        "DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables \
+         WHERE schemaname = 'public' LOOP \
+         EXECUTE format('ALTER TABLE %I SET (autovacuum_enabled = false)', t); END LOOP; END $$",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for s in seed() {
+        sqlx::query(AssertSqlSafe(s))
             .execute(&mut conn)
             .await
             .unwrap();
-        let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN EXECUTE s{i}{}", case.args)))
-            .fetch_all(&mut conn)
+    }
+    pg_check_plans(&mut conn, "unanalysed").await;
+    sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+    pg_check_plans(&mut conn, "analysed").await;
+    drop(conn);
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// Explain the cases' generic plans and check them; `when` names the
+/// database's state (`empty`, `unanalysed`, `analysed`: which cases are
+/// checked) in the statements' names and in a failure.
+async fn pg_check_plans(conn: &mut sqlx::PgConnection, when: &str) {
+    for (i, case) in cases().iter().enumerate() {
+        let skip = match when {
+            "empty" => !case.empty_too,
+            "unanalysed" => !case.per_flow,
+            _ => false,
+        };
+        if skip {
+            continue;
+        }
+        let prepare = format!("PREPARE {when}{i} AS {}", case.sql);
+        sqlx::raw_sql(AssertSqlSafe(prepare))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let explain = format!("EXPLAIN EXECUTE {when}{i}{}", case.args);
+        let rows = sqlx::raw_sql(AssertSqlSafe(explain))
+            .fetch_all(&mut *conn)
             .await
             .unwrap();
         let text: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
-        let text = text.join("\n");
+        let text = format!("({when} database)\n{}", text.join("\n"));
         for table in ["bg_tasks", "flows", "runs"] {
             assert!(
                 !text.contains(&format!("Seq Scan on {table}")),
@@ -300,9 +455,4 @@ async fn postgres_generic_plans_of_per_flow_statements_use_the_history_indexes()
         }
         check_plan(case, &text, "Index Cond");
     }
-    drop(conn);
-    sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
 }

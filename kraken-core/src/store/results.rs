@@ -1,7 +1,7 @@
 //! Artifacts, test cases and their results, issues, test case comments.
 
 use crate::model::{IssueFilter, TcrFilter};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 use sqlx::types::Json;
@@ -201,6 +201,99 @@ pub struct HistPoint {
     pub comment_id: Option<i64>,
 }
 
+/// The results of non-covered jobs in CI flows (`f`, `r`, `j`, `t`).
+const ALL_CI_RESULTS: &str = "FROM test_case_results t JOIN jobs j ON j.id = t.job_id \
+     JOIN runs r ON r.id = j.run_id JOIN flows f ON f.id = r.flow_id";
+
+/// The results of non-covered jobs in the newest `flows` CI flows of
+/// branch `$1` that meet `cond` (on `fl`), as `f`, `r`, `j`, `t`.
+///
+/// The flows come first, from a subquery with its own `LIMIT` (a number in
+/// the text, not a parameter), then their runs, jobs and results by index:
+/// a bounded read whatever the planner knows. The results are not tested
+/// against the run's test cases here (the caller drops the series it does
+/// not need): with that test (`IN` the run's test cases) PostgreSQL
+/// planning without statistics looked up each result's test case among
+/// the run's through `test_case_results_tc`, a lookup that grows with the
+/// history, instead of hashing them once (0.7 s instead of 0.15 s for
+/// 10,000 tests), and SQLite started from the run's test cases and read
+/// each one's whole history (BENCHMARKS.md, finding 37). What is read
+/// beyond the run's series are the other stages' results in those flows.
+fn recent_ci_results(flows: i64, cond: &str) -> String {
+    format!(
+        "FROM (SELECT fl.id, fl.created FROM flows fl WHERE fl.branch_id = $1 AND fl.kind = 0 AND {cond} \
+         ORDER BY fl.created DESC, fl.id DESC LIMIT {flows}) f \
+         JOIN runs r ON r.flow_id = f.id JOIN jobs j ON j.run_id = r.id AND j.covered = FALSE \
+         JOIN test_case_results t ON t.job_id = j.id"
+    )
+}
+
+/// The statement of [`Store::ci_history_of`]: `$1` branch, `$2` and `$3`
+/// the flow's creation time and id, `$4` the test cases' ids
+/// (`TestCases`).
+fn ci_history_sql(db: &Db, scope: HistScope<'_>) -> String {
+    match scope {
+        HistScope::Recent(flows) => recent_ci_history_sql(flows),
+        HistScope::TestCases(_) => ci_history_of_results(&format!(
+            "{ALL_CI_RESULTS} WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL \
+             AND j.covered = FALSE AND (f.created, f.id) < ($2, $3) AND {}",
+            super::in_ids(db, "t.test_case_id", 4)
+        )),
+    }
+}
+
+/// [`ci_history_sql`] over the newest `flows` CI flows before the flow.
+pub(super) fn recent_ci_history_sql(flows: i64) -> String {
+    ci_history_of_results(&recent_ci_results(
+        flows,
+        "fl.deleted IS NULL AND (fl.created, fl.id) < ($2, $3)",
+    ))
+}
+
+/// Each series of the results `from` (`f`, `j`, `t`), newest first.
+fn ci_history_of_results(from: &str) -> String {
+    format!(
+        "SELECT t.test_case_id, j.agents_group_id, j.system_id, \
+           string_agg(CAST(t.result AS TEXT) || ':' || CAST(t.age AS TEXT) || ':' || \
+                      COALESCE(CAST(t.comment_id AS TEXT), ''), ',' \
+                      ORDER BY f.created DESC, f.id DESC, t.id DESC) \
+         {from} GROUP BY t.test_case_id, j.agents_group_id, j.system_id"
+    )
+}
+
+/// The statement of [`Store::latest_ci_results_of`]: `$1` branch, `$2`
+/// the test cases' ids (`TestCases`).
+fn latest_ci_results_sql(db: &Db, scope: HistScope<'_>) -> String {
+    match scope {
+        HistScope::Recent(flows) => recent_latest_ci_results_sql(flows),
+        HistScope::TestCases(_) => latest_of_results(&format!(
+            "{ALL_CI_RESULTS} WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL \
+             AND j.covered = FALSE AND j.state = 5 AND {}",
+            super::in_ids(db, "t.test_case_id", 2)
+        )),
+    }
+}
+
+/// [`latest_ci_results_sql`] over the branch's newest `flows` CI flows.
+pub(super) fn recent_latest_ci_results_sql(flows: i64) -> String {
+    latest_of_results(&format!(
+        "{} WHERE j.state = 5",
+        recent_ci_results(flows, "fl.deleted IS NULL")
+    ))
+}
+
+/// The newest of each series of the results `from` (`f`, `j`, `t`).
+fn latest_of_results(from: &str) -> String {
+    format!(
+        "SELECT test_case_id, agents_group_id, system_id, result, age, instability, comment_id, rn FROM ( \
+           SELECT t.test_case_id, j.agents_group_id, j.system_id, t.result, t.age, t.instability, t.comment_id, \
+             ROW_NUMBER() OVER (PARTITION BY t.test_case_id, j.agents_group_id, j.system_id \
+                                ORDER BY f.created DESC, f.id DESC, t.id DESC) AS rn \
+           {from} \
+         ) h WHERE rn = 1"
+    )
+}
+
 /// Where [`Store::ci_history`] looks from: the branch, the flow (its
 /// creation time and id), and how many results a series keeps.
 struct HistAt {
@@ -213,8 +306,8 @@ struct HistAt {
 /// Which earlier results [`Store::ci_history`] reads.
 #[derive(Clone, Copy)]
 enum HistScope<'a> {
-    /// Those of the test cases of run `.0` in the newest `.1` CI flows.
-    Recent(i64, i64),
+    /// Those in the newest `.0` CI flows.
+    Recent(i64),
     /// Every earlier one of these test cases.
     TestCases(&'a [i64]),
 }
@@ -551,7 +644,7 @@ impl Store {
     }
 
     /// The newest `n` results per (test case, group, system) of the series
-    /// `keys` (this run's) in the branch's CI flows created before `flow`,
+    /// `keys` (a run's) in the branch's CI flows created before `flow`,
     /// one row per series with its results oldest first: a row per result
     /// would be ten times the rows, and on SQLite each row is a hand-off
     /// between threads.
@@ -569,10 +662,10 @@ impl Store {
         &self,
         branch_id: i64,
         flow: (i64, i64),
-        run_id: i64,
         n: i64,
         keys: &[(i64, i64, i64)],
     ) -> Result<Vec<HistSeries>> {
+        let wanted: HashSet<(i64, i64, i64)> = keys.iter().copied().collect();
         let at = HistAt {
             branch_id,
             flow_created: flow.0,
@@ -580,9 +673,9 @@ impl Store {
             n: usize::try_from(n).unwrap_or(0),
         };
         let mut series = self
-            .ci_history_of(&at, HistScope::Recent(run_id, n.saturating_mul(2)))
+            .ci_history_of(&at, HistScope::Recent(n.saturating_mul(2)), &wanted)
             .await?;
-        let complete: std::collections::HashSet<(i64, i64, i64)> = series
+        let complete: HashSet<(i64, i64, i64)> = series
             .iter()
             .filter(|s| s.results.len() >= at.n)
             .map(|s| (s.test_case_id, s.agents_group_id, s.system_id))
@@ -596,7 +689,7 @@ impl Store {
         short.dedup();
         if !short.is_empty() {
             let older = self
-                .ci_history_of(&at, HistScope::TestCases(&short))
+                .ci_history_of(&at, HistScope::TestCases(&short), &wanted)
                 .await?;
             series.retain(|s| short.binary_search(&s.test_case_id).is_err());
             series.extend(older);
@@ -604,29 +697,15 @@ impl Store {
         Ok(series)
     }
 
-    /// The series of [`Store::ci_history`] over `scope`.
-    async fn ci_history_of(&self, at: &HistAt, scope: HistScope<'_>) -> Result<Vec<HistSeries>> {
+    /// The series of [`Store::ci_history`] over `scope` that are `wanted`.
+    async fn ci_history_of(
+        &self,
+        at: &HistAt,
+        scope: HistScope<'_>,
+        wanted: &HashSet<(i64, i64, i64)>,
+    ) -> Result<Vec<HistSeries>> {
         use futures_util::TryStreamExt;
-        let which = match scope {
-            HistScope::Recent(..) => "f.id IN (SELECT fl.id FROM flows fl WHERE fl.branch_id = $1 AND fl.kind = 0 \
-                 AND fl.deleted IS NULL AND (fl.created, fl.id) < ($2, $3) \
-                 ORDER BY fl.created DESC, fl.id DESC LIMIT $5) \
-                 AND t.test_case_id IN (SELECT t2.test_case_id FROM test_case_results t2 JOIN jobs j2 ON j2.id = t2.job_id \
-                 WHERE j2.run_id = $4 AND j2.covered = FALSE)"
-                .to_string(),
-            HistScope::TestCases(_) => super::in_ids(&self.db, "t.test_case_id", 4),
-        };
-        let q = format!(
-            "SELECT t.test_case_id, j.agents_group_id, j.system_id, \
-               string_agg(CAST(t.result AS TEXT) || ':' || CAST(t.age AS TEXT) || ':' || \
-                          COALESCE(CAST(t.comment_id AS TEXT), ''), ',' \
-                          ORDER BY f.created DESC, f.id DESC, t.id DESC) \
-             FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
-             JOIN flows f ON f.id = r.flow_id \
-             WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL AND j.covered = FALSE \
-               AND (f.created, f.id) < ($2, $3) AND {which} \
-             GROUP BY t.test_case_id, j.agents_group_id, j.system_id"
-        );
+        let q = ci_history_sql(&self.db, scope);
         // The same statement on either database; only the id list of
         // `TestCases` is bound differently (see `in_ids`).
         macro_rules! series {
@@ -636,13 +715,15 @@ impl Store {
                     .bind(at.flow_created)
                     .bind(at.flow_id);
                 let query = match scope {
-                    HistScope::Recent(run_id, flows) => query.bind(run_id).bind(flows),
+                    HistScope::Recent(_) => query,
                     HistScope::TestCases(ids) => query.bind($ids(ids)?),
                 };
                 let mut rows = query.fetch($exec);
                 let mut out = Vec::new();
                 while let Some(row) = rows.try_next().await? {
-                    out.push(hist_series(row, at.n)?);
+                    if wanted.contains(&(row.0, row.1, row.2)) {
+                        out.push(hist_series(row, at.n)?);
+                    }
                 }
                 out
             }};
@@ -658,20 +739,72 @@ impl Store {
     }
 
     /// The latest result per (test case, group, system) in the branch's CI
-    /// flows, from completed non-covered jobs (the reference of DEV results).
-    pub async fn latest_ci_results(&self, branch_id: i64, run_id: i64) -> Result<Vec<HistRow>> {
-        Ok(on_read!(&self.db, p => sqlx::query_as::<_, HistRow>(
-            "SELECT test_case_id, agents_group_id, system_id, result, age, instability, comment_id, rn FROM ( \
-               SELECT t.test_case_id, j.agents_group_id, j.system_id, t.result, t.age, t.instability, t.comment_id, \
-                 ROW_NUMBER() OVER (PARTITION BY t.test_case_id, j.agents_group_id, j.system_id \
-                                    ORDER BY f.created DESC, f.id DESC, t.id DESC) AS rn \
-               FROM test_case_results t JOIN jobs j ON j.id = t.job_id JOIN runs r ON r.id = j.run_id \
-               JOIN flows f ON f.id = r.flow_id \
-               WHERE f.branch_id = $1 AND f.kind = 0 AND f.deleted IS NULL AND j.covered = FALSE AND j.state = 5 \
-                 AND t.test_case_id IN (SELECT t2.test_case_id FROM test_case_results t2 JOIN jobs j2 ON j2.id = t2.job_id \
-                                        WHERE j2.run_id = $2 AND j2.covered = FALSE) \
-             ) h WHERE rn = 1")
-            .bind(branch_id).bind(run_id).fetch_all(p).await?))
+    /// flows, from completed non-covered jobs, of each of `keys` (test case,
+    /// group, system): the reference of a DEV run's results.
+    ///
+    /// As in [`Store::ci_history`], only the branch's newest 20 CI flows are
+    /// read first (a result found there is the latest of all); the test
+    /// cases of the keys not found there are then read over the whole
+    /// history, so the work does not grow with the branch's age.
+    pub async fn latest_ci_results(
+        &self,
+        branch_id: i64,
+        keys: &[(i64, i64, i64)],
+    ) -> Result<Vec<HistRow>> {
+        let wanted: HashSet<(i64, i64, i64)> = keys.iter().copied().collect();
+        let mut rows = self
+            .latest_ci_results_of(branch_id, HistScope::Recent(20), &wanted)
+            .await?;
+        let found: HashSet<(i64, i64, i64)> = rows
+            .iter()
+            .map(|r| (r.test_case_id, r.agents_group_id, r.system_id))
+            .collect();
+        let mut missing: Vec<i64> = keys
+            .iter()
+            .filter(|k| !found.contains(k))
+            .map(|k| k.0)
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let older = self
+                .latest_ci_results_of(branch_id, HistScope::TestCases(&missing), &wanted)
+                .await?;
+            rows.retain(|r| missing.binary_search(&r.test_case_id).is_err());
+            rows.extend(older);
+        }
+        Ok(rows)
+    }
+
+    /// The rows of [`Store::latest_ci_results`] over `scope` that are
+    /// `wanted`.
+    async fn latest_ci_results_of(
+        &self,
+        branch_id: i64,
+        scope: HistScope<'_>,
+        wanted: &HashSet<(i64, i64, i64)>,
+    ) -> Result<Vec<HistRow>> {
+        let q = latest_ci_results_sql(&self.db, scope);
+        // As in `ci_history_of`: only the id list is bound differently.
+        macro_rules! latest {
+            ($exec:expr, $ids:expr) => {{
+                let query = sqlx::query_as::<_, HistRow>(sqlx::AssertSqlSafe(q)).bind(branch_id);
+                let query = match scope {
+                    HistScope::Recent(_) => query,
+                    HistScope::TestCases(ids) => query.bind($ids(ids)?),
+                };
+                let mut rows = query.fetch_all($exec).await?;
+                rows.retain(|r| wanted.contains(&(r.test_case_id, r.agents_group_id, r.system_id)));
+                rows
+            }};
+        }
+        Ok(match &self.db {
+            Db::Sqlite { read, .. } => {
+                let mut conn = read.acquire().await?;
+                latest!(&mut *conn, |ids: &[i64]| serde_json::to_string(ids))
+            }
+            Db::Pg(p) => latest!(p, |ids: &[i64]| Ok::<_, crate::error::Error>(ids.to_vec())),
+        })
     }
 
     /// Store analysis outcomes in batches.

@@ -660,10 +660,14 @@ async fn history_reaches_back_past_the_flows_a_test_did_not_run_in() {
     let a = "agent-gap";
     let (ca, bid) = pytest_branch(&s, &admin, a).await;
     // t1 in every flow; t2 fails, passes and fails in flows 1-3, is not
-    // run in flows 4-23, and fails again in flow 24.
+    // run in flows 4-23, and fails again in flow 24; t3 fails in flow 1
+    // only.
     let mut last = Vec::new();
     for i in 1..=24 {
         let mut tests = vec![json!({"test": "t1", "cmd": "pytest -k t1", "status": PASSED})];
+        if i == 1 {
+            tests.push(json!({"test": "t3", "cmd": "pytest -k t3", "status": FAILED}));
+        }
         let t2 = match i {
             1 | 3 | 24 => Some(FAILED),
             2 => Some(PASSED),
@@ -693,6 +697,39 @@ async fn history_reaches_back_past_the_flows_a_test_did_not_run_in() {
             // History: flows 1-3 (failed, passed, failed): the same result
             // as the newest (no change), one older than it, two flips.
             ("t2".to_string(), FAILED, 0, 1, 2),
+        ]
+    );
+
+    // A DEV flow's results are compared with the latest CI result of each
+    // test, however old: t3's is flow 1's failure, 23 CI flows back.
+    let all = |status: i64| {
+        ["t1", "t2", "t3"]
+            .map(|t| json!({"test": t, "cmd": format!("pytest -k {t}"), "status": status}))
+    };
+    let d = admin
+        .post(&format!("/api/branches/{bid}/flows/dev"), json!({}))
+        .await
+        .expect(201)
+        .clone();
+    let job = take_job(&ca, a).await;
+    finish_job(
+        &ca,
+        a,
+        job,
+        json!({"status": "done", "duration": 1, "test-results": all(PASSED)}),
+    )
+    .await;
+    let d = admin.wait_flow(d["id"].as_i64().unwrap(), WAIT).await;
+    let dev = results_of(&admin, d["runs"][0]["id"].as_i64().unwrap()).await;
+    let got: Vec<_> = dev.iter().map(brief).collect();
+    // (name, result, change, age, instability): the reference's age and
+    // instability; t2 and t3 fixed (1), t1 unchanged (0).
+    assert_eq!(
+        got,
+        vec![
+            ("t1".to_string(), PASSED, 0, 23, 0),
+            ("t2".to_string(), PASSED, 1, 1, 2),
+            ("t3".to_string(), PASSED, 1, 0, 0),
         ]
     );
 }
