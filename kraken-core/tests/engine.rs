@@ -594,6 +594,46 @@ async fn the_previous_and_next_run_of_a_stage_follow_creation_order() {
     );
 }
 
+/// PostgreSQL: a table that has grown past its statistics is analysed by
+/// the server within seconds, without autovacuum (here turned off for the
+/// table, as it may not come by for a minute). SQLite gathers none.
+#[tokio::test]
+async fn growing_tables_get_statistics_from_the_server() {
+    let f = fixture(&[("build", &stage_code(1))]).await;
+    let Some(url) = f.db_url.clone() else {
+        assert!(f.store().refresh_statistics().await.unwrap().is_empty());
+        return;
+    };
+    f.raw_exec("ALTER TABLE flows SET (autovacuum_enabled = false)")
+        .await;
+    let _loops = f.core.start_engine();
+    for _ in 0..60 {
+        f.start_ci().await;
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let rows = loop {
+        // (`last_analyze`: a manual ANALYZE, not autovacuum's.)
+        let rows: Option<f32> = sqlx::query_scalar(
+            "SELECT c.reltuples FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+             WHERE s.relname = 'flows' AND s.last_analyze IS NOT NULL",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if let Some(rows) = rows {
+            break rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flows table was not analysed within a minute"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(rows >= 50.0, "the statistics count {rows} flows");
+    pool.close().await;
+}
+
 /// Sequences taken by many creations at once, CI and DEV mixed (they share
 /// the flow's and each stage's general counters): every one succeeds (on
 /// PostgreSQL the rows are locked in one order, so no two creations can

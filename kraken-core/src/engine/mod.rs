@@ -119,6 +119,9 @@ impl Drop for EngineLoops {
     }
 }
 
+/// How often growing tables are checked for statistics (PostgreSQL).
+const STATISTICS_EVERY: Duration = Duration::from_secs(2);
+
 impl EngineLoops {
     /// Spawn the scheduler, watchdog and task worker for `engine`.
     fn start(engine: Arc<Engine>) -> EngineLoops {
@@ -158,6 +161,22 @@ impl EngineLoops {
                     tracing::warn!(error = %e, "recovery");
                 }
                 tokio::time::sleep(recovery::RECOVERY_EVERY).await;
+            }
+        }));
+
+        // PostgreSQL's statistics of growing tables (see
+        // `Store::refresh_statistics`): its own loop, as an `ANALYZE` of a
+        // big table may take a while.
+        let k = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(STATISTICS_EVERY).await;
+                let started = std::time::Instant::now();
+                match k.store.refresh_statistics().await {
+                    Ok(t) if t.is_empty() => {}
+                    Ok(t) => tracing::debug!(tables = ?t, took = ?started.elapsed(), "statistics refreshed"),
+                    Err(e) => tracing::warn!(error = %e, "statistics"),
+                }
             }
         }));
 

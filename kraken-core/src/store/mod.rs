@@ -328,6 +328,56 @@ impl Store {
     }
 }
 
+/// A table is analysed again once it has had more changes since its last
+/// statistics than it had rows then (and at least this many).
+const STATISTICS_MIN_CHANGES: i64 = 50;
+
+impl Store {
+    /// Give PostgreSQL's planner statistics for the tables that have grown
+    /// past them: every table with more changes since its last `ANALYZE`
+    /// than it then had rows (at least [`STATISTICS_MIN_CHANGES`]), so a
+    /// table is analysed as it doubles. Returns the tables analysed.
+    ///
+    /// Autovacuum analyses a table after 10 % of it changed, but looks at
+    /// most once a minute: a new database is planned without statistics
+    /// for its first minute, however much it holds by then. Without them
+    /// the planner takes a branch's flows, a flow's jobs and a stage's runs
+    /// for one row each and picks nested loops that read the results of
+    /// 10,000 tests once per result (the results analysis on PostgreSQL
+    /// was 0.6 to 2.5 s depending on whether autovacuum had come by;
+    /// BENCHMARKS.md, finding 37). Doubling keeps the number of `ANALYZE`s
+    /// logarithmic in a table's size; once autovacuum's 10 % is the smaller
+    /// step it does the work. `SKIP_LOCKED`: a table being analysed by
+    /// autovacuum or another server is left to it. A table the database
+    /// user does not own is skipped by PostgreSQL with a warning.
+    ///
+    /// SQLite's planner works without statistics (none is ever gathered:
+    /// no `ANALYZE` runs on it), so there is nothing to do there; its plans
+    /// are checked in `store::plans`.
+    pub async fn refresh_statistics(&self) -> Result<Vec<String>> {
+        let Db::Pg(p) = &self.db else {
+            return Ok(Vec::new());
+        };
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT s.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+             WHERE s.schemaname = current_schema() \
+               AND s.n_mod_since_analyze >= GREATEST($1, c.reltuples) ORDER BY s.relname",
+        )
+        .bind(STATISTICS_MIN_CHANGES)
+        .fetch_all(p)
+        .await?;
+        for t in &tables {
+            let quoted = format!("\"{}\"", t.replace('"', "\"\""));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "ANALYZE (SKIP_LOCKED) {quoted}"
+            )))
+            .execute(p)
+            .await?;
+        }
+        Ok(tables)
+    }
+}
+
 /// Current time in epoch milliseconds.
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
