@@ -606,6 +606,12 @@ async fn growing_tables_get_statistics_from_the_server() {
     };
     f.raw_exec("ALTER TABLE flows SET (autovacuum_enabled = false)")
         .await;
+    // Another program's table in the same schema, grown the same way: not
+    // the server's to analyse.
+    f.raw_exec("CREATE TABLE other_app (x INTEGER) WITH (autovacuum_enabled = false)")
+        .await;
+    f.raw_exec("INSERT INTO other_app SELECT generate_series(1, 1000)")
+        .await;
     let _loops = f.core.start_engine();
     for _ in 0..60 {
         f.start_ci().await;
@@ -631,6 +637,15 @@ async fn growing_tables_get_statistics_from_the_server() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert!(rows >= 50.0, "the statistics count {rows} flows");
+    // Its changes were counted before the flows were created, so the round
+    // that analysed the flows would have analysed it too.
+    let other: Option<i64> = sqlx::query_scalar(
+        "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'other_app'",
+    )
+    .fetch_optional(&pool)
+    .await
+    .unwrap();
+    assert_eq!(other, Some(0), "another program's table was analysed");
     pool.close().await;
 }
 

@@ -332,9 +332,48 @@ impl Store {
 /// statistics than it had rows then (and at least this many).
 const STATISTICS_MIN_CHANGES: i64 = 50;
 
+/// The tables the migrations create (checked against both databases in
+/// `store::plans`): only these are analysed, whatever else shares the
+/// database's schema.
+pub(crate) const TABLES: &[&str] = &[
+    "agent_assignments",
+    "agents",
+    "agents_groups",
+    "artifacts",
+    "bg_tasks",
+    "branch_sequences",
+    "branches",
+    "files",
+    "flows",
+    "issues",
+    "job_log_counts",
+    "job_s3_keys",
+    "jobs",
+    "logs",
+    "notifications",
+    "projects",
+    "repo_changes",
+    "runs",
+    "secrets",
+    "settings",
+    "stage_timers",
+    "stages",
+    "step_log_counts",
+    "steps",
+    "systems",
+    "test_case_comments",
+    "test_case_results",
+    "test_cases",
+    "tools",
+    "user_roles",
+    "user_sessions",
+    "users",
+    "webhook_deliveries",
+];
+
 impl Store {
     /// Give PostgreSQL's planner statistics for the tables that have grown
-    /// past them: every table with more changes since its last `ANALYZE`
+    /// past them: every one of our [`TABLES`] with more changes since its last `ANALYZE`
     /// than it then had rows (at least [`STATISTICS_MIN_CHANGES`]), so a
     /// table is analysed as it doubles. Returns the tables analysed.
     ///
@@ -360,10 +399,11 @@ impl Store {
         };
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT s.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
-             WHERE s.schemaname = current_schema() \
+             WHERE s.schemaname = current_schema() AND s.relname = ANY($2) \
                AND s.n_mod_since_analyze >= GREATEST($1, c.reltuples) ORDER BY s.relname",
         )
         .bind(STATISTICS_MIN_CHANGES)
+        .bind(TABLES)
         .fetch_all(p)
         .await?;
         for t in &tables {

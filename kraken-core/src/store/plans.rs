@@ -285,6 +285,18 @@ async fn sqlite_plans_of_per_flow_statements_use_the_history_indexes() {
         .run(&mut conn)
         .await
         .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        super::TABLES,
+        "store::TABLES is not the migrations' tables"
+    );
     for s in seed() {
         sqlx::query(AssertSqlSafe(s))
             .execute(&mut conn)
@@ -384,6 +396,18 @@ async fn postgres_generic_plans_of_per_flow_statements_use_the_history_indexes()
         .run(&mut conn)
         .await
         .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
+         AND tablename <> '_sqlx_migrations' ORDER BY tablename",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        super::TABLES,
+        "store::TABLES is not the migrations' tables"
+    );
     // What a server's prepared statements get after a few executions: a
     // plan made without the parameters' values.
     sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
