@@ -294,6 +294,19 @@ fn latest_of_results(from: &str) -> String {
     )
 }
 
+/// The test cases (sorted, once each) of the `keys` (test case, group,
+/// system) not in `found`: those to read again over the whole history.
+fn test_cases_not_in(keys: &[(i64, i64, i64)], found: &HashSet<(i64, i64, i64)>) -> Vec<i64> {
+    let mut ids: Vec<i64> = keys
+        .iter()
+        .filter(|k| !found.contains(k))
+        .map(|k| k.0)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Where [`Store::ci_history`] looks from: the branch, the flow (its
 /// creation time and id), and how many results a series keeps.
 struct HistAt {
@@ -680,13 +693,7 @@ impl Store {
             .filter(|s| s.results.len() >= at.n)
             .map(|s| (s.test_case_id, s.agents_group_id, s.system_id))
             .collect();
-        let mut short: Vec<i64> = keys
-            .iter()
-            .filter(|k| !complete.contains(k))
-            .map(|k| k.0)
-            .collect();
-        short.sort_unstable();
-        short.dedup();
+        let short = test_cases_not_in(keys, &complete);
         if !short.is_empty() {
             let older = self
                 .ci_history_of(&at, HistScope::TestCases(&short), &wanted)
@@ -759,13 +766,7 @@ impl Store {
             .iter()
             .map(|r| (r.test_case_id, r.agents_group_id, r.system_id))
             .collect();
-        let mut missing: Vec<i64> = keys
-            .iter()
-            .filter(|k| !found.contains(k))
-            .map(|k| k.0)
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
+        let missing = test_cases_not_in(keys, &found);
         if !missing.is_empty() {
             let older = self
                 .latest_ci_results_of(branch_id, HistScope::TestCases(&missing), &wanted)

@@ -648,6 +648,33 @@ async fn history_is_the_newest_ten_earlier_results() {
     assert_eq!(t1[13], (PASSED, 0, 10, 0));
 }
 
+/// A flow of `kind` (`ci` or `dev`) on `branch` whose one job agent `agent`
+/// takes and finishes reporting `tests`; its run's results, by name.
+async fn flow_reporting(
+    admin: &Client,
+    anon: &Client,
+    agent: &str,
+    branch: i64,
+    kind: &str,
+    tests: Value,
+) -> Vec<Value> {
+    let f = admin
+        .post(&format!("/api/branches/{branch}/flows/{kind}"), json!({}))
+        .await
+        .expect(201)
+        .clone();
+    let job = take_job(anon, agent).await;
+    finish_job(
+        anon,
+        agent,
+        job,
+        json!({"status": "done", "duration": 1, "test-results": tests}),
+    )
+    .await;
+    let f = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
+    results_of(admin, f["runs"][0]["id"].as_i64().unwrap()).await
+}
+
 /// A test not run in the newest flows still has its history: the analysis
 /// reads the branch's newest 20 CI flows first and, for a series with
 /// fewer than ten results there, the whole history of its test case.
@@ -676,17 +703,7 @@ async fn history_reaches_back_past_the_flows_a_test_did_not_run_in() {
         if let Some(status) = t2 {
             tests.push(json!({"test": "t2", "cmd": "pytest -k t2", "status": status}));
         }
-        let f = admin.flow(bid).await;
-        let job = take_job(&ca, a).await;
-        finish_job(
-            &ca,
-            a,
-            job,
-            json!({"status": "done", "duration": 1, "test-results": tests}),
-        )
-        .await;
-        let f = admin.wait_flow(f["id"].as_i64().unwrap(), WAIT).await;
-        last = results_of(&admin, f["runs"][0]["id"].as_i64().unwrap()).await;
+        last = flow_reporting(&admin, &ca, a, bid, "ci", json!(tests)).await;
     }
     let got: Vec<_> = last.iter().map(brief).collect();
     // (name, result, change, age, instability)
@@ -706,21 +723,7 @@ async fn history_reaches_back_past_the_flows_a_test_did_not_run_in() {
         ["t1", "t2", "t3"]
             .map(|t| json!({"test": t, "cmd": format!("pytest -k {t}"), "status": status}))
     };
-    let d = admin
-        .post(&format!("/api/branches/{bid}/flows/dev"), json!({}))
-        .await
-        .expect(201)
-        .clone();
-    let job = take_job(&ca, a).await;
-    finish_job(
-        &ca,
-        a,
-        job,
-        json!({"status": "done", "duration": 1, "test-results": all(PASSED)}),
-    )
-    .await;
-    let d = admin.wait_flow(d["id"].as_i64().unwrap(), WAIT).await;
-    let dev = results_of(&admin, d["runs"][0]["id"].as_i64().unwrap()).await;
+    let dev = flow_reporting(&admin, &ca, a, bid, "dev", json!(all(PASSED))).await;
     let got: Vec<_> = dev.iter().map(brief).collect();
     // (name, result, change, age, instability): the reference's age and
     // instability; t2 and t3 fixed (1), t1 unchanged (0).
