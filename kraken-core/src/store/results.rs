@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::rows_sql::RowsSql;
 use super::{Db, Store, in_tx, on_read, on_write};
 use crate::error::Result;
 
@@ -497,14 +496,24 @@ pub struct CommentRow {
     pub data: Json<Value>,
 }
 
-/// The SQLite update of analysis outcomes: up to 512 rows a statement.
-static UPDATE_ANALYSIS: RowsSql = RowsSql::new(
-    "WITH v(id, instability, age, change, relevancy, comment_id) AS (VALUES ",
-    "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))",
-    ") UPDATE test_case_results SET instability = v.instability, age = v.age, change = v.change, \
-     relevancy = v.relevancy, comment_id = v.comment_id FROM v WHERE test_case_results.id = v.id",
-    512,
-);
+/// The SQLite update of analysis outcomes: the rows of a chunk as one JSON
+/// array of `[id, instability, age, change, relevancy]`. (A `VALUES` list of
+/// bound parameters took 7 ms per 512 rows inside SQLite 3.51, this 3 µs a
+/// row: BENCHMARKS.md, finding 39.)
+const UPDATE_ANALYSIS_JSON: &str = "UPDATE test_case_results SET instability = v.value->>1, \
+     age = v.value->>2, change = v.value->>3, relevancy = v.value->>4 \
+     FROM json_each($1) AS v WHERE test_case_results.id = v.value->>0";
+
+/// The SQLite update of the comments of analysed results, `[id, comment_id]`
+/// each, writing only those that change: a comment is rarely carried, and
+/// writing the column costs an update of its index for every row.
+const UPDATE_COMMENTS_JSON: &str = "UPDATE test_case_results SET comment_id = v.value->>1 \
+     FROM json_each($1) AS v WHERE test_case_results.id = v.value->>0 \
+     AND test_case_results.comment_id IS NOT v.value->>1";
+
+/// Rows of [`UPDATE_ANALYSIS_JSON`] a statement: each holds the writer for
+/// about 15 ms, so other writes wait no longer than that.
+const UPDATE_ANALYSIS_ROWS: usize = 4096;
 
 impl Store {
     /// Ids of test cases by name for a tool, created when missing.
@@ -810,38 +819,39 @@ impl Store {
 
     /// Store analysis outcomes in batches.
     pub async fn update_tcr_analysis(&self, rows: &[TcrAnalysis]) -> Result<()> {
-        if let Db::Pg(p) = &self.db {
-            // One statement for all of them: each column an array.
-            let col = |f: fn(&TcrAnalysis) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-            sqlx::query(
-                "UPDATE test_case_results SET instability = v.instability, age = v.age, change = v.change, \
-                 relevancy = v.relevancy, comment_id = v.comment_id \
-                 FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
-                 AS v(id, instability, age, change, relevancy, comment_id) WHERE test_case_results.id = v.id")
-                .bind(col(|r| r.id)).bind(col(|r| r.instability)).bind(col(|r| r.age))
-                .bind(col(|r| r.change)).bind(col(|r| r.relevancy))
-                .bind(rows.iter().map(|r| r.comment_id).collect::<Vec<Option<i64>>>())
-                .execute(p).await?;
-            return Ok(());
-        }
-        let mut done = 0;
-        for size in UPDATE_ANALYSIS.chunks(rows.len()) {
-            let chunk = &rows[done..done + size];
-            done += size;
-            // (PostgreSQL returned above: this runs on SQLite only.)
-            on_write!(&self.db, p => {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(UPDATE_ANALYSIS.text(size)));
-                for r in chunk {
-                    q = q
-                        .bind(r.id)
-                        .bind(r.instability)
-                        .bind(r.age)
-                        .bind(r.change)
-                        .bind(r.relevancy)
-                        .bind(r.comment_id);
-                }
-                q.execute(p).await?.rows_affected()
-            });
+        let write = match &self.db {
+            Db::Pg(p) => {
+                // One statement for all of them: each column an array.
+                let col = |f: fn(&TcrAnalysis) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+                sqlx::query(
+                    "UPDATE test_case_results SET instability = v.instability, age = v.age, change = v.change, \
+                     relevancy = v.relevancy, comment_id = v.comment_id \
+                     FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
+                     AS v(id, instability, age, change, relevancy, comment_id) WHERE test_case_results.id = v.id")
+                    .bind(col(|r| r.id)).bind(col(|r| r.instability)).bind(col(|r| r.age))
+                    .bind(col(|r| r.change)).bind(col(|r| r.relevancy))
+                    .bind(rows.iter().map(|r| r.comment_id).collect::<Vec<Option<i64>>>())
+                    .execute(p).await?;
+                return Ok(());
+            }
+            Db::Sqlite { write, .. } => write,
+        };
+        for chunk in rows.chunks(UPDATE_ANALYSIS_ROWS) {
+            let outcomes: Vec<[i64; 5]> = chunk
+                .iter()
+                .map(|r| [r.id, r.instability, r.age, r.change, r.relevancy])
+                .collect();
+            let comments: Vec<(i64, Option<i64>)> =
+                chunk.iter().map(|r| (r.id, r.comment_id)).collect();
+            let mut conn = write.acquire().await?;
+            sqlx::query(UPDATE_ANALYSIS_JSON)
+                .bind(Json(outcomes))
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(UPDATE_COMMENTS_JSON)
+                .bind(Json(comments))
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }

@@ -675,6 +675,75 @@ async fn flow_reporting(
     results_of(admin, f["runs"][0]["id"].as_i64().unwrap()).await
 }
 
+/// The analysis of a run with more results than the server writes in one
+/// statement (4,096 on SQLite) stores every result's outcome, and a
+/// comment carried to a result past the first statement's rows sticks.
+#[tokio::test]
+async fn every_result_of_a_big_run_gets_its_analysis() {
+    const PASSED: i64 = 1;
+    const FAILED: i64 = 2;
+    const N: usize = 4_200;
+    let s = TestServer::start_with_agents(0).await;
+    let admin = s.admin().await;
+    let a = "agent-big";
+    let (ca, bid) = pytest_branch(&s, &admin, a).await;
+    let tests = |failing: &[usize]| -> Value {
+        (0..N)
+            .map(|i| {
+                let status = if failing.contains(&i) { FAILED } else { PASSED };
+                json!({"test": format!("case-{i:04}"), "cmd": format!("run {i}"), "status": status})
+            })
+            .collect()
+    };
+    let by_name = |items: Vec<Value>| -> std::collections::HashMap<String, Value> {
+        items
+            .into_iter()
+            .map(|r| (r["test_case_name"].as_str().unwrap().to_string(), r))
+            .collect()
+    };
+    let all = |run: i64| format!("/api/runs/{run}/results?sort_field=name&limit={N}");
+    // Flow 1: case-4150 fails, and gets a comment.
+    flow_reporting(&admin, &ca, a, bid, "ci", tests(&[4150])).await;
+    let f1 = admin.get(&format!("/api/branches/{bid}/flows/ci")).await;
+    let run1 = f1.expect(200)["items"][0]["runs"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let r1 = admin.get(&all(run1)).await;
+    let r1 = by_name(r1.expect(200)["items"].as_array().unwrap().clone());
+    assert_eq!(r1.len(), N);
+    let failed = r1["case-4150"]["id"].as_i64().unwrap();
+    admin
+        .post(
+            &format!("/api/test_case_results/{failed}/comment"),
+            json!({"text": "flaky disk", "author": "ann", "state": 1}),
+        )
+        .await
+        .expect(200);
+    // Flow 2: the first and last results regress, case-4150 fails again.
+    flow_reporting(&admin, &ca, a, bid, "ci", tests(&[0, 4150, N - 1])).await;
+    let f2 = admin.get(&format!("/api/branches/{bid}/flows/ci")).await;
+    let run2 = &f2.expect(200)["items"][0]["runs"][0];
+    assert_eq!(run2["regr_cnt"], 2, "{run2}");
+    assert_eq!(run2["no_change_cnt"], N as i64 - 2);
+    let r2 = admin.get(&all(run2["id"].as_i64().unwrap())).await;
+    let r2 = by_name(r2.expect(200)["items"].as_array().unwrap().clone());
+    assert_eq!(r2.len(), N);
+    // (name, result, change, age, instability)
+    for name in ["case-0000", &format!("case-{:04}", N - 1)] {
+        assert_eq!(brief(&r2[name]), (name.to_string(), FAILED, 2, 0, 1));
+    }
+    for name in ["case-0001", "case-4095", "case-4096", "case-4198"] {
+        assert_eq!(brief(&r2[name]), (name.to_string(), PASSED, 0, 1, 0));
+    }
+    assert_eq!(
+        brief(&r2["case-4150"]),
+        ("case-4150".into(), FAILED, 0, 1, 0)
+    );
+    assert_eq!(r2["case-4150"]["comment"]["data"][0]["text"], "flaky disk");
+    assert_eq!(r2["case-4150"]["comment"]["state"], 0);
+    assert!(r2["case-4149"]["comment"].is_null(), "{}", r2["case-4149"]);
+}
+
 /// A test not run in the newest flows still has its history: the analysis
 /// reads the branch's newest 20 CI flows first and, for a series with
 /// fewer than ten results there, the whole history of its test case.
