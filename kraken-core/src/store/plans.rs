@@ -10,7 +10,7 @@ use super::flows::{
     previous_ci_run_sql, runs_creating_unplanned_sql, runs_done_but_open_sql, stalled_flows_sql,
     unfinished_runs_sql, unprocessed_runs_sql,
 };
-use super::results::{recent_ci_history_sql, recent_latest_ci_results_sql};
+use super::results::{UPDATE_ANALYSIS_PG, recent_ci_history_sql, recent_latest_ci_results_sql};
 use super::tasks::{TaskQueue, claim_sql, enqueue_sql};
 
 /// Flows, runs and finished tasks of the seeded history.
@@ -435,6 +435,7 @@ async fn postgres_generic_plans_of_per_flow_statements_use_the_history_indexes()
             .await
             .unwrap();
     }
+    results_stay_on_their_pages(&mut conn).await;
     pg_check_plans(&mut conn, "unanalysed").await;
     sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
     pg_check_plans(&mut conn, "analysed").await;
@@ -443,6 +444,46 @@ async fn postgres_generic_plans_of_per_flow_statements_use_the_history_indexes()
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+/// The analysis' update of a job's results (the server's statement) keeps
+/// them on their pages: a HOT update, without new index entries, which
+/// needs the room `test_case_results` keeps on each page (migration 0013).
+/// With full pages nearly every new version goes to another page.
+async fn results_stay_on_their_pages(conn: &mut sqlx::PgConnection) {
+    let read = "SELECT id, ctid::text FROM test_case_results \
+                WHERE job_id = (SELECT MIN(job_id) FROM test_case_results) ORDER BY id";
+    let page = |ctid: &str| -> String {
+        let inner = ctid.trim_start_matches('(');
+        inner.split(',').next().unwrap_or(inner).to_string()
+    };
+    let before: Vec<(i64, String)> = sqlx::query_as(read).fetch_all(&mut *conn).await.unwrap();
+    assert_eq!(before.len(), TESTS as usize);
+    let ids: Vec<i64> = before.iter().map(|(id, _)| *id).collect();
+    let ones = vec![1i64; ids.len()];
+    sqlx::query(UPDATE_ANALYSIS_PG)
+        .bind(&ids)
+        .bind(&ones)
+        .bind(&ones)
+        .bind(&ones)
+        .bind(&ones)
+        .bind(vec![None::<i64>; ids.len()])
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let after: Vec<(i64, String)> = sqlx::query_as(read).fetch_all(&mut *conn).await.unwrap();
+    assert_eq!(after.len(), before.len());
+    let stayed = before
+        .iter()
+        .zip(&after)
+        .filter(|((i, b), (j, a))| i == j && page(b) == page(a))
+        .count();
+    assert!(
+        stayed * 10 >= before.len() * 9,
+        "only {stayed} of {} results stayed on their page after the analysis' update: \
+         test_case_results needs room on its pages (fillfactor)",
+        before.len()
+    );
 }
 
 /// Explain the cases' generic plans and check them; `when` names the
