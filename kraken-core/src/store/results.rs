@@ -525,59 +525,90 @@ const UPDATE_ANALYSIS_ROWS: usize = 4096;
 
 impl Store {
     /// Ids of test cases by name for a tool, created when missing.
+    ///
+    /// The names are looked up first and only those not found are
+    /// inserted, then read again (which also finds a name another server
+    /// inserted meanwhile): a run's tests are nearly always known already,
+    /// and an `INSERT … ON CONFLICT DO NOTHING` of every name cost a check of
+    /// the unique index per name and, on SQLite, a write (BENCHMARKS.md,
+    /// finding 42).
     pub async fn upsert_test_cases(
         &self,
         tool_id: i64,
         names: &[String],
     ) -> Result<std::collections::HashMap<String, i64>> {
+        let mut out = self.test_case_ids(tool_id, names).await?;
+        let mut missing: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !out.contains_key(*n))
+            .collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        missing.sort_unstable();
+        missing.dedup();
         let now = super::now_ms();
-        let mut out = std::collections::HashMap::new();
         if let Db::Pg(p) = &self.db {
-            // Two statements whatever the number of names: the names as one
-            // array. (The read is its own statement so that it also sees a
-            // name another server inserted meanwhile.)
+            // One statement whatever the number of names: the names as one array.
             sqlx::query(
                 "INSERT INTO test_cases (name, tool_id, created, updated) \
                  SELECT n, $2, $3, $3 FROM UNNEST($1::text[]) AS u(n) \
                  ON CONFLICT (name, tool_id) DO NOTHING",
             )
-            .bind(names)
+            .bind(&missing)
             .bind(tool_id)
             .bind(now)
             .execute(p)
             .await?;
-            let rows: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT id, name FROM test_cases WHERE tool_id = $1 AND name = ANY($2)",
-            )
-            .bind(tool_id)
-            .bind(names)
-            .fetch_all(p)
-            .await?;
-            out.extend(rows.into_iter().map(|(id, n)| (n, id)));
-            return Ok(out);
-        }
-        for chunk in names.chunks(400) {
-            on_write!(&self.db, p => {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO test_cases (name, tool_id, created, updated) ");
-                qb.push_values(chunk, |mut b, n| {
-                    b.push_bind(n.as_str()).push_bind(tool_id).push_bind(now).push_bind(now);
+        } else {
+            for chunk in missing.chunks(400) {
+                on_write!(&self.db, p => {
+                    let mut qb = sqlx::QueryBuilder::new("INSERT INTO test_cases (name, tool_id, created, updated) ");
+                    qb.push_values(chunk, |mut b, n| {
+                        b.push_bind(*n).push_bind(tool_id).push_bind(now).push_bind(now);
+                    });
+                    qb.push(" ON CONFLICT (name, tool_id) DO NOTHING");
+                    qb.build().execute(p).await?.rows_affected()
                 });
-                qb.push(" ON CONFLICT (name, tool_id) DO NOTHING");
-                qb.build().execute(p).await?.rows_affected()
-            });
-            let rows: Vec<(i64, String)> = on_read!(&self.db, p => {
-                let mut qb = sqlx::QueryBuilder::new("SELECT id, name FROM test_cases WHERE tool_id = ");
-                qb.push_bind(tool_id).push(" AND name IN (");
-                let mut sep = qb.separated(", ");
-                for n in chunk {
-                    sep.push_bind(n.as_str());
-                }
-                qb.push(")");
-                qb.build_query_as().fetch_all(p).await?
-            });
-            out.extend(rows.into_iter().map(|(id, n)| (n, id)));
+            }
         }
+        let missing: Vec<String> = missing.into_iter().map(str::to_string).collect();
+        out.extend(self.test_case_ids(tool_id, &missing).await?);
         Ok(out)
+    }
+
+    /// Ids of the test cases of a tool among `names` that exist, by name
+    /// (one statement: the names as one array on PostgreSQL, one JSON
+    /// array on SQLite).
+    async fn test_case_ids(
+        &self,
+        tool_id: i64,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, i64>> {
+        let rows: Vec<(i64, String)> = match &self.db {
+            Db::Pg(p) => {
+                sqlx::query_as(
+                    "SELECT id, name FROM test_cases WHERE tool_id = $1 AND name = ANY($2)",
+                )
+                .bind(tool_id)
+                .bind(names)
+                .fetch_all(p)
+                .await?
+            }
+            Db::Sqlite { read, .. } => {
+                let mut conn = read.acquire().await?;
+                sqlx::query_as(
+                    "SELECT id, name FROM test_cases WHERE tool_id = $1 \
+                     AND name IN (SELECT value FROM json_each($2))",
+                )
+                .bind(tool_id)
+                .bind(Json(names))
+                .fetch_all(&mut *conn)
+                .await?
+            }
+        };
+        Ok(rows.into_iter().map(|(id, n)| (n, id)).collect())
     }
 
     /// Test case results of a job.

@@ -677,7 +677,9 @@ async fn flow_reporting(
 
 /// The analysis of a run with more results than the server writes in one
 /// statement (4,096 on SQLite) stores every result's outcome, and a
-/// comment carried to a result past the first statement's rows sticks.
+/// comment carried to a result past the first statement's rows sticks. A
+/// test first reported among 4,200 known ones gets its test case (the
+/// known names are looked up, only the new one is inserted).
 #[tokio::test]
 async fn every_result_of_a_big_run_gets_its_analysis() {
     const PASSED: i64 = 1;
@@ -701,7 +703,7 @@ async fn every_result_of_a_big_run_gets_its_analysis() {
             .map(|r| (r["test_case_name"].as_str().unwrap().to_string(), r))
             .collect()
     };
-    let all = |run: i64| format!("/api/runs/{run}/results?sort_field=name&limit={N}");
+    let all = |run: i64| format!("/api/runs/{run}/results?sort_field=name&limit=5000");
     // Flow 1: case-4150 fails, and gets a comment.
     flow_reporting(&admin, &ca, a, bid, "ci", tests(&[4150])).await;
     let f1 = admin.get(&format!("/api/branches/{bid}/flows/ci")).await;
@@ -719,15 +721,23 @@ async fn every_result_of_a_big_run_gets_its_analysis() {
         )
         .await
         .expect(200);
-    // Flow 2: the first and last results regress, case-4150 fails again.
-    flow_reporting(&admin, &ca, a, bid, "ci", tests(&[0, 4150, N - 1])).await;
+    // Flow 2: the first and last results regress, case-4150 fails again,
+    // and a test new to the server joins the known ones.
+    let mut second = tests(&[0, 4150, N - 1]);
+    second
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"test": "case-new", "cmd": "run new", "status": PASSED}));
+    flow_reporting(&admin, &ca, a, bid, "ci", second).await;
     let f2 = admin.get(&format!("/api/branches/{bid}/flows/ci")).await;
     let run2 = &f2.expect(200)["items"][0]["runs"][0];
     assert_eq!(run2["regr_cnt"], 2, "{run2}");
+    assert_eq!(run2["new_cnt"], 1, "{run2}");
     assert_eq!(run2["no_change_cnt"], N as i64 - 2);
     let r2 = admin.get(&all(run2["id"].as_i64().unwrap())).await;
     let r2 = by_name(r2.expect(200)["items"].as_array().unwrap().clone());
-    assert_eq!(r2.len(), N);
+    assert_eq!(r2.len(), N + 1);
+    assert_eq!(brief(&r2["case-new"]), ("case-new".into(), PASSED, 3, 0, 0));
     // (name, result, change, age, instability)
     for name in ["case-0000", &format!("case-{:04}", N - 1)] {
         assert_eq!(brief(&r2[name]), (name.to_string(), FAILED, 2, 0, 1));
