@@ -292,11 +292,7 @@ async fn sqlite_plans_of_per_flow_statements_use_the_history_indexes() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(
-        tables,
-        super::TABLES,
-        "store::TABLES is not the migrations' tables"
-    );
+    assert_store_tables(&tables);
     for s in seed() {
         sqlx::query(AssertSqlSafe(s))
             .execute(&mut conn)
@@ -403,11 +399,7 @@ async fn postgres_generic_plans_of_per_flow_statements_use_the_history_indexes()
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(
-        tables,
-        super::TABLES,
-        "store::TABLES is not the migrations' tables"
-    );
+    assert_store_tables(&tables);
     // What a server's prepared statements get after a few executions: a
     // plan made without the parameters' values.
     sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
@@ -444,6 +436,16 @@ async fn postgres_generic_plans_of_per_flow_statements_use_the_history_indexes()
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+/// The tables the migrations created are those of `store::TABLES` (which
+/// the server analyses on PostgreSQL).
+fn assert_store_tables(tables: &[String]) {
+    assert_eq!(
+        tables,
+        super::TABLES,
+        "store::TABLES is not the migrations' tables"
+    );
 }
 
 /// The analysis' update of a job's results (the server's statement) keeps

@@ -27,9 +27,12 @@ async fn run_flow(c: &Client, branch: i64, kind: &str) -> Value {
     c.wait_flow(id, WAIT).await
 }
 
+/// Every result of a run (the server's largest page), by name.
 async fn results_of(c: &Client, run: i64) -> Vec<Value> {
     let r = c
-        .get(&format!("/api/runs/{run}/results?sort_field=name"))
+        .get(&format!(
+            "/api/runs/{run}/results?sort_field=name&limit=100000"
+        ))
         .await;
     r.expect(200)["items"].as_array().unwrap().clone()
 }
@@ -703,15 +706,8 @@ async fn every_result_of_a_big_run_gets_its_analysis() {
             .map(|r| (r["test_case_name"].as_str().unwrap().to_string(), r))
             .collect()
     };
-    let all = |run: i64| format!("/api/runs/{run}/results?sort_field=name&limit=5000");
     // Flow 1: case-4150 fails, and gets a comment.
-    flow_reporting(&admin, &ca, a, bid, "ci", tests(&[4150])).await;
-    let f1 = admin.get(&format!("/api/branches/{bid}/flows/ci")).await;
-    let run1 = f1.expect(200)["items"][0]["runs"][0]["id"]
-        .as_i64()
-        .unwrap();
-    let r1 = admin.get(&all(run1)).await;
-    let r1 = by_name(r1.expect(200)["items"].as_array().unwrap().clone());
+    let r1 = by_name(flow_reporting(&admin, &ca, a, bid, "ci", tests(&[4150])).await);
     assert_eq!(r1.len(), N);
     let failed = r1["case-4150"]["id"].as_i64().unwrap();
     admin
@@ -728,14 +724,12 @@ async fn every_result_of_a_big_run_gets_its_analysis() {
         .as_array_mut()
         .unwrap()
         .push(json!({"test": "case-new", "cmd": "run new", "status": PASSED}));
-    flow_reporting(&admin, &ca, a, bid, "ci", second).await;
+    let r2 = by_name(flow_reporting(&admin, &ca, a, bid, "ci", second).await);
     let f2 = admin.get(&format!("/api/branches/{bid}/flows/ci")).await;
     let run2 = &f2.expect(200)["items"][0]["runs"][0];
     assert_eq!(run2["regr_cnt"], 2, "{run2}");
     assert_eq!(run2["new_cnt"], 1, "{run2}");
     assert_eq!(run2["no_change_cnt"], N as i64 - 2);
-    let r2 = admin.get(&all(run2["id"].as_i64().unwrap())).await;
-    let r2 = by_name(r2.expect(200)["items"].as_array().unwrap().clone());
     assert_eq!(r2.len(), N + 1);
     assert_eq!(brief(&r2["case-new"]), ("case-new".into(), PASSED, 3, 0, 0));
     // (name, result, change, age, instability)
