@@ -21,7 +21,8 @@ fn armed() -> Option<&'static str> {
 /// Abort the process (as `SIGKILL` would end it: no destructor, no flush of
 /// anything but stderr) when `KRAKEN_FAULT` is `name`.
 ///
-/// Points in the engine: `after-flow-insert`, `before-jobs-insert`,
+/// Points in the engine: `before-flow-insert` (the sequences drawn, in the
+/// flow's transaction), `after-flow-insert`, `before-jobs-insert`,
 /// `after-job-complete`, `after-run-complete`, `in-history-analysis`,
 /// `after-run-processed`, `after-step-in-progress`.
 pub fn point(name: &str) {

@@ -718,3 +718,60 @@ async fn sequences_taken_at_once_never_deadlock_and_never_repeat() {
         assert_eq!(values, (1..=n).collect::<Vec<_>>(), "{slot:?}");
     }
 }
+
+/// Flows created at once on one branch, CI and DEV, draw their numbers in
+/// their own transactions: none fails (no deadlock between them on
+/// PostgreSQL), and each kind's flows and runs are numbered 1..n.
+#[tokio::test]
+async fn flows_created_at_once_are_numbered_without_gaps() {
+    let f = fixture(&[("one", &stage_code(1)), ("two", &stage_code(1))]).await;
+    let (workers, rounds) = (6, 5);
+    let made = futures_util::future::join_all((0..workers).map(|w| {
+        let f = &f;
+        async move {
+            let kind = if w % 2 == 0 {
+                flow_kind::CI
+            } else {
+                flow_kind::DEV
+            };
+            let mut flows = Vec::new();
+            for _ in 0..rounds {
+                let flow = f
+                    .engine()
+                    .start_flow(&f.branch, kind, &Default::default(), "test", None, None)
+                    .await
+                    .map_err(|e| e.to_string());
+                flows.push((kind, flow));
+            }
+            flows
+        }
+    }))
+    .await;
+    let seq = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap().parse::<i64>().unwrap();
+    let (mut shared, mut own) = (
+        Vec::new(),
+        std::collections::HashMap::<i64, Vec<i64>>::new(),
+    );
+    let mut runs_own = std::collections::HashMap::<(i64, i64), Vec<i64>>::new();
+    for (kind, flow) in made.into_iter().flatten() {
+        let flow = flow.unwrap();
+        shared.push(seq(&flow.args.0, "KK_FLOW_SEQ"));
+        own.entry(kind)
+            .or_default()
+            .push(seq(&flow.args.0, "KK_CI_DEV_FLOW_SEQ"));
+        for run in f.store().runs_of_flows(&[flow.id]).await.unwrap() {
+            runs_own
+                .entry((kind, run.stage_id))
+                .or_default()
+                .push(seq(&run.args.0, "KK_CI_DEV_RUN_SEQ"));
+        }
+    }
+    let total = (workers * rounds) as i64;
+    shared.sort();
+    assert_eq!(shared, (1..=total).collect::<Vec<_>>());
+    for values in own.values_mut().chain(runs_own.values_mut()) {
+        values.sort();
+        assert_eq!(*values, (1..=total / 2).collect::<Vec<_>>());
+    }
+    assert_eq!(runs_own.len(), 4, "two stages, two kinds: {runs_own:?}");
+}

@@ -162,6 +162,54 @@ async fn killed_after_the_flow_insert() {
     kill_at("after-flow-insert").await;
 }
 
+/// A flow's numbers are drawn in its own transaction: a server killed
+/// after drawing them but before the flow was stored leaves no gap, and
+/// the next flow of the branch (and its run) are number 1.
+#[tokio::test]
+async fn killed_before_the_flow_insert_uses_up_no_number() {
+    let db = TestDb::new().await;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let mut p = spawn(&data, &db, Some("before-flow-insert"), &[]);
+    let admin = Client::login(&p.url, "admin", "admin").await;
+    let b = setup(
+        &admin,
+        &[("build", shell_stage("root", "compile", &["echo built"]))],
+    )
+    .await;
+    let _ = admin
+        .http
+        .post(format!("{}/api/branches/{b}/flows/ci", p.url))
+        .bearer_auth(admin.token.clone().unwrap_or_default())
+        .json(&json!({}))
+        .send()
+        .await;
+    wait_exit(&mut p, "before-flow-insert").await;
+    drop(p);
+
+    let p = spawn(&data, &db, None, &[]);
+    let admin = Client::login(&p.url, "admin", "admin").await;
+    let list = admin.get(&format!("/api/branches/{b}/flows/ci")).await;
+    assert_eq!(list.body["total"], 0, "no flow was stored: {}", list.body);
+    let flow = admin
+        .post(&format!("/api/branches/{b}/flows/ci"), json!({}))
+        .await;
+    assert_eq!(flow.status, 201, "{}", flow.body);
+    assert_eq!(flow.body["args"]["KK_FLOW_SEQ"], "1", "{}", flow.body);
+    assert_eq!(
+        flow.body["args"]["KK_CI_DEV_FLOW_SEQ"], "1",
+        "{}",
+        flow.body
+    );
+    let run = &flow.body["runs"][0];
+    assert_eq!(run["args"]["KK_RUN_SEQ"], "1", "{run}");
+    assert_eq!(run["args"]["KK_CI_DEV_RUN_SEQ"], "1", "{run}");
+    let flow = admin
+        .wait_flow(flow.body["id"].as_i64().expect("flow id"), AFTER_RESTART)
+        .await;
+    assert_eq!(flow["runs"][0]["jobs_error"], 0, "{flow}");
+}
+
 #[tokio::test]
 async fn killed_while_planning_a_run() {
     kill_at("before-jobs-insert").await;

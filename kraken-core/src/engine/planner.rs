@@ -11,7 +11,7 @@ use crate::events::Event;
 use crate::model::{completion, flow_kind, run_state, seq_kind};
 use crate::schema;
 use crate::store::branches::BranchRow;
-use crate::store::flows::{FlowRow, NewFlowRow, NewRunRow, RunRow};
+use crate::store::flows::{FlowRow, NewFlowRow, NewFlowWithRuns, NewRunRow, RunRow};
 use crate::store::jobs::{NewJobRow, NewStepRow, PlannedJob};
 use crate::store::now_ms;
 
@@ -163,52 +163,53 @@ impl Engine {
             slots.push((Some(stage.id), seq_kind::RUN));
             slots.push((Some(stage.id), run_kind));
         }
-        let seqs = self.store().next_sequence_slots(branch.id, &slots).await?;
-        let (shared, own) = (seqs[0], seqs[1]);
-        let mut flow_args = common;
-        flow_args.insert("KK_FLOW_SEQ".into(), json!(shared.to_string()));
-        flow_args.insert("KK_CI_DEV_FLOW_SEQ".into(), json!(own.to_string()));
-        flow_args.insert(
-            "KK_FLOW_TYPE".into(),
-            json!(if kind == flow_kind::DEV { "DEV" } else { "CI" }),
-        );
-        let kk_branch = if branch_name.is_empty() {
-            "master".to_string()
-        } else {
-            branch_name.clone()
-        };
-        flow_args.insert("KK_BRANCH".into(), json!(kk_branch));
-        flow_args.insert("branch".into(), json!(kk_branch));
-        let flow_args = Value::Object(flow_args);
-        // The flow and its runs in one transaction, each run started (its
-        // arguments, sequences and state written once) and held for planning.
         let lease = now_ms() + PLAN_LEASE_MS;
-        let new_runs: Vec<NewRunRow> = stages
-            .iter()
-            .zip(seqs[2..].chunks(2))
-            .map(|(stage, seq)| {
-                let own_args = per_stage.remove(&stage.name).unwrap_or_default();
-                let (args, seq, state) =
-                    started_run_values(stage, &flow_args, &own_args, [seq[0], seq[1]]);
-                NewRunRow {
-                    stage_id: stage.id,
-                    flow_id: 0,
-                    args: Value::Object(args),
-                    reason: json!({"reason": reason}),
-                    repo_data_id,
-                    state,
-                    // A manual run waits for a user, not for a planner.
-                    planning_until: (state != run_state::MANUAL).then_some(lease),
-                    seq,
-                }
-            })
-            .collect();
-        let ci_incomplete =
-            kind == flow_kind::CI && new_runs.iter().any(|r| r.state != run_state::MANUAL);
-        let (flow, runs) = self
-            .store()
-            .insert_flow_with_runs(
-                &NewFlowRow {
+        // The sequences are drawn in the flow's transaction: the flow, its
+        // runs and their numbers are stored together or not at all.
+        let build = |seqs: &[i64]| {
+            crate::fault::point("before-flow-insert");
+            let (shared, own) = (seqs[0], seqs[1]);
+            let mut flow_args = common;
+            flow_args.insert("KK_FLOW_SEQ".into(), json!(shared.to_string()));
+            flow_args.insert("KK_CI_DEV_FLOW_SEQ".into(), json!(own.to_string()));
+            flow_args.insert(
+                "KK_FLOW_TYPE".into(),
+                json!(if kind == flow_kind::DEV { "DEV" } else { "CI" }),
+            );
+            let kk_branch = if branch_name.is_empty() {
+                "master".to_string()
+            } else {
+                branch_name.clone()
+            };
+            flow_args.insert("KK_BRANCH".into(), json!(kk_branch));
+            flow_args.insert("branch".into(), json!(kk_branch));
+            let flow_args = Value::Object(flow_args);
+            // Each run started (its arguments, sequences and state written
+            // once) and held for planning.
+            let runs: Vec<NewRunRow> = stages
+                .iter()
+                .zip(seqs[2..].chunks(2))
+                .map(|(stage, seq)| {
+                    let own_args = per_stage.remove(&stage.name).unwrap_or_default();
+                    let (args, seq, state) =
+                        started_run_values(stage, &flow_args, &own_args, [seq[0], seq[1]]);
+                    NewRunRow {
+                        stage_id: stage.id,
+                        flow_id: 0,
+                        args: Value::Object(args),
+                        reason: json!({"reason": reason}),
+                        repo_data_id,
+                        state,
+                        // A manual run waits for a user, not for a planner.
+                        planning_until: (state != run_state::MANUAL).then_some(lease),
+                        seq,
+                    }
+                })
+                .collect();
+            let ci_incomplete =
+                kind == flow_kind::CI && runs.iter().any(|r| r.state != run_state::MANUAL);
+            Ok(NewFlowWithRuns {
+                flow: NewFlowRow {
                     branch_id: branch.id,
                     kind,
                     branch_name: Some(branch_name),
@@ -216,9 +217,13 @@ impl Engine {
                     seq: json!({"shared": shared, "own": own}),
                     trigger_data_id: repo_data_id,
                 },
-                &new_runs,
+                runs,
                 ci_incomplete,
-            )
+            })
+        };
+        let (flow, runs) = self
+            .store()
+            .insert_flow_with_runs(branch.id, &slots, build)
             .await?;
         crate::fault::point("after-flow-insert");
         self.events.publish(Event::Flow {

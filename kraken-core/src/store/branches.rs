@@ -376,29 +376,7 @@ impl Store {
         if slots.is_empty() {
             return Ok(Vec::new());
         }
-        let mut cond = Vec::with_capacity(slots.len());
-        let mut n = 1;
-        for (stage_id, _) in slots {
-            cond.push(match stage_id {
-                None => format!("(stage_id IS NULL AND kind = ${})", n + 1),
-                Some(_) => format!("(stage_id = ${} AND kind = ${})", n + 1, n + 2),
-            });
-            n += if stage_id.is_some() { 2 } else { 1 };
-        }
-        // Several creations at once take the same rows: on PostgreSQL each
-        // locks them in the order of their ids first, or two could each hold
-        // a row the other waits for (a deadlock, one creation failing).
-        // SQLite has one writer at a time.
-        let lock = match &self.db {
-            super::Db::Pg(_) => " ORDER BY id FOR UPDATE",
-            super::Db::Sqlite { .. } => "",
-        };
-        let q = format!(
-            "UPDATE branch_sequences SET value = value + 1 WHERE id IN \
-             (SELECT id FROM branch_sequences WHERE branch_id = $1 AND ({}){lock}) \
-             RETURNING stage_id, kind, value",
-            cond.join(" OR ")
-        );
+        let q = sequence_update_sql(&self.db, slots);
         let rows: Vec<(Option<i64>, i64, i64)> = on_write!(&self.db, p => {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(q)).bind(branch_id);
             for (stage_id, kind) in slots {
@@ -409,24 +387,12 @@ impl Store {
             }
             query.fetch_all(p).await?
         });
-        let mut out = Vec::with_capacity(slots.len());
-        for &(stage_id, kind) in slots {
-            let found = rows
-                .iter()
-                .find(|(s, k, _)| *s == stage_id && *k == kind)
-                .map(|(_, _, v)| *v);
-            out.push(match found {
-                Some(v) => v,
-                None => {
-                    // Row missing (e.g. an imported database): create it at 1.
-                    on_write!(&self.db, p => sqlx::query(
-                        "INSERT INTO branch_sequences (kind, branch_id, stage_id, value) VALUES ($1, $2, $3, 1)")
-                        .bind(kind).bind(branch_id).bind(stage_id).execute(p).await?.rows_affected());
-                    1
-                }
-            });
+        let (values, missing) = slot_values(&rows, slots);
+        for (stage_id, kind) in missing {
+            on_write!(&self.db, p => sqlx::query(INSERT_MISSING_SEQUENCE)
+                .bind(kind).bind(branch_id).bind(stage_id).execute(p).await?.rows_affected());
         }
-        Ok(out)
+        Ok(values)
     }
 }
 
@@ -448,4 +414,61 @@ impl Store {
             .await?
             .ok_or_else(|| crate::error::Error::not_found("Branch not found"))
     }
+}
+
+/// A sequence row found missing by [`sequence_update_sql`] (an imported
+/// database), created at 1.
+pub(super) const INSERT_MISSING_SEQUENCE: &str =
+    "INSERT INTO branch_sequences (kind, branch_id, stage_id, value) VALUES ($1, $2, $3, 1)";
+
+/// The statement incrementing a branch's sequences `slots` (see
+/// [`Store::next_sequence_slots`]): the branch is `$1`, then each slot's
+/// stage (if any) and kind; it returns `(stage_id, kind, value)` rows.
+pub(super) fn sequence_update_sql(db: &super::Db, slots: &[(Option<i64>, i64)]) -> String {
+    let mut cond = Vec::with_capacity(slots.len());
+    let mut n = 1;
+    for (stage_id, _) in slots {
+        cond.push(match stage_id {
+            None => format!("(stage_id IS NULL AND kind = ${})", n + 1),
+            Some(_) => format!("(stage_id = ${} AND kind = ${})", n + 1, n + 2),
+        });
+        n += if stage_id.is_some() { 2 } else { 1 };
+    }
+    // Several creations at once take the same rows: on PostgreSQL each
+    // locks them in the order of their ids first, or two could each hold
+    // a row the other waits for (a deadlock, one creation failing).
+    // SQLite has one writer at a time.
+    let lock = match db {
+        super::Db::Pg(_) => " ORDER BY id FOR UPDATE",
+        super::Db::Sqlite { .. } => "",
+    };
+    format!(
+        "UPDATE branch_sequences SET value = value + 1 WHERE id IN \
+         (SELECT id FROM branch_sequences WHERE branch_id = $1 AND ({}){lock}) \
+         RETURNING stage_id, kind, value",
+        cond.join(" OR ")
+    )
+}
+
+/// The values of `slots` in their order from the rows of
+/// [`sequence_update_sql`], and the slots whose row is missing (their
+/// value 1, to be inserted with [`INSERT_MISSING_SEQUENCE`]).
+pub(super) fn slot_values(
+    rows: &[(Option<i64>, i64, i64)],
+    slots: &[(Option<i64>, i64)],
+) -> (Vec<i64>, Vec<(Option<i64>, i64)>) {
+    let mut missing = Vec::new();
+    let values = slots
+        .iter()
+        .map(|&(stage_id, kind)| {
+            rows.iter()
+                .find(|(s, k, _)| *s == stage_id && *k == kind)
+                .map(|(_, _, v)| *v)
+                .unwrap_or_else(|| {
+                    missing.push((stage_id, kind));
+                    1
+                })
+        })
+        .collect();
+    (values, missing)
 }

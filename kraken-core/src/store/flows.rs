@@ -356,6 +356,18 @@ pub struct NewRunRow {
     pub seq: Value,
 }
 
+/// A new flow and its first runs, as [`Store::insert_flow_with_runs`] inserts them.
+#[derive(Debug, Clone)]
+pub struct NewFlowWithRuns {
+    /// The flow (its `branch_id` the branch whose sequences were drawn).
+    pub flow: NewFlowRow,
+    /// Its runs (their `flow_id` is set by the insert).
+    pub runs: Vec<NewRunRow>,
+    /// The flow becomes its branch's newest incomplete CI flow (unless a
+    /// newer one is), in the same transaction.
+    pub ci_incomplete: bool,
+}
+
 impl Store {
     /// Insert a flow (in progress).
     pub async fn insert_flow(&self, f: &NewFlowRow) -> Result<FlowRow> {
@@ -372,16 +384,18 @@ impl Store {
     }
 
     /// Insert a flow and its first runs in one transaction (so a flow never
-    /// exists without the runs it starts with); returns the flow and its runs.
-    /// `ci_incomplete`: the flow becomes its branch's newest incomplete CI
-    /// flow (unless a newer one is), in the same transaction.
+    /// exists without the runs it starts with), numbered from the branch's
+    /// sequences drawn in the same transaction: `slots` are incremented as by
+    /// [`Store::next_sequence_slots`] and `build` makes the rows from their
+    /// values (in slot order). Returns the flow and its runs.
     pub async fn insert_flow_with_runs(
         &self,
-        f: &NewFlowRow,
-        runs: &[NewRunRow],
-        ci_incomplete: bool,
+        branch_id: i64,
+        slots: &[(Option<i64>, i64)],
+        build: impl FnOnce(&[i64]) -> Result<NewFlowWithRuns>,
     ) -> Result<(FlowRow, Vec<RunRow>)> {
         let now = now_ms();
+        let seq_update = super::branches::sequence_update_sql(&self.db, slots);
         // The flow and its runs come back from their INSERTs: no read after them.
         let insert = format!(
             "INSERT INTO flows (state, kind, branch_name, branch_id, args, artifacts, trigger_data_id, \
@@ -394,13 +408,27 @@ impl Store {
              RETURNING {RUN_RETURNING}"
         );
         let (flow, run_rows) = in_tx!(&self.db, tx => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(seq_update)).bind(branch_id);
+            for (stage_id, kind) in slots {
+                if let Some(sid) = stage_id {
+                    query = query.bind(*sid);
+                }
+                query = query.bind(*kind);
+            }
+            let rows: Vec<(Option<i64>, i64, i64)> = query.fetch_all(&mut *tx).await?;
+            let (values, missing) = super::branches::slot_values(&rows, slots);
+            for (stage_id, kind) in missing {
+                sqlx::query(super::branches::INSERT_MISSING_SEQUENCE)
+                    .bind(kind).bind(branch_id).bind(stage_id).execute(&mut *tx).await?;
+            }
+            let NewFlowWithRuns { flow: f, runs, ci_incomplete } = build(&values)?;
             let flow: FlowRow = sqlx::query_as(sqlx::AssertSqlSafe(insert))
                 .bind(flow_state::IN_PROGRESS).bind(f.kind).bind(&f.branch_name).bind(f.branch_id)
                 .bind(Json(&f.args)).bind(Json(json!({}))).bind(f.trigger_data_id).bind(Json(json!({})))
                 .bind(Json(&f.seq)).bind(now).fetch_one(&mut *tx).await?;
             let id = flow.id;
             let mut run_rows = Vec::with_capacity(runs.len());
-            for r in runs {
+            for r in &runs {
                 let run: RunRow = sqlx::query_as(sqlx::AssertSqlSafe(insert_run.as_str()))
                     .bind(r.state).bind(r.stage_id).bind(id).bind(Json(&r.args)).bind(Json(json!({})))
                     .bind(Json(&r.reason)).bind(r.repo_data_id).bind(Json(&r.seq)).bind(now).bind(r.planning_until)
@@ -409,7 +437,7 @@ impl Store {
             }
             if ci_incomplete {
                 sqlx::query(super::branches::ADVANCE_CI_INCOMPLETE)
-                    .bind(id).bind(f.branch_id).execute(&mut *tx).await?;
+                    .bind(id).bind(branch_id).execute(&mut *tx).await?;
             }
             (flow, run_rows)
         });
