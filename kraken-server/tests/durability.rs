@@ -92,6 +92,19 @@ async fn wait_exit(p: &mut Proc, point: &str) {
     }
 }
 
+/// Start a CI flow of `branch` on a server armed to die at `point`, and
+/// wait until it has (the request itself may die with the server).
+async fn start_flow_until_death(admin: &Client, p: &mut Proc, branch: i64, point: &str) {
+    let _ = admin
+        .http
+        .post(format!("{}/api/branches/{branch}/flows/ci", p.url))
+        .bearer_auth(admin.token.clone().unwrap_or_default())
+        .json(&json!({}))
+        .send()
+        .await;
+    wait_exit(p, point).await;
+}
+
 /// A project, a branch and its stages; returns the branch id.
 async fn setup(admin: &Client, stages: &[(&str, String)]) -> i64 {
     let p = admin.project("durable").await;
@@ -133,15 +146,7 @@ async fn kill_at(point: &str) {
         ],
     )
     .await;
-    // The request itself may die with the server.
-    let _ = admin
-        .http
-        .post(format!("{}/api/branches/{b}/flows/ci", p.url))
-        .bearer_auth(admin.token.clone().unwrap_or_default())
-        .json(&json!({}))
-        .send()
-        .await;
-    wait_exit(&mut p, point).await;
+    start_flow_until_death(&admin, &mut p, b, point).await;
     drop(p);
 
     let p = spawn(&data, &db, None, &[]);
@@ -177,14 +182,7 @@ async fn killed_before_the_flow_insert_uses_up_no_number() {
         &[("build", shell_stage("root", "compile", &["echo built"]))],
     )
     .await;
-    let _ = admin
-        .http
-        .post(format!("{}/api/branches/{b}/flows/ci", p.url))
-        .bearer_auth(admin.token.clone().unwrap_or_default())
-        .json(&json!({}))
-        .send()
-        .await;
-    wait_exit(&mut p, "before-flow-insert").await;
+    start_flow_until_death(&admin, &mut p, b, "before-flow-insert").await;
     drop(p);
 
     let p = spawn(&data, &db, None, &[]);

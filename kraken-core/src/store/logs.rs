@@ -199,11 +199,18 @@ static INSERT_ROWS: RowsSql = RowsSql::new(
     512,
 );
 
-/// A statement of [`INSERT_SHARED`] or [`INSERT_ROWS`] being bound.
-type LogsQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+/// A statement inserting log lines being bound.
+type LogsQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
 
-/// Bind the place of `l` (the last 13 columns of both statements).
-fn bind_place<'q>(q: LogsQuery<'q>, l: &'q NewLog) -> LogsQuery<'q> {
+/// Bind the place of `l`: 13 parameters (the last 13 columns of SQLite's
+/// [`INSERT_SHARED`] and [`INSERT_ROWS`], `$4`–`$16` of PostgreSQL's batch
+/// of one job step).
+fn bind_place<'q, DB>(q: LogsQuery<'q, DB>, l: &'q NewLog) -> LogsQuery<'q, DB>
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
     q.bind(l.service.as_str())
         .bind(l.host.as_str())
         .bind(l.path.as_str())
@@ -328,7 +335,7 @@ async fn insert_job_batch_pg(
     let l = &logs[0];
     let n = logs.len() as i64;
     let tool_lines = if tool_output { n } else { 0 };
-    Ok(sqlx::query_scalar(
+    let q = sqlx::query(
         "WITH jc AS (INSERT INTO job_log_counts (job_id, lines, tool_lines) VALUES ($13, $17, $18) \
          ON CONFLICT (job_id) DO UPDATE SET lines = job_log_counts.lines + excluded.lines, \
          tool_lines = job_log_counts.tool_lines + excluded.tool_lines RETURNING tool_lines - $18 AS tool0), \
@@ -346,24 +353,13 @@ async fn insert_job_batch_pg(
     )
     .bind(logs.iter().map(|l| l.time).collect::<Vec<i64>>())
     .bind(logs.iter().map(|l| l.seq).collect::<Vec<i64>>())
-    .bind(logs.iter().map(|l| l.message.as_str()).collect::<Vec<&str>>())
-    .bind(l.service.as_str())
-    .bind(l.host.as_str())
-    .bind(l.path.as_str())
-    .bind(l.lineno)
-    .bind(l.level.as_str())
-    .bind(l.branch_id)
-    .bind(l.flow_kind)
-    .bind(l.flow_id)
-    .bind(l.run_id)
-    .bind(l.job_id)
-    .bind(l.step)
-    .bind(l.tool.as_str())
-    .bind(l.agent_id)
-    .bind(n)
-    .bind(tool_lines)
-    .fetch_one(pool)
-    .await?)
+    .bind(logs.iter().map(|l| l.message.as_str()).collect::<Vec<&str>>());
+    let row = bind_place(q, l)
+        .bind(n)
+        .bind(tool_lines)
+        .fetch_one(pool)
+        .await?;
+    Ok(sqlx::Row::try_get(&row, 0)?)
 }
 
 impl Store {
